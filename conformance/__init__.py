@@ -1,0 +1,1 @@
+"""The worldflux conformance suite."""

@@ -1,0 +1,1 @@
+"""Machine-written code (worldflux.codegen). DO NOT EDIT."""

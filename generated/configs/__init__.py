@@ -1,0 +1,1 @@
+"""Generated config classes. DO NOT EDIT."""

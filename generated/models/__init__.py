@@ -1,0 +1,1 @@
+"""Generated model classes. DO NOT EDIT."""

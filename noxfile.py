@@ -1,0 +1,76 @@
+"""Project tasks: `nox -l` lists them.
+
+Sessions run in the current environment (``venv_backend="none"``): install once with
+``pip install -e ".[dev]"`` (torch==2.13.0 is a local CPU wheel here; per-session venvs would only
+re-copy it). ``nox -s ci`` is what CI runs.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["ci"]
+
+PACKAGES = ["worldflux", "conformance", "generated", "tests", "benchmarks", "noxfile.py"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check + ruff format --check."""
+    session.run("ruff", "check", *PACKAGES)
+    session.run("ruff", "format", "--check", *PACKAGES)
+
+
+@nox.session
+def fmt(session: nox.Session) -> None:
+    """Apply ruff fixes and formatting."""
+    session.run("ruff", "check", "--fix", *PACKAGES)
+    session.run("ruff", "format", *PACKAGES)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over the runtime package."""
+    session.run("mypy", *(session.posargs or ["worldflux"]))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The fast test suite (slow-marked tests excluded)."""
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """Slow tests only: large parity goldens, learning on real environments."""
+    session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def generate(session: nox.Session) -> None:
+    """Regenerate generated/ from specs/ (`nox -s generate -- --check` verifies instead)."""
+    session.run("python", "-m", "worldflux.codegen", *session.posargs)
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """Conformance scoreboard of every registered model (ci profile)."""
+    session.run(
+        "worldflux", "conformance", "run", *(session.posargs or ["--all", "--profile", "ci"])
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Calibrated benchmarks, JSON to reports/bench.json (`-- --compare` against the baseline)."""
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def ci(session: nox.Session) -> None:
+    """Everything CI checks: lint, types, generated code up to date, fast tests."""
+    session.notify("lint")
+    session.notify("typecheck")
+    session.notify("generate", ["--check"])
+    session.notify("tests")

@@ -1,0 +1,171 @@
+"""Slot base classes: the contract between the core and every slot implementation.
+
+Each implementation is an ``nn.Module`` subclass of its slot's base, registered with
+:func:`worldflux.core.registry.register_component`, and built as ``cls(ctx, params)`` where
+``ctx`` is a :class:`BuildContext` and ``params`` the validated params model (or ``{}``).
+See docs/slot-interfaces.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from worldflux.core.types import Batch, LossOutput, ModelOutput, State, Trajectory
+
+if TYPE_CHECKING:
+    from worldflux.core.config import WorldModelConfig
+    from worldflux.core.model import WorldModel
+
+__all__ = [
+    "ActionConditioner",
+    "BuildContext",
+    "Decoder",
+    "DynamicsModel",
+    "Objective",
+    "ObservationEncoder",
+    "Planner",
+    "RolloutExecutor",
+    "SlotModule",
+]
+
+
+@dataclass
+class BuildContext:
+    """What a slot implementation sees when it is built.
+
+    Attributes:
+        config: the model's typed config (every hyperparameter, plus obs_shape / action_dim /
+            action_type).
+        dims: a scratchpad that slots built earlier fill for later ones (build order:
+            observation_encoder, action_conditioner, dynamics_model, decoder, rollout_executor,
+            objective, planner); e.g. an encoder sets ``dims["embed_dim"]``.
+    """
+
+    config: WorldModelConfig
+    dims: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return tuple(self.config.obs_shape)
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.config.action_dim)
+
+    @property
+    def action_type(self) -> str:
+        return str(self.config.action_type)
+
+    def hparam(self, name: str, default: Any = None) -> Any:
+        """A config field, or ``default`` when the config has no such field."""
+        return getattr(self.config, name, default)
+
+
+class SlotModule(nn.Module):
+    """Base of every slot implementation. ``slot`` names the slot the class fills."""
+
+    slot: str = ""
+
+    def extra_repr(self) -> str:
+        return f"slot={self.slot!r}"
+
+
+class ObservationEncoder(SlotModule):
+    """Raw observations ``[B, *obs_shape]`` (or a dict of modalities) -> observation State."""
+
+    slot = "observation_encoder"
+
+    def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
+        raise NotImplementedError("ObservationEncoder.forward(obs) -> State")
+
+
+class ActionConditioner(SlotModule):
+    """Fuse the action (and the state, if needed) into the dynamics input ``[B, D]``."""
+
+    slot = "action_conditioner"
+
+    def forward(self, state: State, action: Tensor) -> Tensor:
+        raise NotImplementedError("ActionConditioner.forward(state, action) -> Tensor [B, D]")
+
+
+class DynamicsModel(SlotModule):
+    """Latent dynamics: a prior (imagination) step and a posterior (observation) step."""
+
+    slot = "dynamics_model"
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> State:
+        """The carry before the first observation (default: an empty State)."""
+        return State()
+
+    def forward(self, state: State, action_input: Tensor) -> State:
+        raise NotImplementedError("DynamicsModel.forward(state, action_input) -> State")
+
+    def observe(self, state: State, action_input: Tensor | None, obs_state: State) -> State:
+        """Posterior step; default: the observation state itself (models without a carry).
+
+        ``action_input=None`` means a zero action, as at ``is_first``.
+        """
+        return obs_state
+
+
+class Decoder(SlotModule):
+    """State -> predictions (``reward [B]``, ``continue [B]``, ``obs [B, *obs_shape]``, ...)."""
+
+    slot = "decoder"
+
+    def forward(self, state: State) -> ModelOutput:
+        raise NotImplementedError("Decoder.forward(state) -> ModelOutput")
+
+
+class RolloutExecutor(SlotModule):
+    """Multi-step open-loop rollout through ``model.transition`` and ``model.decode``."""
+
+    slot = "rollout_executor"
+
+    def forward(self, model: WorldModel, state: State, actions: Tensor) -> Trajectory:
+        raise NotImplementedError("RolloutExecutor.forward(model, state, actions) -> Trajectory")
+
+
+class Objective(nn.Module):
+    """A training objective. May own modules (e.g. DreamerV3's actor and critic)."""
+
+    slot = "objective"
+
+    def forward(self, model: WorldModel, batch: Batch) -> LossOutput:
+        raise NotImplementedError("Objective.forward(model, batch) -> LossOutput")
+
+    def param_groups(self, model: WorldModel) -> list[dict[str, Any]]:
+        """Optimiser parameter groups (default: one group of every trainable parameter)."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
+    def make_optimizers(self, model: WorldModel) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers the Trainer steps (default: one Adam over ``param_groups``)."""
+        return {"model": torch.optim.Adam(self.param_groups(model), lr=3e-4)}
+
+    def after_step(self, model: WorldModel) -> None:
+        """Called after every optimiser step (EMA / Polyak target updates)."""
+
+
+class Planner(nn.Module):
+    """Chooses an action for one observation batch."""
+
+    slot = "planner"
+
+    def forward(
+        self,
+        model: WorldModel,
+        obs: Tensor | dict[str, Tensor],
+        *,
+        eval_mode: bool = False,
+        t0: bool = False,
+    ) -> Tensor:
+        raise NotImplementedError("Planner.forward(model, obs, *, eval_mode, t0) -> action")
+
+    def reset(self) -> None:
+        """Forget warm-start state between episodes."""

@@ -1,0 +1,333 @@
+"""Registries: model types (``WorldModelRegistry``) and slot implementations (components).
+
+Model ids are ``type`` or ``type:preset``; aliases map a friendly name to an id. Slot
+implementations are registered per kind (the five slots plus ``objective`` and ``planner``) under
+a key. Third-party packages add implementations through the ``worldflux.components`` entry-point
+group; their keys are namespaced ``package/name`` so they cannot collide with built-ins.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from pydantic import BaseModel
+
+from worldflux.core.exceptions import ConfigurationError, ModelNotFoundError, did_you_mean
+
+if TYPE_CHECKING:
+    from worldflux.core.config import WorldModelConfig
+    from worldflux.core.model import WorldModel
+
+__all__ = [
+    "COMPONENT_KINDS",
+    "ENTRY_POINT_GROUP",
+    "SLOTS",
+    "ComponentEntry",
+    "WorldModelRegistry",
+    "get_component",
+    "list_components",
+    "register_component",
+    "unregister_component",
+]
+
+#: The five slots of the Model Developer Guide, in build order, with the model attribute of each.
+SLOTS: dict[str, str] = {
+    "observation_encoder": "observation_encoder",
+    "action_conditioner": "action_conditioner",
+    "dynamics_model": "dynamics_model",
+    "decoder": "decoder_module",
+    "rollout_executor": "rollout_executor",
+}
+
+#: Every kind of registered component: the five slots, then the objective and the planner.
+COMPONENT_KINDS: tuple[str, ...] = (*SLOTS, "objective", "planner")
+
+#: Entry-point group through which installed packages register components.
+ENTRY_POINT_GROUP = "worldflux.components"
+
+M = TypeVar("M", bound="type[WorldModel]")
+C = TypeVar("C", bound=type)
+
+
+@dataclass(frozen=True)
+class ComponentEntry:
+    """One registered implementation: its class, its params model and where it was defined."""
+
+    kind: str
+    key: str
+    cls: type
+    params_model: type[BaseModel] | None
+
+    @property
+    def origin(self) -> str:
+        return f"{self.cls.__module__}.{self.cls.__qualname__}"
+
+    def validate_params(self, params: dict[str, Any] | None) -> BaseModel | dict[str, Any]:
+        """Validate ``params`` with the implementation's own pydantic model.
+
+        Raises:
+            ConfigurationError: one line per problem, naming the parameter.
+        """
+        params = dict(params or {})
+        if self.params_model is None:
+            if params:
+                raise ConfigurationError(
+                    f"{self.kind} {self.key!r} takes no params, found {sorted(params)}"
+                )
+            return {}
+        from pydantic import ValidationError
+
+        from worldflux.core.config import format_validation_error
+
+        fields = set(self.params_model.model_fields)
+        unknown = sorted(set(params) - fields)
+        if unknown:
+            raise ConfigurationError(
+                "\n".join(
+                    f"{self.kind} {self.key!r}: unknown param {u!r}" + did_you_mean(u, fields)
+                    for u in unknown
+                )
+            )
+        try:
+            return self.params_model(**params)
+        except ValidationError as error:
+            raise ConfigurationError(
+                format_validation_error(error, f"{self.kind} {self.key!r} params")
+            ) from None
+
+
+_components: dict[str, dict[str, ComponentEntry]] = {kind: {} for kind in COMPONENT_KINDS}
+_plugins_loaded = False
+_plugin_lock = threading.Lock()
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in _components:
+        raise ConfigurationError(
+            f"unknown component kind {kind!r}" + did_you_mean(kind, COMPONENT_KINDS)
+        )
+
+
+def register_component(
+    kind: str, key: str, *, params_model: type[BaseModel] | None = None, override: bool = False
+) -> Callable[[C], C]:
+    """Class decorator registering a slot implementation (or objective / planner) under ``key``.
+
+    Example:
+        >>> @register_component("dynamics_model", "mypkg/gru", params_model=GRUParams)
+        ... class MyGRU(DynamicsModel): ...
+
+    Raises:
+        ConfigurationError: unknown kind, or ``key`` taken (naming both) unless ``override``.
+    """
+    _check_kind(kind)
+
+    def decorate(cls: C) -> C:
+        existing = _components[kind].get(key)
+        if existing is not None and not override and existing.cls is not cls:
+            raise ConfigurationError(
+                f"{kind} {key!r} is already registered by {existing.origin}; "
+                f"{cls.__module__}.{cls.__qualname__} cannot take it "
+                "(pass override=True to replace)"
+            )
+        _components[kind][key] = ComponentEntry(kind, key, cls, params_model)
+        return cls
+
+    return decorate
+
+
+def unregister_component(kind: str, key: str) -> None:
+    """Remove one implementation (tests and plugin reloads)."""
+    _check_kind(kind)
+    _components[kind].pop(key, None)
+
+
+def load_plugins(force: bool = False) -> None:
+    """Import every ``worldflux.components`` entry point once (lazily, on first miss or listing).
+
+    Raises:
+        ConfigurationError: a plugin failed to import, naming its distribution.
+    """
+    global _plugins_loaded
+    with _plugin_lock:
+        if _plugins_loaded and not force:
+            return
+        _plugins_loaded = True
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                ep.load()
+            except Exception as error:
+                dist = ep.dist.name if ep.dist is not None else "?"
+                raise ConfigurationError(
+                    f"plugin entry point {ep.name!r} of distribution {dist!r} failed to load: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+
+
+def _builtins() -> None:
+    # Importing worldflux registers the built-in components; do it lazily for direct core users.
+    import worldflux.components
+    import worldflux.families  # noqa: F401
+
+
+def get_component(kind: str, key: str) -> ComponentEntry:
+    """The implementation registered for ``kind`` under ``key``.
+
+    Raises:
+        ConfigurationError: with "did you mean" and how to register one.
+    """
+    _check_kind(kind)
+    entry = _components[kind].get(key)
+    if entry is None:
+        _builtins()
+        load_plugins()
+        entry = _components[kind].get(key)
+    if entry is None:
+        raise ConfigurationError(
+            f"no {kind} implementation is registered as {key!r}"
+            + did_you_mean(key, _components[kind])
+            + f"; register one with @register_component({kind!r}, {key!r}) "
+            "or install the plugin that provides it"
+        )
+    return entry
+
+
+def list_components(kind: str | None = None) -> dict[str, list[str]]:
+    """Sorted keys per kind (all kinds when ``kind`` is None)."""
+    _builtins()
+    load_plugins()
+    kinds = [kind] if kind is not None else list(COMPONENT_KINDS)
+    for k in kinds:
+        _check_kind(k)
+    return {k: sorted(_components[k]) for k in kinds}
+
+
+class WorldModelRegistry:
+    """The registry of model types, aliases and catalog entries (class-level, process-wide)."""
+
+    #: slot name -> model attribute (the five slots of the Model Developer Guide)
+    _component_slots: ClassVar[dict[str, str]] = dict(SLOTS)
+    _models: ClassVar[dict[str, type[WorldModel]]] = {}
+    _configs: ClassVar[dict[str, type[WorldModelConfig]]] = {}
+    _aliases: ClassVar[dict[str, str]] = {}
+    _catalog: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def register(
+        cls, model_type: str, config_class: type[WorldModelConfig] | None = None
+    ) -> Callable[[M], M]:
+        """Class decorator registering a WorldModel under ``model_type``.
+
+        Raises:
+            ConfigurationError: ``model_type`` is already registered.
+        """
+
+        def decorate(model_cls: M) -> M:
+            existing = cls._models.get(model_type)
+            if existing is not None:
+                raise ConfigurationError(
+                    f"model type {model_type!r} is already registered by "
+                    f"{existing.__module__}.{existing.__qualname__}; call "
+                    f"WorldModelRegistry.unregister({model_type!r}) first"
+                )
+            cls._models[model_type] = model_cls
+            if config_class is not None:
+                cls._configs[model_type] = config_class
+            model_cls.model_type = model_type
+            return model_cls
+
+        return decorate
+
+    @classmethod
+    def unregister(cls, model_type: str) -> None:
+        """Remove a model type with its aliases and catalog entries."""
+        cls._models.pop(model_type, None)
+        cls._configs.pop(model_type, None)
+        for alias, target in list(cls._aliases.items()):
+            if target.split(":")[0] == model_type:
+                del cls._aliases[alias]
+        for model_id in list(cls._catalog):
+            if model_id.split(":")[0] == model_type:
+                del cls._catalog[model_id]
+
+    @classmethod
+    def register_alias(cls, alias: str, target: str) -> None:
+        """Map ``alias`` to a model id (``type`` or ``type:preset``).
+
+        Raises:
+            ConfigurationError: the alias names a registered type or points elsewhere already.
+        """
+        if alias in cls._models and alias != target.split(":")[0]:
+            raise ConfigurationError(f"alias {alias!r} would hide the model type of the same name")
+        current = cls._aliases.get(alias)
+        if current is not None and current != target:
+            raise ConfigurationError(
+                f"alias {alias!r} already points to {current!r}, cannot point it to {target!r}"
+            )
+        cls._aliases[alias] = target
+
+    @classmethod
+    def register_catalog_entry(cls, model_id: str, entry: dict[str, Any]) -> None:
+        """Record catalog data (description, params, maturity, ...) for ``type:preset``."""
+        cls._catalog[model_id] = dict(entry)
+
+    @classmethod
+    def is_registered(cls, model_type: str) -> bool:
+        return model_type in cls._models
+
+    @classmethod
+    def list_types(cls) -> list[str]:
+        return sorted(cls._models)
+
+    @classmethod
+    def catalog(cls) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in sorted(cls._catalog.items())}
+
+    @classmethod
+    def aliases(cls) -> dict[str, str]:
+        return dict(sorted(cls._aliases.items()))
+
+    @classmethod
+    def known_ids(cls) -> list[str]:
+        """Every accepted id: types, catalog ids and aliases."""
+        return sorted(set(cls._models) | set(cls._catalog) | set(cls._aliases))
+
+    @classmethod
+    def resolve(cls, model_id: str) -> tuple[str, str | None]:
+        """Resolve an id or alias to ``(model_type, preset or None)``.
+
+        Raises:
+            ModelNotFoundError: with the closest known ids.
+        """
+        seen: set[str] = set()
+        target = model_id
+        while target in cls._aliases and target not in seen:
+            seen.add(target)
+            target = cls._aliases[target]
+        model_type, _, preset = target.partition(":")
+        if model_type not in cls._models:
+            raise ModelNotFoundError(
+                f"no model {model_id!r} is registered"
+                + did_you_mean(model_id, cls.known_ids())
+                + "; `worldflux models list` shows every id"
+            )
+        return model_type, preset or None
+
+    @classmethod
+    def get(cls, model_type: str) -> type[WorldModel]:
+        resolved, _ = cls.resolve(model_type)
+        return cls._models[resolved]
+
+    @classmethod
+    def get_config_class(cls, model_type: str) -> type[WorldModelConfig]:
+        resolved, _ = cls.resolve(model_type)
+        config_class = cls._configs.get(resolved)
+        if config_class is None:
+            from worldflux.core.config import WorldModelConfig
+
+            return WorldModelConfig
+        return config_class

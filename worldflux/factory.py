@@ -1,0 +1,148 @@
+"""Build models by id: ``create_world_model("tdmpc2:5m", obs_shape=(24,), action_dim=6)``.
+
+``MODEL_CATALOG`` and ``MODEL_ALIASES`` are the generated catalog (``generated/catalog.py``,
+written by ``nox -s generate`` from the specs); they are registered with the
+:class:`WorldModelRegistry` when this module is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from worldflux.core.exceptions import ModelNotFoundError, did_you_mean
+from worldflux.core.model import WorldModel
+from worldflux.core.registry import WorldModelRegistry
+from worldflux.core.spec import ModelMaturity
+
+__all__ = [
+    "MODEL_ALIASES",
+    "MODEL_CATALOG",
+    "create_world_model",
+    "get_model_info",
+    "list_models",
+]
+
+try:  # the generated catalog exists once `nox -s generate` has run
+    from worldflux.generated.catalog import MODEL_ALIASES, MODEL_CATALOG
+except ImportError:  # pragma: no cover - a tree without generated code
+    MODEL_CATALOG: dict[str, dict[str, Any]] = {}  # type: ignore[no-redef]
+    MODEL_ALIASES: dict[str, str] = {}  # type: ignore[no-redef]
+
+
+def _register_catalog() -> None:
+    for model_id, entry in MODEL_CATALOG.items():
+        WorldModelRegistry.register_catalog_entry(model_id, entry)
+    for alias, target in MODEL_ALIASES.items():
+        WorldModelRegistry.register_alias(alias, target)
+
+
+_register_catalog()
+
+ComponentOverride = str | tuple[str, dict[str, Any]] | nn.Module
+
+
+def create_world_model(
+    model: str,
+    *,
+    obs_shape: Sequence[int] | None = None,
+    action_dim: int | None = None,
+    action_type: str | None = None,
+    component_overrides: dict[str, ComponentOverride] | None = None,
+    device: str | torch.device = "cpu",
+    **config_overrides: Any,
+) -> WorldModel:
+    """Build a registered model from an id (``type``, ``type:preset``) or alias.
+
+    Args:
+        model: e.g. ``"dreamerv3:size12m"``, ``"tdmpc2"`` (alias), ``"tdmpc2-ci"``.
+        obs_shape: per-sample observation shape, e.g. ``(24,)`` or ``(3, 64, 64)``.
+        action_dim: action dimensions (continuous) or number of actions (discrete).
+        action_type: ``"continuous"`` or ``"discrete"``.
+        component_overrides: slot -> registry key, ``(key, params)`` or a module.
+        device: where the model lives.
+        **config_overrides: hyperparameters that replace the preset's.
+
+    Raises:
+        ModelNotFoundError: unknown id, alias or preset (with suggestions).
+        ConfigurationError: unknown or invalid config field (with "did you mean").
+    """
+    model_type, preset = WorldModelRegistry.resolve(model)
+    model_cls = WorldModelRegistry.get(model_type)
+    config_cls = WorldModelRegistry.get_config_class(model_type)
+    values: dict[str, Any] = {}
+    if preset is not None:
+        presets = model_cls.presets
+        if preset not in presets:
+            raise ModelNotFoundError(
+                f"model {model_type!r} has no preset {preset!r}"
+                + did_you_mean(preset, presets)
+                + (f"; presets: {', '.join(sorted(presets))}" if presets else "")
+            )
+        values.update(presets[preset])
+    if obs_shape is not None:
+        values["obs_shape"] = tuple(obs_shape)
+    if action_dim is not None:
+        values["action_dim"] = action_dim
+    if action_type is not None:
+        values["action_type"] = action_type
+    values.update(config_overrides)
+    values["model_type"] = model_type
+    built = model_cls(config_cls(**values))
+    for slot, override in (component_overrides or {}).items():
+        if isinstance(override, tuple):
+            built.swap_component(slot, override[0], override[1])
+        else:
+            built.swap_component(slot, override)
+    return built.to(device)
+
+
+def list_models(
+    maturity: str | ModelMaturity | None = None, verbose: bool = False
+) -> list[str] | dict[str, dict[str, Any]]:
+    """Catalog ids (``type:preset``), optionally only those of one maturity.
+
+    Returns:
+        a sorted list of ids, or with ``verbose`` a dict id -> catalog entry.
+    """
+    wanted = None if maturity is None else ModelMaturity.parse(maturity).value
+    catalog = {
+        model_id: entry
+        for model_id, entry in WorldModelRegistry.catalog().items()
+        if wanted is None or str(entry.get("maturity", "")).lower() == wanted
+    }
+    return catalog if verbose else sorted(catalog)
+
+
+def get_model_info(model: str) -> dict[str, Any]:
+    """Catalog data for an id or alias: description, params, type, maturity, presets, aliases."""
+    model_type, preset = WorldModelRegistry.resolve(model)
+    model_cls = WorldModelRegistry.get(model_type)
+    catalog = WorldModelRegistry.catalog()
+    model_id = f"{model_type}:{preset}" if preset else model_type
+    entry = catalog.get(model_id)
+    if entry is None:
+        entry = next((v for k, v in catalog.items() if k.split(":")[0] == model_type), None)
+    if entry is None:
+        if preset is not None and preset not in model_cls.presets:
+            raise ModelNotFoundError(
+                f"model {model_type!r} has no preset {preset!r}"
+                + did_you_mean(preset, model_cls.presets)
+            )
+        entry = {"type": model_type, "maturity": model_cls.maturity.value}
+    info = dict(entry)
+    info.update(
+        {
+            "id": model_id,
+            "type": model_type,
+            "preset": preset,
+            "presets": sorted(model_cls.presets),
+            "aliases": sorted(
+                a for a, t in WorldModelRegistry.aliases().items() if t.split(":")[0] == model_type
+            ),
+        }
+    )
+    return info

@@ -1,0 +1,1 @@
+"""Model families: each subpackage registers its slot implementations and objective on import."""

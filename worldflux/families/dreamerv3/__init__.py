@@ -1,0 +1,1 @@
+"""DreamerV3 (REFERENCE): slot implementations, objective and weight map."""

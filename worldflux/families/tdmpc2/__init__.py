@@ -1,0 +1,1 @@
+"""TD-MPC2 (REFERENCE): slot implementations, objective, planner and weight map."""
