@@ -1,5 +1,5 @@
 """Generic slot implementations, usable by any spec (registered on import)."""
 
-from worldflux.components import rollout
+from worldflux.components import conditioners, rollout
 
-__all__ = ["rollout"]
+__all__ = ["conditioners", "rollout"]

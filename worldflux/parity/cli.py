@@ -1,0 +1,32 @@
+"""``worldflux parity check MODEL --golden FILE``: our model against official golden tensors."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="parity_command", required=True)
+    check = sub.add_parser("check", help="recompute a golden file's outputs and compare")
+    check.add_argument("model", help="model id, e.g. tdmpc2:5m or dreamerv3:size1m")
+    check.add_argument("--golden", required=True, help="golden .safetensors file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from worldflux.parity import check_golden
+
+    rows = check_golden(args.model, args.golden)
+    width = max([len(r.name) for r in rows] + [6])
+    print(
+        f"{'output':<{width}}  {'max abs':>10}  {'max rel':>10}  {'atol':>8}  {'rtol':>8}  result"
+    )
+    for row in rows:
+        status = "ok" if row.passed else "FAIL"
+        note = f"  ({row.note})" if row.note else ""
+        print(
+            f"{row.name:<{width}}  {row.max_abs:>10.3g}  {row.max_rel:>10.3g}  "
+            f"{row.atol:>8.1g}  {row.rtol:>8.1g}  {status}{note}"
+        )
+    failed = [r.name for r in rows if not r.passed]
+    print(f"{len(rows) - len(failed)}/{len(rows)} outputs within tolerance")
+    return 1 if failed or not rows else 0
