@@ -83,9 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in SUBCOMMANDS.items():
         if module != __name__ and not _available(module):
             continue
+        try:
+            implementation = _load(module)
+        except ImportError as error:
+            # e.g. `train` without the [train] extra: every other subcommand keeps working
+            child = sub.add_parser(name, help=f"{help_text} (unavailable)", add_help=False)
+            child.add_argument("rest", nargs=argparse.REMAINDER)
+            child.set_defaults(_module=module, _unavailable=f"{type(error).__name__}: {error}")
+            continue
         child = sub.add_parser(name, help=help_text, description=help_text)
         child.set_defaults(_module=module)
-        _load(module).configure(child)
+        implementation.configure(child)
     return parser
 
 
@@ -97,6 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``worldflux`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    unavailable = getattr(args, "_unavailable", None)
+    if unavailable:
+        print(
+            f"worldflux {args.command}: error: this command cannot load ({unavailable}); "
+            'install its dependencies, e.g. pip install "worldflux[train]"',
+            file=sys.stderr,
+        )
+        return 2
     try:
         return int(_load(args._module).run(args))
     except WorldFluxError as error:

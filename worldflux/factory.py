@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from worldflux.core.exceptions import ModelNotFoundError, did_you_mean
+from worldflux.core.exceptions import ConfigurationError, ModelNotFoundError, did_you_mean
 from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
@@ -28,7 +28,9 @@ __all__ = [
 
 try:  # the generated catalog exists once `nox -s generate` has run
     from worldflux.generated.catalog import MODEL_ALIASES, MODEL_CATALOG
-except ImportError:  # pragma: no cover - a tree without generated code
+except ModuleNotFoundError as _error:  # pragma: no cover - a tree without generated code
+    if _error.name != "worldflux.generated.catalog":
+        raise  # the catalog exists but is broken: say so instead of hiding every model
     MODEL_CATALOG: dict[str, dict[str, Any]] = {}  # type: ignore[no-redef]
     MODEL_ALIASES: dict[str, str] = {}  # type: ignore[no-redef]
 
@@ -70,19 +72,17 @@ def create_world_model(
         ModelNotFoundError: unknown id, alias or preset (with suggestions).
         ConfigurationError: unknown or invalid config field (with "did you mean").
     """
+    if not isinstance(model, str):
+        raise ConfigurationError(
+            f"model id: expected a string such as 'tdmpc2:5m', found {type(model).__name__}"
+        )
+    target = _device(device)
     model_type, preset = WorldModelRegistry.resolve(model)
     model_cls = WorldModelRegistry.get(model_type)
     config_cls = WorldModelRegistry.get_config_class(model_type)
     values: dict[str, Any] = {}
     if preset is not None:
-        presets = model_cls.presets
-        if preset not in presets:
-            raise ModelNotFoundError(
-                f"model {model_type!r} has no preset {preset!r}"
-                + did_you_mean(preset, presets)
-                + (f"; presets: {', '.join(sorted(presets))}" if presets else "")
-            )
-        values.update(presets[preset])
+        values.update(_preset(model_type, model_cls, preset))
     if obs_shape is not None:
         values["obs_shape"] = tuple(obs_shape)
     if action_dim is not None:
@@ -94,10 +94,38 @@ def create_world_model(
     built = model_cls(config_cls(**values))
     for slot, override in (component_overrides or {}).items():
         if isinstance(override, tuple):
+            if len(override) != 2 or not isinstance(override[0], str):
+                raise ConfigurationError(
+                    f"component_overrides[{slot!r}]: expected a key, (key, params) or a module, "
+                    f"found {override!r}"
+                )
             built.swap_component(slot, override[0], override[1])
         else:
             built.swap_component(slot, override)
-    return built.to(device)
+    return built.to(target)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigurationError(f"device {device!r} is not a torch device ({error})") from None
+
+
+def _preset(model_type: str, model_cls: type[WorldModel], preset: str) -> dict[str, Any]:
+    """The config overrides of ``model_type:preset``.
+
+    Raises:
+        ModelNotFoundError: no such preset, with the closest names and the full list.
+    """
+    presets = model_cls.presets
+    if preset not in presets:
+        raise ModelNotFoundError(
+            f"model {model_type!r} has no preset {preset!r}"
+            + did_you_mean(preset, presets)
+            + (f"; presets: {', '.join(sorted(presets))}" if presets else "; it has no presets")
+        )
+    return dict(presets[preset])
 
 
 def list_models(
@@ -124,14 +152,11 @@ def get_model_info(model: str) -> dict[str, Any]:
     catalog = WorldModelRegistry.catalog()
     model_id = f"{model_type}:{preset}" if preset else model_type
     entry = catalog.get(model_id)
+    if entry is None and preset is not None:
+        _preset(model_type, model_cls, preset)  # raises ModelNotFoundError for a bad preset
     if entry is None:
         entry = next((v for k, v in catalog.items() if k.split(":")[0] == model_type), None)
     if entry is None:
-        if preset is not None and preset not in model_cls.presets:
-            raise ModelNotFoundError(
-                f"model {model_type!r} has no preset {preset!r}"
-                + did_you_mean(preset, model_cls.presets)
-            )
         entry = {"type": model_type, "maturity": model_cls.maturity.value}
     info = dict(entry)
     info.update(

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from worldflux.core.exceptions import CheckpointError, ConfigurationError, WorldFluxError
+from worldflux.core.exceptions import CheckpointError, WorldFluxError
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
@@ -30,24 +30,52 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 METADATA = "metadata.json"
 FORMAT_VERSION = 1
+#: The names a checkpoint directory may hold (anything else makes it non-replaceable).
+CHECKPOINT_FILES = frozenset({WEIGHTS, CONFIG, METADATA})
 
 
-def atomic_write_dir(target: Path, fill: Any) -> Path:
+def atomic_write_dir(target: Path, fill: Any, replaceable: frozenset[str] | None = None) -> Path:
     """Create ``target`` by filling a temporary sibling with ``fill(tmp_dir)`` and renaming it.
 
-    An error while filling leaves any existing ``target`` untouched.
+    An error while filling (or renaming) leaves any existing ``target`` untouched.
+
+    Args:
+        target: the directory to create or replace.
+        fill: writes the files into the temporary directory it is given.
+        replaceable: when given, an existing non-empty ``target`` is replaced only if it holds
+            nothing but these names (so a typo cannot wipe an unrelated directory).
+
+    Raises:
+        CheckpointError: ``target`` is a file, or holds files that are not ``replaceable``.
     """
     target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise CheckpointError(f"{target}: exists and is not a directory")
+    if replaceable is not None and target.is_dir():
+        foreign = sorted(p.name for p in target.iterdir() if p.name not in replaceable)
+        if foreign:
+            raise CheckpointError(
+                f"{target}: exists and holds files that are not part of a worldflux checkpoint "
+                f"({', '.join(foreign[:5])}); refusing to replace it, choose an empty or new "
+                "directory"
+            )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         fill(tmp)
+        _fsync_tree(tmp)
+        os.chmod(tmp, 0o755)
         if target.exists():
-            backup = target.with_name(f".{target.name}.old")
-            if backup.exists():
-                shutil.rmtree(backup)
+            backup = Path(
+                tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
+            )
+            os.rmdir(backup)
             os.replace(target, backup)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(backup, target)  # put the old checkpoint back
+                raise
             shutil.rmtree(backup, ignore_errors=True)
         else:
             os.replace(tmp, target)
@@ -57,12 +85,37 @@ def atomic_write_dir(target: Path, fill: Any) -> Path:
     return target
 
 
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file of ``directory`` to disk before it is renamed into place."""
+    for path in directory.iterdir():
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
 def save_pretrained(model: WorldModel, directory: str | Path) -> Path:
-    """Write ``model`` to ``directory`` (weights, config, metadata) atomically."""
+    """Write ``model`` to ``directory`` (weights, config, metadata) atomically.
+
+    Raises:
+        CheckpointError: a slot holds a module that is not a registered implementation (it
+            could not be rebuilt), or ``directory`` holds unrelated files.
+    """
     from worldflux import __version__
 
+    overrides = dict(model.component_overrides)
+    unsaveable = sorted(slot for slot, entry in overrides.items() if entry is None)
+    if unsaveable:
+        raise CheckpointError(
+            f"cannot save {type(model).__name__}: slot(s) {unsaveable} hold modules that are not "
+            "registered implementations; register them with @register_component and swap them "
+            "in by key"
+        )
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    config = {"model_type": model.model_type, "config": model.config.model_dump(mode="json")}
+    config = {
+        "model_type": model.model_type,
+        "config": model.config.model_dump(mode="json"),
+        "component_overrides": overrides,
+    }
     metadata = {
         "format_version": FORMAT_VERSION,
         "worldflux_version": __version__,
@@ -70,14 +123,19 @@ def save_pretrained(model: WorldModel, directory: str | Path) -> Path:
         "maturity": model.maturity.value,
         "contract_fingerprint": model.bound_contract().fingerprint(),
         "trainable_parameters": model.num_parameters(),
+        "dtype": str(model._float_dtype()).removeprefix("torch."),
     }
+    try:
+        config_text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    except TypeError as error:
+        raise CheckpointError(f"cannot save the config as JSON: {error}") from None
 
     def fill(tmp: Path) -> None:
         save_file(_dedupe_shared(state), str(tmp / WEIGHTS), metadata={"format": "pt"})
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (tmp / CONFIG).write_text(config_text)
         (tmp / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
-    return atomic_write_dir(Path(directory), fill)
+    return atomic_write_dir(Path(directory), fill, replaceable=CHECKPOINT_FILES)
 
 
 def _dedupe_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -141,9 +199,28 @@ def load_pretrained(
         raise CheckpointError(f"{root}: no such checkpoint directory")
     config_doc = _read_json(root / CONFIG)
     metadata = _read_json(root / METADATA)
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(
+            f"{root / METADATA}: format_version {version!r} is not supported "
+            f"(expected 1..{FORMAT_VERSION}; a newer worldflux wrote it?)"
+        )
     model_type = config_doc.get("model_type")
     if not isinstance(model_type, str) or not isinstance(config_doc.get("config"), dict):
         raise CheckpointError(f"{root / CONFIG}: expected keys 'model_type' and 'config'")
+    if metadata.get("model_type", model_type) != model_type:
+        raise CheckpointError(
+            f"{root}: config.json says model type {model_type!r}, metadata.json says "
+            f"{metadata.get('model_type')!r}; the checkpoint was assembled from two models"
+        )
+    overrides = config_doc.get("component_overrides") or {}
+    if not isinstance(overrides, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("impl"), str) for v in overrides.values()
+    ):
+        raise CheckpointError(
+            f"{root / CONFIG}: 'component_overrides' must map slots to {{impl, params}}"
+        )
+    dtype = _parse_dtype(metadata.get("dtype", "float32"), root / METADATA)
     try:
         model_cls = WorldModelRegistry.get(model_type)
         config = WorldModelRegistry.get_config_class(model_type)(**config_doc["config"])
@@ -158,10 +235,14 @@ def load_pretrained(
         )
     try:
         model = model_cls(config)
-    except ConfigurationError as error:
+        for slot, entry in overrides.items():
+            model.swap_component(slot, entry["impl"], entry.get("params") or None)
+    except WorldFluxError as error:
         raise CheckpointError(
             f"{root / CONFIG}: cannot rebuild the model: {error.message}"
         ) from None
+    if dtype != torch.float32:
+        model = model.to(dtype)
     found = metadata.get("contract_fingerprint")
     want = model.bound_contract().fingerprint()
     if found != want:
@@ -174,8 +255,20 @@ def load_pretrained(
         raise CheckpointError(f"{weights}: missing")
     try:
         state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as error:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{weights}: corrupt or unreadable ({error})") from None
     check_state_dict(model, state, str(weights))
     model.load_state_dict(state, strict=True)
     return model.to(device)
+
+
+def _parse_dtype(name: Any, source: Path) -> torch.dtype:
+    dtypes = {
+        "float32": torch.float32,
+        "float64": torch.float64,
+        "float16": torch.float16,
+        "bfloat16": torch.bfloat16,
+    }
+    if name not in dtypes:
+        raise CheckpointError(f"{source}: dtype {name!r} is not one of {', '.join(dtypes)}")
+    return dtypes[name]

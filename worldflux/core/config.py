@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from worldflux.core.exceptions import ConfigurationError, did_you_mean
 
@@ -42,8 +42,8 @@ class WorldModelConfig(BaseModel):
     MODEL_TYPE: ClassVar[str] = ""
 
     model_type: str = ""
-    obs_shape: tuple[int, ...] = (4,)
-    action_dim: int = 2
+    obs_shape: tuple[PositiveInt, ...] = Field((4,), min_length=1)
+    action_dim: PositiveInt = 2
     action_type: Literal["continuous", "discrete"] = "continuous"
 
     def __init__(self, **data: Any) -> None:
@@ -59,6 +59,18 @@ class WorldModelConfig(BaseModel):
             data["model_type"] = type(self).MODEL_TYPE
         try:
             super().__init__(**data)
+        except ValidationError as error:
+            raise ConfigurationError(format_validation_error(error, type(self).__name__)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assignment is validated like construction (unknown names get a "did you mean")."""
+        if not name.startswith("_") and name not in type(self).model_fields:
+            raise ConfigurationError(
+                f"{type(self).__name__}: unknown field {name!r}"
+                + did_you_mean(name, type(self).model_fields)
+            )
+        try:
+            super().__setattr__(name, value)
         except ValidationError as error:
             raise ConfigurationError(format_validation_error(error, type(self).__name__)) from None
 

@@ -8,6 +8,7 @@ delegate to them and validate their inputs against the bound I/O contract, so a 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,12 +17,29 @@ from torch import Tensor, nn
 
 from worldflux.core.components import BuildContext, Objective, Planner
 from worldflux.core.config import WorldModelConfig
-from worldflux.core.exceptions import CapabilityError, ConfigurationError, did_you_mean
+from worldflux.core.exceptions import (
+    CapabilityError,
+    ConfigurationError,
+    ContractViolation,
+    ShapeMismatchError,
+    did_you_mean,
+)
 from worldflux.core.registry import SLOTS, get_component
 from worldflux.core.spec import Capability, ModelIOContract, ModelMaturity
 from worldflux.core.types import Batch, LossOutput, ModelOutput, State, Trajectory
 
 __all__ = ["SpecWorldModel", "WorldModel", "build_component"]
+
+
+def _leading_dim(obs: Any) -> int | None:
+    """The batch size of an observation tensor (or of a dict's first tensor)."""
+    if isinstance(obs, Tensor) and obs.dim() > 0:
+        return int(obs.shape[0])
+    if isinstance(obs, Mapping):
+        for value in obs.values():
+            if isinstance(value, Tensor) and value.dim() > 0:
+                return int(value.shape[0])
+    return None
 
 
 def build_component(
@@ -36,6 +54,7 @@ def build_component(
             f"{kind} {key!r} built a {type(module).__name__}, expected an nn.Module"
         )
     module.component_key = key  # type: ignore[assignment]
+    module.component_params = dict(params or {})  # type: ignore[assignment]
     return module
 
 
@@ -96,9 +115,11 @@ class WorldModel(nn.Module, ABC):
         return module
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
-        """The carry before the first observation (``[B, ...]`` tensors)."""
+        """The carry before the first observation (``[B, ...]`` tensors, on the model's device
+        unless ``device`` is given)."""
         dynamics: Any = self._slot("dynamics_model")
-        return dynamics.initial_state(batch_size, torch.device(device or "cpu"), torch.float32)
+        where = torch.device(device) if device is not None else self._device()
+        return dynamics.initial_state(batch_size, where, self._float_dtype())
 
     def encode(
         self,
@@ -108,38 +129,140 @@ class WorldModel(nn.Module, ABC):
         *,
         validate: bool = True,
     ) -> State:
-        """Observation ``[B, *obs_shape]`` (optionally with previous state and action) -> State."""
+        """Observation ``[B, *obs_shape]`` (optionally with previous state and action) -> State.
+
+        Args:
+            obs: ``[B, *obs_shape]`` (or a dict of modality tensors ``[B, ...]``).
+            state: the carry ``[B, ...]`` before this observation (default: initial state).
+            action: the action ``[B, A]`` (``[B]`` int64 when discrete) taken from ``state``.
+            validate: check every input against the bound contract first (inputs of another
+                floating dtype are then cast to the model's).
+
+        Raises:
+            ContractViolation: an input has the wrong type, rank, dtype, size or batch size.
+        """
         contract = self._checks() if validate else None
-        if contract is not None and contract.observation:
-            contract.validate_observation(obs)
+        if contract is not None:
+            if contract.observation:
+                contract.validate_observation(obs)
+            batch = _leading_dim(obs)
+            if state is not None:
+                # an empty State is the carry of models without one (their initial state)
+                self._validate_state(contract, state, batch, allow_empty=True)
             if action is not None:
-                contract.validate_action(action)
+                contract.validate_action(action, lead=(batch,))
+            obs, state, action = self._cast_inputs(obs, state, action)
         obs_state: State = self._slot("observation_encoder")(obs)
         dynamics: Any = self._slot("dynamics_model")
         if state is None:
-            batch = obs_state.batch_size
-            state = dynamics.initial_state(batch, obs_state.device, torch.float32)
+            batch_size = obs_state.batch_size
+            state = dynamics.initial_state(batch_size, obs_state.device, self._float_dtype())
         action_input = None if action is None else self._slot("action_conditioner")(state, action)
         return dynamics.observe(state, action_input, obs_state)
 
     def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
-        """One latent step: State ``[B, ...]`` and action ``[B, A]`` (or ``[B]`` int64) -> State."""
+        """One latent step: State ``[B, ...]`` and action ``[B, A]`` (or ``[B]`` int64) -> State.
+
+        Raises:
+            ContractViolation: the state or action does not match the contract (or each other's
+                batch size), when ``validate``.
+        """
         contract = self._checks() if validate else None
         if contract is not None:
-            contract.validate_action(action)
+            batch = self._validate_state(contract, state, None)
+            contract.validate_action(action, lead=(batch,))
+            _, state, action = self._cast_inputs(None, state, action)
         action_input = self._slot("action_conditioner")(state, action)
         return self._slot("dynamics_model")(state, action_input)
 
-    def decode(self, state: State) -> ModelOutput:
-        """State ``[B, ...]`` -> predictions (``reward [B]``, ``continue [B]``, ...)."""
+    def decode(self, state: State, *, validate: bool = True) -> ModelOutput:
+        """State ``[B, ...]`` -> predictions (``reward [B]``, ``continue [B]``, ...).
+
+        Raises:
+            ContractViolation: the state does not match the contract, when ``validate``.
+        """
+        contract = self._checks() if validate else None
+        if contract is not None:
+            self._validate_state(contract, state, None)
+            _, state, _ = self._cast_inputs(None, state, None)
         return self._slot("decoder")(state)
 
     def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
-        """Open-loop rollout of ``actions [B, H, A]`` (or ``[B, H]``): states ``[B, H+1, ...]``."""
+        """Open-loop rollout of ``actions [B, H, A]`` (or ``[B, H]``): states ``[B, H+1, ...]``.
+
+        Raises:
+            ContractViolation: bad state or actions (``H`` must be at least 1), when ``validate``.
+        """
         contract = self._checks() if validate else None
         if contract is not None:
-            contract.validate_action(actions, lead=(state.batch_size or None, None), name="actions")
+            batch = self._validate_state(contract, state, None)
+            contract.validate_action(actions, lead=(batch, None), name="actions")
+            if actions.shape[1] < 1:
+                raise ContractViolation(
+                    f"actions: expected a horizon H >= 1, found shape {list(actions.shape)}"
+                )
+            _, state, actions = self._cast_inputs(None, state, actions)
         return self._slot("rollout_executor")(self, state, actions)
+
+    # -- input checks -------------------------------------------------------------------------
+    @staticmethod
+    def _validate_state(
+        contract: ModelIOContract, state: Any, batch: int | None, allow_empty: bool = False
+    ) -> int | None:
+        """Check ``state`` against the contract; return its batch size (None when unknown)."""
+        if not isinstance(state, State):
+            if not isinstance(state, Mapping):
+                raise ContractViolation(
+                    f"state: expected a State (mapping of tensors), found {type(state).__name__}"
+                )
+            state = State(state)
+        if contract.state and not (allow_empty and len(state) == 0):
+            contract.validate_state(state, lead=(batch,))
+        sizes = {k: int(v.shape[0]) for k, v in state.items() if v.dim() > 0}
+        if batch is not None:
+            wrong = {k: b for k, b in sizes.items() if b != batch}
+            if wrong:
+                raise ShapeMismatchError(
+                    f"state: expected batch size {batch} (from obs), found {wrong}"
+                )
+        elif len(set(sizes.values())) > 1:
+            raise ShapeMismatchError(f"state: tensors disagree on the batch size: {sizes}")
+        return batch if batch is not None else next(iter(sizes.values()), None)
+
+    def _device(self) -> torch.device:
+        """Where the model's parameters (or buffers) live (cpu when it has none)."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    def _float_dtype(self) -> torch.dtype:
+        """The floating dtype of the model's parameters (float32 when it has none)."""
+        for param in self.parameters():
+            if param.is_floating_point():
+                return param.dtype
+        return torch.float32
+
+    def _cast_inputs(
+        self,
+        obs: Tensor | dict[str, Tensor] | None,
+        state: State | Mapping[str, Tensor] | None,
+        action: Tensor | None,
+    ) -> tuple[Any, Any, Any]:
+        """Cast floating inputs to the model's dtype (validated inputs only; a no-op usually)."""
+        dtype = self._float_dtype()
+
+        def cast(t: Tensor) -> Tensor:
+            return t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
+
+        if isinstance(obs, Tensor):
+            obs = cast(obs)
+        elif isinstance(obs, Mapping):
+            obs = {k: cast(v) for k, v in obs.items()}
+        if state is not None:
+            state = State({k: cast(v) for k, v in state.items()})
+        if action is not None:
+            action = cast(action)
+        return obs, state, action
 
     @abstractmethod
     def loss(self, batch: Batch) -> LossOutput:
@@ -151,11 +274,16 @@ class WorldModel(nn.Module, ABC):
     ) -> nn.Module:
         """Replace a composable slot by a registered implementation (key) or a module.
 
+        The new module is moved to the model's device and dtype. Swaps by key (and modules built
+        by :func:`build_component`) are recorded in :attr:`component_overrides`, so
+        ``save_pretrained`` / ``from_pretrained`` rebuild the swapped model.
+
         Returns:
             the new slot module.
 
         Raises:
-            ConfigurationError: unknown slot, or a slot the model does not declare composable.
+            ConfigurationError: unknown slot, a slot the model does not declare composable, an
+                unknown key or bad params, or a module that is not a fitting ``nn.Module``.
         """
         if slot not in SLOTS:
             raise ConfigurationError(f"unknown slot {slot!r}" + did_you_mean(slot, SLOTS))
@@ -166,10 +294,49 @@ class WorldModel(nn.Module, ABC):
             )
         if isinstance(key_or_module, str):
             module = build_component(slot, key_or_module, params, self._build_context())
-        else:
+        elif isinstance(key_or_module, nn.Module):
+            if params is not None:
+                raise ConfigurationError(
+                    f"swap_component({slot!r}, <module>): params apply to registry keys only"
+                )
             module = key_or_module
+            declared = getattr(module, "slot", slot)
+            if declared != slot:
+                raise ConfigurationError(
+                    f"swap_component({slot!r}): {type(module).__name__} is a {declared!r} "
+                    f"implementation, expected a {slot!r} one"
+                )
+        else:
+            raise ConfigurationError(
+                f"swap_component({slot!r}): expected a registry key or an nn.Module, "
+                f"found {type(key_or_module).__name__}"
+            )
+        module = module.to(self._device())
+        dtype = self._float_dtype()
+        if any(p.is_floating_point() and p.dtype != dtype for p in module.parameters()):
+            module = module.to(dtype)
         setattr(self, SLOTS[slot], module)
+        key = getattr(module, "component_key", None)
+        if isinstance(key, str):
+            self.component_overrides[slot] = {
+                "impl": key,
+                "params": dict(getattr(module, "component_params", None) or {}),
+            }
+        else:
+            self.component_overrides[slot] = None
         return module
+
+    @property
+    def component_overrides(self) -> dict[str, dict[str, Any] | None]:
+        """slot -> ``{"impl": key, "params": {...}}`` of every swap since construction
+        (None for a module that is not a registered implementation: it cannot be saved)."""
+        overrides: dict[str, dict[str, Any] | None] | None = self.__dict__.get(
+            "_component_overrides"
+        )
+        if overrides is None:
+            overrides = {}
+            self.__dict__["_component_overrides"] = overrides
+        return overrides
 
     def _build_context(self) -> BuildContext:
         ctx = getattr(self, "_ctx", None)

@@ -125,8 +125,14 @@ def register_component(
         ConfigurationError: unknown kind, or ``key`` taken (naming both) unless ``override``.
     """
     _check_kind(kind)
+    if not isinstance(key, str) or not key.strip() or key != key.strip():
+        raise ConfigurationError(f"{kind} key {key!r}: expected a non-empty name without spaces")
 
     def decorate(cls: C) -> C:
+        if not isinstance(cls, type):
+            raise ConfigurationError(
+                f"{kind} {key!r}: register_component decorates a class, found {type(cls).__name__}"
+            )
         existing = _components[kind].get(key)
         if existing is not None and not override and existing.cls is not cls:
             raise ConfigurationError(
@@ -149,8 +155,14 @@ def unregister_component(kind: str, key: str) -> None:
 def load_plugins(force: bool = False) -> None:
     """Import every ``worldflux.components`` entry point once (lazily, on first miss or listing).
 
+    An entry point either names a module that registers its classes on import (with
+    ``@register_component``), or names one slot class directly; then the entry point's name is
+    its key and the class's ``slot`` attribute its kind. Either way every key a plugin adds must
+    be namespaced ``package/name``, so plugins cannot shadow built-ins or each other silently.
+
     Raises:
-        ConfigurationError: a plugin failed to import, naming its distribution.
+        ConfigurationError: a plugin failed to import or registered a key without a namespace,
+            naming the entry point and its distribution.
     """
     global _plugins_loaded
     with _plugin_lock:
@@ -158,14 +170,45 @@ def load_plugins(force: bool = False) -> None:
             return
         _plugins_loaded = True
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                ep.load()
-            except Exception as error:
-                dist = ep.dist.name if ep.dist is not None else "?"
-                raise ConfigurationError(
-                    f"plugin entry point {ep.name!r} of distribution {dist!r} failed to load: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
+            _load_entry_point(ep)
+
+
+def _load_entry_point(ep: importlib.metadata.EntryPoint) -> None:
+    owner = getattr(ep, "dist", None)
+    dist = owner.name if owner is not None else "?"
+    where = f"plugin entry point {ep.name!r} ({ep.value}) of distribution {dist!r}"
+    before = {kind: dict(entries) for kind, entries in _components.items()}
+    try:
+        loaded = ep.load()
+    except Exception as error:
+        raise ConfigurationError(f"{where} failed to load: {type(error).__name__}: {error}") from (
+            error
+        )
+    kind = getattr(loaded, "slot", None)
+    if isinstance(loaded, type) and kind in _components:
+        registered = any(e.cls is loaded for e in _components[kind].values())
+        if not registered:
+            register_component(kind, ep.name, params_model=getattr(loaded, "params_model", None))(
+                loaded
+            )
+    changed = sorted(
+        (kind, key)
+        for kind, entries in _components.items()
+        for key, entry in entries.items()
+        if before[kind].get(key) is not entry
+    )
+    bare = [(kind, key) for kind, key in changed if "/" not in key]
+    if bare:
+        for kind, key in bare:  # undo: built-ins and other plugins keep their keys
+            if key in before[kind]:
+                _components[kind][key] = before[kind][key]
+            else:
+                _components[kind].pop(key, None)
+        names = ", ".join(f"{kind} {key!r}" for kind, key in bare)
+        raise ConfigurationError(
+            f"{where} registered keys without a 'package/' namespace ({names}); "
+            "third-party keys must look like 'mypackage/name'"
+        )
 
 
 def _builtins() -> None:
@@ -225,6 +268,12 @@ class WorldModelRegistry:
         Raises:
             ConfigurationError: ``model_type`` is already registered.
         """
+
+        if not isinstance(model_type, str) or not model_type or ":" in model_type:
+            raise ConfigurationError(
+                f"model type {model_type!r}: expected a non-empty name without ':' "
+                "(':' separates the preset in ids such as 'tdmpc2:5m')"
+            )
 
         def decorate(model_cls: M) -> M:
             existing = cls._models.get(model_type)

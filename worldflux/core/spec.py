@@ -125,7 +125,13 @@ def resolve_dim(expr: Dim, symbols: Mapping[str, Any]) -> int:
             return _BINARY_OPS[type(node.op)](evaluate(node.left), evaluate(node.right))
         raise ConfigurationError(f"dimension {expr!r}: only ints, symbols and + - * // are allowed")
 
-    return evaluate(tree)
+    try:
+        value = evaluate(tree)
+    except ZeroDivisionError:
+        raise ConfigurationError(f"dimension {expr!r} divides by zero") from None
+    if value < 0:
+        raise ConfigurationError(f"dimension {expr!r} resolves to {value}, expected >= 0")
+    return value
 
 
 def symbols_of(expr: Dim) -> set[str]:
@@ -196,6 +202,12 @@ class TensorSpec:
                     raise ConfigurationError(
                         f"shape entry {d!r} splices unknown symbol {name!r}"
                         + did_you_mean(name, symbols)
+                    )
+                if isinstance(value, int | str) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in value
+                ):
+                    raise ConfigurationError(
+                        f"shape entry {d!r} splices {name}={value!r}, expected a tuple of ints"
                     )
                 dims.extend(int(v) for v in value)
             else:
@@ -416,7 +428,12 @@ class ModelIOContract:
     ) -> ModelIOContract:
         """Resolve every symbol from ``config`` fields, ``obs_shape``, ``action_dim`` and ``extra``.
 
-        ``obs_shape`` also defines ``obs_dim`` (its last entry) for vector observations.
+        ``obs_shape`` also defines ``obs_dim`` (its last entry) for vector observations. When the
+        config (or ``extra``) has ``action_type``, it sets the bound action ``kind``: the
+        environment decides whether actions are continuous ``[A]`` or discrete indices ``[]``.
+
+        Raises:
+            ConfigurationError: naming an unknown symbol or a malformed dimension.
         """
         symbols: dict[str, Any] = {}
         if config is not None:
@@ -429,10 +446,15 @@ class ModelIOContract:
         if action_dim is not None:
             symbols["action_dim"] = int(action_dim)
         symbols.update(extra)
+        action = self.action.bind(symbols)
+        action_type = symbols.get("action_type")
+        if action_type in ("continuous", "discrete") and action_type != action.kind:
+            # the environment (config.action_type) decides the action space of this instance
+            action = replace(action, kind=action_type)
         return replace(
             self,
             observation={k: v.bind(symbols) for k, v in self.observation.items()},
-            action=self.action.bind(symbols),
+            action=action,
             state={k: v.bind(symbols) for k, v in self.state.items()},
             predictions={k: v.bind(symbols) for k, v in self.predictions.items()},
         )
@@ -475,6 +497,10 @@ class ModelIOContract:
         self, state: Mapping[str, Any], lead: Sequence[int | None] = (None,), name: str = "state"
     ) -> None:
         """Check that a State holds every declared tensor with its declared shape."""
+        if not isinstance(state, Mapping):
+            raise ContractViolation(
+                f"{name}: expected a State (mapping of tensors), found {type(state).__name__}"
+            )
         missing = sorted(set(self.state) - set(state))
         if missing:
             raise ContractViolation(
@@ -491,6 +517,10 @@ class ModelIOContract:
         name: str = "predictions",
     ) -> None:
         """Check that ``decode`` returned every declared prediction with its declared shape."""
+        if not isinstance(predictions, Mapping):
+            raise ContractViolation(
+                f"{name}: expected a dict of tensors, found {type(predictions).__name__}"
+            )
         missing = sorted(set(self.predictions) - set(predictions))
         if missing:
             raise ContractViolation(
@@ -512,6 +542,10 @@ class ModelIOContract:
 
     def validate_batch(self, batch: Mapping[str, Any], name: str = "batch") -> None:
         """Check a training batch: every declared key, each ``[B, T, ...]`` with one B and T."""
+        if not isinstance(batch, Mapping):
+            raise ContractViolation(
+                f"{name}: expected a Batch (mapping), found {type(batch).__name__}"
+            )
         missing = [k for k in self.batch_keys if k not in batch]
         if missing:
             raise ContractViolation(
