@@ -1,0 +1,91 @@
+"""EXPERIMENTAL families (jepa, vjepa2, token, diffusion): every obligation of that maturity.
+
+Each family is built from its shipped spec (see tests/test_families_harness.py) at the ``ci``
+preset and driven through the public WorldModel interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_families_harness import (
+    build,
+    check_bad_inputs,
+    check_batch_independence,
+    check_contract,
+    check_determinism_and_no_mutation,
+    check_gradients,
+    check_overfit,
+    check_rollout_equivalence,
+    check_save_load,
+    load_spec,
+    registered,
+)
+
+from worldflux.core.config import WorldModelConfig
+from worldflux.core.model import SpecWorldModel
+
+FAMILIES = ["jepa"]
+
+Classes = tuple[type[SpecWorldModel], type[WorldModelConfig]]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def classes(request: pytest.FixtureRequest) -> Iterator[Classes]:
+    with registered(request.param) as pair:
+        yield pair
+
+
+def test_spec_declares_experimental(classes: Classes) -> None:
+    model_cls, _ = classes
+    assert model_cls.SPEC["maturity"] == "experimental"
+
+
+def test_contract(classes: Classes) -> None:
+    check_contract(build(*classes))
+
+
+def test_bad_inputs(classes: Classes) -> None:
+    check_bad_inputs(build(*classes))
+
+
+def test_rollout_equals_transitions(classes: Classes) -> None:
+    check_rollout_equivalence(build(*classes))
+
+
+def test_batch_polymorphism_and_independence(classes: Classes) -> None:
+    check_batch_independence(build(*classes))
+
+
+def test_seeded_determinism_and_no_mutation(classes: Classes) -> None:
+    check_determinism_and_no_mutation(lambda: build(*classes))
+
+
+def test_gradients_reach_every_parameter(classes: Classes) -> None:
+    check_gradients(build(*classes))
+
+
+def test_overfits_one_batch(classes: Classes) -> None:
+    check_overfit(build(*classes))
+
+
+def test_save_load_round_trip(classes: Classes, tmp_path: Path) -> None:
+    check_save_load(build(*classes), tmp_path)
+
+
+def test_discrete_actions(classes: Classes) -> None:
+    model = build(*classes, action_type="discrete", action_dim=4)
+    check_contract(model)
+    check_rollout_equivalence(model)
+
+
+def test_preset_param_counts(classes: Classes) -> None:
+    """Each preset's ``params`` in the spec is the measured trainable count at default_env."""
+    model_cls, config_cls = classes
+    family = model_cls.__name__.removeprefix("WFTest").removesuffix("Model").lower()
+    spec = load_spec(family)
+    for name, preset in spec["presets"].items():
+        model = build(model_cls, config_cls, preset=name)
+        assert model.num_parameters() == preset["params"], name
