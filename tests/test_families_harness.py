@@ -232,9 +232,7 @@ def check_batch_independence(model: WorldModel, b: int = 4, h: int = 2) -> None:
             assert _close(moved.predictions[key][0], full.predictions[key][0], 1e-4), key
 
 
-def check_determinism_and_no_mutation(
-    model_factory: Callable[[], WorldModel], b: int = 2
-) -> None:
+def check_determinism_and_no_mutation(model_factory: Callable[[], WorldModel], b: int = 2) -> None:
     """Two models built with one seed agree on every output; inputs are never mutated."""
     m1, m2 = model_factory(), model_factory()
     obs, actions = random_obs(m1, (b,)), random_actions(m1, (b, 2))

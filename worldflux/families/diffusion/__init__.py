@@ -1,0 +1,1 @@
+"""diffusion family (work in progress)."""

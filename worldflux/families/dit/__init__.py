@@ -1,0 +1,1 @@
+"""dit family (work in progress)."""

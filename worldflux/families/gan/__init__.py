@@ -1,0 +1,1 @@
+"""gan family (work in progress)."""

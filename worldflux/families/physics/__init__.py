@@ -1,0 +1,1 @@
+"""physics family (work in progress)."""

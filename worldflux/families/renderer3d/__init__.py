@@ -1,0 +1,1 @@
+"""renderer3d family (work in progress)."""

@@ -1,0 +1,1 @@
+"""ssm family (work in progress)."""

@@ -1,0 +1,1 @@
+"""token family (work in progress)."""

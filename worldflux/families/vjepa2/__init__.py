@@ -1,0 +1,1 @@
+"""vjepa2 family (work in progress)."""
