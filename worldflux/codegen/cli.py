@@ -1,0 +1,79 @@
+"""``worldflux generate`` / ``python -m worldflux.codegen``: write, ``--check`` or ``--dry-run``.
+
+Exit codes: 0 done (or up to date), 1 ``--check`` found stale, missing or orphan files,
+2 a spec or tool problem (every problem listed as ``path:line:col: <json path>: <message>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["configure", "main", "run"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the generator's options to ``parser`` (cheap: imports nothing heavy)."""
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 with a diff when generated files are stale (CI)",
+    )
+    mode.add_argument(
+        "--dry-run", action="store_true", help="write nothing; list what would change"
+    )
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="project tree holding specs/ and generated/ (default: the current directory when "
+        "it holds specs/, else the tree worldflux was installed from)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the generator; returns the exit code (spec errors raise SpecError -> exit 2)."""
+    from worldflux.codegen.render import render
+    from worldflux.codegen.sync import apply, check_report, dry_run_report, plan
+    from worldflux.specs import find_root, load_specs
+
+    root = find_root(args.root)
+    specs = load_specs(root)
+    files = render(specs, root)
+    result = plan(root, files)
+    if args.check:
+        if result.clean:
+            print(f"generated files are up to date ({len(files)} files, {len(specs)} specs)")
+            return 0
+        sys.stdout.write(check_report(result))
+        return 1
+    if args.dry_run:
+        sys.stdout.write(dry_run_report(result))
+        return 0
+    lines = apply(result)
+    for line in lines:
+        print(line)
+    print(
+        f"{len(lines)} change(s); {len(files)} generated files from {len(specs)} spec(s)"
+        if lines
+        else f"generated files are up to date ({len(files)} files, {len(specs)} specs)"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m worldflux.codegen``; a bad spec exits 2 with located errors, no traceback."""
+    from worldflux.core.exceptions import WorldFluxError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m worldflux.codegen",
+        description="Generate model classes, configs, catalog and docs from specs/.",
+    )
+    configure(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except WorldFluxError as error:
+        print(f"worldflux generate: error: {error}", file=sys.stderr)
+        return 2

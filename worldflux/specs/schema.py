@@ -1,0 +1,134 @@
+"""Structural validation of a spec document against ``specs/schema/model-spec.v1.schema.json``."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from worldflux.core.exceptions import did_you_mean
+from worldflux.specs.issues import Issue
+from worldflux.specs.yaml_io import YamlDocument
+
+__all__ = ["SCHEMA_RELPATH", "describe_error", "load_schema", "schema_issues", "validator_for"]
+
+#: Where the schema lives, relative to the project root.
+SCHEMA_RELPATH = "specs/schema/model-spec.v1.schema.json"
+
+_JSON_TYPES = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
+@cache
+def _load_schema_text(path: str) -> str:
+    return Path(path).read_text(encoding="utf-8")
+
+
+def load_schema(path: Path) -> dict[str, Any]:
+    """The parsed schema at ``path`` (cached by path)."""
+    schema: dict[str, Any] = json.loads(_load_schema_text(str(path)))
+    return schema
+
+
+def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
+    """A draft 2020-12 validator (the schema itself is checked first)."""
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _type_name(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _resolve(validator: Draft202012Validator, schema: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local ``$ref`` (``#/$defs/X``) so sibling keywords can be inspected."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        node: Any = validator.schema
+        for part in ref[2:].split("/"):
+            node = node[part]
+        return {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _additional(doc: YamlDocument, error: ValidationError) -> list[Issue]:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    allowed = sorted(schema.get("properties", {}))
+    patterns = list(schema.get("patternProperties", {}))
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    issues = []
+    for key in sorted(instance):
+        if key in allowed or any(re.search(p, key) for p in patterns):
+            continue
+        path = (*error.absolute_path, key)
+        if allowed:
+            message = f"unknown key {key!r}" + did_you_mean(key, allowed)
+        else:
+            message = f"invalid name {key!r}: must match {' or '.join(patterns)}"
+        issues.append(doc.issue(path, message))
+    return issues
+
+
+def describe_error(error: ValidationError) -> str:
+    keyword = error.validator
+    value = error.instance
+    expected = error.validator_value
+    if keyword == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        name = missing[0] if missing else str(expected)
+        return f"missing required key {name!r}"
+    if keyword == "type":
+        wanted = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        return f"expected {wanted}, found {_type_name(value)} {_short(value)}"
+    if keyword == "enum":
+        options = ", ".join(repr(o) for o in expected)
+        hint = did_you_mean(value, [str(o) for o in expected]) if isinstance(value, str) else ""
+        return f"expected one of {options}, found {_short(value)}{hint}"
+    if keyword == "const":
+        return f"expected {expected!r}, found {_short(value)}"
+    if keyword == "pattern":
+        return f"{_short(value)} does not match {expected}"
+    if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        relation = {
+            "minimum": ">=",
+            "maximum": "<=",
+            "exclusiveMinimum": ">",
+            "exclusiveMaximum": "<",
+        }[str(keyword)]
+        return f"expected a value {relation} {expected}, found {_short(value)}"
+    if keyword in ("minItems", "maxItems", "minProperties", "minLength"):
+        return f"{error.message} (expected {keyword} {expected})"
+    if keyword == "uniqueItems":
+        return f"items must be unique, found {_short(value)}"
+    return error.message
+
+
+def schema_issues(doc: YamlDocument, validator: Draft202012Validator) -> list[Issue]:
+    """Every structural problem of ``doc``, each located at the offending key or value."""
+    issues: list[Issue] = []
+    if not isinstance(doc.data, dict):
+        return [doc.issue((), f"expected a mapping at the top level, found {_type_name(doc.data)}")]
+    for error in validator.iter_errors(doc.data):
+        if error.validator == "additionalProperties":
+            issues.extend(_additional(doc, error))
+            continue
+        path = tuple(error.absolute_path)
+        issues.append(doc.issue(path, describe_error(error)))
+    return issues
