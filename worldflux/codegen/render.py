@@ -7,6 +7,7 @@ so rendering twice gives identical bytes.
 from __future__ import annotations
 
 import functools
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,15 @@ def _template(name: str, **context: Any) -> str:
 
 
 def _first_line(text: str) -> str:
-    line = " ".join(str(text).split())
-    return line.replace('"""', "'''").replace("\\", "\\\\")
+    """``text`` on one line (catalog descriptions)."""
+    return " ".join(str(text).split())
+
+
+def _docstring(text: str, indent: int) -> str:
+    """``text`` wrapped for a docstring indented by ``indent`` spaces (safe quotes, backslashes)."""
+    line = _first_line(text).replace("\\", "\\\\").replace('"""', "'''")
+    wrapped = textwrap.wrap(line, width=96 - indent, break_long_words=False, break_on_hyphens=False)
+    return ("\n" + " " * indent).join(wrapped)
 
 
 def _spec_constant(spec: Spec) -> dict[str, Any]:
@@ -96,7 +104,8 @@ def _model_module(spec: Spec) -> str:
         model_type=spec.model_type,
         maturity=spec.data["maturity"],
         source=spec.source,
-        description_line=_first_line(spec.data["description"]),
+        description=_docstring(spec.data["description"], 0),
+        class_description=_docstring(spec.data["description"], 4),
         slot_impls=[(slot, spec.data["slots"][slot]["impl"]) for slot in SLOTS],
         presets={name: sorted_tree(spec.presets[name]["config"]) for name in sorted(spec.presets)},
         spec=_spec_constant(spec),
