@@ -8,7 +8,26 @@ from typing import Any
 __all__ = ["MODEL_ALIASES", "MODEL_CATALOG"]
 
 #: ``type:preset`` -> description, params, type, default_obs, maturity, presets, aliases.
-MODEL_CATALOG: dict[str, dict[str, Any]] = {}
+MODEL_CATALOG: dict[str, dict[str, Any]] = {
+    "jepa:base": {
+        "aliases": ["jepa"],
+        "default_obs": "vector",
+        "description": "JEPA (EXPERIMENTAL): I-JEPA-style joint-embedding predictive world model; a context encoder with an EMA target encoder, an action-conditioned latent predictor and reward/continue heads, trained in latent space (no pixel reconstruction).",
+        "maturity": "experimental",
+        "params": 1205762,
+        "presets": ["base", "ci"],
+        "type": "jepa",
+    },
+    "jepa:ci": {
+        "aliases": ["jepa-ci"],
+        "default_obs": "vector",
+        "description": "JEPA (EXPERIMENTAL): I-JEPA-style joint-embedding predictive world model; a context encoder with an EMA target encoder, an action-conditioned latent predictor and reward/continue heads, trained in latent space (no pixel reconstruction).",
+        "maturity": "experimental",
+        "params": 1362,
+        "presets": ["base", "ci"],
+        "type": "jepa",
+    },
+}
 
 #: alias -> ``type:preset``.
-MODEL_ALIASES: dict[str, str] = {}
+MODEL_ALIASES: dict[str, str] = {"jepa": "jepa:base", "jepa-ci": "jepa:ci"}
