@@ -1,0 +1,173 @@
+"""DreamerV3 output distributions (official ``embodied/jax/outs.py`` and ``heads.py`` numerics).
+
+* :func:`twohot_bins` / :class:`TwoHot`: symexp-spaced bins, symmetric decode, two-hot loss.
+* :func:`unimix_logprobs`: 1% uniform mixture over categories, returned as log-probabilities.
+* :func:`onehot_sample`: a categorical draw as a one-hot with straight-through gradients.
+* :class:`BoundedNormal`: the continuous policy, ``mean = tanh(m)``, ``std in [minstd, maxstd]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from worldflux.families.dreamerv3.nets import symexp
+
+__all__ = [
+    "BoundedNormal",
+    "TwoHot",
+    "binary_loss",
+    "categorical_kl",
+    "onehot_sample",
+    "twohot_bins",
+    "unimix_logprobs",
+]
+
+
+def twohot_bins(num: int = 255, low: float = -20.0, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Bin centres ``symexp(linspace(low, -low, num))``, exactly antisymmetric in float32.
+
+    For odd ``num`` the first ``(num+1)/2`` values are ``symexp(linspace(low, 0))`` and the rest
+    their negated mirror, so the centre bin is exactly 0 and ``bins[-1-i] == -bins[i]``.
+    """
+    if num % 2 == 1:
+        half = symexp(torch.linspace(low, 0.0, (num - 1) // 2 + 1, dtype=dtype))
+        return torch.cat([half, -half[:-1].flip(0)])
+    half = symexp(torch.linspace(low, 0.0, num // 2, dtype=dtype))
+    return torch.cat([half, -half.flip(0)])
+
+
+@dataclass
+class TwoHot:
+    """Categorical over ``bins`` (raw units) given ``logits [..., K]``."""
+
+    logits: Tensor
+    bins: Tensor
+
+    def probs(self) -> Tensor:
+        return torch.softmax(self.logits, -1)
+
+    def pred(self) -> Tensor:
+        """Expectation ``sum_i p_i b_i`` summed in mirrored pairs (exactly 0 when uniform).
+
+        Shapes: ``logits [..., K] -> [...]``.
+        """
+        probs = self.probs()
+        n = probs.shape[-1]
+        weighted = probs * self.bins
+        if n % 2 == 1:
+            m = (n - 1) // 2
+            centre = weighted[..., m]
+            pairs = weighted[..., :m].flip(-1) + weighted[..., m + 1 :]
+            return centre + pairs.sum(-1)
+        m = n // 2
+        return (weighted[..., :m].flip(-1) + weighted[..., m:]).sum(-1)
+
+    def target(self, value: Tensor) -> Tensor:
+        """Two-hot target distribution ``[..., K]`` of raw-unit targets ``value [...]``."""
+        bins = self.bins
+        k = bins.shape[0]
+        value = value.detach().float()
+        below = (bins <= value[..., None]).sum(-1) - 1
+        above = k - (bins > value[..., None]).sum(-1)
+        below = below.clamp(0, k - 1)
+        above = above.clamp(0, k - 1)
+        equal = below == above
+        one = torch.ones_like(value)
+        dist_below = torch.where(equal, one, (bins[below] - value).abs())
+        dist_above = torch.where(equal, one, (bins[above] - value).abs())
+        total = dist_below + dist_above
+        weight_below = dist_above / total
+        weight_above = dist_below / total
+        return (
+            F.one_hot(below, k) * weight_below[..., None]
+            + F.one_hot(above, k) * weight_above[..., None]
+        )
+
+    def loss(self, value: Tensor) -> Tensor:
+        """Cross-entropy against the two-hot encoding of ``value [...]`` -> ``[...]``."""
+        target = self.target(value)
+        return -(target * torch.log_softmax(self.logits, -1)).sum(-1)
+
+
+def unimix_logprobs(logits: Tensor, unimix: float = 0.01) -> Tensor:
+    """``log((1 - unimix) * softmax(logits) + unimix / K)`` over the last axis."""
+    if not unimix:
+        return torch.log_softmax(logits, -1)
+    probs = torch.softmax(logits, -1)
+    probs = (1.0 - unimix) * probs + unimix / logits.shape[-1]
+    return torch.log(probs)
+
+
+def categorical_kl(logp: Tensor, logq: Tensor) -> Tensor:
+    """``KL(p || q)`` over the last axis from (normalised or not) log-probabilities."""
+    logp = torch.log_softmax(logp, -1)
+    logq = torch.log_softmax(logq, -1)
+    return (logp.exp() * (logp - logq)).sum(-1)
+
+
+def categorical_entropy(logits: Tensor) -> Tensor:
+    """Entropy over the last axis."""
+    logp = torch.log_softmax(logits, -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def onehot_sample(logprobs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One categorical draw per row of ``logprobs [..., K]`` as a one-hot with straight-through
+    gradients (``onehot + probs - stop_grad(probs)``)."""
+    probs = torch.softmax(logprobs, -1)
+    flat = probs.detach().reshape(-1, probs.shape[-1])
+    u = torch.rand(flat.shape[0], 1, device=flat.device, dtype=flat.dtype, generator=generator)
+    index = (flat.cumsum(-1) < u).sum(-1).clamp_max(flat.shape[-1] - 1)
+    onehot = F.one_hot(index, flat.shape[-1]).to(probs.dtype).reshape(probs.shape)
+    return onehot + (probs - probs.detach())
+
+
+def binary_loss(logit: Tensor, target: Tensor) -> Tensor:
+    """Soft-target binary cross-entropy ``-(t log s(l) + (1 - t) log s(-l))``, elementwise."""
+    target = target.float()
+    return -(target * F.logsigmoid(logit) + (1 - target) * F.logsigmoid(-logit))
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclass
+class BoundedNormal:
+    """Independent Normal per action dim; ``mean, std [..., A]``; logp/entropy sum over ``A``."""
+
+    mean: Tensor
+    std: Tensor
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(
+            self.mean.shape, device=self.mean.device, dtype=self.mean.dtype, generator=generator
+        )
+        return noise * self.std + self.mean
+
+    def logp(self, action: Tensor) -> Tensor:
+        z = (action - self.mean) / self.std
+        return (-0.5 * z.square() - torch.log(self.std) - _HALF_LOG_2PI).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return (torch.log(self.std) + _HALF_LOG_2PI + 0.5).sum(-1)
+
+
+@dataclass
+class UnimixCategorical:
+    """Discrete policy: categorical over ``A`` with a uniform mixture; actions are one-hot."""
+
+    logprobs: Tensor
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        return onehot_sample(self.logprobs, generator).detach()
+
+    def logp(self, action: Tensor) -> Tensor:
+        return (torch.log_softmax(self.logprobs, -1) * action).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return categorical_entropy(self.logprobs)

@@ -1,0 +1,319 @@
+"""``dreamerv3.objective``: the official DreamerV3 loss (``agent.Agent.loss``, ``imag_loss``,
+``repl_loss``) with the actor, the critic and its slow EMA copy, and the official optimiser.
+
+Batch convention (docs/slot-interfaces.md): ``actions[:, t]`` is taken after ``obs[:, t]``;
+``rewards[:, t]`` / ``terminated[:, t]`` result from it. The official code attaches the reward and
+the terminal flag to the observation they arrive with, so position ``t`` is trained on
+``rewards[:, t-1]`` / ``terminated[:, t-1]``; at ``is_first`` positions the official targets are
+reward 0 and "not terminal", and position 0 of a chunk that does not start an episode has no
+target (masked out). The previous action of position 0 is zero (the carry starts at zero).
+
+Loss terms (each a mean over its entries, scaled by ``loss_scales`` and summed):
+``dyn`` / ``rep`` (KL summed over the 32 latents, then clipped below at ``free_nats``), ``rec``
+(per observation key), ``rew``, ``con``, ``policy`` (REINFORCE on normalised advantages with
+entropy bonus), ``value`` (two-hot on lambda-returns + slow-critic regulariser) and ``repval``
+(value on replay states, bootstrapped from the imagination returns).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, cast
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+
+from worldflux.core.components import BuildContext, Objective
+from worldflux.core.exceptions import ContractViolation
+from worldflux.core.registry import register_component
+from worldflux.core.types import Batch, LossOutput, State
+from worldflux.families.dreamerv3.decoder import DreamerDecoder, feat_of
+from worldflux.families.dreamerv3.dists import categorical_kl
+from worldflux.families.dreamerv3.heads import PolicyHead, TwoHotHead
+from worldflux.families.dreamerv3.hparams import hp
+from worldflux.families.dreamerv3.optim import DreamerOptimizer
+from worldflux.families.dreamerv3.returns import PercentileNorm, lambda_return
+from worldflux.families.dreamerv3.rssm import RSSM
+
+if TYPE_CHECKING:
+    from worldflux.core.model import WorldModel
+
+__all__ = ["LOSS_TERMS", "DreamerObjective", "DreamerObjectiveParams"]
+
+#: The loss components, in the order they are reported.
+LOSS_TERMS = ("dyn", "rep", "rec", "rew", "con", "policy", "value", "repval")
+
+
+class DreamerObjectiveParams(BaseModel):
+    """Objective settings (official ``configs.yaml`` ``agent`` defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loss_scales: dict[str, float] = Field(
+        default_factory=lambda: {
+            "rec": 1.0,
+            "rew": 1.0,
+            "con": 1.0,
+            "dyn": 1.0,
+            "rep": 0.1,
+            "policy": 1.0,
+            "value": 1.0,
+            "repval": 0.3,
+        }
+    )
+    free_nats: float = 1.0
+    imag_length: int = Field(15, ge=1)
+    horizon: int = Field(333, ge=1)
+    contdisc: bool = True
+    lam: float = 0.95
+    actent: float = 3e-4
+    slowreg: float = 1.0
+    slow_rate: float = 0.02
+    slow_every: int = Field(1, ge=1)
+    retnorm_rate: float = 0.01
+    retnorm_limit: float = 1.0
+    perclo: float = 5.0
+    perchi: float = 95.0
+    reward_grad: bool = True
+    repval_loss: bool = True
+    repval_grad: bool = True
+    lr: float = 4e-5
+    agc: float = 0.3
+    eps: float = 1e-20
+    beta1: float = 0.9
+    beta2: float = 0.999
+    warmup: int = Field(1000, ge=0)
+
+
+def _slots(model: WorldModel) -> tuple[Any, Any, RSSM, DreamerDecoder]:
+    dyn = model.dynamics_model
+    dec = model.decoder_module
+    if not isinstance(dyn, RSSM) or not isinstance(dec, DreamerDecoder):
+        raise ContractViolation(
+            "dreamerv3.objective needs the dreamerv3.rssm dynamics and dreamerv3.decoder slots, "
+            f"found {type(dyn).__name__} and {type(dec).__name__}"
+        )
+    return model.observation_encoder, model.action_conditioner, dyn, dec
+
+
+@register_component("objective", "dreamerv3.objective", params_model=DreamerObjectiveParams)
+class DreamerObjective(Objective):
+    """World-model + actor-critic loss. Owns ``pol`` (actor), ``val`` (critic), ``slowval`` (EMA
+    copy of the critic, not trainable) and ``retnorm`` (return percentiles)."""
+
+    slow_count: Tensor
+
+    def __init__(self, ctx: BuildContext, params: DreamerObjectiveParams) -> None:
+        super().__init__()
+        self.p = params
+        feat = int(ctx.dims.get("feat_dim", int(hp(ctx, "deter")) + 32 * int(hp(ctx, "classes"))))
+        units = int(hp(ctx, "units"))
+        self.discrete = ctx.action_type == "discrete"
+        self.action_dim = ctx.action_dim
+        self.pol = PolicyHead(
+            feat,
+            int(hp(ctx, "policy_layers")),
+            units,
+            ctx.action_dim,
+            self.discrete,
+            minstd=float(hp(ctx, "minstd")),
+            maxstd=float(hp(ctx, "maxstd")),
+            unimix=float(hp(ctx, "unimix")),
+        )
+        self.val = TwoHotHead(feat, int(hp(ctx, "value_layers")), units, int(hp(ctx, "bins")))
+        self.slowval = copy.deepcopy(self.val)
+        for param in self.slowval.parameters():
+            param.requires_grad_(False)
+        self.retnorm = PercentileNorm(
+            params.retnorm_rate, params.retnorm_limit, params.perclo, params.perchi
+        )
+        self.register_buffer("slow_count", torch.zeros((), dtype=torch.int64))
+
+    # -- optimiser hooks --------------------------------------------------------------------------
+    def make_optimizers(self, model: WorldModel) -> dict[str, torch.optim.Optimizer]:
+        """One official optimiser over every trainable parameter (world model, actor, critic)."""
+        p = self.p
+        opt = DreamerOptimizer(
+            self.param_groups(model),
+            lr=p.lr,
+            agc=p.agc,
+            eps=p.eps,
+            beta1=p.beta1,
+            beta2=p.beta2,
+            warmup=p.warmup,
+        )
+        return {"model": opt}
+
+    @torch.no_grad()
+    def after_step(self, model: WorldModel) -> None:
+        """Slow critic EMA: ``slow = rate * val + (1 - rate) * slow`` every ``slow_every`` steps."""
+        if int(self.slow_count) % self.p.slow_every == 0:
+            for src, dst in zip(self.val.parameters(), self.slowval.parameters(), strict=True):
+                dst.mul_(1 - self.p.slow_rate).add_(src, alpha=self.p.slow_rate)
+        self.slow_count += 1
+
+    # -- the loss ---------------------------------------------------------------------------------
+    def forward(self, model: WorldModel, batch: Batch) -> LossOutput:
+        enc, cond, dyn, dec = _slots(model)
+        p = self.p
+        obs = batch["obs"]
+        actions: Tensor = batch["actions"]
+        is_first = batch["is_first"].bool()
+        b, t = is_first.shape
+        losses: dict[str, Tensor] = {}
+
+        # -- world model: observe the sequence through the slots
+        embed = enc(obs)["embed"]  # [B, T, E]
+        act_in = cond(State(), actions.flatten(0, 1)).reshape(b, t, -1)
+        prev = torch.cat([torch.zeros_like(act_in[:, :1]), act_in[:, :-1]], 1)
+        state = dyn.initial_state(b, embed.device, embed.dtype)
+        deters, stochs, posts = [], [], []
+        for i in range(t):
+            keep = ~is_first[:, i]
+            k2 = keep[:, None]
+            carry = State(
+                deter=torch.where(k2, state["deter"], 0.0),
+                stoch=torch.where(k2[..., None], state["stoch"], 0.0),
+            )
+            state, logit = dyn.obs_step(carry, torch.where(k2, prev[:, i], 0.0), embed[:, i])
+            deters.append(state["deter"])
+            stochs.append(state["stoch"])
+            posts.append(logit)
+        deter = torch.stack(deters, 1)
+        stoch = torch.stack(stochs, 1)
+        post = torch.stack(posts, 1)
+        prior = dyn.prior_logits(deter)
+        post_lp, prior_lp = dyn.logprobs(post), dyn.logprobs(prior)
+        dyn_kl = categorical_kl(post_lp.detach(), prior_lp).sum(-1)
+        rep_kl = categorical_kl(post_lp, prior_lp.detach()).sum(-1)
+        losses["dyn"] = torch.clamp(dyn_kl, min=p.free_nats).mean()
+        losses["rep"] = torch.clamp(rep_kl, min=p.free_nats).mean()
+
+        recon = dec.reconstruct(deter.flatten(0, 1), stoch.flatten(0, 1))
+        obs_dict = {k: v.flatten(0, 1) for k, v in dec.as_obs_dict(obs).items()}
+        rec_terms = dec.rec_losses(recon, obs_dict)
+        losses["rec"] = sum((v.mean() for v in rec_terms.values()), torch.zeros(()))
+
+        # official-aligned targets: position t carries rewards/terminated of step t-1
+        reward, term, last, valid = self._aligned_targets(batch, is_first)
+        feat = torch.cat([deter, stoch.flatten(-2)], -1)  # [B, T, F]
+        rew_feat = feat if p.reward_grad else feat.detach()
+        rew_loss = dec.rew.dist(rew_feat).loss(reward)
+        losses["rew"] = (rew_loss * valid).sum() / valid.sum().clamp(min=1.0)
+        con_target = 1.0 - term.float()
+        if p.contdisc:
+            con_target = con_target * (1 - 1 / p.horizon)
+        con_loss = _bce(dec.con(feat), con_target)
+        losses["con"] = (con_loss * valid).sum() / valid.sum().clamp(min=1.0)
+
+        # -- imagination from every posterior state
+        start = State(deter=deter.detach().flatten(0, 1), stoch=stoch.detach().flatten(0, 1))
+        imgfeat, imgact = self._imagine(model, start, p.imag_length)
+        pol_loss, val_loss, ret0, metrics = self._imag_loss(dec, imgfeat, imgact)
+        losses["policy"] = pol_loss
+        losses["value"] = val_loss
+
+        # -- replay value
+        if p.repval_loss:
+            rfeat = feat if p.repval_grad else feat.detach()
+            losses["repval"] = self._repl_loss(rfeat, last, term, reward, ret0.reshape(b, t))
+        else:
+            losses["repval"] = torch.zeros((), device=feat.device)
+
+        scales = p.loss_scales
+        total = sum((losses[k] * float(scales.get(k, 1.0)) for k in LOSS_TERMS), torch.zeros(()))
+        metrics.update({f"kl/{k}": float(v.mean()) for k, v in (("dyn", dyn_kl), ("rep", rep_kl))})
+        return LossOutput(loss=cast(Tensor, total), components=losses, metrics=metrics)
+
+    @staticmethod
+    def _aligned_targets(batch: Batch, is_first: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """reward / terminal / last ``[B, T]`` in the official alignment plus the validity mask."""
+        rewards = batch["rewards"].float()
+        terminated = batch["terminated"].bool()
+        truncated = batch["truncated"].bool()
+        zero = torch.zeros_like(rewards[:, :1])
+        reward = torch.cat([zero, rewards[:, :-1]], 1)
+        term = torch.cat([zero.bool(), terminated[:, :-1]], 1)
+        last = torch.cat([zero.bool(), (terminated | truncated)[:, :-1]], 1)
+        reward = torch.where(is_first, 0.0, reward)
+        term = term & ~is_first
+        valid = torch.ones_like(rewards)
+        valid[:, 0] = is_first[:, 0].float()
+        return reward, term, last, valid
+
+    def _imagine(self, model: WorldModel, start: State, horizon: int) -> tuple[Tensor, Tensor]:
+        """Roll the policy ``horizon`` steps from ``start`` through the action-conditioner and
+        dynamics slots. Returns features ``[N, H+1, F]`` and actions ``[N, H+1, A]`` (no grad)."""
+        cond, dyn = model.action_conditioner, model.dynamics_model
+        assert cond is not None and dyn is not None
+        feats, acts = [], []
+        state = start
+        with torch.no_grad():
+            for _ in range(horizon):
+                f = feat_of(state)
+                action = self.pol(f).sample()
+                feats.append(f)
+                acts.append(action)
+                state = dyn(state, cond(state, action))
+            f = feat_of(state)
+            feats.append(f)
+            acts.append(self.pol(f).sample())
+        return torch.stack(feats, 1), torch.stack(acts, 1)
+
+    def _imag_loss(
+        self, dec: DreamerDecoder, feat: Tensor, act: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
+        """Policy and value losses on an imagined trajectory ``feat [N, H+1, F]``.
+
+        Returns (policy loss, value loss, lambda-return at the start ``[N]``, metrics).
+        """
+        p = self.p
+        with torch.no_grad():
+            rew = dec.rew.dist(feat).pred()
+            con = torch.sigmoid(dec.con(feat))
+            slowpred = self.slowval.dist(feat).pred()
+        val_dist = self.val.dist(feat)
+        tarval = val_dist.pred().detach()
+        disc = 1.0 if p.contdisc else 1 - 1 / p.horizon
+        weight = torch.cumprod(disc * con, 1) / disc
+        ret = lambda_return(torch.zeros_like(con), 1 - con, rew, tarval, disc, p.lam)
+        if self.training:
+            self.retnorm.update(ret)
+        _, rscale = self.retnorm.stats()
+        adv = (ret - tarval[:, :-1]) / rscale
+        policy = self.pol(feat)
+        logpi = policy.logp(act.detach())[:, :-1]
+        ent = policy.entropy()[:, :-1]
+        w = weight[:, :-1].detach()
+        policy_loss = (w * -(logpi * adv.detach() + p.actent * ent)).mean()
+        tar = torch.cat([ret, torch.zeros_like(ret[:, -1:])], 1)
+        value_loss = (w * (val_dist.loss(tar) + p.slowreg * val_dist.loss(slowpred))[:, :-1]).mean()
+        metrics = {
+            "imag/ret": float(ret.mean()),
+            "imag/adv": float(adv.mean()),
+            "imag/entropy": float(ent.mean()),
+            "imag/retscale": float(rscale),
+        }
+        return policy_loss, value_loss, ret[:, 0], metrics
+
+    def _repl_loss(
+        self, feat: Tensor, last: Tensor, term: Tensor, rew: Tensor, boot: Tensor
+    ) -> Tensor:
+        """Critic loss on replay features ``[B, T, F]``, bootstrapped from imagination returns."""
+        p = self.p
+        disc = 1 - 1 / p.horizon
+        ret = lambda_return(last, term, rew, boot.detach(), disc, p.lam)
+        val_dist = self.val.dist(feat)
+        with torch.no_grad():
+            slowpred = self.slowval.dist(feat).pred()
+        tar = torch.cat([ret, torch.zeros_like(ret[:, -1:])], 1).detach()
+        weight = (1.0 - last.float())[:, :-1]
+        per = (val_dist.loss(tar) + p.slowreg * val_dist.loss(slowpred))[:, :-1]
+        return (weight * per).mean()
+
+
+def _bce(logit: Tensor, target: Tensor) -> Tensor:
+    from torch.nn import functional as F
+
+    return -(target * F.logsigmoid(logit) + (1 - target) * F.logsigmoid(-logit))
