@@ -1,5 +1,18 @@
-"""Generic slot implementations, usable by any spec (registered on import)."""
+"""Generic slot implementations, usable by any spec (registered on import).
 
-from worldflux.components import conditioners, rollout
+observation_encoder: ``mlp_encoder``, ``cnn_encoder``; action_conditioner: ``concat``, ``film``;
+dynamics_model: ``mlp_dynamics``, ``gru_dynamics``; decoder: ``mlp_decoder``, ``cnn_decoder``;
+rollout_executor: ``open_loop``; objective: ``generic``. Sizes in their params are ints or config
+symbols (``"latent_dim"``), so presets resize them.
+"""
 
-__all__ = ["conditioners", "rollout"]
+from worldflux.components import (
+    conditioners,
+    decoders,
+    dynamics,
+    encoders,
+    objectives,
+    rollout,
+)
+
+__all__ = ["conditioners", "decoders", "dynamics", "encoders", "objectives", "rollout"]

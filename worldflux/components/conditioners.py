@@ -1,11 +1,20 @@
-"""Generic action conditioners."""
+"""Generic action conditioners: ``concat`` and ``film``."""
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
 from torch.nn import functional as F
 
+from worldflux.components._common import (
+    Activation,
+    Size,
+    build_mlp,
+    resolve_size,
+    state_features,
+    state_features_dim,
+)
 from worldflux.core.components import ActionConditioner, BuildContext
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
@@ -39,3 +48,45 @@ class ConcatConditioner(ActionConditioner):
         else:
             features = torch.cat([v.flatten(1) for _, v in sorted(state.items())], dim=-1)
         return torch.cat([features, action_features(action, self.action_dim, self.action_type)], -1)
+
+
+class FiLMParams(BaseModel):
+    """Params of ``film``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: Size = Field(0, description="hidden width of the action MLP (0: one linear layer)")
+    act: Activation = Field("silu", description="activation of the action MLP")
+
+
+@register_component("action_conditioner", "film", params_model=FiLMParams)
+class FiLMConditioner(ActionConditioner):
+    """Feature-wise modulation of the latent by the action: ``z * (1 + gamma(a)) + beta(a)``.
+
+    Input: ``state["latent"] [B, D]`` (or every state tensor, flattened) and the action
+    (``[B, A]`` float or ``[B]`` int64, one-hot encoded). Output: ``[B, D]``; sets
+    ``ctx.dims["dynamics_input_dim"] = D``. gamma and beta start at zero (identity modulation).
+    """
+
+    def __init__(self, ctx: BuildContext, params: FiLMParams) -> None:
+        super().__init__()
+        self.action_dim = ctx.action_dim
+        self.action_type = ctx.action_type
+        latent = state_features_dim(ctx)
+        hidden = resolve_size(ctx, params.hidden, "film.hidden", minimum=0)
+        if hidden:
+            self.net: nn.Module = build_mlp(self.action_dim, hidden, 1, 2 * latent, params.act)
+        else:
+            self.net = nn.Linear(self.action_dim, 2 * latent)
+        last = self.net[-1] if isinstance(self.net, nn.Sequential) else self.net
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        ctx.dims["dynamics_input_dim"] = latent
+
+    def forward(self, state: State, action: Tensor) -> Tensor:
+        features = state_features(state)
+        gamma, beta = self.net(action_features(action, self.action_dim, self.action_type)).chunk(
+            2, dim=-1
+        )
+        return features * (1.0 + gamma) + beta

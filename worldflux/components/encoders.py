@@ -1,0 +1,136 @@
+"""Generic observation encoders: ``mlp_encoder`` (vectors) and ``cnn_encoder`` (images).
+
+Both return ``State({"latent": z})`` with ``z [B, latent]`` and announce
+``ctx.dims["latent_dim"]`` and ``ctx.dims["embed_dim"]`` for the slots built after them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from worldflux.components._common import (
+    Activation,
+    Size,
+    activation,
+    build_mlp,
+    flat_obs_dim,
+    resolve_size,
+)
+from worldflux.core.components import BuildContext, ObservationEncoder
+from worldflux.core.exceptions import ConfigurationError
+from worldflux.core.registry import register_component
+from worldflux.core.types import State
+
+__all__ = ["CNNEncoder", "CNNEncoderParams", "MLPEncoder", "MLPEncoderParams"]
+
+OutputNorm = Literal["none", "layer", "tanh"]
+
+
+def _output_norm(kind: str, dim: int) -> nn.Module:
+    if kind == "layer":
+        return nn.LayerNorm(dim)
+    if kind == "tanh":
+        return nn.Tanh()
+    return nn.Identity()
+
+
+def _announce(ctx: BuildContext, latent: int) -> None:
+    ctx.dims["latent_dim"] = latent
+    ctx.dims["embed_dim"] = latent
+
+
+class MLPEncoderParams(BaseModel):
+    """Params of ``mlp_encoder``. Sizes are ints or config symbols (see _common)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latent: Size = Field("latent_dim", description="output size (the state's latent)")
+    hidden: Size = Field("hidden_dim", description="width of each hidden layer")
+    layers: int = Field(2, ge=0, description="number of hidden layers")
+    act: Activation = Field("silu", description="activation")
+    output_norm: OutputNorm = Field("layer", description="normalisation of the latent")
+
+
+@register_component("observation_encoder", "mlp_encoder", params_model=MLPEncoderParams)
+class MLPEncoder(ObservationEncoder):
+    """Flatten ``obs [B, *obs_shape]`` and map it through an MLP to ``latent [B, latent]``."""
+
+    def __init__(self, ctx: BuildContext, params: MLPEncoderParams) -> None:
+        super().__init__()
+        latent = resolve_size(ctx, params.latent, "mlp_encoder.latent")
+        hidden = resolve_size(ctx, params.hidden, "mlp_encoder.hidden")
+        self.obs_shape = ctx.obs_shape
+        self.net = build_mlp(
+            flat_obs_dim(self.obs_shape), hidden, params.layers, latent, params.act
+        )
+        self.norm = _output_norm(params.output_norm, latent)
+        _announce(ctx, latent)
+
+    def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
+        if isinstance(obs, dict):
+            raise ConfigurationError(
+                "mlp_encoder takes one observation tensor, found a dict of modalities "
+                f"{sorted(obs)}"
+            )
+        return State({"latent": self.norm(self.net(obs.float().flatten(1)))})
+
+
+class CNNEncoderParams(BaseModel):
+    """Params of ``cnn_encoder``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latent: Size = Field("latent_dim", description="output size (the state's latent)")
+    depth: Size = Field(32, description="channels of the first conv stage (doubled per stage)")
+    stages: int = Field(3, ge=1, le=6, description="conv stages, each halving height and width")
+    act: Activation = Field("silu", description="activation")
+    output_norm: OutputNorm = Field("layer", description="normalisation of the latent")
+
+
+@register_component("observation_encoder", "cnn_encoder", params_model=CNNEncoderParams)
+class CNNEncoder(ObservationEncoder):
+    """Images ``obs [B, C, H, W]`` -> conv stages (kernel 4, stride 2) -> ``latent [B, latent]``.
+
+    ``uint8`` images are scaled to ``[-0.5, 0.5]``; float images are used as they are.
+    """
+
+    def __init__(self, ctx: BuildContext, params: CNNEncoderParams) -> None:
+        super().__init__()
+        if len(ctx.obs_shape) != 3:
+            raise ConfigurationError(
+                f"cnn_encoder needs obs_shape [C, H, W], found {list(ctx.obs_shape)}"
+            )
+        channels, height, width = ctx.obs_shape
+        factor = 2**params.stages
+        if height % factor or width % factor:
+            raise ConfigurationError(
+                f"cnn_encoder with {params.stages} stages needs height and width divisible by "
+                f"{factor}, found obs_shape {list(ctx.obs_shape)}"
+            )
+        latent = resolve_size(ctx, params.latent, "cnn_encoder.latent")
+        depth = resolve_size(ctx, params.depth, "cnn_encoder.depth")
+        layers: list[nn.Module] = []
+        in_ch = channels
+        for stage in range(params.stages):
+            out_ch = depth * 2**stage
+            layers += [nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1), activation(params.act)]
+            in_ch = out_ch
+        self.convs = nn.Sequential(*layers)
+        flat = in_ch * (height // factor) * (width // factor)
+        self.proj = nn.Linear(flat, latent)
+        self.norm = _output_norm(params.output_norm, latent)
+        ctx.dims["cnn_depth"] = depth
+        ctx.dims["cnn_stages"] = params.stages
+        _announce(ctx, latent)
+
+    def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
+        if isinstance(obs, dict):
+            raise ConfigurationError(
+                f"cnn_encoder takes one image tensor, found a dict of modalities {sorted(obs)}"
+            )
+        x = obs.float() / 255.0 - 0.5 if obs.dtype == torch.uint8 else obs.float()
+        return State({"latent": self.norm(self.proj(self.convs(x).flatten(1)))})

@@ -1,0 +1,125 @@
+"""``generic``: a world-model objective through the slots (reconstruction + reward + continue +
+latent dynamics), usable by any spec built from the generic components.
+
+For a batch ``[B, T, ...]`` it filters observations through the model (``encode`` with the
+previous state and action; the state is reset where ``is_first``), giving posterior states
+``s_t``; then, through the slots:
+
+- ``reconstruction``: MSE of ``decode(s_t)["obs"]`` against ``obs[:, t]``;
+- ``reward``: MSE of ``decode(transition(s_t, a_t))["reward"]`` against ``rewards[:, t]``;
+- ``continue``: BCE of that prediction's ``continue`` against ``1 - terminated[:, t]``;
+- ``dynamics``: MSE of ``transition(s_t, a_t)`` against the (stop-gradient) posterior ``s_{t+1}``.
+
+A component is produced when its coefficient is > 0 and the decoder predicts what it needs, so a
+spec's ``loss_components`` lists exactly those names.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+from torch.nn import functional as F
+
+from worldflux.components._common import state_features
+from worldflux.core.components import BuildContext, Objective
+from worldflux.core.exceptions import ContractViolation
+from worldflux.core.registry import register_component
+from worldflux.core.types import Batch, LossOutput, State
+
+if TYPE_CHECKING:
+    from worldflux.core.model import WorldModel
+
+__all__ = ["GenericObjective", "GenericObjectiveParams"]
+
+
+class GenericObjectiveParams(BaseModel):
+    """Params of ``generic``: one coefficient per component (0 drops it) and the learning rate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reconstruction_coef: float = Field(1.0, ge=0.0, description="weight of the reconstruction MSE")
+    reward_coef: float = Field(1.0, ge=0.0, description="weight of the reward MSE")
+    continue_coef: float = Field(1.0, ge=0.0, description="weight of the continue BCE")
+    dynamics_coef: float = Field(1.0, ge=0.0, description="weight of the latent dynamics MSE")
+    lr: float = Field(3e-4, gt=0.0, description="Adam learning rate")
+    grad_clip: float = Field(100.0, gt=0.0, description="max gradient norm (used by trainers)")
+
+
+def _reset(state: State, keep: Tensor) -> State:
+    """Zero every state tensor of the samples where ``keep`` (``[B]`` float) is 0."""
+    return State(
+        {k: v * keep.view(-1, *([1] * (v.dim() - 1))).to(v.dtype) for k, v in state.items()}
+    )
+
+
+@register_component("objective", "generic", params_model=GenericObjectiveParams)
+class GenericObjective(Objective):
+    """Reconstruction + reward + continue + latent dynamics, computed through the model's slots."""
+
+    def __init__(self, ctx: BuildContext, params: GenericObjectiveParams) -> None:
+        super().__init__()
+        self.params = params
+
+    def _posteriors(self, model: WorldModel, batch: Batch) -> list[State]:
+        obs, actions = batch["obs"], batch["actions"]
+        is_first = batch.get("is_first")
+        states: list[State] = []
+        state: State | None = None
+        for t in range(batch.seq_len):
+            obs_t = {k: v[:, t] for k, v in obs.items()} if isinstance(obs, dict) else obs[:, t]
+            action = None
+            if state is not None:
+                action = actions[:, t - 1]
+                if is_first is not None and len(state):
+                    keep = 1.0 - is_first[:, t].float()
+                    state = _reset(state, keep)
+                    action = action * keep.view(-1, *([1] * (action.dim() - 1))).to(action.dtype)
+            state = model.encode(obs_t, state, action, validate=False)
+            states.append(state)
+        return states
+
+    def forward(self, model: WorldModel, batch: Batch) -> LossOutput:
+        p = self.params
+        if batch.seq_len < 1:
+            raise ContractViolation("batch: expected a sequence of at least 1 step, found 0")
+        posteriors = self._posteriors(model, batch)
+        terms: dict[str, list[Tensor]] = {}
+
+        def add(name: str, value: Tensor) -> None:
+            terms.setdefault(name, []).append(value)
+
+        obs = batch["obs"]
+        for t, state in enumerate(posteriors):
+            decoded = model.decode(state).predictions
+            if p.reconstruction_coef > 0 and "obs" in decoded and not isinstance(obs, dict):
+                add("reconstruction", F.mse_loss(decoded["obs"], obs[:, t].float()))
+            prior = model.transition(state, batch["actions"][:, t], validate=False)
+            predicted = model.decode(prior).predictions
+            if p.reward_coef > 0 and "reward" in predicted:
+                add("reward", F.mse_loss(predicted["reward"], batch["rewards"][:, t].float()))
+            if p.continue_coef > 0 and "continue" in predicted:
+                target = 1.0 - batch["terminated"][:, t].float()
+                prob = predicted["continue"].clamp(1e-6, 1.0 - 1e-6)
+                add("continue", F.binary_cross_entropy(prob, target))
+            if p.dynamics_coef > 0 and t + 1 < len(posteriors):
+                target_latent = state_features(posteriors[t + 1]).detach()
+                add("dynamics", F.mse_loss(state_features(prior), target_latent))
+        coefs = {
+            "reconstruction": p.reconstruction_coef,
+            "reward": p.reward_coef,
+            "continue": p.continue_coef,
+            "dynamics": p.dynamics_coef,
+        }
+        components = {name: torch.stack(values).mean() for name, values in terms.items()}
+        if p.dynamics_coef > 0 and "dynamics" not in components:  # T == 1: nothing to predict
+            components["dynamics"] = next(iter(components.values()), torch.zeros(())) * 0.0
+        loss = sum((coefs[name] * value for name, value in components.items()), torch.zeros(()))
+        metrics: dict[str, Any] = {f"loss/{k}": float(v.detach()) for k, v in components.items()}
+        return LossOutput(loss=loss, components=components, metrics=metrics)
+
+    def make_optimizers(self, model: WorldModel) -> dict[str, torch.optim.Optimizer]:
+        """One Adam over every trainable parameter, at ``lr``."""
+        return {"model": torch.optim.Adam(self.param_groups(model), lr=self.params.lr)}
