@@ -1,0 +1,206 @@
+"""TD-MPC2 slot implementations: ``tdmpc2.encoder``, ``tdmpc2.dynamics`` and ``tdmpc2.heads``.
+
+State layout: ``{"latent": z [B, latent_dim]}`` (SimNorm'd). A state made by the dynamics also
+holds ``"transition_input" [B, latent_dim + A]``, the ``[z_t, a_t]`` features that produced it,
+so that ``decode`` can predict the reward of the transition into it (TD-MPC2's reward is
+``r(z_t, a_t)``). The action conditioner is the generic ``concat`` (``[z, a]``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from worldflux.core.components import BuildContext, Decoder, DynamicsModel, ObservationEncoder
+from worldflux.core.exceptions import ConfigurationError, ContractViolation
+from worldflux.core.registry import register_component
+from worldflux.core.types import ModelOutput, State
+from worldflux.families.tdmpc2.hparams import TDMPC2HParams, hparams_from
+from worldflux.families.tdmpc2.layers import QEnsemble, normed_mlp, q_ensemble_forward
+from worldflux.families.tdmpc2.math import (
+    PolicySample,
+    TwoHot,
+    scale_log_std,
+    squashed_gaussian,
+)
+
+__all__ = ["TRANSITION_INPUT", "TDMPC2Dynamics", "TDMPC2Encoder", "TDMPC2Heads"]
+
+#: State key of the ``[z_t, a_t]`` features a dynamics step consumed.
+TRANSITION_INPUT = "transition_input"
+
+
+def _obs_dim(ctx: BuildContext) -> int:
+    if len(ctx.obs_shape) != 1:
+        raise ConfigurationError(
+            f"tdmpc2.encoder: expected a vector observation shape (D,), found {ctx.obs_shape}"
+        )
+    return int(ctx.obs_shape[0])
+
+
+@register_component("observation_encoder", "tdmpc2.encoder")
+class TDMPC2Encoder(ObservationEncoder):
+    """State encoder: obs ``[B, obs_dim]`` -> ``{"latent": z [B, latent_dim]}``.
+
+    ``max(num_enc_layers − 1, 1)`` NormedLinear (Mish) layers of width ``enc_dim``, then a
+    NormedLinear to ``latent_dim`` ending in SimNorm (softmax over groups of ``simnorm_dim``).
+    Sets ``ctx.dims["latent_dim"]``.
+    """
+
+    def __init__(self, ctx: BuildContext, params: Any) -> None:
+        super().__init__()
+        hp = hparams_from(ctx.config)
+        hidden = [hp.enc_dim] * max(hp.num_enc_layers - 1, 1)
+        self.net = normed_mlp(
+            _obs_dim(ctx), hidden, hp.latent_dim, final_act="simnorm", simnorm_dim=hp.simnorm_dim
+        )
+        ctx.dims["latent_dim"] = hp.latent_dim
+
+    def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
+        if isinstance(obs, dict):
+            if len(obs) != 1:
+                raise ContractViolation(
+                    f"obs: tdmpc2.encoder takes one vector modality, found keys {sorted(obs)}"
+                )
+            obs = next(iter(obs.values()))
+        return State(latent=self.net(obs))
+
+    def latent(self, obs: Tensor) -> Tensor:
+        """``obs [..., obs_dim] -> z [..., latent_dim]`` (any leading dims)."""
+        return self.net(obs)
+
+
+@register_component("dynamics_model", "tdmpc2.dynamics")
+class TDMPC2Dynamics(DynamicsModel):
+    """Latent dynamics: ``[z, a] -> M -> M -> latent`` (Mish, Mish, LayerNorm + SimNorm).
+
+    No residual and no recurrent carry: ``observe`` returns the encoded observation.
+    """
+
+    def __init__(self, ctx: BuildContext, params: Any) -> None:
+        super().__init__()
+        hp = hparams_from(ctx.config)
+        in_dim = hp.latent_dim + ctx.action_dim
+        self.net = normed_mlp(
+            in_dim, [hp.mlp_dim] * 2, hp.latent_dim, final_act="simnorm", simnorm_dim=hp.simnorm_dim
+        )
+        ctx.dims["dynamics_input_dim"] = in_dim
+
+    def forward(self, state: State, action_input: Tensor) -> State:
+        return State({"latent": self.net(action_input), TRANSITION_INPUT: action_input})
+
+    def next_latent(self, za: Tensor) -> Tensor:
+        """``[z, a] [..., L + A] -> z' [..., L]`` (any leading dims)."""
+        return self.net(za)
+
+
+@register_component("decoder", "tdmpc2.heads")
+class TDMPC2Heads(Decoder):
+    """Reward head, Q ensemble (+ target copy) and policy prior of TD-MPC2.
+
+    * ``reward``: ``[z, a] -> M -> M -> num_bins`` logits (two-hot in symlog space), last layer
+      zero-initialised.
+    * ``q``: :class:`QEnsemble` of ``num_q`` heads (dropout on layer 0, zero last layer), one
+      batched op; ``target_q`` is its Polyak copy, held as buffers (not trainable, saved).
+    * ``pi``: ``z -> M -> M -> 2A``: pre-tanh mean and raw log-std of a squashed Gaussian.
+
+    ``forward(state)`` predicts ``reward [B]`` (the reward of the transition that produced the
+    state, from its ``transition_input``; 0 for a state that no transition produced, such as an
+    encoded observation) and ``continue [B]`` (1: the official model has no termination head when
+    not episodic).
+    """
+
+    def __init__(self, ctx: BuildContext, params: Any) -> None:
+        super().__init__()
+        hp = hparams_from(ctx.config)
+        self.hp: TDMPC2HParams = hp
+        self.action_dim = ctx.action_dim
+        self.latent_dim = hp.latent_dim
+        za = hp.latent_dim + ctx.action_dim
+        self.two_hot = TwoHot(hp.num_bins, hp.vmin, hp.vmax)
+        self.discount = hp.discount
+        self.reward = normed_mlp(za, [hp.mlp_dim] * 2, hp.num_bins, zero_last=True)
+        self.pi = normed_mlp(hp.latent_dim, [hp.mlp_dim] * 2, 2 * ctx.action_dim)
+        self.q = QEnsemble(hp.num_q, za, hp.mlp_dim, hp.num_bins, dropout=hp.dropout)
+        self.target_q = QEnsemble(
+            hp.num_q, za, hp.mlp_dim, hp.num_bins, dropout=0.0, trainable=False
+        )
+        self.sync_target()
+
+    # -- decoder interface ------------------------------------------------------------------
+    def forward(self, state: State) -> ModelOutput:
+        z = state["latent"]
+        if TRANSITION_INPUT in state:
+            reward = self.two_hot.decode(self.reward(state[TRANSITION_INPUT])).squeeze(-1)
+        else:
+            reward = z.new_zeros(z.shape[:-1])
+        return ModelOutput(
+            predictions={"reward": reward, "continue": torch.ones_like(reward)}, state=state
+        )
+
+    # -- heads on raw tensors (any leading dims) --------------------------------------------
+    def reward_logits(self, za: Tensor) -> Tensor:
+        """``[z, a] [..., L+A] -> [..., num_bins]``."""
+        return self.reward(za)
+
+    def reward_value(self, za: Tensor) -> Tensor:
+        """``[z, a] [..., L+A] -> reward [..., 1]`` (decoded two-hot)."""
+        return self.two_hot.decode(self.reward(za))
+
+    def q_logits(
+        self, za: Tensor, heads: Tensor | None = None, *, target: bool = False, detach: bool = False
+    ) -> Tensor:
+        """Q logits ``[K, ..., num_bins]`` of all heads or of ``heads`` (int64 ``[K]``).
+
+        ``target`` uses the Polyak copy (always without dropout); ``detach`` uses the online
+        weights without gradient to them (the official ``_detach_Qs``).
+        """
+        if target:
+            return q_ensemble_forward(self.target_q.tensors(), za, heads=heads)
+        return self.q(za, heads, detach=detach)
+
+    def q_value(
+        self,
+        za: Tensor,
+        heads: Tensor,
+        reduce: str = "avg",
+        *,
+        target: bool = False,
+        detach: bool = False,
+    ) -> Tensor:
+        """Q ``[..., 1]`` of the two ``heads``: their mean (``"avg"``) or minimum (``"min"``)."""
+        q = self.two_hot.decode(self.q_logits(za, heads, target=target, detach=detach))
+        if reduce == "min":
+            return q.min(0).values
+        return q.sum(0) / q.shape[0]
+
+    def random_heads(self, generator: torch.Generator | None = None) -> Tensor:
+        """Two distinct random Q-head indices (int64 ``[2]``), as official ``randperm[:2]``."""
+        return torch.randperm(self.hp.num_q, generator=generator)[:2]
+
+    def policy_params(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``z [..., L]`` -> (pre-tanh mean, scaled log-std), each ``[..., A]``."""
+        mean, raw = self.pi(z).chunk(2, dim=-1)
+        return mean, scale_log_std(raw, self.hp.log_std_min, self.hp.log_std_max)
+
+    def policy(self, z: Tensor, eps: Tensor | None = None) -> PolicySample:
+        """Sample the policy prior at ``z [..., L]``; ``eps`` (``[..., A]``) defaults to N(0, 1)."""
+        mean, log_std = self.policy_params(z)
+        if eps is None:
+            eps = torch.randn_like(mean)
+        return squashed_gaussian(mean, log_std, eps)
+
+    # -- target network ---------------------------------------------------------------------
+    @torch.no_grad()
+    def sync_target(self) -> None:
+        """Copy the online Q weights into the target copy."""
+        for online, target in zip(self.q.tensors(), self.target_q.tensors(), strict=True):
+            target.copy_(online)
+
+    @torch.no_grad()
+    def polyak_update(self, tau: float) -> None:
+        """target ← target + tau·(online − target) (official ``lerp_``)."""
+        for online, target in zip(self.q.tensors(), self.target_q.tensors(), strict=True):
+            target.lerp_(online, tau)
