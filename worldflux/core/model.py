@@ -42,6 +42,17 @@ def _leading_dim(obs: Any) -> int | None:
     return None
 
 
+def _cast_batch(batch: Batch, dtype: torch.dtype) -> Batch:
+    """``batch`` with floating tensors in ``dtype`` (itself when nothing needs a cast)."""
+
+    def needs(value: Any) -> bool:
+        if isinstance(value, Tensor):
+            return value.is_floating_point() and value.dtype != dtype
+        return isinstance(value, Mapping) and any(needs(v) for v in value.values())
+
+    return batch.to(dtype=dtype) if any(needs(v) for v in batch.values()) else batch
+
+
 def build_component(
     kind: str, key: str, params: dict[str, Any] | None, ctx: BuildContext
 ) -> nn.Module:
@@ -196,7 +207,9 @@ class WorldModel(nn.Module, ABC):
         contract = self._checks() if validate else None
         if contract is not None:
             batch = self._validate_state(contract, state, None)
-            contract.validate_action(actions, lead=(batch, None), name="actions")
+            contract.validate_action(
+                actions, lead=(batch, None), name="actions", lead_names=("B", "H")
+            )
             if actions.shape[1] < 1:
                 raise ContractViolation(
                     f"actions: expected a horizon H >= 1, found shape {list(actions.shape)}"
@@ -417,7 +430,8 @@ class SpecWorldModel(WorldModel):
         return ModelIOContract.from_dict(type(self).SPEC.get("io_contract", {}))
 
     def loss(self, batch: Batch | dict[str, Any]) -> LossOutput:
-        """The spec's objective on a ``[B, T, ...]`` batch (validated against the contract)."""
+        """The spec's objective on a ``[B, T, ...]`` batch (validated against the contract;
+        floating tensors of another dtype are then cast to the model's)."""
         if self.objective is None:
             raise CapabilityError(f"{type(self).__name__} declares no objective")
         if not isinstance(batch, Batch):
@@ -425,6 +439,7 @@ class SpecWorldModel(WorldModel):
         contract = self._checks()
         if contract is not None:
             contract.validate_batch(batch)
+            batch = _cast_batch(batch, self._float_dtype())
         return self.objective(self, batch)
 
     def plan(

@@ -221,13 +221,20 @@ class TensorSpec:
             out |= symbols_of(d)
         return out
 
-    def validate(self, name: str, tensor: Any, lead: Sequence[int | None] = ()) -> None:
+    def validate(
+        self,
+        name: str,
+        tensor: Any,
+        lead: Sequence[int | None] = (),
+        lead_names: Sequence[str] = ("B", "T"),
+    ) -> None:
         """Check type, dtype, rank, shape (after the ``lead`` dims) and finiteness.
 
         Args:
             name: the tensor's name in error messages (``"obs"``, ``"batch['actions']"``).
             tensor: the value to check.
             lead: expected leading dims (``None`` = any size), e.g. ``(B,)`` or ``(B, T)``.
+            lead_names: how messages call free leading dims (``("B", "H")`` in a rollout).
 
         Raises:
             ContractViolation / ShapeMismatchError: naming ``name``, expected and found.
@@ -241,7 +248,7 @@ class TensorSpec:
         self._check_dtype(name, tensor)
         expected_rank = len(lead) + len(self.shape)
         found = tuple(tensor.shape)
-        pretty = _pretty_shape(lead, self.shape)
+        pretty = _pretty_shape(lead, self.shape, lead_names)
         if tensor.dim() != expected_rank:
             raise ShapeMismatchError(
                 f"{name}: expected rank {expected_rank} with shape {pretty}, "
@@ -287,9 +294,13 @@ class TensorSpec:
         )
 
 
-def _pretty_shape(lead: Sequence[int | None], shape: Sequence[Dim]) -> str:
-    letters = ["B", "T", "H"]
-    parts = [str(d) if d is not None else letters[min(i, 2)] for i, d in enumerate(lead)]
+def _pretty_shape(
+    lead: Sequence[int | None], shape: Sequence[Dim], names: Sequence[str] = ("B", "T")
+) -> str:
+    parts = [
+        str(d) if d is not None else (names[i] if i < len(names) else "?")
+        for i, d in enumerate(lead)
+    ]
     return "[" + ", ".join([*parts, *map(str, shape)]) + "]"
 
 
@@ -313,9 +324,15 @@ class ActionSpec:
             return TensorSpec(shape=(), dtype="int64", low=0, high=None)
         return TensorSpec(shape=(self.dim,), dtype="float", low=self.low, high=self.high)
 
-    def validate(self, name: str, action: Any, lead: Sequence[int | None]) -> None:
+    def validate(
+        self,
+        name: str,
+        action: Any,
+        lead: Sequence[int | None],
+        lead_names: Sequence[str] = ("B", "T"),
+    ) -> None:
         """Check an action tensor; discrete indices must lie in ``[0, dim)``."""
-        self.tensor_spec.validate(name, action, lead)
+        self.tensor_spec.validate(name, action, lead, lead_names)
         if self.kind == "discrete" and action.numel():
             low, high = int(action.min()), int(action.max())
             if low < 0 or high >= int(self.dim):
@@ -488,10 +505,14 @@ class ModelIOContract:
             spec.validate(f"{name}[{key!r}]", obs[key], lead)
 
     def validate_action(
-        self, action: Any, lead: Sequence[int | None] = (None,), name: str = "action"
+        self,
+        action: Any,
+        lead: Sequence[int | None] = (None,),
+        name: str = "action",
+        lead_names: Sequence[str] = ("B", "T"),
     ) -> None:
         """Check actions ``[*lead, A]`` (continuous) or ``[*lead]`` int64 (discrete)."""
-        self.action.validate(name, action, lead)
+        self.action.validate(name, action, lead, lead_names)
 
     def validate_state(
         self, state: Mapping[str, Any], lead: Sequence[int | None] = (None,), name: str = "state"

@@ -1,0 +1,280 @@
+"""save_pretrained / from_pretrained: round trips, atomic writes, all-or-nothing loads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import worldflux.core.checkpoint as checkpoint
+from worldflux.core.exceptions import CheckpointError
+from worldflux.core.model import WorldModel
+from worldflux.core.registry import WorldModelRegistry
+from worldflux.core.types import Batch
+from worldflux.factory import create_world_model
+
+OBS = torch.randn(3, 5, generator=torch.Generator().manual_seed(1))
+ACTIONS = torch.rand(3, 4, 3, generator=torch.Generator().manual_seed(2)) * 2 - 1
+
+
+def outputs(model: WorldModel, batch: Batch) -> dict[str, torch.Tensor]:
+    """Everything observable about a model's function."""
+    with torch.no_grad():
+        state = model.encode(OBS)
+        traj = model.rollout(state, ACTIONS)
+        loss = model.loss(batch)
+    return {
+        "latent": state["latent"],
+        "states": traj.states["latent"],
+        "rewards": traj.rewards,
+        "continues": traj.continues,
+        "loss": loss.loss,
+    }
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+@pytest.fixture
+def saved(toy_model: WorldModel, tmp_path: Path) -> Path:
+    return toy_model.save_pretrained(tmp_path / "ckpt")
+
+
+def test_round_trip_gives_identical_outputs(
+    toy_model: WorldModel, toy_batch: Batch, saved: Path
+) -> None:
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "config.json",
+        "metadata.json",
+        "model.safetensors",
+    ]
+    metadata = json.loads((saved / "metadata.json").read_text())
+    assert metadata["contract_fingerprint"] == toy_model.bound_contract().fingerprint()
+    assert metadata["trainable_parameters"] == toy_model.num_parameters()
+    assert metadata["model_type"] == "wf_toy" and metadata["maturity"] == "experimental"
+    loaded = WorldModel.from_pretrained(saved)
+    assert type(loaded) is type(toy_model) and loaded.config == toy_model.config
+    expected, found = outputs(toy_model, toy_batch), outputs(loaded, toy_batch)
+    for key in expected:
+        assert torch.equal(expected[key], found[key]), key
+    assert type(toy_model).from_pretrained(saved).config == toy_model.config
+
+
+def test_round_trip_of_a_swapped_model(
+    toy_model: WorldModel, toy_batch: Batch, tmp_path: Path
+) -> None:
+    toy_model.swap_component("observation_encoder", "wftest/mlp_encoder", {"hidden": 7})
+    path = toy_model.save_pretrained(tmp_path / "swapped")
+    loaded = WorldModel.from_pretrained(path)
+    assert loaded.component_overrides == toy_model.component_overrides
+    assert type(loaded.observation_encoder).__name__ == "ToyMLPEncoder"
+    expected, found = outputs(toy_model, toy_batch), outputs(loaded, toy_batch)
+    assert all(torch.equal(expected[k], found[k]) for k in expected)
+
+
+def test_round_trip_keeps_float64(toy_model: WorldModel, toy_batch: Batch, tmp_path: Path) -> None:
+    toy_model.double()
+    loaded = WorldModel.from_pretrained(toy_model.save_pretrained(tmp_path / "f64"))
+    assert all(p.dtype == torch.float64 for p in loaded.parameters())
+    assert torch.equal(outputs(toy_model, toy_batch)["loss"], outputs(loaded, toy_batch)["loss"])
+
+
+def test_unregistered_module_cannot_be_saved_and_nothing_is_written(
+    toy_model: WorldModel, tmp_path: Path
+) -> None:
+    class Enc(nn.Module):
+        def forward(self, obs: torch.Tensor) -> Any:  # pragma: no cover - never called
+            return obs
+
+    toy_model.swap_component("observation_encoder", Enc())
+    with pytest.raises(CheckpointError, match=r"slot\(s\) \['observation_encoder'\]"):
+        toy_model.save_pretrained(tmp_path / "nope")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwriting_a_checkpoint_replaces_it(
+    toy_model: WorldModel, saved: Path, toy_batch: Batch
+) -> None:
+    with torch.no_grad():
+        for p in toy_model.parameters():
+            p.add_(1.0)
+    toy_model.save_pretrained(saved)
+    loaded = WorldModel.from_pretrained(saved)
+    assert torch.equal(outputs(loaded, toy_batch)["loss"], outputs(toy_model, toy_batch)["loss"])
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["ckpt"]  # no temp/backup left
+
+
+def test_a_failed_save_leaves_the_existing_checkpoint_untouched(
+    toy_model: WorldModel, saved: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = snapshot(saved)
+
+    def half_then_crash(tensors: dict[str, torch.Tensor], filename: str, **_: Any) -> None:
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save_file", half_then_crash)
+    with torch.no_grad():
+        next(toy_model.parameters()).add_(1.0)
+    with pytest.raises(OSError, match="disk full"):
+        toy_model.save_pretrained(saved)
+    assert snapshot(saved) == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["ckpt"]
+
+
+def test_a_failed_rename_restores_the_old_checkpoint(
+    toy_model: WorldModel, saved: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = snapshot(saved)
+    real = checkpoint.os.replace
+    calls: list[tuple[str, str]] = []
+
+    def flaky(src: Any, dst: Any) -> None:
+        calls.append((str(src), str(dst)))
+        if len(calls) == 2:  # the move of the new directory into place
+            raise OSError("rename failed")
+        real(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", flaky)
+    with pytest.raises(OSError, match="rename failed"):
+        toy_model.save_pretrained(saved)
+    monkeypatch.setattr(checkpoint.os, "replace", real)
+    assert snapshot(saved) == before
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["ckpt"]
+
+
+def test_save_refuses_to_replace_unrelated_directories(
+    toy_model: WorldModel, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+    with pytest.raises(CheckpointError, match=r"holds files that are not part of .*thesis\.tex"):
+        toy_model.save_pretrained(folder)
+    assert (folder / "thesis.tex").read_text() == "precious"
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(CheckpointError, match="is not a directory"):
+        toy_model.save_pretrained(a_file)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert WorldModel.from_pretrained(toy_model.save_pretrained(empty)).config == toy_model.config
+
+
+# -- bad checkpoints: always CheckpointError, never a half-loaded model ---------------------------
+def truncate(path: Path) -> None:
+    weights = path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+
+
+def garble(path: Path) -> None:
+    (path / "model.safetensors").write_bytes(b"\x00" * 64)
+
+
+def drop_tensor(path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(path / "model.safetensors"))
+    state.pop(sorted(state)[0])
+    save_file(state, str(path / "model.safetensors"))
+
+
+def reshape_config(path: Path) -> None:
+    """A consistent config + metadata for latent_dim 16 next to weights for latent_dim 8."""
+    doc = json.loads((path / "config.json").read_text())
+    doc["config"]["latent_dim"] = 16
+    (path / "config.json").write_text(json.dumps(doc))
+    wide = create_world_model("wf_toy:ci", obs_shape=(5,), action_dim=3, latent_dim=16)
+    edit("metadata.json", contract_fingerprint=wide.bound_contract().fingerprint())(path)
+
+
+def edit(file: str, **changes: Any) -> Callable[[Path], None]:
+    def apply(path: Path) -> None:
+        doc = json.loads((path / file).read_text())
+        doc.update(changes)
+        (path / file).write_text(json.dumps(doc))
+
+    return apply
+
+
+def remove(file: str) -> Callable[[Path], None]:
+    return lambda path: (path / file).unlink()
+
+
+CORRUPTIONS: dict[str, tuple[Callable[[Path], Any], str]] = {
+    "truncated weights": (truncate, r"model\.safetensors: corrupt or unreadable"),
+    "garbage weights": (garble, r"model\.safetensors: corrupt or unreadable"),
+    "missing tensor": (drop_tensor, r"does not match the model: missing 1"),
+    "mis-shaped config": (reshape_config, r"does not match the model: mis-shaped"),
+    "other fingerprint": (
+        edit("metadata.json", contract_fingerprint="0" * 16),
+        r"contract fingerprint '0000000000000000' differs",
+    ),
+    "future format": (edit("metadata.json", format_version=99), "format_version 99"),
+    "unknown type": (
+        lambda p: [edit(f, model_type="wf_gone")(p) for f in ("config.json", "metadata.json")],
+        "cannot rebuild the model: .*no model 'wf_gone'",
+    ),
+    "type disagreement": (edit("metadata.json", model_type="other"), "assembled from two models"),
+    "bad config value": (
+        edit("config.json", config={"latent_dim": -3}),
+        r"cannot rebuild the model: .*latent_dim",
+    ),
+    "bad override": (
+        edit("config.json", component_overrides={"decoder": {"impl": "wftest/none"}}),
+        "cannot rebuild the model: no decoder implementation",
+    ),
+    "missing weights": (remove("model.safetensors"), r"model\.safetensors: missing"),
+    "missing config": (remove("config.json"), r"config\.json: missing"),
+    "bad json": (
+        lambda p: (p / "metadata.json").write_text("{not json"),
+        r"metadata\.json: not valid JSON",
+    ),
+    "bad dtype": (edit("metadata.json", dtype="int8"), "dtype 'int8' is not one of"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_bad_checkpoints_raise_checkpoint_error_before_loading_anything(
+    case: str, saved: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corrupt, message = CORRUPTIONS[case]
+    corrupt(saved)
+    model_cls = WorldModelRegistry.get("wf_toy")
+    loads: list[int] = []
+    real = model_cls.load_state_dict
+
+    def spy(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        loads.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_cls, "load_state_dict", spy)
+    with pytest.raises(CheckpointError, match=message) as info:
+        WorldModel.from_pretrained(saved)
+    assert info.value.code == "WF600"
+    assert loads == []  # nothing was loaded into any model
+
+
+def test_loading_into_the_wrong_class(saved: Path, toy_model_type: str) -> None:
+    class Other(WorldModel):
+        def loss(self, batch: Batch) -> Any:
+            raise NotImplementedError
+
+    with pytest.raises(CheckpointError, match=r"holds a 'wf_toy' model .*not a Other"):
+        Other.from_pretrained(saved)
+    with pytest.raises(CheckpointError, match="no such checkpoint directory"):
+        WorldModel.from_pretrained(saved.parent / "missing")
+
+
+def test_loaded_models_can_be_moved(saved: Path) -> None:
+    loaded = WorldModel.from_pretrained(saved, device="cpu")
+    assert next(loaded.parameters()).device == torch.device("cpu")
+    rebuilt = create_world_model("wf_toy:ci", obs_shape=(5,), action_dim=3)
+    assert rebuilt.bound_contract().fingerprint() == loaded.bound_contract().fingerprint()
