@@ -1,0 +1,190 @@
+"""``python -m benchmarks``: run workloads in worker processes, write JSON, compare to a baseline.
+
+Exit status: 0 fine; 1 a workload errored or (with ``--compare``) a workload's calibrated time
+got worse than the baseline's by more than ``--tolerance``; 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import BenchmarkError
+from benchmarks.harness import UNITS, RunSettings, Workload
+from benchmarks.report import (
+    build_report,
+    compare,
+    format_comparison,
+    format_table,
+    load_report,
+    merge_baseline,
+    write_report,
+)
+from benchmarks.worker import parse_result
+from benchmarks.workloads import select
+from benchmarks.workloads.commands import child_env
+
+__all__ = ["DEFAULT_BASELINE", "DEFAULT_OUTPUT", "build_parser", "main", "run_in_worker"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = ROOT / "reports" / "bench.json"
+DEFAULT_BASELINE = ROOT / "benchmarks" / "baseline.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Calibrated worldflux benchmarks (see docs/benchmarks.md).",
+    )
+    parser.add_argument("--list", action="store_true", help="list the workloads and exit")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="GLOB",
+        help="run workloads matching a name or shell glob (repeatable, comma-separated)",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer runs, same sizes")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--runs", type=int, help="timed runs per workload (overrides defaults)")
+    parser.add_argument("--warmup", type=int, help="warm-up runs per workload")
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="report path (reports/bench.json)"
+    )
+    parser.add_argument(
+        "--compare",
+        nargs="?",
+        type=Path,
+        const=DEFAULT_BASELINE,
+        metavar="BASELINE",
+        help="compare with a baseline report (default benchmarks/baseline.json)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_report",
+        type=Path,
+        metavar="REPORT",
+        help="do not run: load REPORT (to compare or print it)",
+    )
+    parser.add_argument(
+        "--write-baseline",
+        action="store_true",
+        help="also merge this run's workloads into benchmarks/baseline.json",
+    )
+    parser.add_argument(
+        "--tolerance", type=float, default=0.2, help="allowed calibrated slow-down (0.2 = 20%%)"
+    )
+    return parser
+
+
+def _error_record(workload: Workload, reason: str) -> dict[str, Any]:
+    return {
+        "name": workload.name,
+        "description": workload.description,
+        "unit": workload.unit,
+        "higher_is_better": UNITS[workload.unit][0],
+        "status": "error",
+        "reason": reason,
+    }
+
+
+def run_in_worker(workload: Workload, settings: RunSettings) -> dict[str, Any]:
+    """Run ``workload`` in ``python -m benchmarks.worker`` and return its record (never raises)."""
+    argv = [sys.executable, "-m", "benchmarks.worker", workload.name]
+    argv += ["--threads", str(settings.threads)]
+    if settings.quick:
+        argv.append("--quick")
+    if settings.runs is not None:
+        argv += ["--runs", str(settings.runs)]
+    if settings.warmup is not None:
+        argv += ["--warmup", str(settings.warmup)]
+    try:
+        done = subprocess.run(
+            argv,
+            cwd=ROOT,
+            env=child_env(settings.threads),
+            capture_output=True,
+            text=True,
+            timeout=workload.timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return _error_record(workload, f"worker timed out after {workload.timeout_s:.0f} s")
+    try:
+        return parse_result(done.stdout)
+    except BenchmarkError as error:
+        tail = (done.stdout + done.stderr)[-1500:]
+        return _error_record(workload, f"{error} (exit status {done.returncode})\n{tail}")
+
+
+def _list(workloads: Sequence[Workload]) -> None:
+    for w in workloads:
+        target = "" if w.target is None else f"  target {w.target.value:g} {w.unit}"
+        print(f"{w.name:<26} {w.description}{target}")
+
+
+def _run(args: argparse.Namespace, workloads: Sequence[Workload]) -> dict[str, Any]:
+    settings = RunSettings(args.threads, args.quick, args.runs, args.warmup)
+    records = []
+    for workload in workloads:
+        print(f"[bench] {workload.name} ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        record = run_in_worker(workload, settings)
+        took = time.perf_counter() - start
+        first = (record.get("reason") or "").splitlines()[:1]
+        print(
+            f"[bench] {workload.name}: {record['status']} ({took:.1f} s)"
+            + (f" {first[0]}" if first else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        records.append(record)
+    return build_report(
+        records,
+        {
+            "threads": args.threads,
+            "quick": bool(args.quick),
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "only": args.only,
+        },
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.threads < 1:
+            raise BenchmarkError(f"--threads: expected >= 1, found {args.threads}")
+        workloads = select(args.only)
+        if args.list:
+            _list(workloads)
+            return 0
+        if args.from_report is not None:
+            report = load_report(args.from_report)
+        else:
+            report = _run(args, workloads)
+            write_report(report, args.output)
+            print(f"[bench] wrote {args.output}", file=sys.stderr)
+            if args.write_baseline:
+                base = (
+                    merge_baseline(load_report(DEFAULT_BASELINE), report)
+                    if DEFAULT_BASELINE.exists()
+                    else report
+                )
+                write_report(base, DEFAULT_BASELINE)
+                print(f"[bench] updated {DEFAULT_BASELINE}", file=sys.stderr)
+        print(format_table(report))
+        failed = report["summary"]["error"] > 0
+        if args.compare is not None:
+            comparisons = compare(report, load_report(args.compare), args.tolerance)
+            print(format_comparison(comparisons, args.tolerance))
+            failed = failed or any(c.verdict == "regressed" for c in comparisons)
+        return 1 if failed else 0
+    except BenchmarkError as error:
+        print(f"python -m benchmarks: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,148 @@
+"""Wall-clock workloads that run a fresh interpreter: ``import worldflux`` and two CLI commands.
+
+Each op is one subprocess with the worker's thread count exported (``OMP_NUM_THREADS``,
+``MKL_NUM_THREADS``). A command that exits 0 or 1 (1 = "a check failed", e.g. a stale generated
+tree or a failing model) still yields a valid time; its exit codes are kept in the details. Any
+other exit status, or a timeout, makes the workload an error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from benchmarks import BenchmarkError, Skipped
+from benchmarks.harness import Prepared, RunSettings, Target, Workload
+
+__all__ = ["WORKLOADS", "child_env", "run_command"]
+
+_IMPORT_CODE = (
+    "import time; t = time.perf_counter(); import worldflux; "
+    "print('IMPORT_SECONDS', repr(time.perf_counter() - t))"
+)
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """This environment with the thread count pinned for torch/OpenMP/MKL in the child."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    return env
+
+
+def run_command(
+    argv: Sequence[str], threads: int, timeout_s: float, accept: Sequence[int] = (0, 1)
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run ``argv``; return its wall time (s) and the completed process.
+
+    Raises:
+        BenchmarkError: a timeout or an exit status outside ``accept`` (with the output tail).
+    """
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(
+            list(argv),
+            env=child_env(threads),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchmarkError(f"{' '.join(argv)}: no exit after {timeout_s:.0f} s") from None
+    elapsed = time.perf_counter() - start
+    if done.returncode not in accept:
+        tail = (done.stdout + done.stderr)[-1500:]
+        raise BenchmarkError(
+            f"{' '.join(argv)}: expected exit status in {list(accept)}, found "
+            f"{done.returncode}\n{tail}"
+        )
+    return elapsed, done
+
+
+def _prepare_import(settings: RunSettings) -> Prepared:
+    details: dict[str, Any] = {
+        "command": [sys.executable, "-c", _IMPORT_CODE],
+        "wall_s": [],  # whole-process wall time of every call, warm-ups first
+    }
+
+    def op() -> float:
+        wall, done = run_command(details["command"], settings.threads, 120.0, accept=(0,))
+        details["wall_s"].append(wall)
+        for line in done.stdout.splitlines():
+            if line.startswith("IMPORT_SECONDS "):
+                return float(line.split()[1])
+        raise BenchmarkError(f"import worldflux printed no timing; stdout: {done.stdout[-500:]!r}")
+
+    return Prepared(op=op, count_flops=False, details=details)
+
+
+def _cli_workload(
+    module: str, args: Sequence[str], timeout_s: float
+) -> Callable[[RunSettings], Prepared]:
+    """A ``prepare`` timing ``python -m worldflux.cli ARGS`` (skipped if ``module`` is absent)."""
+
+    def prepare(settings: RunSettings) -> Prepared:
+        try:
+            present = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            present = False
+        if not present:
+            raise Skipped(f"{module} is not available yet")
+        argv = [sys.executable, "-m", "worldflux.cli", *args]
+        details: dict[str, Any] = {"command": argv, "exit_codes": []}
+
+        def op() -> float:
+            wall, done = run_command(argv, settings.threads, timeout_s)
+            details["exit_codes"].append(done.returncode)
+            details["output_tail"] = (done.stdout + done.stderr)[-600:]
+            return wall
+
+        return Prepared(op=op, count_flops=False, details=details)
+
+    return prepare
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload(
+        name="import.cold",
+        description="`import worldflux` in a fresh interpreter (torch included)",
+        unit="s",
+        prepare=_prepare_import,
+        target=Target(2.0, scales_with_calibration=False),
+        runs=5,
+        warmup=1,
+        quick_runs=2,
+        timeout_s=600.0,
+    ),
+    Workload(
+        name="cli.generate_check",
+        description="`worldflux generate --check`: regenerate in memory and diff generated/",
+        unit="s",
+        prepare=_cli_workload("worldflux.codegen.cli", ["generate", "--check"], 300.0),
+        runs=5,
+        warmup=1,
+        quick_runs=1,
+        quick_warmup=0,
+        timeout_s=1200.0,
+    ),
+    Workload(
+        name="cli.conformance_ci",
+        description="`worldflux conformance run --all --profile ci`: every model, ci profile",
+        unit="s",
+        prepare=_cli_workload(
+            "worldflux.conformance.cli", ["conformance", "run", "--all", "--profile", "ci"], 900.0
+        ),
+        target=Target(120.0, scales_with_calibration=False),
+        runs=5,
+        warmup=0,
+        quick_runs=1,
+        quick_warmup=0,
+        timeout_s=3600.0,
+    ),
+)
