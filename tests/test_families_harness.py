@@ -75,6 +75,17 @@ def model_class(family: str) -> tuple[type[SpecWorldModel], type[WorldModelConfi
 
 
 @contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread (tiny models: threads only add contention), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
 def registered(family: str) -> Iterator[tuple[type[SpecWorldModel], type[WorldModelConfig]]]:
     """Register ``wftest_<family>`` for the duration of the block (checkpoints need it)."""
     model_type = f"wftest_{family}"
@@ -82,7 +93,8 @@ def registered(family: str) -> Iterator[tuple[type[SpecWorldModel], type[WorldMo
     model_cls, config_cls = model_class(family)
     WorldModelRegistry.register(model_type, config_class=config_cls)(model_cls)
     try:
-        yield model_cls, config_cls
+        with single_thread():
+            yield model_cls, config_cls
     finally:
         WorldModelRegistry.unregister(model_type)
 

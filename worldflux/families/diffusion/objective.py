@@ -1,0 +1,101 @@
+"""DIAMOND-style objective: EDM denoising of each next frame + reward / continue heads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+from torch.nn import functional as F
+
+from worldflux.core.components import BuildContext, Objective
+from worldflux.core.exceptions import ConfigurationError
+from worldflux.core.registry import register_component
+from worldflux.core.types import Batch, LossOutput, State
+from worldflux.families.jepa.objective import masked_mean
+
+if TYPE_CHECKING:
+    from worldflux.core.model import WorldModel
+
+__all__ = ["DiffusionObjective", "DiffusionObjectiveParams", "reset_where", "scaled_action"]
+
+
+def reset_where(is_first: Tensor, initial: State, state: State) -> State:
+    """Per sample: ``initial`` where ``is_first [B]`` is true, else ``state``."""
+    out = {}
+    for key, value in state.items():
+        mask = is_first.view(-1, *([1] * (value.dim() - 1)))
+        out[key] = torch.where(mask, initial[key].to(value.dtype), value)
+    return State(out)
+
+
+def scaled_action(action_input: Tensor, keep: Tensor) -> Tensor:
+    """Zero the action features ``[B, ...]`` of samples where ``keep [B]`` is false."""
+    return action_input * keep.view(-1, *([1] * (action_input.dim() - 1))).to(action_input.dtype)
+
+
+class DiffusionObjectiveParams(BaseModel):
+    """Loss weights and learning rate (DIAMOND: AdamW 1e-4, wd 1e-2)."""
+
+    model_config = ConfigDict(extra="forbid")
+    denoising_coef: float = Field(1.0, ge=0.0)
+    reward_coef: float = Field(1.0, ge=0.0)
+    continue_coef: float = Field(1.0, ge=0.0)
+    lr: float = Field(1e-4, gt=0.0)
+    weight_decay: float = Field(1e-2, ge=0.0)
+
+
+@register_component("objective", "diffusion.objective", params_model=DiffusionObjectiveParams)
+class DiffusionObjective(Objective):
+    """Loss on a ``[B, T, ...]`` batch (T >= 2), step by step through the slots.
+
+    The window state is built from real frames (``observe``; reset where ``is_first``). For each
+    ``t``: ``denoising`` = EDM loss of ``obs_{t+1}`` given the window at ``t`` and ``a_t`` (masked
+    where ``obs_{t+1}`` starts a new episode); ``reward`` = MSE and ``continue`` = BCE of the
+    heads on the next window against ``r_t`` and ``1 - terminated_t``.
+    """
+
+    def __init__(self, ctx: BuildContext, params: DiffusionObjectiveParams) -> None:
+        super().__init__()
+        self.p = params
+
+    def forward(self, model: WorldModel, batch: Batch) -> LossOutput:
+        obs, actions, is_first = batch["obs"], batch["actions"], batch["is_first"]
+        b, t = obs.shape[0], obs.shape[1]
+        if t < 2:
+            raise ConfigurationError(f"diffusion loss: batch['obs'] needs T >= 2, found T={t}")
+        encoder: Any = model.observation_encoder
+        conditioner: Any = model.action_conditioner
+        dynamics: Any = model.dynamics_model
+        initial = dynamics.initial_state(b, obs.device, torch.float32)
+        state = dynamics.observe(initial, None, encoder(obs[:, 0]))
+        denoise, rewards, conts = [], [], []
+        for step in range(t - 1):
+            action_input = conditioner(state, actions[:, step])
+            nxt_first = is_first[:, step + 1]
+            loss = dynamics.denoising_loss(state, action_input, obs[:, step + 1])
+            denoise.append(masked_mean(loss, ~nxt_first))
+            nxt = dynamics.observe(state, action_input, encoder(obs[:, step + 1]))
+            pred = model.decode(nxt).predictions
+            rewards.append(F.mse_loss(pred["reward"], batch["rewards"][:, step].to(loss.dtype)))
+            target = 1.0 - batch["terminated"][:, step].to(loss.dtype)
+            conts.append(F.binary_cross_entropy(pred["continue"], target))
+            # the window for the next step: a real frame, or a fresh one at episode starts
+            fresh = dynamics.observe(initial, None, encoder(obs[:, step + 1]))
+            state = reset_where(nxt_first, fresh, nxt)
+        valid_steps = (~is_first[:, 1:]).any(dim=0).to(obs.dtype)
+        denoising = (torch.stack(denoise) * valid_steps).sum() / valid_steps.sum().clamp_min(1)
+        reward, cont = torch.stack(rewards).mean(), torch.stack(conts).mean()
+        total = self.p.denoising_coef * denoising + self.p.reward_coef * reward
+        total = total + self.p.continue_coef * cont
+        return LossOutput(
+            loss=total, components={"denoising": denoising, "reward": reward, "continue": cont}
+        )
+
+    def make_optimizers(self, model: WorldModel) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "model": torch.optim.AdamW(
+                self.param_groups(model), lr=self.p.lr, weight_decay=self.p.weight_decay
+            )
+        }
