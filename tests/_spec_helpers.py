@@ -1,0 +1,45 @@
+"""Helpers for the spec / codegen tests: temporary project roots and YAML dumping."""
+
+from __future__ import annotations
+
+import copy
+import io
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "fixtures" / "specs" / "toy_generic.yaml"
+MODELINE = "# yaml-language-server: $schema=../schema/model-spec.v1.schema.json\n"
+
+
+def fixture_data() -> dict[str, Any]:
+    """The generic fixture spec as plain data (a fresh copy)."""
+    from worldflux.specs.yaml_io import to_plain
+
+    data: dict[str, Any] = to_plain(YAML(typ="rt").load(FIXTURE.read_text(encoding="utf-8")))
+    return copy.deepcopy(data)
+
+
+def dump(data: dict[str, Any]) -> str:
+    """A spec file's text: the modeline, then ``data`` as block-style YAML."""
+    yaml = YAML(typ="rt")
+    yaml.default_flow_style = False
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return MODELINE + out.getvalue()
+
+
+def make_root(tmp: Path, specs: dict[str, str] | None = None, *, pyproject: bool = True) -> Path:
+    """A project tree under ``tmp``: the schema, ``specs/models/<name>.yaml`` for each entry."""
+    root = tmp / "project"
+    (root / "specs" / "models").mkdir(parents=True)
+    (root / "specs" / "schema").mkdir()
+    shutil.copy(REPO / "specs/schema/model-spec.v1.schema.json", root / "specs/schema/")
+    if pyproject:
+        shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    for name, text in (specs or {}).items():
+        (root / "specs" / "models" / f"{name}.yaml").write_text(text, encoding="utf-8")
+    return root
