@@ -88,7 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
         except ImportError as error:
             # e.g. `train` without the [train] extra: every other subcommand keeps working
             child = sub.add_parser(name, help=f"{help_text} (unavailable)", add_help=False)
-            child.add_argument("rest", nargs=argparse.REMAINDER)
             child.set_defaults(_module=module, _unavailable=f"{type(error).__name__}: {error}")
             continue
         child = sub.add_parser(name, help=help_text, description=help_text)
@@ -104,8 +103,10 @@ def _load(module: str) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``worldflux`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     unavailable = getattr(args, "_unavailable", None)
+    if extra and not unavailable:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if unavailable:
         print(
             f"worldflux {args.command}: error: this command cannot load ({unavailable}); "
