@@ -1,0 +1,614 @@
+"""Behavioural checks: rollout consistency and state machine, batch polymorphism and
+independence, seeded determinism, no input mutation, gradient flow, learnability, save/load."""
+
+from __future__ import annotations
+
+import copy
+import io
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    rule,
+    run_state_machine_as_test,
+)
+from torch import Tensor
+
+from worldflux.conformance.checks.common import (
+    as_batch,
+    batch_size,
+    check_scalar,
+    sample,
+    take,
+    validated,
+)
+from worldflux.conformance.context import (
+    CheckContext,
+    CheckFailed,
+    as_loss,
+    as_state,
+    as_trajectory,
+    predictions_of,
+    seeded,
+    set_mode,
+    tensors_equal,
+)
+from worldflux.conformance.registry import Cost, check
+from worldflux.conformance.strategies import Case, random_action
+from worldflux.core.spec import ModelIOContract
+from worldflux.core.types import State
+
+ATOL, RTOL = 1e-5, 1e-4
+SHOULD_MUST = ("should", "must", "must")
+NA_MUST = ("n/a", "must", "must")
+
+
+def _encode(ctx: CheckContext, model: Any, obs: Any) -> State:
+    return as_state(ctx.call("encode(obs)", model.encode, obs), "encode(obs)")
+
+
+def _same(found: str, what: str) -> None:
+    if found:
+        raise CheckFailed(f"{what}: {found}")
+
+
+# -- rollout -----------------------------------------------------------------------------------
+@check(
+    "rollout.consistency",
+    clause="In eval mode with the same seed, rollout(state, actions) equals H repeated "
+    "transition + decode calls: states[:, 0] is the start state, states[:, t+1], rewards, "
+    "continues and predictions match step by step.",
+    levels=SHOULD_MUST,
+    code="WFC301",
+    cost=Cost.MEDIUM,
+    example="""
+torch.manual_seed(0); traj = model.rollout(s0, actions)
+torch.manual_seed(0); s1 = model.transition(s0, actions[:, 0]); p1 = model.decode(s1)
+assert torch.allclose(traj.states["latent"][:, 1], s1["latent"])
+""",
+)
+def rollout_consistency(ctx: CheckContext) -> None:
+    model = ctx.model()
+    set_mode(model, False)
+
+    def prop(inputs: dict[str, Any]) -> None:
+        seed, actions = inputs["seed"], inputs["actions"]
+        with torch.no_grad():
+            seeded(seed)
+            start = _encode(ctx, model, inputs["obs"])
+            seeded(seed + 1)
+            traj = as_trajectory(
+                ctx.call("rollout(state, actions)", model.rollout, start, actions), "rollout"
+            )
+            seeded(seed + 1)
+            state = start
+            for t in range(int(actions.shape[1])):
+                state = as_state(
+                    ctx.call("transition", model.transition, state, actions[:, t]), "transition"
+                )
+                preds = predictions_of(ctx.call("decode", model.decode, state), "decode")
+                step = traj.states.index(t + 1)
+                found = tensors_equal(
+                    {k: step[k] for k in state if k in step},
+                    dict(state),
+                    atol=ATOL,
+                    rtol=RTOL,
+                    path=f"trajectory.states step {t + 1} vs transition",
+                )
+                _same(found, "rollout != repeated transition")
+                for key, value in preds.items():
+                    if key not in traj.predictions:
+                        raise CheckFailed(f"trajectory.predictions lacks {key!r} that decode returns")
+                    _same(
+                        tensors_equal(
+                            traj.predictions[key][:, t],
+                            value,
+                            atol=ATOL,
+                            rtol=RTOL,
+                            path=f"predictions[{key!r}] step {t}",
+                        ),
+                        "rollout != repeated decode",
+                    )
+                for key, field_ in (("reward", traj.rewards), ("continue", traj.continues)):
+                    if key in preds:
+                        _same(
+                            tensors_equal(
+                                field_[:, t], preds[key], atol=ATOL, rtol=RTOL, path=f"{key} step {t}"
+                            ),
+                            "rollout != repeated decode",
+                        )
+            _same(
+                tensors_equal(
+                    {k: traj.states.index(0)[k] for k in start},
+                    dict(start),
+                    atol=ATOL,
+                    rtol=RTOL,
+                    path="trajectory.states[:, 0]",
+                ),
+                "the trajectory does not start at the given state",
+            )
+
+    ctx.property(prop)
+
+
+class _Executor:
+    """Runs the state machine's operations (also used to replay a recorded program)."""
+
+    def __init__(self, ctx: CheckContext, model: Any, contract: ModelIOContract) -> None:
+        self.ctx, self.model, self.contract = ctx, model, contract
+        self.states: list[State] = []
+        self.signature: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None
+        self.batch = 0
+
+    def _keep(self, state: State, what: str) -> int:
+        validated(lambda: self.contract.validate_state(state, (self.batch,), what))
+        sig = {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
+        if self.signature is None:
+            self.signature = sig
+        elif sig != self.signature:
+            raise CheckFailed(f"{what}: state layout changed from {self.signature} to {sig}")
+        self.states.append(state)
+        return len(self.states) - 1
+
+    def run(self, step: dict[str, Any]) -> int | None:
+        op = step["op"]
+        ctx, model = self.ctx, self.model
+        with torch.no_grad():
+            if op == "encode":
+                self.batch = int(step["batch"])
+                return self._keep(_encode(ctx, model, step["obs"]), "encode(obs)")
+            if op == "transition":
+                state = self.states[step["state"]]
+                nxt = ctx.call("transition", model.transition, state, step["action"])
+                return self._keep(as_state(nxt, "transition"), "transition(state, action)")
+            if op == "rollout":
+                state, actions = self.states[step["state"]], step["actions"]
+                runs = []
+                for _ in range(2):
+                    seeded(step["seed"])
+                    runs.append(
+                        as_trajectory(ctx.call("rollout", model.rollout, state, actions), "rollout")
+                    )
+                h = int(actions.shape[1])
+                validated(
+                    lambda: self.contract.validate_state(
+                        runs[0].states, (self.batch, h + 1), "trajectory.states"
+                    )
+                )
+                _same(
+                    tensors_equal(dict(runs[0].states), dict(runs[1].states), path="states"),
+                    "two rollouts from the same stored state with the same seed differ "
+                    "(hidden mutable state?)",
+                )
+                return self._keep(runs[0].states.index(h), "trajectory.states[:, -1]")
+            if op == "save_load":
+                state = self.states[step["state"]]
+                seeded(step["seed"])
+                before = predictions_of(ctx.call("decode", model.decode, state), "decode")
+                fresh = ctx.build(int(step["seed"]) + 1)
+                set_mode(fresh, False)
+                buffer = io.BytesIO()
+                torch.save(model.state_dict(), buffer)
+                buffer.seek(0)
+                ctx.call("load_state_dict", fresh.load_state_dict, torch.load(buffer))
+                self.model = fresh
+                seeded(step["seed"])
+                after = predictions_of(ctx.call("decode", fresh.decode, state), "decode")
+                _same(tensors_equal(before, after, path="decode"), "decode changed after save/load")
+                return None
+        raise CheckFailed(f"unknown state-machine step {op!r}")
+
+
+@check(
+    "rollout.state_machine",
+    clause="Any sequence of encode / transition / rollout / save-load keeps the declared state "
+    "layout, finite values, and re-entrancy: rolling out twice from a stored state with the "
+    "same seed gives identical trajectories.",
+    levels=SHOULD_MUST,
+    code="WFC302",
+    cost=Cost.EXPENSIVE,
+    example="""
+s0 = model.encode(obs); s1 = model.transition(s0, a)
+torch.manual_seed(1); t1 = model.rollout(s0, actions)
+torch.manual_seed(1); t2 = model.rollout(s0, actions)      # identical to t1
+""",
+)
+def rollout_state_machine(ctx: CheckContext) -> None:
+    prototype, contract = ctx.model(), ctx.contract
+    set_mode(prototype, False)
+    if ctx.replay is not None:
+        executor = _Executor(ctx, copy.deepcopy(prototype), contract)
+        ctx.record(ctx.replay)
+        for step in ctx.replay["steps"]:
+            executor.run(step)
+        return
+    log: list[dict[str, Any]] = []
+    profile = ctx.options.profile
+    horizons = st.integers(1, profile.max_horizon)
+    seeds = st.integers(0, 2**31 - 1)
+
+    class Machine(RuleBasedStateMachine):
+        states = Bundle("states")
+
+        def __init__(self) -> None:
+            super().__init__()
+            log.clear()
+            self.executor = _Executor(ctx, copy.deepcopy(prototype), contract)
+            self.case: Case | None = None
+
+        def _do(self, step: dict[str, Any]) -> int | None:
+            log.append(step)
+            ctx.record({"steps": list(log)})
+            return self.executor.run(step)
+
+        @initialize(target=states, case=ctx.cases())
+        def start(self, case: Case) -> int | None:
+            self.case = case
+            inputs = case.materialize(contract)
+            self.inputs = inputs
+            return self._do({"op": "encode", "obs": inputs["obs"], "batch": case.batch})
+
+        @rule(target=states, alt=st.booleans())
+        def encode(self, alt: bool) -> int | None:
+            obs = self.inputs["obs_alt" if alt else "obs"]
+            return self._do({"op": "encode", "obs": obs, "batch": batch_size(self.inputs)})
+
+        @rule(target=states, state=states, seed=seeds)
+        def transition(self, state: int, seed: int) -> int | None:
+            gen = torch.Generator().manual_seed(seed)
+            action = random_action(contract.action, (batch_size(self.inputs),), gen)
+            return self._do({"op": "transition", "state": state, "action": action})
+
+        @rule(target=states, state=states, horizon=horizons, seed=seeds)
+        def rollout(self, state: int, horizon: int, seed: int) -> int | None:
+            gen = torch.Generator().manual_seed(seed)
+            actions = random_action(contract.action, (batch_size(self.inputs), horizon), gen)
+            return self._do({"op": "rollout", "state": state, "actions": actions, "seed": seed})
+
+        @rule(state=states, seed=seeds)
+        def save_load(self, state: int, seed: int) -> None:
+            self._do({"op": "save_load", "state": state, "seed": seed})
+
+    base = ctx.hypothesis_settings()
+    run_state_machine_as_test(
+        Machine,
+        settings=settings(
+            base, stateful_step_count=profile.state_machine_steps, max_examples=base.max_examples
+        ),
+    )
+
+
+# -- batch -------------------------------------------------------------------------------------
+@check(
+    "batch.polymorphism",
+    clause="encode, transition, decode, rollout and loss accept any batch size B >= 1 "
+    "(B = 1 included) and return outputs with that leading B.",
+    levels=SHOULD_MUST,
+    code="WFC401",
+    cost=Cost.MEDIUM,
+    example="""
+for b in (1, 3):
+    assert model.decode(model.encode(obs[:b])).predictions["reward"].shape == (b,)
+""",
+)
+def batch_polymorphism(ctx: CheckContext) -> None:
+    model, contract = ctx.model(), ctx.contract
+
+    def prop(inputs: dict[str, Any]) -> None:
+        for b in sorted({1, batch_size(inputs)}):
+            seeded(inputs["seed"])
+            part = {k: take(inputs[k], b) for k in ("obs", "action", "actions", "batch")}
+            with torch.no_grad():
+                state = _encode(ctx, model, part["obs"])
+                validated(lambda: contract.validate_state(state, (b,), f"encode(obs[B={b}])"))  # noqa: B023
+                nxt = as_state(
+                    ctx.call("transition", model.transition, state, part["action"]), "transition"
+                )
+                validated(lambda: contract.validate_state(nxt, (b,), f"transition[B={b}]"))  # noqa: B023
+                preds = predictions_of(ctx.call("decode", model.decode, nxt), "decode")
+                validated(lambda: contract.validate_predictions(preds, (b,), f"decode[B={b}]"))  # noqa: B023
+                h = int(part["actions"].shape[1])
+                traj = as_trajectory(
+                    ctx.call("rollout", model.rollout, state, part["actions"]), "rollout"
+                )
+                validated(
+                    lambda: contract.validate_state(traj.states, (b, h + 1), f"rollout[B={b}]")  # noqa: B023
+                )
+            out = as_loss(ctx.call("loss", model.loss, as_batch(part["batch"])), "loss")
+            check_scalar(out.loss, f"loss(batch[B={b}]).loss")
+
+    ctx.property(prop)
+
+
+@check(
+    "batch.independence",
+    clause="In eval mode with the same seed, sample i of encode / transition / decode / rollout "
+    "outputs does not change when another sample j of the batch changes.",
+    levels=NA_MUST,
+    code="WFC402",
+    cost=Cost.MEDIUM,
+    example="""
+obs2 = obs.clone(); obs2[1] = torch.randn_like(obs2[1])
+torch.manual_seed(0); a = model.encode(obs)["latent"][0]
+torch.manual_seed(0); b = model.encode(obs2)["latent"][0]
+assert torch.allclose(a, b)
+""",
+)
+def batch_independence(ctx: CheckContext) -> None:
+    model = ctx.model()
+    set_mode(model, False)
+
+    def outputs(obs: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        seeded(inputs["seed"])
+        with torch.no_grad():
+            state = _encode(ctx, model, obs)
+            nxt = as_state(ctx.call("transition", model.transition, state, inputs["action"]), "t")
+            preds = predictions_of(ctx.call("decode", model.decode, nxt), "decode")
+            traj = as_trajectory(ctx.call("rollout", model.rollout, state, inputs["actions"]), "r")
+        return {
+            "encode": dict(state),
+            "transition": dict(nxt),
+            "decode": preds,
+            "rollout": {**dict(traj.states), "rewards": traj.rewards},
+        }
+
+    def prop(inputs: dict[str, Any]) -> None:
+        i, j = inputs["i"], inputs["j"]
+        obs, alt = inputs["obs"], inputs["obs_alt"]
+        changed = _with_sample(obs, alt, j)
+        first, second = outputs(obs, inputs), outputs(changed, inputs)
+        _same(
+            tensors_equal(sample(first, i), sample(second, i), atol=ATOL, rtol=RTOL, path="output"),
+            f"sample {i} changed when only sample {j} of the batch changed",
+        )
+
+    ctx.property(prop, min_batch=2)
+
+
+def _with_sample(obs: Any, alt: Any, j: int) -> Any:
+    if isinstance(obs, Tensor):
+        out = obs.clone()
+        out[j] = alt[j]
+        return out
+    return {k: _with_sample(v, alt[k], j) for k, v in obs.items()}
+
+
+# -- determinism -------------------------------------------------------------------------------
+@check(
+    "determinism.seeded",
+    clause="Two models built under the same seed have identical weights, and with the same seed "
+    "give identical encode / rollout / loss outputs (train mode, stochastic parts included).",
+    levels=NA_MUST,
+    code="WFC501",
+    cost=Cost.MEDIUM,
+    example="""
+torch.manual_seed(7); a = build(); torch.manual_seed(7); b = build()
+torch.manual_seed(1); la = a.loss(batch).loss; torch.manual_seed(1); lb = b.loss(batch).loss
+assert torch.equal(la, lb)
+""",
+)
+def determinism_seeded(ctx: CheckContext) -> None:
+    seed = ctx.options.seed
+    first = ctx.call("building the model", ctx.build, seed)
+    second = ctx.call("building the model", ctx.build, seed)
+    _same(
+        tensors_equal(dict(first.state_dict()), dict(second.state_dict()), path="state_dict"),
+        f"two builds under seed {seed} differ",
+    )
+
+    def run(model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        seeded(inputs["seed"])
+        with torch.no_grad():
+            state = _encode(ctx, model, inputs["obs"])
+            traj = as_trajectory(ctx.call("rollout", model.rollout, state, inputs["actions"]), "r")
+        out = as_loss(ctx.call("loss", model.loss, as_batch(inputs["batch"])), "loss")
+        return {
+            "encode": dict(state),
+            "rollout": dict(traj.states),
+            "loss": out.loss.detach(),
+        }
+
+    def prop(inputs: dict[str, Any]) -> None:
+        a, b, again = run(first, inputs), run(second, inputs), run(first, inputs)
+        _same(tensors_equal(a, b, path="outputs"), "same seed, same weights, different outputs")
+        _same(tensors_equal(a, again, path="outputs"), "same seed on the same model differs")
+
+    ctx.property(prop)
+
+
+# -- numeric -----------------------------------------------------------------------------------
+@check(
+    "numeric.no_mutation",
+    clause="encode, transition, decode, rollout and loss never modify their input tensors "
+    "(observations, states, actions, batches).",
+    levels=NA_MUST,
+    code="WFC601",
+    cost=Cost.MEDIUM,
+    example="""
+before = obs.clone(); model.encode(obs); assert torch.equal(obs, before)
+""",
+)
+def numeric_no_mutation(ctx: CheckContext) -> None:
+    from worldflux.conformance.strategies import clone_tree
+
+    model = ctx.model()
+
+    def prop(inputs: dict[str, Any]) -> None:
+        seeded(inputs["seed"])
+        kept = clone_tree(inputs)
+        state = _encode(ctx, model, inputs["obs"])
+        _same(tensors_equal(inputs["obs"], kept["obs"], path="obs"), "encode modified its input")
+        kept_state = clone_tree(dict(state))
+        ctx.call("transition", model.transition, state, inputs["action"])
+        _same(
+            tensors_equal(inputs["action"], kept["action"], path="action"),
+            "transition modified its input",
+        )
+        ctx.call("decode", model.decode, state)
+        ctx.call("rollout", model.rollout, state, inputs["actions"])
+        _same(
+            tensors_equal(dict(state), kept_state, path="state"),
+            "transition/decode/rollout modified the input state",
+        )
+        _same(
+            tensors_equal(inputs["actions"], kept["actions"], path="actions"),
+            "rollout modified its input",
+        )
+        ctx.call("loss", model.loss, as_batch(inputs["batch"]))
+        _same(tensors_equal(inputs["batch"], kept["batch"], path="batch"), "loss modified its input")
+
+    ctx.property(prop)
+
+
+def _trainable(model: Any) -> list[tuple[str, Tensor]]:
+    named = getattr(model, "named_parameters", None)
+    if named is None:
+        raise CheckFailed("the target has no named_parameters(); expected an nn.Module")
+    return [(n, p) for n, p in named() if p.requires_grad]
+
+
+@check(
+    "numeric.grad_flow",
+    clause="loss(batch).loss.backward() gives every trainable (requires_grad) parameter a "
+    "finite gradient.",
+    levels=NA_MUST,
+    code="WFC602",
+    cost=Cost.EXPENSIVE,
+    example="""
+model.loss(batch).loss.backward()
+assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
+""",
+)
+def numeric_grad_flow(ctx: CheckContext) -> None:
+    model = ctx.model()
+    set_mode(model, True)
+    params = _trainable(model)
+    if not params:
+        raise CheckFailed("the model has no trainable parameters")
+
+    def prop(inputs: dict[str, Any]) -> None:
+        for _, p in params:
+            p.grad = None
+        seeded(inputs["seed"])
+        out = as_loss(ctx.call("loss", model.loss, as_batch(inputs["batch"])), "loss")
+        loss = check_scalar(out.loss, "loss(batch).loss")
+        ctx.call("loss.backward()", loss.backward)
+        missing = [n for n, p in params if p.grad is None]
+        bad = [n for n, p in params if p.grad is not None and not bool(p.grad.isfinite().all())]
+        if missing:
+            raise CheckFailed(
+                f"{len(missing)}/{len(params)} trainable parameters get no gradient from loss: "
+                f"{missing[:8]}"
+            )
+        if bad:
+            raise CheckFailed(f"non-finite gradients in {bad[:8]}")
+
+    ctx.property(prop)
+
+
+@check(
+    "numeric.learnability",
+    clause="Overfitting one fixed batch with Adam (lr 1e-3) for a few steps lowers the loss "
+    "(evaluated with the same seed before and after).",
+    levels=NA_MUST,
+    code="WFC603",
+    cost=Cost.EXPENSIVE,
+    example="""
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+for _ in range(15): opt.zero_grad(); model.loss(batch).loss.backward(); opt.step()
+""",
+)
+def numeric_learnability(ctx: CheckContext) -> None:
+    model = ctx.model()
+    set_mode(model, True)
+    params = [p for _, p in _trainable(model)]
+    if not params:
+        raise CheckFailed("the model has no trainable parameters")
+    if ctx.replay is not None:
+        inputs = ctx.replay
+    else:
+        seq = (ctx.hints().get("seq_lens") or (4,))[-1]
+        case = Case(min(4, ctx.options.profile.max_batch), 1, int(seq), ctx.options.seed, 1.0, "uniform")
+        inputs = case.materialize(ctx.contract)
+    ctx.record(inputs)
+    batch, seed = as_batch(inputs["batch"]), int(inputs["seed"])
+
+    def evaluate() -> float:
+        seeded(seed)
+        with torch.no_grad():
+            out = as_loss(ctx.call("loss", model.loss, batch), "loss")
+        return float(check_scalar(out.loss, "loss(batch).loss"))
+
+    initial = evaluate()
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    steps = ctx.options.profile.learn_steps
+    for _ in range(steps):
+        optimizer.zero_grad()
+        seeded(seed)
+        out = as_loss(ctx.call("loss", model.loss, batch), "loss")
+        ctx.call("loss.backward()", check_scalar(out.loss, "loss").backward)
+        optimizer.step()
+    final = evaluate()
+    if not final < initial - 1e-6 * abs(initial):
+        raise CheckFailed(
+            f"loss did not drop while overfitting one batch for {steps} Adam steps: "
+            f"{initial:.6g} -> {final:.6g}"
+        )
+
+
+# -- serde -------------------------------------------------------------------------------------
+def _reload(ctx: CheckContext, model: Any) -> Any:
+    cls = type(model)
+    if hasattr(model, "save_pretrained") and hasattr(cls, "from_pretrained"):
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx.call("save_pretrained", model.save_pretrained, Path(tmp) / "ckpt")
+            return ctx.call("from_pretrained", cls.from_pretrained, Path(tmp) / "ckpt")
+    fresh = ctx.call("building the model", ctx.build, ctx.options.seed + 1)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    ctx.call("load_state_dict", fresh.load_state_dict, torch.load(buffer))
+    return fresh
+
+
+@check(
+    "serde.roundtrip",
+    clause="Saving and loading (save_pretrained / from_pretrained, or state_dict into a fresh "
+    "build) gives identical outputs for the same inputs and seed.",
+    levels=("n/a", "should", "must"),
+    code="WFC701",
+    cost=Cost.MEDIUM,
+    example="""
+model.save_pretrained("ckpt"); again = type(model).from_pretrained("ckpt")
+torch.manual_seed(0); a = model.loss(batch).loss; torch.manual_seed(0); b = again.loss(batch).loss
+assert torch.equal(a, b)
+""",
+)
+def serde_roundtrip(ctx: CheckContext) -> None:
+    model = ctx.model()
+    loaded = _reload(ctx, model)
+    for m in (model, loaded):
+        set_mode(m, False)
+
+    def run(m: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        seeded(inputs["seed"])
+        with torch.no_grad():
+            state = _encode(ctx, m, inputs["obs"])
+            traj = as_trajectory(ctx.call("rollout", m.rollout, state, inputs["actions"]), "r")
+            out = as_loss(ctx.call("loss", m.loss, as_batch(inputs["batch"])), "loss")
+        return {"encode": dict(state), "rollout": dict(traj.states), "loss": out.loss}
+
+    def prop(inputs: dict[str, Any]) -> None:
+        _same(
+            tensors_equal(run(model, inputs), run(loaded, inputs), path="outputs"),
+            "outputs differ after a save/load round trip",
+        )
+
+    ctx.property(prop)

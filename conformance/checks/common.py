@@ -1,0 +1,60 @@
+"""Helpers shared by the checks: batch sizes, contract validation, slicing, batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import Tensor
+
+from worldflux.conformance.context import CheckFailed
+from worldflux.core.exceptions import WorldFluxError
+from worldflux.core.types import Batch
+
+
+def batch_size(inputs: Mapping[str, Any]) -> int:
+    """``B`` of a materialized case (from its single-step action)."""
+    return int(inputs["action"].shape[0])
+
+
+def validated(fn: Callable[[], None]) -> None:
+    """Run a contract validation; a violation becomes a CheckFailed with the same message."""
+    try:
+        fn()
+    except WorldFluxError as error:
+        raise CheckFailed(error.message) from None
+
+
+def take(tree: Any, n: int) -> Any:
+    """The first ``n`` samples of every tensor of a nested structure (dim 0)."""
+    if isinstance(tree, Tensor):
+        return tree[:n]
+    if isinstance(tree, Mapping):
+        return {k: take(v, n) for k, v in tree.items()}
+    return tree
+
+
+def sample(tree: Any, i: int) -> Any:
+    """Sample ``i`` of every tensor of a nested structure (kept as a batch of one)."""
+    if isinstance(tree, Tensor):
+        return tree[i : i + 1]
+    if isinstance(tree, Mapping):
+        return {k: sample(v, i) for k, v in tree.items()}
+    return tree
+
+
+def as_batch(data: Mapping[str, Any]) -> Batch:
+    return Batch(dict(data))
+
+
+def check_scalar(value: Any, what: str) -> Tensor:
+    """A finite floating scalar tensor, else CheckFailed naming ``what``."""
+    if not isinstance(value, Tensor):
+        raise CheckFailed(f"{what}: expected a scalar tensor, found {type(value).__name__}")
+    if value.numel() != 1 or value.dim() > 1:
+        raise CheckFailed(f"{what}: expected a scalar, found shape {list(value.shape)}")
+    if not value.is_floating_point():
+        raise CheckFailed(f"{what}: expected a floating tensor, found {value.dtype}")
+    if not bool(value.detach().isfinite().all()):
+        raise CheckFailed(f"{what}: expected a finite value, found {value.item()}")
+    return value

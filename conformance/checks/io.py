@@ -1,0 +1,368 @@
+"""I/O contract checks (``io.*``) and negative-input checks (``negative.*``).
+
+Every ``io`` check runs the target on contract-generated inputs and compares what comes back with
+the bound contract: keys, shapes (after the leading ``[B]``, ``[B, H+1]`` or ``[B, H]``),
+dtypes and finiteness. Every ``negative`` check feeds one invalid tensor and expects a
+:class:`~worldflux.core.exceptions.ContractViolation` whose message names that tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from worldflux.conformance.checks.common import as_batch, batch_size, check_scalar, validated
+from worldflux.conformance.context import (
+    CheckContext,
+    CheckFailed,
+    CheckSkipped,
+    as_loss,
+    as_state,
+    as_trajectory,
+    predictions_of,
+    seeded,
+)
+from worldflux.conformance.registry import Cost, check
+from worldflux.core.exceptions import ContractViolation
+from worldflux.core.spec import Capability, TensorSpec
+
+MUST = ("must", "must", "must")
+NEGATIVE = ("should", "must", "must")
+
+
+def _encode(ctx: CheckContext, model: Any, obs: Any) -> Any:
+    return as_state(ctx.call("encode(obs)", model.encode, obs), "encode(obs)")
+
+
+@check(
+    "io.encode",
+    clause="encode(obs [B, *obs_shape]) returns a State with every declared state tensor "
+    "[B, *shape], of its declared dtype, with finite values.",
+    levels=MUST,
+    code="WFC101",
+    example="""
+state = model.encode(torch.randn(4, *obs_shape))
+assert state["latent"].shape == (4, latent_dim) and state["latent"].isfinite().all()
+""",
+)
+def io_encode(ctx: CheckContext) -> None:
+    model, contract = ctx.model(), ctx.contract
+
+    def prop(inputs: dict[str, Any]) -> None:
+        seeded(inputs["seed"])
+        with torch.no_grad():
+            state = _encode(ctx, model, inputs["obs"])
+        validated(lambda: contract.validate_state(state, (batch_size(inputs),), "encode(obs)"))
+
+    ctx.property(prop)
+
+
+@check(
+    "io.transition",
+    clause="transition(state, action [B, A] or [B] int64) returns a State with every declared "
+    "state tensor [B, *shape], finite.",
+    levels=MUST,
+    code="WFC102",
+    example="""
+next_state = model.transition(model.encode(obs), torch.rand(4, action_dim) * 2 - 1)
+""",
+)
+def io_transition(ctx: CheckContext) -> None:
+    model, contract = ctx.model(), ctx.contract
+
+    def prop(inputs: dict[str, Any]) -> None:
+        seeded(inputs["seed"])
+        with torch.no_grad():
+            state = _encode(ctx, model, inputs["obs"])
+            out = ctx.call("transition(state, action)", model.transition, state, inputs["action"])
+        nxt = as_state(out, "transition(state, action)")
+        b = batch_size(inputs)
+        validated(lambda: contract.validate_state(nxt, (b,), "transition(state, action)"))
+
+    ctx.property(prop)
+
+
+@check(
+    "io.decode",
+    clause="decode(state) returns every declared prediction [B, *shape] (e.g. reward [B], "
+    "continue [B]), of its declared dtype, finite.",
+    levels=MUST,
+    code="WFC103",
+    example="""
+predictions = model.decode(model.encode(obs)).predictions
+assert predictions["reward"].shape == (4,)
+""",
+)
+def io_decode(ctx: CheckContext) -> None:
+    model, contract = ctx.model(), ctx.contract
+
+    def prop(inputs: dict[str, Any]) -> None:
+        seeded(inputs["seed"])
+        with torch.no_grad():
+            state = _encode(ctx, model, inputs["obs"])
+            out = ctx.call("decode(state)", model.decode, state)
+        preds = predictions_of(out, "decode(state)")
+        b = batch_size(inputs)
+        validated(lambda: contract.validate_predictions(preds, (b,), "decode(state).predictions"))
+
+    ctx.property(prop)
+
+
+def _float_tensor(value: Any, what: str, shape: tuple[int, ...]) -> None:
+    if not isinstance(value, Tensor):
+        raise CheckFailed(f"{what}: expected a Tensor, found {type(value).__name__}")
+    if tuple(value.shape) != shape:
+        raise CheckFailed(f"{what}: expected shape {list(shape)}, found {list(value.shape)}")
+    if not value.is_floating_point():
+        raise CheckFailed(f"{what}: expected a floating dtype, found {value.dtype}")
+    if not bool(value.isfinite().all()):
+        raise CheckFailed(f"{what}: expected finite values, found NaN or inf")
+
+
+@check(
+    "io.rollout.shapes",
+    clause="rollout(state, actions [B, H, ...]) returns a Trajectory: states [B, H+1, ...] "
+    "(start included), actions [B, H, ...], rewards and continues [B, H], every declared "
+    "prediction [B, H, ...]; all finite.",
+    levels=MUST,
+    code="WFC104",
+    cost=Cost.MEDIUM,
+    example="""
+traj = model.rollout(model.encode(obs), actions)        # actions [4, 5, action_dim]
+assert traj.states["latent"].shape == (4, 6, latent_dim) and traj.rewards.shape == (4, 5)
+""",
+)
+def io_rollout_shapes(ctx: CheckContext) -> None:
+    model, contract = ctx.model(), ctx.contract
+
+    def prop(inputs: dict[str, Any]) -> None:
+        seeded(inputs["seed"])
+        actions = inputs["actions"]
+        b, h = int(actions.shape[0]), int(actions.shape[1])
+        with torch.no_grad():
+            state = _encode(ctx, model, inputs["obs"])
+            out = ctx.call("rollout(state, actions)", model.rollout, state, actions)
+        traj = as_trajectory(out, "rollout(state, actions)")
+        validated(lambda: contract.validate_state(traj.states, (b, h + 1), "trajectory.states"))
+        if tuple(traj.actions.shape) != tuple(actions.shape):
+            raise CheckFailed(
+                f"trajectory.actions: expected shape {list(actions.shape)}, "
+                f"found {list(traj.actions.shape)}"
+            )
+        _float_tensor(traj.rewards, "trajectory.rewards", (b, h))
+        _float_tensor(traj.continues, "trajectory.continues", (b, h))
+        validated(
+            lambda: contract.validate_predictions(
+                traj.predictions, (b, h), "trajectory.predictions"
+            )
+        )
+
+    ctx.property(prop)
+
+
+@check(
+    "io.loss",
+    clause="loss(batch [B, T, ...]) returns a LossOutput whose loss is a finite scalar and whose "
+    "components are exactly the declared loss_components, each a finite scalar.",
+    levels=MUST,
+    code="WFC105",
+    cost=Cost.MEDIUM,
+    example="""
+out = model.loss(batch)          # batch: obs [B, T, *obs_shape], actions [B, T, A], ...
+assert out.loss.dim() == 0 and set(out.components) == set(contract.loss_components)
+""",
+)
+def io_loss(ctx: CheckContext) -> None:
+    model, contract = ctx.model(), ctx.contract
+
+    def prop(inputs: dict[str, Any]) -> None:
+        seeded(inputs["seed"])
+        out = as_loss(ctx.call("loss(batch)", model.loss, as_batch(inputs["batch"])), "loss")
+        check_scalar(out.loss, "loss(batch).loss")
+        validated(lambda: contract.validate_loss(out.components, "loss(batch).components"))
+        for name, value in out.components.items():
+            check_scalar(value, f"loss(batch).components[{name!r}]")
+
+    ctx.property(prop)
+
+
+_CAPABILITY_KEYS = {
+    Capability.REWARD_PRED: "reward",
+    Capability.CONTINUE_PRED: "continue",
+    Capability.OBS_DECODER: "obs",
+}
+
+
+@check(
+    "io.capability_outputs",
+    clause="a declared prediction capability (reward_pred, continue_pred, obs_decoder) has its "
+    "prediction (reward, continue, obs) in the contract and in decode's output.",
+    levels=MUST,
+    code="WFC106",
+    example="""
+# capabilities: [reward_pred]  ->  io_contract.predictions has `reward`, decode returns it
+assert "reward" in model.decode(state).predictions
+""",
+)
+def io_capability_outputs(ctx: CheckContext) -> None:
+    wanted = {cap: key for cap, key in _CAPABILITY_KEYS.items() if cap in ctx.capabilities()}
+    if not wanted:
+        raise CheckSkipped("n/a: no prediction capability declared")
+    contract, model = ctx.contract, ctx.model()
+    missing = [f"{c.value} -> {k}" for c, k in wanted.items() if k not in contract.predictions]
+    if missing:
+        raise CheckFailed(f"io_contract.predictions lacks the prediction of {missing}")
+
+    def prop(inputs: dict[str, Any]) -> None:
+        with torch.no_grad():
+            state = _encode(ctx, model, inputs["obs"])
+            preds = predictions_of(ctx.call("decode(state)", model.decode, state), "decode")
+        absent = [f"{c.value} -> {k}" for c, k in wanted.items() if k not in preds]
+        if absent:
+            raise CheckFailed(f"decode(state) does not return the prediction of {absent}")
+
+    ctx.property(prop)
+
+
+# -- negative inputs ---------------------------------------------------------------------------
+def expect_violation(ctx: CheckContext, what: str, name: str, fn: Callable[[], Any]) -> None:
+    """``fn()`` must raise a ContractViolation whose message names the tensor ``name``."""
+    try:
+        with torch.no_grad():
+            fn()
+    except ContractViolation as error:
+        if name not in str(error):
+            raise CheckFailed(
+                f"{what}: raised a ContractViolation that does not name the tensor {name!r}: "
+                f"{error}"
+            ) from None
+        return
+    except Exception as error:
+        raise CheckFailed(
+            f"{what}: expected a worldflux ContractViolation naming {name!r}, found "
+            f"{type(error).__name__}: {str(error)[:200]}"
+        ) from None
+    raise CheckFailed(f"{what}: accepted the invalid input; expected a ContractViolation naming {name!r}")
+
+
+def _first_modality(ctx: CheckContext, obs: Any) -> tuple[str, TensorSpec, Tensor]:
+    contract = ctx.contract
+    if contract.single_modality:
+        return "obs", contract.observation["obs"], obs
+    key = sorted(contract.observation)[0]
+    return key, contract.observation[key], obs[key]
+
+
+def _replace_obs(ctx: CheckContext, obs: Any, value: Tensor) -> Any:
+    if ctx.contract.single_modality:
+        return value
+    key = sorted(ctx.contract.observation)[0]
+    return {**obs, key: value}
+
+
+@check(
+    "negative.obs_rank",
+    clause="encode rejects observations of the wrong rank with a ContractViolation naming obs.",
+    levels=NEGATIVE,
+    code="WFC201",
+    example="""
+with pytest.raises(ContractViolation, match="obs"):
+    model.encode(torch.randn(4, *obs_shape, 1))
+""",
+)
+def negative_obs_rank(ctx: CheckContext) -> None:
+    model = ctx.model()
+
+    def prop(inputs: dict[str, Any]) -> None:
+        _, _, tensor = _first_modality(ctx, inputs["obs"])
+        bad = _replace_obs(ctx, inputs["obs"], tensor.unsqueeze(-1))
+        expect_violation(ctx, "encode(obs with an extra dim)", "obs", lambda: model.encode(bad))
+
+    ctx.property(prop)
+
+
+def _wrong_dtype(spec: TensorSpec, tensor: Tensor) -> Tensor:
+    if spec.torch_dtype.is_floating_point:
+        return tensor.round().to(torch.int64)
+    return tensor.to(torch.float32) + 0.5
+
+
+@check(
+    "negative.obs_dtype",
+    clause="encode rejects observations of the wrong dtype (int for float, float for "
+    "uint8/int) with a ContractViolation naming obs.",
+    levels=NEGATIVE,
+    code="WFC202",
+    example="""
+with pytest.raises(ContractViolation, match="obs"):
+    model.encode(torch.zeros(4, *obs_shape, dtype=torch.int64))
+""",
+)
+def negative_obs_dtype(ctx: CheckContext) -> None:
+    model = ctx.model()
+
+    def prop(inputs: dict[str, Any]) -> None:
+        _, spec, tensor = _first_modality(ctx, inputs["obs"])
+        bad = _replace_obs(ctx, inputs["obs"], _wrong_dtype(spec, tensor))
+        expect_violation(ctx, "encode(obs of the wrong dtype)", "obs", lambda: model.encode(bad))
+
+    ctx.property(prop)
+
+
+@check(
+    "negative.obs_size",
+    clause="encode rejects observations whose feature size differs from the contract with a "
+    "ContractViolation naming obs.",
+    levels=NEGATIVE,
+    code="WFC203",
+    example="""
+with pytest.raises(ContractViolation, match="obs"):
+    model.encode(torch.randn(4, obs_dim + 1))
+""",
+)
+def negative_obs_size(ctx: CheckContext) -> None:
+    model, contract = ctx.model(), ctx.contract
+    key = "obs" if contract.single_modality else sorted(contract.observation)[0]
+    if not contract.observation[key].shape:
+        raise CheckSkipped("n/a: observations are scalars per sample")
+
+    def prop(inputs: dict[str, Any]) -> None:
+        _, _, tensor = _first_modality(ctx, inputs["obs"])
+        bad_tensor = torch.cat([tensor, tensor[..., :1]], dim=-1)
+        bad = _replace_obs(ctx, inputs["obs"], bad_tensor)
+        expect_violation(ctx, "encode(obs with one extra feature)", "obs", lambda: model.encode(bad))
+
+    ctx.property(prop)
+
+
+@check(
+    "negative.action",
+    clause="transition rejects an out-of-range discrete action index, or a continuous action "
+    "with the wrong size, with a ContractViolation naming action.",
+    levels=NEGATIVE,
+    code="WFC204",
+    example="""
+with pytest.raises(ContractViolation, match="action"):
+    model.transition(state, torch.full((4,), action_dim))      # discrete: index == action_dim
+""",
+)
+def negative_action(ctx: CheckContext) -> None:
+    model, contract = ctx.model(), ctx.contract
+
+    def prop(inputs: dict[str, Any]) -> None:
+        with torch.no_grad():
+            state = _encode(ctx, model, inputs["obs"])
+        action = inputs["action"]
+        if contract.action.kind == "discrete":
+            bad = action.clone()
+            bad[inputs["i"]] = int(contract.action.dim)
+            what = "transition(state, out-of-range discrete action)"
+        else:
+            bad = torch.cat([action, action[..., :1]], dim=-1)
+            what = "transition(state, action with one extra dim)"
+        expect_violation(ctx, what, "action", lambda: model.transition(state, bad))
+
+    ctx.property(prop)

@@ -1,0 +1,170 @@
+"""Slot swaps (``slots.swap``) and planning (``planning.act``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from worldflux.conformance.checks.common import as_batch, batch_size, check_scalar, validated
+from worldflux.conformance.context import (
+    CheckContext,
+    CheckFailed,
+    CheckSkipped,
+    NotExercised,
+    as_loss,
+    as_state,
+    as_trajectory,
+    seeded,
+)
+from worldflux.conformance.registry import Cost, check
+from worldflux.core.exceptions import ConfigurationError
+from worldflux.core.registry import SLOTS, list_components
+from worldflux.core.spec import Capability
+
+#: slots a rollout does not go through (they are exercised by encode before the rollout)
+_ROLLOUT_VIA_ENCODE = {"observation_encoder"}
+#: slots the loss need not call
+_LOSS_OPTIONAL = {"rollout_executor"}
+
+
+class _Spy:
+    """Counts forward calls of one module."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.calls = 0
+        self.handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.calls += 1
+
+
+def _exercise(ctx: CheckContext, model: Any, slot: str, module: nn.Module, inputs: dict[str, Any]) -> None:
+    """I/O checks of a model with a swapped slot, and the spy on that slot."""
+    contract = ctx.contract
+    spy = _Spy(module)
+    try:
+        seeded(inputs["seed"])
+        b, h = batch_size(inputs), int(inputs["actions"].shape[1])
+        with torch.no_grad():
+            state = as_state(ctx.call("encode", model.encode, inputs["obs"]), "encode(obs)")
+            validated(lambda: contract.validate_state(state, (b,), "encode(obs)"))
+            if slot not in _ROLLOUT_VIA_ENCODE:
+                spy.calls = 0
+            traj = as_trajectory(
+                ctx.call("rollout", model.rollout, state, inputs["actions"]), "rollout"
+            )
+            validated(lambda: contract.validate_state(traj.states, (b, h + 1), "trajectory.states"))
+            validated(
+                lambda: contract.validate_predictions(
+                    traj.predictions, (b, h), "trajectory.predictions"
+                )
+            )
+        if spy.calls == 0:
+            raise CheckFailed("the swapped slot was never called by encode + rollout")
+        spy.calls = 0
+        out = as_loss(ctx.call("loss", model.loss, as_batch(inputs["batch"])), "loss")
+        check_scalar(out.loss, "loss(batch).loss")
+        validated(lambda: contract.validate_loss(out.components, "loss(batch).components"))
+        if spy.calls == 0 and slot not in _LOSS_OPTIONAL:
+            raise CheckFailed("the swapped slot was never called by loss (loss goes around it)")
+    finally:
+        spy.handle.remove()
+
+
+@check(
+    "slots.swap",
+    clause="Each composable slot replaced by another registered implementation of that slot "
+    "still passes the I/O checks, and a spy shows rollout and loss really call it. An "
+    "implementation that cannot serve the model must refuse at build with ConfigurationError.",
+    levels=("n/a", "should", "must"),
+    code="WFC801",
+    cost=Cost.EXPENSIVE,
+    example="""
+model.swap_component("observation_encoder", "mlp")   # another registered encoder
+model.loss(batch); model.rollout(model.encode(obs), actions)   # both call the new encoder
+""",
+)
+def slots_swap(ctx: CheckContext) -> None:
+    composable = ctx.composable()
+    if not composable:
+        raise CheckSkipped("n/a: the model declares no composable slots")
+    probe = ctx.model()
+    if not hasattr(probe, "swap_component"):
+        raise CheckFailed(
+            f"declares composable slots {composable} but has no swap_component(slot, key)"
+        )
+    hint = ctx.hints().get("swap_candidates") or {}
+    candidates: list[tuple[str, str]] = []
+    for slot in composable:
+        current = getattr(getattr(probe, SLOTS.get(slot, slot), None), "component_key", None)
+        keys = hint[slot] if slot in hint else list_components(slot)[slot]
+        candidates += [(slot, key) for key in keys if key != current]
+    tried: list[str] = []
+    refused: list[str] = []
+
+    def prop(inputs: dict[str, Any]) -> None:
+        tried.clear()
+        refused.clear()
+        problems = []
+        for slot, key in candidates:
+            model = ctx.model()
+            try:
+                module = model.swap_component(slot, key)
+            except ConfigurationError:
+                refused.append(f"{slot}={key}")
+                continue
+            except Exception as error:
+                problems.append(f"{slot}={key}: swap_component raised {type(error).__name__}: {error}")
+                continue
+            tried.append(f"{slot}={key}")
+            if not isinstance(module, nn.Module):
+                module = getattr(model, SLOTS[slot])
+            try:
+                _exercise(ctx, model, slot, module, inputs)
+            except CheckFailed as error:
+                problems.append(f"{slot}={key}: {error}")
+        if problems:
+            raise CheckFailed("; ".join(problems))
+
+    ctx.property(prop)
+    if not tried:
+        raise NotExercised(
+            f"no other registered implementation could be swapped into {composable}"
+            + (f" (refused: {refused})" if refused else "")
+        )
+
+
+@check(
+    "planning.act",
+    clause="A model declaring the planning capability returns from plan(obs) actions "
+    "[B, A] inside [low, high] (or [B] valid indices), finite.",
+    levels=("should", "must", "must"),
+    code="WFC901",
+    cost=Cost.EXPENSIVE,
+    capability=Capability.PLANNING,
+    example="""
+action = model.plan(obs, eval_mode=True)        # [B, action_dim] in [-1, 1]
+""",
+)
+def planning_act(ctx: CheckContext) -> None:
+    model, contract = ctx.model(), ctx.contract
+    if not hasattr(model, "plan"):
+        raise CheckFailed("declares the planning capability but has no plan(obs)")
+
+    def prop(inputs: dict[str, Any]) -> None:
+        seeded(inputs["seed"])
+        with torch.no_grad():
+            action = ctx.call("plan(obs)", model.plan, inputs["obs"])
+        b = batch_size(inputs)
+        validated(lambda: contract.validate_action(action, (b,), "plan(obs)"))
+        if contract.action.kind == "continuous":
+            low, high = float(contract.action.low), float(contract.action.high)
+            if bool((action < low - 1e-6).any()) or bool((action > high + 1e-6).any()):
+                raise CheckFailed(
+                    f"plan(obs): expected actions in [{low}, {high}], found values in "
+                    f"[{float(action.min()):.4g}, {float(action.max()):.4g}]"
+                )
+
+    ctx.property(prop)

@@ -1,0 +1,341 @@
+"""The context a check runs in: the target, its built model, its bound contract, the profile.
+
+Checks raise :class:`CheckFailed` (an ``AssertionError``) with a message stating what was
+expected and what was found; :class:`CheckSkipped` when the check does not apply and
+:class:`NotExercised` when there was nothing to exercise.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+from torch import Tensor
+
+from worldflux.conformance.guard import manual_seed
+from worldflux.conformance.registry import CheckInfo, Cost
+from worldflux.conformance.strategies import Case, cases, clone_tree
+from worldflux.conformance.target import Target
+from worldflux.core.spec import Capability, ModelIOContract
+from worldflux.core.types import LossOutput, ModelOutput, State, Trajectory
+
+__all__ = [
+    "PROFILES",
+    "CheckContext",
+    "CheckFailed",
+    "CheckSkipped",
+    "NotExercised",
+    "Profile",
+    "RunOptions",
+]
+
+
+class CheckFailed(AssertionError):
+    """The target violates the clause the check enforces."""
+
+
+class CheckSkipped(Exception):  # noqa: N818
+    """The check does not apply to this target (status ``skip``)."""
+
+
+class NotExercised(Exception):  # noqa: N818
+    """The check applies but nothing could exercise it (status ``not-exercised``)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Hypothesis and size settings of a run.
+
+    Attributes:
+        max_examples: examples for a cheap check (medium: half, expensive: a quarter, min 1).
+        max_batch, max_horizon: upper bounds of ``B`` and ``H``.
+        shrink: shrink failing examples (slower, smaller repros).
+        database: keep Hypothesis's example database (dev only).
+        budget_s: wall-clock budget of a cheap check (medium x2, expensive x4).
+        random_seed: draw a fresh seed per run unless ``--seed`` is given.
+        learn_steps: optimiser steps of ``numeric.learnability``.
+    """
+
+    name: str
+    max_examples: int
+    max_batch: int
+    max_horizon: int
+    shrink: bool
+    database: bool
+    budget_s: float
+    random_seed: bool
+    learn_steps: int
+    state_machine_steps: int
+
+
+PROFILES: dict[str, Profile] = {
+    "dev": Profile("dev", 10, 4, 4, True, True, 60.0, True, 25, 10),
+    "ci": Profile("ci", 4, 3, 3, False, False, 30.0, False, 15, 6),
+    "thorough": Profile("thorough", 100, 8, 8, True, False, 600.0, True, 60, 30),
+}
+
+_COST_FACTOR = {Cost.CHEAP: 1.0, Cost.MEDIUM: 0.5, Cost.EXPENSIVE: 0.25}
+_BUDGET_FACTOR = {Cost.CHEAP: 1.0, Cost.MEDIUM: 2.0, Cost.EXPENSIVE: 4.0}
+
+
+@dataclass
+class RunOptions:
+    """Everything that shapes a run except the targets and the checks.
+
+    Attributes:
+        profile: ``dev`` / ``ci`` / ``thorough``.
+        seed: the run seed (model builds, Hypothesis).
+        max_examples: overrides the profile's examples of a cheap check.
+        time_budget: overrides the per-check budget (seconds) of a cheap check.
+        hints: per-run hints: ``seq_lens`` (training batch lengths), ``swap_candidates``
+            (slot -> implementation keys to try in ``slots.swap``).
+    """
+
+    profile: Profile = field(default_factory=lambda: PROFILES["dev"])
+    seed: int = 0
+    max_examples: int | None = None
+    time_budget: float | None = None
+    hints: dict[str, Any] = field(default_factory=dict)
+
+    def examples(self, cost: Cost) -> int:
+        base = self.max_examples if self.max_examples is not None else self.profile.max_examples
+        return max(1, int(base * _COST_FACTOR[cost]))
+
+    def budget(self, cost: Cost) -> float:
+        base = self.time_budget if self.time_budget is not None else self.profile.budget_s
+        return base * _BUDGET_FACTOR[cost]
+
+
+class CheckContext:
+    """What one check sees. ``model()`` gives a fresh copy of the target's built model."""
+
+    def __init__(
+        self,
+        target: Target,
+        info: CheckInfo,
+        options: RunOptions,
+        prototype: Any,
+        contract: ModelIOContract | None,
+        build_error: str | None = None,
+        replay: dict[str, Any] | None = None,
+    ) -> None:
+        self.target = target
+        self.info = info
+        self.options = options
+        self._prototype = prototype
+        self._contract = contract
+        self.build_error = build_error
+        self.replay = replay
+        self.recorded: dict[str, Any] | None = None
+        self.notes: list[str] = []
+
+    # -- the model -------------------------------------------------------------------------------
+    @property
+    def has_model(self) -> bool:
+        return self._prototype is not None
+
+    def model(self) -> Any:
+        """A fresh deep copy of the built model (the same weights for every call)."""
+        if self._prototype is None:
+            raise CheckFailed(f"the model could not be built: {self.build_error}")
+        return copy.deepcopy(self._prototype)
+
+    def build(self, seed: int) -> Any:
+        """Build a new model from the target's factory with the global RNG seeded by ``seed``."""
+        manual_seed(seed)
+        return self.target.factory()
+
+    @property
+    def contract(self) -> ModelIOContract:
+        """The bound I/O contract."""
+        if self._contract is None:
+            raise CheckFailed(f"the I/O contract could not be bound: {self.build_error}")
+        return self._contract
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(self.target.spec or {})
+
+    def capabilities(self) -> set[Capability]:
+        caps = self.spec.get("capabilities")
+        if caps is None and self._prototype is not None:
+            caps = getattr(self._prototype, "capabilities", None)
+        return {Capability(c) for c in (caps or ())}
+
+    def composable(self) -> list[str]:
+        comp = self.spec.get("composable")
+        if comp is None and self._prototype is not None:
+            comp = getattr(self._prototype, "composable_support", None)
+        return sorted(comp or ())
+
+    def hints(self) -> dict[str, Any]:
+        """``seq_lens`` etc.: the spec's ``conformance`` block, the model's
+        ``conformance_hints`` attribute, then the run's hints (last wins)."""
+        out: dict[str, Any] = {}
+        out.update(self.spec.get("conformance") or {})
+        if self._prototype is not None:
+            out.update(getattr(self._prototype, "conformance_hints", None) or {})
+        out.update(self.options.hints)
+        return out
+
+    # -- calling the target --------------------------------------------------------------------
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call the target; any exception becomes a CheckFailed naming the call."""
+        try:
+            return fn(*args, **kwargs)
+        except CheckFailed:
+            raise
+        except Exception as error:
+            raise CheckFailed(f"{what} raised {type(error).__name__}: {error}") from error
+
+    # -- property-based execution --------------------------------------------------------------
+    def hypothesis_settings(self) -> settings:
+        profile = self.options.profile
+        phases = [Phase.explicit, Phase.reuse, Phase.generate]
+        if profile.shrink:
+            phases.append(Phase.shrink)
+        kwargs: dict[str, Any] = {}
+        if not profile.database:
+            kwargs["database"] = None
+        return settings(
+            max_examples=self.options.examples(self.info.cost),
+            deadline=None,
+            derandomize=False,
+            phases=phases,
+            suppress_health_check=list(HealthCheck),
+            report_multiple_bugs=False,
+            print_blob=True,
+            **kwargs,
+        )
+
+    def cases(self, *, min_batch: int = 1) -> st.SearchStrategy[Case]:
+        profile = self.options.profile
+        seq_lens = self.hints().get("seq_lens") or (2, 3, 4)
+        return cases(
+            max_batch=max(profile.max_batch, min_batch),
+            max_horizon=profile.max_horizon,
+            seq_lens=tuple(int(t) for t in seq_lens),
+            min_batch=min_batch,
+        )
+
+    def record(self, inputs: Mapping[str, Any]) -> None:
+        """Remember the inputs of the current example (saved to the crash file on failure)."""
+        self.recorded = clone_tree(dict(inputs))
+
+    def property(
+        self, prop: Callable[[dict[str, Any]], None], *, min_batch: int = 1
+    ) -> None:
+        """Run ``prop(inputs)`` on Hypothesis-drawn inputs (see ``Case.materialize``).
+
+        In replay mode ``prop`` runs once on the saved inputs instead.
+        """
+        if self.replay is not None:
+            inputs = clone_tree(self.replay)
+            self.record(inputs)
+            prop(inputs)
+            return
+        contract = self.contract
+
+        @hypothesis_seed(self.options.seed)
+        @self.hypothesis_settings()
+        @given(case=self.cases(min_batch=min_batch))
+        def test(case: Case) -> None:
+            inputs = case.materialize(contract)
+            self.record(inputs)
+            prop(inputs)
+
+        test()
+
+
+# -- output normalisation (a duck-typed target may return plain dicts) -------------------------
+def as_state(value: Any, what: str) -> State:
+    """A State from a State or a ``dict[str, Tensor]``; anything else fails naming ``what``."""
+    if isinstance(value, State):
+        return value
+    if isinstance(value, Mapping) and all(isinstance(v, Tensor) for v in value.values()):
+        return State(dict(value))
+    raise CheckFailed(f"{what}: expected a State (mapping of tensors), found {_kind(value)}")
+
+
+def predictions_of(value: Any, what: str) -> dict[str, Tensor]:
+    """The predictions of a ModelOutput or of a ``dict[str, Tensor]``."""
+    if isinstance(value, ModelOutput):
+        value = value.predictions
+    if isinstance(value, Mapping) and all(isinstance(v, Tensor) for v in value.values()):
+        return dict(value)
+    raise CheckFailed(f"{what}: expected a ModelOutput (predictions dict), found {_kind(value)}")
+
+
+def as_trajectory(value: Any, what: str) -> Trajectory:
+    """A Trajectory (or any object with states / actions / rewards / continues / predictions)."""
+    if isinstance(value, Trajectory):
+        return value
+    needed = ("states", "actions", "rewards", "continues")
+    if all(hasattr(value, n) for n in needed):
+        return Trajectory(
+            states=as_state(value.states, f"{what}.states"),
+            actions=value.actions,
+            rewards=value.rewards,
+            continues=value.continues,
+            predictions=dict(getattr(value, "predictions", {}) or {}),
+        )
+    raise CheckFailed(f"{what}: expected a Trajectory, found {_kind(value)}")
+
+
+def as_loss(value: Any, what: str) -> LossOutput:
+    """A LossOutput (or any object with ``loss`` and ``components``)."""
+    if isinstance(value, LossOutput):
+        return value
+    if hasattr(value, "loss") and hasattr(value, "components"):
+        return LossOutput(loss=value.loss, components=dict(value.components))
+    raise CheckFailed(f"{what}: expected a LossOutput, found {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a Tensor of shape {list(value.shape)}"
+    return type(value).__name__
+
+
+def seeded(seed: int) -> None:
+    """Seed the global torch RNG (with torch's own function, not the spied one)."""
+    manual_seed(int(seed) % (2**63))
+
+
+def set_mode(model: Any, training: bool) -> None:
+    """``model.train(training)`` when the target has it."""
+    train = getattr(model, "train", None)
+    if callable(train):
+        train(training)
+
+
+def tensors_equal(a: Any, b: Any, *, atol: float = 0.0, rtol: float = 0.0, path: str = "") -> str:
+    """"" when two nested structures of tensors agree, else the first difference (with path)."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.shape != b.shape:
+            return f"{path}: shape {list(a.shape)} != {list(b.shape)}"
+        if a.dtype != b.dtype:
+            return f"{path}: dtype {a.dtype} != {b.dtype}"
+        if a.is_floating_point():
+            same = torch.allclose(a, b, atol=atol, rtol=rtol, equal_nan=True)
+        else:
+            same = torch.equal(a, b)
+        if not same:
+            diff = (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
+            return f"{path}: values differ (max abs diff {diff:.3g})"
+        return ""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        if set(a) != set(b):
+            return f"{path}: keys {sorted(a)} != {sorted(b)}"
+        for key in a:
+            found = tensors_equal(a[key], b[key], atol=atol, rtol=rtol, path=f"{path}[{key!r}]")
+            if found:
+                return found
+        return ""
+    return "" if a == b else f"{path}: {a!r} != {b!r}"

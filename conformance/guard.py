@@ -1,0 +1,104 @@
+"""Isolation of one check: a wall-clock budget and a guard on global torch state.
+
+A check that overruns its budget is interrupted (``SIGALRM``, main thread on POSIX) with
+:class:`CheckTimeout`, a ``BaseException`` so a target's ``except Exception`` cannot swallow it.
+:func:`guard_global_state` records changes of the default dtype and grad mode and every reseed of
+the global torch RNG made by the target, then restores all three.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+__all__ = ["CheckTimeout", "guard_global_state", "manual_seed", "time_budget"]
+
+#: torch's own seeding function, captured before any spy is installed; the suite seeds with it.
+manual_seed: Callable[[int], Any] = torch.random.manual_seed
+_SPIED = ("manual_seed", "seed")
+
+
+class CheckTimeout(BaseException):  # noqa: N818  (an interruption, not an error class)
+    """A check exceeded its wall-clock budget."""
+
+
+@contextmanager
+def time_budget(seconds: float | None) -> Iterator[None]:
+    """Interrupt the body after ``seconds`` (no-op when None, off the main thread or on Windows)."""
+    usable = (
+        seconds is not None
+        and seconds > 0
+        and hasattr(signal, "SIGALRM")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+    assert seconds is not None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise CheckTimeout(f"exceeded the time budget of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _caller() -> str:
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        if "guard.py" not in frame.filename:
+            return f"{frame.filename}:{frame.lineno}"
+    return "?"
+
+
+@contextmanager
+def guard_global_state(problems: list[str]) -> Iterator[None]:
+    """Append to ``problems`` every global torch state change made inside the body; restore it.
+
+    Watched: ``torch.get_default_dtype()``, ``torch.is_grad_enabled()``, and calls of
+    ``torch.manual_seed`` / ``torch.seed`` (also via ``torch.random``) by the target.
+    The global RNG state is restored afterwards, so running the suite never perturbs it.
+    """
+    dtype = torch.get_default_dtype()
+    grad = torch.is_grad_enabled()
+    rng = torch.random.get_rng_state()
+    originals: dict[tuple[Any, str], Any] = {}
+
+    def spy(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            problems.append(f"reseeded the global torch RNG: torch.{name}() called at {_caller()}")
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    for module in (torch, torch.random):
+        for name in _SPIED:
+            original = getattr(module, name)
+            originals[(module, name)] = original
+            setattr(module, name, spy(name, original))
+    try:
+        yield
+    finally:
+        for (module, name), original in originals.items():
+            setattr(module, name, original)
+        if torch.get_default_dtype() != dtype:
+            problems.append(
+                f"changed the default dtype from {dtype} to {torch.get_default_dtype()}"
+            )
+            torch.set_default_dtype(dtype)
+        if torch.is_grad_enabled() != grad:
+            problems.append(f"changed grad mode from enabled={grad} to {torch.is_grad_enabled()}")
+            torch.set_grad_enabled(grad)
+        torch.random.set_rng_state(rng)
+        sys.stdout.flush()
