@@ -1,0 +1,232 @@
+"""IRIS-style slots: a discrete tokenizer, an autoregressive transformer over tokens, decoders.
+
+State (per sample): ``tokens [K, N]`` int64 (the last K frames, N tokens each, newest last),
+``actions [K, D]`` (``actions[k]`` embeds the action taken *after* frame k; zeros until taken),
+``valid [K]`` (1 for a real or imagined frame, 0 for padding) and ``hidden [D]`` (the transformer
+output at the action token of the transition that produced the newest frame; zeros for a state
+that came from ``encode``). The tokenizer codebook is shared by the encoder and the decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from worldflux.components.conditioners import action_features
+from worldflux.core.components import (
+    ActionConditioner,
+    BuildContext,
+    Decoder,
+    DynamicsModel,
+    ObservationEncoder,
+)
+from worldflux.core.exceptions import ConfigurationError, ContractViolation
+from worldflux.core.registry import register_component
+from worldflux.core.types import ModelOutput, State
+from worldflux.families.diffusion.slots import shift_in
+from worldflux.families.jepa.hparams import mlp, obs_numel
+from worldflux.families.token.hparams import hp
+from worldflux.families.token.transformer import Transformer, causal_mask
+
+__all__ = ["TokenActionEmbedding", "TokenDecoder", "TokenTransformer", "Tokenizer"]
+
+
+@register_component("observation_encoder", "token.tokenizer")
+class Tokenizer(ObservationEncoder):
+    """Discrete autoencoder encoder: obs ``[B, *obs_shape]`` -> N codes of a V-entry codebook.
+
+    ``forward`` returns ``{"tokens": [B, N] int64, "codes": [B, N, C]}`` where ``codes`` are the
+    quantised vectors with the straight-through estimator (gradients flow to the encoder MLP).
+    Shares its codebook through ``ctx.dims["token_codebook"]``.
+    """
+
+    def __init__(self, ctx: BuildContext, params: object) -> None:
+        super().__init__()
+        self.num_tokens, self.code_dim = int(hp(ctx, "num_tokens")), int(hp(ctx, "code_dim"))
+        self.vocab = int(hp(ctx, "vocab_size"))
+        self.net = mlp(
+            obs_numel(ctx),
+            int(hp(ctx, "tokenizer_hidden")),
+            self.num_tokens * self.code_dim,
+            int(hp(ctx, "tokenizer_layers")),
+        )
+        self.codebook = nn.Embedding(self.vocab, self.code_dim)
+        nn.init.uniform_(self.codebook.weight, -1.0 / self.vocab, 1.0 / self.vocab)
+        ctx.dims.update(
+            token_codebook=self.codebook,
+            num_tokens=self.num_tokens,
+            vocab_size=self.vocab,
+            code_dim=self.code_dim,
+        )
+
+    def quantize(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(z_e [B, N, C], z_q [B, N, C], tokens [B, N] int64)``; z_q without straight-through."""
+        z_e = self.net(obs.flatten(1).float()).view(-1, self.num_tokens, self.code_dim)
+        codes = self.codebook.weight
+        dist = (
+            z_e.pow(2).sum(-1, keepdim=True)
+            - 2 * z_e @ codes.t()
+            + codes.pow(2).sum(-1)[None, None]
+        )
+        tokens = dist.argmin(-1)
+        return z_e, self.codebook(tokens), tokens
+
+    def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
+        if not isinstance(obs, Tensor):
+            raise ContractViolation(f"obs: expected a torch.Tensor, found {type(obs).__name__}")
+        z_e, z_q, tokens = self.quantize(obs)
+        return State(tokens=tokens, codes=z_e + (z_q - z_e).detach())
+
+
+@register_component("action_conditioner", "token.action")
+class TokenActionEmbedding(ActionConditioner):
+    """action ``[B, A]`` (or ``[B]`` int64) -> the action token embedding ``[B, embed_dim]``."""
+
+    def __init__(self, ctx: BuildContext, params: object) -> None:
+        super().__init__()
+        self.action_dim, self.action_type = ctx.action_dim, ctx.action_type
+        self.proj = nn.Linear(self.action_dim, int(hp(ctx, "embed_dim")))
+
+    def forward(self, state: State, action: Tensor) -> Tensor:
+        return self.proj(action_features(action, self.action_dim, self.action_type))
+
+
+@register_component("dynamics_model", "token.transformer")
+class TokenTransformer(DynamicsModel):
+    """Causal transformer over ``[N obs tokens, action token]`` blocks of the last K frames.
+
+    The output at a frame's action token predicts token 0 of the next frame (and gives ``hidden``
+    for the reward/continue heads); the output at next-frame token j predicts token j+1.
+    ``forward`` generates the N next tokens one by one (greedy in eval mode, sampled in training
+    mode); :meth:`teacher_forced` gives all N logits in one pass for the loss.
+    """
+
+    def __init__(self, ctx: BuildContext, params: object) -> None:
+        super().__init__()
+        self.num_tokens = int(ctx.dims.get("num_tokens", hp(ctx, "num_tokens")))
+        self.vocab = int(ctx.dims.get("vocab_size", hp(ctx, "vocab_size")))
+        self.context = int(hp(ctx, "context_frames"))
+        if self.context < 1:
+            raise ConfigurationError(f"token: context_frames must be >= 1, found {self.context}")
+        self.dim = int(hp(ctx, "embed_dim"))
+        self.embed = nn.Embedding(self.vocab, self.dim)
+        max_len = self.context * (self.num_tokens + 1) + self.num_tokens - 1
+        self.pos = nn.Parameter(torch.randn(max_len, self.dim) * 0.02)
+        self.body = Transformer(self.dim, int(hp(ctx, "num_layers")), int(hp(ctx, "num_heads")))
+        self.head = nn.Linear(self.dim, self.vocab)
+        ctx.dims["token_embed_dim"] = self.dim
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> State:
+        dtype = dtype or torch.float32
+        k, n = self.context, self.num_tokens
+        return State(
+            tokens=torch.zeros(batch_size, k, n, device=device, dtype=torch.long),
+            actions=torch.zeros(batch_size, k, self.dim, device=device, dtype=dtype),
+            valid=torch.zeros(batch_size, k, device=device, dtype=dtype),
+            hidden=torch.zeros(batch_size, self.dim, device=device, dtype=dtype),
+        )
+
+    def _with_action(self, state: State, action_input: Tensor | None) -> Tensor:
+        actions = state["actions"]
+        if action_input is None:
+            action_input = actions.new_zeros(actions[:, -1].shape)
+        return torch.cat([actions[:, :-1], action_input.unsqueeze(1).to(actions.dtype)], dim=1)
+
+    def _run(self, state: State, actions: Tensor, partial: Tensor) -> Tensor:
+        """Outputs ``[B, L, D]`` over the window and ``partial [B, j]`` next-frame tokens."""
+        b, n = state["tokens"].shape[0], state["tokens"].shape[2]
+        window = torch.cat([self.embed(state["tokens"]), actions.unsqueeze(2)], dim=2)
+        seq = torch.cat([window.flatten(1, 2), self.embed(partial)], dim=1)
+        seq = seq + self.pos[: seq.shape[1]]
+        key_valid = torch.cat(
+            [
+                state["valid"].repeat_interleave(n + 1, dim=1),
+                state["valid"].new_ones(b, partial.shape[1]),
+            ],
+            dim=1,
+        )
+        return self.body(seq, causal_mask(key_valid))
+
+    def teacher_forced(
+        self, state: State, action_input: Tensor, next_tokens: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``(logits [B, N, V], hidden [B, D])`` of the next frame given its true tokens."""
+        actions = self._with_action(state, action_input)
+        out = self._run(state, actions, next_tokens[:, :-1])
+        start = self.context * (self.num_tokens + 1) - 1
+        return self.head(out[:, start:]), out[:, start]
+
+    def _append(self, state: State, actions: Tensor, tokens: Tensor, hidden: Tensor) -> State:
+        return State(
+            tokens=shift_in(state["tokens"], tokens),
+            actions=shift_in(actions, torch.zeros_like(actions[:, 0])),
+            valid=shift_in(state["valid"], state["valid"].new_ones(tokens.shape[0])),
+            hidden=hidden,
+        )
+
+    def forward(self, state: State, action_input: Tensor) -> State:
+        actions = self._with_action(state, action_input)
+        partial = state["tokens"].new_zeros(state["tokens"].shape[0], 0)
+        hidden = state["hidden"]
+        for j in range(self.num_tokens):
+            out = self._run(state, actions, partial)
+            if j == 0:
+                hidden = out[:, -1]
+            logits = self.head(out[:, -1])
+            if self.training:
+                token = torch.multinomial(F.softmax(logits, dim=-1), 1)
+            else:
+                token = logits.argmax(-1, keepdim=True)
+            partial = torch.cat([partial, token], dim=1)
+        return self._append(state, actions, partial, hidden)
+
+    def observe(self, state: State, action_input: Tensor | None, obs_state: State) -> State:
+        actions = self._with_action(state, action_input)
+        return self._append(state, actions, obs_state["tokens"], torch.zeros_like(state["hidden"]))
+
+
+@register_component("decoder", "token.decoder")
+class TokenDecoder(Decoder):
+    """State -> ``obs`` (tokenizer decoder of the newest frame's codes), ``reward``, ``continue``.
+
+    Reward and continue come from ``hidden`` (IRIS predicts them at the action token).
+    """
+
+    def __init__(self, ctx: BuildContext, params: object) -> None:
+        super().__init__()
+        if "token_codebook" not in ctx.dims:
+            raise ConfigurationError("token.decoder needs the token.tokenizer encoder (codebook)")
+        self.codebook: nn.Embedding = ctx.dims["token_codebook"]
+        self.obs_shape = ctx.obs_shape
+        n, c = int(ctx.dims["num_tokens"]), int(ctx.dims["code_dim"])
+        self.net = mlp(
+            n * c,
+            int(hp(ctx, "tokenizer_hidden")),
+            obs_numel(ctx),
+            int(hp(ctx, "tokenizer_layers")),
+        )
+        dim, hidden, layers = (
+            int(ctx.dims.get("token_embed_dim", hp(ctx, "embed_dim"))),
+            int(hp(ctx, "head_hidden")),
+            int(hp(ctx, "head_layers")),
+        )
+        self.reward = mlp(dim, hidden, 1, layers)
+        self.cont = mlp(dim, hidden, 1, layers)
+
+    def reconstruct(self, codes: Tensor) -> Tensor:
+        """``codes [B, N, C]`` -> observation ``[B, *obs_shape]``."""
+        return self.net(codes.flatten(1)).view(-1, *self.obs_shape)
+
+    def forward(self, state: State) -> ModelOutput:
+        h = state["hidden"]
+        return ModelOutput(
+            predictions={
+                "obs": self.reconstruct(self.codebook(state["tokens"][:, -1])),
+                "reward": self.reward(h).squeeze(-1),
+                "continue": torch.sigmoid(self.cont(h).squeeze(-1)),
+            },
+            state=state,
+        )

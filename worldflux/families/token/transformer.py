@@ -1,0 +1,65 @@
+"""A small pre-LayerNorm transformer with an explicit boolean attention mask.
+
+Used by the ``token`` (IRIS-style, token-causal) and ``vjepa2`` (block-causal) families. Every op
+is per sample, so outputs never depend on other samples of the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = ["Block", "Transformer", "causal_mask"]
+
+
+class Block(nn.Module):
+    """``x + Attn(LN(x))`` then ``x + MLP(LN(x))`` (GELU, 4x); ``x [B, L, D]``."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int = 4) -> None:
+        super().__init__()
+        if dim % heads:
+            from worldflux.core.exceptions import ConfigurationError
+
+            raise ConfigurationError(f"embed dim {dim} is not divisible by num_heads {heads}")
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+        )
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``mask [B, L, L]`` (or ``[L, L]``) bool: True where query i may attend to key j."""
+        b, length, dim = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, length, 3, self.heads, -1).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        attn_mask = mask.unsqueeze(1) if mask.dim() == 3 else mask
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        x = x + self.proj(out.transpose(1, 2).reshape(b, length, dim))
+        return x + self.mlp(self.ln2(x))
+
+
+class Transformer(nn.Module):
+    """``depth`` blocks, then LayerNorm: ``x [B, L, D]``, ``mask [B, L, L]`` -> ``[B, L, D]``."""
+
+    def __init__(self, dim: int, depth: int, heads: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
+        self.ln = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.ln(x)
+
+
+def causal_mask(key_valid: Tensor) -> Tensor:
+    """Token-causal mask ``[B, L, L]`` from ``key_valid [B, L]``: keys at or before the query that
+    are valid, and always the query itself (so no row is empty)."""
+    length = key_valid.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=key_valid.device).tril()
+    eye = torch.eye(length, dtype=torch.bool, device=key_valid.device)
+    return (causal & key_valid.bool().unsqueeze(1)) | eye
