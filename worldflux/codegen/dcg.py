@@ -143,9 +143,10 @@ def render_config(spec: Spec, header: str) -> str:
             **_common(dcg),
             class_name=spec.config_class_name,
             base_class="worldflux.core.config.WorldModelConfig",
-            use_annotated=True,
+            use_annotated=False,  # with collapse_root_models: list[conint(ge=1)], not RootModels
             use_field_description=True,
             use_schema_description=True,
+            collapse_root_models=True,
             enum_field_as_literal="all",
             apply_default_values_for_required_fields=True,
             disable_timestamp=True,

@@ -54,16 +54,16 @@ def _run(args: list[str], text: str, cwd: Path, what: str) -> str:
     )
     if result.returncode != 0:
         detail = result.stderr.decode("utf-8", "replace").strip()
-        raise ConfigurationError(f"ruff {args[0]} failed on generated {what}: {detail}")
+        raise ConfigurationError(
+            f"generated {what} does not pass `ruff {args[0]}` (a generator bug, or a spec value "
+            f"ruff rejects; report it):\n{detail}"
+        )
     return result.stdout.decode("utf-8")
 
 
 def format_python(text: str, relpath: str, root: Path) -> str:
     """``ruff check --fix`` then ``ruff format`` of ``text`` as if it were ``root/relpath``."""
     fixed = _run(
-        ["check", "--fix", "--unsafe-fixes", "--exit-zero", "--stdin-filename", relpath, "-"],
-        text,
-        root,
-        relpath,
+        ["check", "--fix", "--unsafe-fixes", "--stdin-filename", relpath, "-"], text, root, relpath
     )
     return _run(["format", "--stdin-filename", relpath, "-"], fixed, root, relpath)
