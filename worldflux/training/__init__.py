@@ -1,1 +1,72 @@
-"""worldflux.training."""
+"""worldflux.training: contract-checked Trainer, replay buffer, checkpoints, Gymnasium loop.
+
+Public names are imported lazily so that ``worldflux train --help`` stays fast::
+
+    from worldflux.training import Trainer, TrainerConfig, ReplayBuffer, RunConfig, train
+
+See docs/training.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from worldflux.training.checkpoint import (
+        load_training_checkpoint,
+        save_training_checkpoint,
+    )
+    from worldflux.training.distributed import DistributedContext, init_from_environment
+    from worldflux.training.envs import GymEnv
+    from worldflux.training.errors import NonFiniteError, ReplayError, TrainingError
+    from worldflux.training.loop import RunConfig, RunSummary, train
+    from worldflux.training.replay import ReplayBuffer, measure_sampling_throughput
+    from worldflux.training.trainer import StepResult, Trainer, TrainerConfig, UpdateContext
+
+_EXPORTS: dict[str, str] = {
+    "DistributedContext": "distributed",
+    "GymEnv": "envs",
+    "NonFiniteError": "errors",
+    "ReplayBuffer": "replay",
+    "ReplayError": "errors",
+    "RunConfig": "loop",
+    "RunSummary": "loop",
+    "StepResult": "trainer",
+    "Trainer": "trainer",
+    "TrainerConfig": "trainer",
+    "TrainingError": "errors",
+    "UpdateContext": "trainer",
+    "init_from_environment": "distributed",
+    "load_training_checkpoint": "checkpoint",
+    "measure_sampling_throughput": "replay",
+    "save_training_checkpoint": "checkpoint",
+    "train": "loop",
+}
+
+__all__ = [
+    "DistributedContext",
+    "GymEnv",
+    "NonFiniteError",
+    "ReplayBuffer",
+    "ReplayError",
+    "RunConfig",
+    "RunSummary",
+    "StepResult",
+    "Trainer",
+    "TrainerConfig",
+    "TrainingError",
+    "UpdateContext",
+    "init_from_environment",
+    "load_training_checkpoint",
+    "measure_sampling_throughput",
+    "save_training_checkpoint",
+    "train",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'worldflux.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"worldflux.training.{module}"), name)

@@ -1,0 +1,172 @@
+"""Gymnasium environments with vector or rendered 64x64 image observations.
+
+:class:`GymEnv` hides the space details the loop does not care about: observations come back as
+numpy arrays of a fixed shape (``[obs_dim]`` float32, or ``[3, S, S]`` uint8 frames), actions go in
+as the model emits them (continuous ``[A]`` in the contract's ``[low, high]``, rescaled to the
+environment's Box; or a discrete index), and the environment's RNG state can be saved and
+restored for exact resume.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from worldflux.core.exceptions import ConfigurationError
+
+__all__ = ["EnvSpec", "GymEnv", "ObsMode"]
+
+ObsMode = Literal["vector", "image"]
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What a model must be built for.
+
+    Attributes:
+        obs_shape: ``(obs_dim,)`` or ``(3, size, size)``.
+        action_dim: continuous action size, or number of discrete actions.
+        action_type: ``"continuous"`` or ``"discrete"``.
+        obs_dtype: ``"float32"`` (vectors) or ``"uint8"`` (frames).
+    """
+
+    obs_shape: tuple[int, ...]
+    action_dim: int
+    action_type: str
+    obs_dtype: str
+
+
+def _import_gymnasium() -> Any:
+    try:
+        import gymnasium
+    except ImportError:
+        raise ConfigurationError(
+            "training on environments needs gymnasium: pip install 'worldflux[train]'"
+        ) from None
+    return gymnasium
+
+
+class GymEnv:
+    """One Gymnasium environment.
+
+    Args:
+        env_id: e.g. ``"Pendulum-v1"``, ``"CartPole-v1"`` (MuJoCo ids need ``mujoco``).
+        obs_mode: ``"vector"`` (the environment's Box observation) or ``"image"`` (rendered
+            ``rgb_array`` frames resized to ``image_size``, channel-first uint8).
+        image_size: side of the square frames.
+        max_episode_steps: override the registered time limit.
+        seed: seeds the first reset; later resets continue the environment's own RNG.
+        action_low, action_high: the range the model's continuous actions live in.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        obs_mode: ObsMode = "vector",
+        image_size: int = 64,
+        max_episode_steps: int | None = None,
+        seed: int = 0,
+        action_low: float = -1.0,
+        action_high: float = 1.0,
+    ) -> None:
+        gym = _import_gymnasium()
+        if obs_mode not in ("vector", "image"):
+            raise ConfigurationError(f"obs_mode: expected 'vector' or 'image', found {obs_mode!r}")
+        kwargs: dict[str, Any] = {}
+        if obs_mode == "image":
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+            kwargs["render_mode"] = "rgb_array"
+        if max_episode_steps is not None:
+            kwargs["max_episode_steps"] = int(max_episode_steps)
+        try:
+            self.env = gym.make(env_id, **kwargs)
+        except gym.error.Error as error:
+            raise ConfigurationError(f"environment {env_id!r}: {error}") from None
+        except (ImportError, ModuleNotFoundError) as error:
+            raise ConfigurationError(
+                f"environment {env_id!r} needs a missing package: {error}"
+            ) from None
+        self.env_id = env_id
+        self.obs_mode = obs_mode
+        self.image_size = int(image_size)
+        self.seed = int(seed)
+        self.seeded = False
+        self.action_low, self.action_high = float(action_low), float(action_high)
+        self.spec = self._make_spec(gym)
+
+    def _make_spec(self, gym: Any) -> EnvSpec:
+        space = self.env.action_space
+        if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+            action_dim, action_type = int(space.shape[0]), "continuous"
+            self._box_low = np.asarray(space.low, dtype=np.float64)
+            self._box_high = np.asarray(space.high, dtype=np.float64)
+        elif isinstance(space, gym.spaces.Discrete):
+            action_dim, action_type = int(space.n), "discrete"
+        else:
+            raise ConfigurationError(
+                f"environment {self.env_id!r}: action space {space} is not supported "
+                "(expected a 1-D Box or a Discrete space)"
+            )
+        if self.obs_mode == "image":
+            return EnvSpec((3, self.image_size, self.image_size), action_dim, action_type, "uint8")
+        obs_space = self.env.observation_space
+        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+            raise ConfigurationError(
+                f"environment {self.env_id!r}: observation space {obs_space} is not a 1-D Box; "
+                "use obs_mode='image'"
+            )
+        return EnvSpec((int(obs_space.shape[0]),), action_dim, action_type, "float32")
+
+    # -- observations ---------------------------------------------------------------------------
+    def _frame(self) -> np.ndarray:
+        frame = self.env.render()
+        if frame is None:
+            raise ConfigurationError(f"environment {self.env_id!r} rendered no frame")
+        pixels = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
+        size = self.image_size
+        small = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True)
+        return small[0].round().clamp(0, 255).to(torch.uint8).numpy()
+
+    def _observe(self, obs: Any) -> np.ndarray:
+        if self.obs_mode == "image":
+            return self._frame()
+        return np.asarray(obs, dtype=np.float32)
+
+    def reset(self) -> np.ndarray:
+        """Start an episode; returns the first observation."""
+        if not self.seeded:
+            obs, _ = self.env.reset(seed=self.seed)
+            self.seeded = True
+        else:
+            obs, _ = self.env.reset()
+        return self._observe(obs)
+
+    def env_action(self, action: Any) -> Any:
+        """The model's action (``[A]`` in ``[low, high]``, or an index) as the env takes it."""
+        if self.spec.action_type == "discrete":
+            return int(np.asarray(action).reshape(()))
+        a = np.clip(np.asarray(action, dtype=np.float64), self.action_low, self.action_high)
+        unit = (a - self.action_low) / (self.action_high - self.action_low)
+        return (self._box_low + unit * (self._box_high - self._box_low)).astype(np.float32)
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool]:
+        """Apply a model action; returns ``(next_obs, reward, terminated, truncated)``."""
+        obs, reward, terminated, truncated, _ = self.env.step(self.env_action(action))
+        return self._observe(obs), float(reward), bool(terminated), bool(truncated)
+
+    # -- state ----------------------------------------------------------------------------------
+    def rng_state(self) -> dict[str, Any]:
+        """The environment RNG (JSON-able) and whether the first seeded reset happened."""
+        return {"seeded": self.seeded, "np_random": self.env.np_random.bit_generator.state}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        self.seeded = bool(state["seeded"])
+        self.env.np_random.bit_generator.state = state["np_random"]
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,154 @@
+"""Run metrics: ``metrics.jsonl`` (every record), ``metrics.csv`` (fixed columns) and a
+terminal progress line.
+
+Records are of two kinds: ``"episode"`` (``episode_return``, ``episode_length``) and ``"train"``
+(``loss``, ``loss/<component>``, ``grad_norm/<optimiser>``, ``updates_per_s``,
+``env_steps_per_s``). Every record has ``kind``, ``time_s``, ``env_step``, ``update`` and
+``episode``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["CSV_FILE", "JSONL_FILE", "MetricsLogger", "Progress", "read_metrics"]
+
+JSONL_FILE = "metrics.jsonl"
+CSV_FILE = "metrics.csv"
+BASE_COLUMNS = (
+    "kind",
+    "time_s",
+    "env_step",
+    "update",
+    "episode",
+    "episode_return",
+    "episode_length",
+    "loss",
+)
+RATE_COLUMNS = ("updates_per_s", "env_steps_per_s")
+
+
+def read_metrics(directory: str | Path) -> list[dict[str, Any]]:
+    """Every record of ``directory/metrics.jsonl`` (skipping a torn last line)."""
+    path = Path(directory) / JSONL_FILE
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class MetricsLogger:
+    """Appends records to ``metrics.jsonl`` and ``metrics.csv`` in ``directory``.
+
+    Args:
+        directory: the run directory.
+        extra_columns: CSV columns after the base ones (loss components, grad norms).
+        resume_step: when resuming, drop records written after this env step (they belong to
+            the interrupted part of the run that is about to be redone).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        extra_columns: Sequence[str] = (),
+        resume_step: int | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.columns = [*BASE_COLUMNS, *extra_columns, *RATE_COLUMNS]
+        jsonl, csv_path = self.directory / JSONL_FILE, self.directory / CSV_FILE
+        kept: list[dict[str, Any]] = []
+        if resume_step is not None and jsonl.exists():
+            kept = [r for r in read_metrics(self.directory) if r.get("env_step", 0) <= resume_step]
+        self._jsonl = jsonl.open("w")
+        self._csv_file = csv_path.open("w", newline="")
+        self._csv = csv.DictWriter(self._csv_file, fieldnames=self.columns, extrasaction="ignore")
+        self._csv.writeheader()
+        for record in kept:
+            self._write(record)
+        self.flush()
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        self._jsonl.write(json.dumps(dict(record), sort_keys=True) + "\n")
+        self._csv.writerow({k: record.get(k, "") for k in self.columns})
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """Write one record (non-finite floats are written as JSON ``NaN``/``Infinity``)."""
+        self._write(record)
+        self.flush()
+
+    def flush(self) -> None:
+        self._jsonl.flush()
+        self._csv_file.flush()
+
+    def close(self) -> None:
+        self._jsonl.close()
+        self._csv_file.close()
+
+
+def _fmt(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
+        return f"{value:.2e}"
+    return f"{value:.3f}"
+
+
+class Progress:
+    """A one-line progress bar: env steps, updates/s and loss components.
+
+    Redraws in place on a terminal (at most every ``interval`` seconds); on a pipe or a file it
+    prints a full line each time :meth:`update` is called with ``force=True``.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        interval: float = 0.25,
+        width: int = 24,
+    ) -> None:
+        self.total = max(1, int(total))
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval
+        self.width = width
+        self._last = 0.0
+
+    def render(self, env_step: int, fields: Mapping[str, float]) -> str:
+        """The line for ``env_step`` with ``fields`` (e.g. ``upd/s``, ``loss``, ``return``)."""
+        filled = int(self.width * min(env_step, self.total) / self.total)
+        bar = "#" * filled + "-" * (self.width - filled)
+        parts = [f"[{bar}] {env_step}/{self.total} env steps"]
+        parts += [f"{name} {_fmt(float(value))}" for name, value in fields.items()]
+        return " | ".join(parts)
+
+    def update(self, env_step: int, fields: Mapping[str, float], force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            if force or now - self._last >= self.interval:
+                self.stream.write("\r\033[K" + self.render(env_step, fields))
+                self.stream.flush()
+                self._last = now
+        elif force:
+            self.stream.write(self.render(env_step, fields) + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,118 @@
+"""``worldflux plot DIR``: learning curves of a training run to PNG.
+
+Reads ``DIR/metrics.jsonl`` (written by ``worldflux train``) and draws episode returns (with a
+moving average) and every loss component against environment steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from worldflux.training.errors import TrainingError
+
+__all__ = ["configure", "plot_run", "run"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``worldflux plot`` (cheap: matplotlib is imported in ``run``)."""
+    parser.add_argument("directory", help="run directory holding metrics.jsonl")
+    parser.add_argument("--out", help="PNG path (default DIR/learning_curves.png)")
+    parser.add_argument("--window", type=int, default=10, help="moving-average window (episodes)")
+    parser.add_argument("--title", help="figure title (default: model and environment)")
+
+
+def _moving_average(values: Sequence[float], window: int) -> list[float]:
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_run(
+    directory: str | Path,
+    out: str | Path | None = None,
+    window: int = 10,
+    title: str | None = None,
+    baseline: float | None = None,
+) -> Path:
+    """Draw ``directory``'s learning curves; returns the PNG path.
+
+    Args:
+        baseline: an optional horizontal reference line on the return plot (e.g. the
+            random-policy return).
+
+    Raises:
+        TrainingError: no metrics, or matplotlib missing.
+    """
+    import json
+
+    from worldflux.training.metrics import JSONL_FILE, read_metrics
+
+    root = Path(directory)
+    if not (root / JSONL_FILE).is_file():
+        raise TrainingError(f"{root / JSONL_FILE}: missing; is {root} a worldflux run directory?")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise TrainingError(
+            "worldflux plot needs matplotlib: pip install 'worldflux[train]'"
+        ) from None
+    records = read_metrics(root)
+    episodes = [r for r in records if r.get("kind") == "episode"]
+    train = [r for r in records if r.get("kind") == "train"]
+    if not episodes and not train:
+        raise TrainingError(f"{root / JSONL_FILE}: holds no episode or train records")
+    if title is None:
+        run_file = root / "run.json"
+        meta: dict[str, Any] = json.loads(run_file.read_text()) if run_file.is_file() else {}
+        title = f"{meta.get('model', '?')} on {meta.get('env_id', '?')}"
+    fig, (ax_ret, ax_loss) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    if episodes:
+        steps = [r["env_step"] for r in episodes]
+        returns = [float(r["episode_return"]) for r in episodes]
+        ax_ret.plot(steps, returns, ".", alpha=0.4, label="episode return")
+        ax_ret.plot(steps, _moving_average(returns, window), "-", label=f"mean of last {window}")
+    if baseline is not None:
+        ax_ret.axhline(baseline, color="gray", linestyle="--", label="random policy")
+    ax_ret.set_xlabel("environment steps")
+    ax_ret.set_ylabel("return")
+    ax_ret.legend(loc="best", fontsize=8)
+    ax_ret.grid(alpha=0.3)
+    keys = sorted({k for r in train for k in r if k == "loss" or k.startswith("loss/")})
+    for key in keys:
+        pts = [
+            (r["env_step"], float(r[key]))
+            for r in train
+            if key in r and math.isfinite(float(r[key]))
+        ]
+        if pts:
+            ax_loss.plot(*zip(*pts, strict=True), label=key.removeprefix("loss/"))
+    ax_loss.set_xlabel("environment steps")
+    ax_loss.set_ylabel("loss")
+    if keys:
+        ax_loss.set_yscale("symlog", linthresh=1e-2)  # some terms (policy) are negative
+        ax_loss.legend(loc="best", fontsize=8)
+    ax_loss.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    target = Path(out) if out is not None else root / "learning_curves.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
+    return target
+
+
+def run(args: argparse.Namespace) -> int:
+    path = plot_run(args.directory, args.out, window=args.window, title=args.title)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,366 @@
+"""A preallocated episodic replay buffer with vectorised ``[B, T]`` window sampling.
+
+Storage is a ring of ``capacity`` *rows*. An episode of ``L`` transitions occupies ``L + 1``
+consecutive rows: row ``t`` holds ``obs_t``, the action taken after it, the reward and the
+``terminated`` / ``truncated`` flags of the transition ``t -> t+1`` (the batch convention of
+docs/slot-interfaces.md) and ``is_first`` (True on the episode's first row). The last row of an
+episode holds its final observation with a zero action, a zero reward and both flags False; the
+preceding row's ``terminated`` or ``truncated`` marks the end. While an episode runs, its newest
+row looks the same (its action is filled in by the next :meth:`ReplayBuffer.add`).
+
+Sampling draws windows of ``T`` consecutive rows that never cross an episode boundary, all at once
+with tensor indexing (no Python loop over ``B x T``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from worldflux.core.types import Batch
+from worldflux.training.errors import ReplayError
+
+__all__ = ["ReplayBuffer", "measure_sampling_throughput"]
+
+_ARRAYS = ("obs", "actions", "rewards", "terminated", "truncated", "is_first", "episode")
+_FORMAT = 1
+
+
+class ReplayBuffer:
+    """Episodic ring buffer of preallocated tensors.
+
+    Args:
+        capacity: number of rows (steps) kept; the oldest are overwritten.
+        obs_shape: per-step observation shape, e.g. ``(3,)`` or ``(3, 64, 64)``.
+        action_dim: continuous action size ``A`` (actions stored ``[A]`` float32), or the number
+            of discrete actions (stored as a ``[]`` int64 index).
+        action_type: ``"continuous"`` or ``"discrete"``.
+        obs_dtype: storage dtype of observations (``torch.uint8`` for rendered frames).
+        seed: seed of the buffer's own sampling generator (part of its saved state).
+
+    Attributes:
+        total: rows ever written (the replay position); ``size`` rows are held.
+        episodes: episodes begun so far.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: Sequence[int],
+        action_dim: int,
+        action_type: str = "continuous",
+        obs_dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+    ) -> None:
+        if capacity < 2:
+            raise ReplayError(f"replay capacity: expected at least 2 rows, found {capacity}")
+        if action_type not in ("continuous", "discrete"):
+            raise ReplayError(
+                f"replay action_type: expected 'continuous' or 'discrete', found {action_type!r}"
+            )
+        self.capacity = int(capacity)
+        self.obs_shape = tuple(int(d) for d in obs_shape)
+        self.action_dim = int(action_dim)
+        self.action_type = action_type
+        self.obs_dtype = obs_dtype
+        n = self.capacity
+        self.obs = torch.zeros((n, *self.obs_shape), dtype=obs_dtype)
+        if action_type == "discrete":
+            self.actions = torch.zeros(n, dtype=torch.int64)
+        else:
+            self.actions = torch.zeros((n, self.action_dim), dtype=torch.float32)
+        self.rewards = torch.zeros(n, dtype=torch.float32)
+        self.terminated = torch.zeros(n, dtype=torch.bool)
+        self.truncated = torch.zeros(n, dtype=torch.bool)
+        self.is_first = torch.zeros(n, dtype=torch.bool)
+        self.episode = torch.full((n,), -1, dtype=torch.int64)
+        self.total = 0
+        self.episodes = 0
+        self.episode_open = False
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    # -- writing ----------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """Rows currently held."""
+        return min(self.total, self.capacity)
+
+    @property
+    def _oldest(self) -> int:
+        return self.total - self.size
+
+    def _check_obs(self, obs: Any) -> Tensor:
+        tensor = torch.as_tensor(np.asarray(obs))
+        if tuple(tensor.shape) != self.obs_shape:
+            raise ReplayError(
+                f"replay obs: expected shape {list(self.obs_shape)}, found {list(tensor.shape)}"
+            )
+        return tensor.to(self.obs_dtype)
+
+    def _write_row(self, obs: Tensor, is_first: bool) -> None:
+        i = self.total % self.capacity
+        self.obs[i] = obs
+        self.actions[i] = 0
+        self.rewards[i] = 0.0
+        self.terminated[i] = False
+        self.truncated[i] = False
+        self.is_first[i] = is_first
+        self.episode[i] = self.episodes - 1
+        self.total += 1
+
+    def begin_episode(self, obs: Any) -> None:
+        """Start an episode with its first observation ``[*obs_shape]``."""
+        tensor = self._check_obs(obs)
+        self.episodes += 1
+        self.episode_open = True
+        self._write_row(tensor, is_first=True)
+
+    def add(
+        self,
+        action: Any,
+        reward: float,
+        terminated: bool,
+        truncated: bool,
+        next_obs: Any,
+    ) -> None:
+        """Record the transition from the newest row: its action (``[A]`` or an int), reward,
+        flags, and the observation it led to (a new row)."""
+        if not self.episode_open:
+            raise ReplayError(
+                "replay add: no episode is open; call begin_episode(obs) before adding transitions"
+            )
+        last = (self.total - 1) % self.capacity
+        act = torch.as_tensor(np.asarray(action))
+        if self.action_type == "discrete":
+            if act.numel() != 1:
+                raise ReplayError(
+                    f"replay action: expected one discrete index, found shape {list(act.shape)}"
+                )
+            act = act.reshape(()).to(torch.int64)
+        elif tuple(act.shape) != (self.action_dim,):
+            raise ReplayError(
+                f"replay action: expected shape [{self.action_dim}], found {list(act.shape)}"
+            )
+        tensor = self._check_obs(next_obs)
+        self.actions[last] = act
+        self.rewards[last] = float(reward)
+        self.terminated[last] = bool(terminated)
+        self.truncated[last] = bool(truncated)
+        self._write_row(tensor, is_first=False)
+        if terminated or truncated:
+            self.episode_open = False
+
+    # -- sampling ---------------------------------------------------------------------------
+    def num_windows(self, seq_len: int) -> int:
+        """How many distinct ``seq_len`` windows lie inside one episode (O(size))."""
+        return int(self._valid_starts(seq_len).numel())
+
+    def _valid_starts(self, seq_len: int) -> Tensor:
+        count = self.size - seq_len + 1
+        if count <= 0:
+            return torch.zeros(0, dtype=torch.int64)
+        starts = torch.arange(self._oldest, self._oldest + count)
+        ok = self._same_episode(starts, seq_len)
+        return starts[ok]
+
+    def _same_episode(self, starts: Tensor, seq_len: int) -> Tensor:
+        first = self.episode[starts % self.capacity]
+        last = self.episode[(starts + seq_len - 1) % self.capacity]
+        return first == last
+
+    def sample_indices(self, batch_size: int, seq_len: int) -> Tensor:
+        """Logical start indices ``[B]`` of windows that stay inside one episode.
+
+        Rejection sampling over all starts (vectorised), with an exact fallback when most starts
+        are invalid. Uses only the buffer's own generator.
+
+        Raises:
+            ReplayError: no window of ``seq_len`` rows exists yet.
+        """
+        if batch_size < 1 or seq_len < 1:
+            raise ReplayError(
+                f"replay sample: expected batch_size >= 1 and seq_len >= 1, "
+                f"found {batch_size} and {seq_len}"
+            )
+        count = self.size - seq_len + 1
+        if count <= 0:
+            raise ReplayError(
+                f"replay sample: a window of {seq_len} steps needs at least {seq_len} rows, "
+                f"the buffer holds {self.size}"
+            )
+        chosen: list[Tensor] = []
+        need = batch_size
+        for _ in range(4):
+            draw = max(2 * need, 32)
+            cand = self._oldest + torch.randint(count, (draw,), generator=self.generator)
+            good = cand[self._same_episode(cand, seq_len)][:need]
+            chosen.append(good)
+            need -= int(good.numel())
+            if need == 0:
+                return torch.cat(chosen)
+        valid = self._valid_starts(seq_len)
+        if valid.numel() == 0:
+            raise ReplayError(
+                f"replay sample: no episode holds {seq_len} consecutive steps yet "
+                f"({self.size} rows in {self.episodes} episodes)"
+            )
+        pick = torch.randint(int(valid.numel()), (need,), generator=self.generator)
+        chosen.append(valid[pick])
+        return torch.cat(chosen)
+
+    def sample(
+        self,
+        batch_size: int,
+        seq_len: int,
+        device: torch.device | str | None = None,
+        normalize_images: bool = True,
+    ) -> Batch:
+        """A Batch of ``[B, T, ...]`` windows inside episodes.
+
+        Keys: ``obs [B, T, *obs_shape]`` (uint8 frames become float32 in ``[0, 1]`` when
+        ``normalize_images``), ``actions [B, T, A]`` float32 (or ``[B, T]`` int64),
+        ``rewards [B, T]`` float32, ``terminated``, ``truncated``, ``is_first`` ``[B, T]`` bool.
+        """
+        starts = self.sample_indices(batch_size, seq_len)
+        return self.gather(starts, seq_len, device=device, normalize_images=normalize_images)
+
+    def gather(
+        self,
+        starts: Tensor,
+        seq_len: int,
+        device: torch.device | str | None = None,
+        normalize_images: bool = True,
+    ) -> Batch:
+        """The windows starting at logical indices ``starts [B]`` (see :meth:`sample`)."""
+        rows = (starts[:, None] + torch.arange(seq_len)[None, :]) % self.capacity
+        obs = self.obs[rows]
+        if normalize_images and obs.dtype == torch.uint8:
+            obs = obs.to(torch.float32).div_(255.0)
+        batch = Batch(
+            obs=obs,
+            actions=self.actions[rows],
+            rewards=self.rewards[rows],
+            terminated=self.terminated[rows],
+            truncated=self.truncated[rows],
+            is_first=self.is_first[rows],
+        )
+        return batch if device is None else batch.to(device)
+
+    # -- persistence ------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """JSON-able position and layout (the arrays are saved separately)."""
+        return {
+            "format": _FORMAT,
+            "capacity": self.capacity,
+            "obs_shape": list(self.obs_shape),
+            "action_dim": self.action_dim,
+            "action_type": self.action_type,
+            "obs_dtype": str(self.obs_dtype).removeprefix("torch."),
+            "total": self.total,
+            "episodes": self.episodes,
+            "episode_open": self.episode_open,
+        }
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``replay.safetensors`` (held rows + generator) and ``replay.json`` into an
+        existing directory (callers make the directory write atomic)."""
+        root = Path(directory)
+        n = self.size
+        tensors = {name: getattr(self, name)[:n].contiguous() for name in _ARRAYS}
+        tensors["generator"] = self.generator.get_state()
+        save_file(tensors, str(root / "replay.safetensors"))
+        (root / "replay.json").write_text(json.dumps(self.state(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ReplayBuffer:
+        """Rebuild a buffer written by :meth:`save` (contents, position and generator)."""
+        root = Path(directory)
+        meta_path, data_path = root / "replay.json", root / "replay.safetensors"
+        try:
+            meta = json.loads(meta_path.read_text())
+            tensors = load_file(str(data_path))
+        except (OSError, json.JSONDecodeError, SafetensorError) as error:
+            raise ReplayError(f"{root}: cannot read the replay buffer ({error})") from None
+        if meta.get("format") != _FORMAT:
+            raise ReplayError(
+                f"{meta_path}: expected format {_FORMAT}, found {meta.get('format')!r}"
+            )
+        buffer = cls(
+            capacity=int(meta["capacity"]),
+            obs_shape=meta["obs_shape"],
+            action_dim=int(meta["action_dim"]),
+            action_type=str(meta["action_type"]),
+            obs_dtype=getattr(torch, str(meta["obs_dtype"])),
+        )
+        buffer.total = int(meta["total"])
+        buffer.episodes = int(meta["episodes"])
+        buffer.episode_open = bool(meta["episode_open"])
+        n = buffer.size
+        for name in _ARRAYS:
+            stored = tensors.get(name)
+            target = getattr(buffer, name)
+            if stored is None or tuple(stored.shape) != (n, *target.shape[1:]):
+                found = None if stored is None else list(stored.shape)
+                raise ReplayError(
+                    f"{data_path}: tensor {name!r}: expected shape {[n, *target.shape[1:]]}, "
+                    f"found {found}"
+                )
+            target[:n] = stored
+        buffer.generator.set_state(tensors["generator"])
+        return buffer
+
+
+def measure_sampling_throughput(
+    capacity: int = 1_000_000,
+    batch_size: int = 16,
+    seq_len: int = 64,
+    obs_shape: Sequence[int] = (24,),
+    action_dim: int = 6,
+    episode_len: int = 1000,
+    min_seconds: float = 1.0,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Sampling throughput of a full buffer (for the benchmark suite).
+
+    Fills a ``capacity``-row buffer with episodes of ``episode_len`` steps (random data written in
+    bulk), then samples ``[batch_size, seq_len]`` windows for at least ``min_seconds``.
+
+    Returns:
+        ``batches_per_s``, ``samples_per_s`` (windows, i.e. ``batch_size`` per batch),
+        ``steps_per_s`` (``batch_size * seq_len`` rows per batch), ``batches``, ``seconds``.
+    """
+    buffer = ReplayBuffer(capacity, obs_shape, action_dim, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    buffer.obs.normal_(generator=g)
+    buffer.actions.uniform_(-1.0, 1.0, generator=g)
+    buffer.rewards.normal_(generator=g)
+    rows = torch.arange(capacity)
+    buffer.episode.copy_(rows // (episode_len + 1))
+    buffer.is_first.copy_(rows % (episode_len + 1) == 0)
+    buffer.truncated.copy_(rows % (episode_len + 1) == episode_len - 1)
+    buffer.total = capacity
+    buffer.episodes = int(buffer.episode[-1]) + 1
+    buffer.sample(batch_size, seq_len)  # warm-up
+    batches = 0
+    start = time.perf_counter()
+    elapsed = 0.0
+    while elapsed < min_seconds:
+        buffer.sample(batch_size, seq_len)
+        batches += 1
+        elapsed = time.perf_counter() - start
+    return {
+        "batches_per_s": batches / elapsed,
+        "samples_per_s": batches * batch_size / elapsed,
+        "steps_per_s": batches * batch_size * seq_len / elapsed,
+        "batches": float(batches),
+        "seconds": elapsed,
+    }
