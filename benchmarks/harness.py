@@ -4,16 +4,17 @@ Vocabulary:
 - an *op* is one call of a workload's closure (one rollout, one planning step, one update, ...);
 - ``work_per_op`` is how many units of the workload's figure one op does (``B*H`` latent steps,
   one action, one update), so the figure is ``work / time`` (rates) or ``time / work`` (times);
-- the *calibration* is the fp32 1024^3 matmul speed in GFLOP/s taken in the same process right
-  before and after the timed runs; ``efficiency = FLOPs / (time * calibration)`` and the
-  *calibrated time* ``time / work * calibration`` (GFLOP-equivalents per unit of work) compare
-  across machines and load.
+- the *calibration* is the fp32 1024^3 matmul speed in GFLOP/s, taken in the same process
+  around every timed run and paired with it; ``efficiency = FLOPs / (time * calibration)`` and
+  the *calibrated time* ``time / work * calibration`` (GFLOP-equivalents per unit of work)
+  compare across machines and load.
 
 Nothing here imports worldflux; torch is imported lazily.
 """
 
 from __future__ import annotations
 
+import itertools
 import resource
 import sys
 import time
@@ -28,12 +29,11 @@ from benchmarks.stats import Stats
 __all__ = [
     "REFERENCE_GFLOPS",
     "UNITS",
-    "Calibration",
+    "Calibrator",
     "Prepared",
     "RunSettings",
     "Target",
     "Workload",
-    "calibrate",
     "count_flops",
     "figure",
     "measure",
@@ -167,62 +167,63 @@ class Workload:
         return warmup, runs
 
 
+class Calibrator:
+    """The fp32 ``size^3`` matmul speed, in GFLOP/s, measured on demand.
+
+    Operands stay allocated between calls so each call is only ``reps`` timed matmuls (about
+    40 ms at 200 GFLOP/s for the defaults) after one untimed one.
+    """
+
+    def __init__(self, size: int = 1024, reps: int = 4) -> None:
+        import torch
+
+        gen = torch.Generator().manual_seed(0)
+        self.size, self.reps = size, reps
+        self._a = torch.randn(size, size, generator=gen)
+        self._b = torch.randn(size, size, generator=gen)
+        self._out = torch.empty(size, size)
+        self._mm = torch.mm
+
+    def __call__(self) -> float:
+        self._mm(self._a, self._b, out=self._out)
+        start = time.perf_counter()
+        for _ in range(self.reps):
+            self._mm(self._a, self._b, out=self._out)
+        return 2.0 * self.size**3 * self.reps / (time.perf_counter() - start) / 1e9
+
+
 def measure(
     op: Callable[[], object],
     warmup: int,
     runs: int,
+    calibrate: Callable[[], float] | None = None,
     clock: Callable[[], float] = time.perf_counter,
-) -> list[float]:
-    """Seconds per op of ``runs`` timed calls after ``warmup`` untimed ones.
+) -> tuple[list[float], list[float]]:
+    """Time ``runs`` calls of ``op`` after ``warmup`` untimed ones, calibrating around each.
 
-    An op that returns a float supplies its own duration (see :class:`Prepared`).
+    A calibration is taken before the first timed run and after every run; run ``i`` is paired
+    with the mean of the calibrations on either side of it, so a load change during the suite
+    moves the run and its calibration together.
+
+    Returns:
+        (seconds per timed op, GFLOP/s paired with each op). An op that returns a float
+        supplies its own duration (see :class:`Prepared`). Without ``calibrate`` the paired
+        values are all 1.0.
     """
     if runs < 1:
         raise BenchmarkError(f"measure: expected runs >= 1, found {runs}")
+    cal = calibrate if calibrate is not None else (lambda: 1.0)
     for _ in range(warmup):
         op()
+    edges = [cal()]
     times = []
     for _ in range(runs):
         start = clock()
         returned = op()
         elapsed = clock() - start
         times.append(float(returned) if isinstance(returned, float) else elapsed)
-    return times
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """fp32 ``size^3`` matmul speed: the median of ``samples`` (GFLOP/s, one per timing block)."""
-
-    gflops: float
-    samples: tuple[float, ...]
-    size: int = 1024
-
-    @classmethod
-    def combine(cls, *parts: Calibration) -> Calibration:
-        """One calibration from several (e.g. before and after the timed runs)."""
-        samples = tuple(s for part in parts for s in part.samples)
-        return cls(gflops=Stats.of(samples).median, samples=samples, size=parts[0].size)
-
-
-def calibrate(size: int = 1024, blocks: int = 5, reps: int = 4) -> Calibration:
-    """Time ``blocks`` blocks of ``reps`` fp32 ``size^3`` matmuls (after warm-up) in GFLOP/s."""
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=gen)
-    b = torch.randn(size, size, generator=gen)
-    out = torch.empty(size, size)
-    for _ in range(3):
-        torch.mm(a, b, out=out)
-    flops = 2.0 * size**3 * reps
-    samples = []
-    for _ in range(blocks):
-        start = time.perf_counter()
-        for _ in range(reps):
-            torch.mm(a, b, out=out)
-        samples.append(flops / (time.perf_counter() - start) / 1e9)
-    return Calibration(gflops=Stats.of(samples).median, samples=tuple(samples), size=size)
+        edges.append(cal())
+    return times, [(a + b) / 2 for a, b in itertools.pairwise(edges)]
 
 
 def count_flops(op: Callable[[], object]) -> float | None:
@@ -247,33 +248,53 @@ def peak_rss_mib(children: bool = False) -> float:
 def summarize(
     workload: Workload,
     times: Sequence[float],
-    calibration: Calibration,
+    calibrations: Sequence[float],
     work_per_op: float,
     flops_per_op: float | None,
 ) -> dict[str, Any]:
     """The figures of a measured workload (a pure function of its inputs).
 
-    Returns a dict with ``time_s`` (per-op Stats), ``value`` (the figure in the workload's unit:
-    median, best, worst), ``calibrated_time`` (median seconds per unit of work x GFLOP/s: the
-    GFLOP-equivalents one unit costs on this machine), and, when FLOPs are
-    known, ``achieved_gflops``, ``efficiency`` (median) and ``floor`` (the figure at efficiency
-    1); with a target, ``target`` holds the raw and calibration-scaled target and reference and
-    whether the median meets the scaled target.
+    Args:
+        times: seconds per op of each timed run.
+        calibrations: the GFLOP/s paired with each run (see :func:`measure`).
+
+    Returns a dict with:
+        ``time_s``: Stats of the raw seconds per op;
+        ``value``: the raw figure in the workload's unit (median, best, worst run);
+        ``calibration_gflops`` (median) and ``calibration_samples``;
+        ``calibrated_time``: median over runs of seconds x paired GFLOP/s, per unit of work (the
+        GFLOP-equivalents one unit costs; what ``--compare`` compares);
+        ``value_at_reference``: the figure this run implies on a 206 GFLOP/s machine;
+        with FLOPs: ``achieved_gflops`` (raw), ``efficiency`` (FLOPs / calibrated seconds) and
+        ``floor`` (the figure at efficiency 1, at the median calibration);
+        with a target: the target and reference, raw and scaled to the median calibration, and
+        ``met`` (compute-bound targets judged on ``value_at_reference``, wall-clock ones raw).
     """
+    if len(calibrations) != len(times):
+        raise BenchmarkError(
+            f"summarize: expected one calibration per run ({len(times)}), found {len(calibrations)}"
+        )
     stats = Stats.of(times)
+    cal = Stats.of(calibrations)
+    if not cal.min > 0:
+        raise BenchmarkError(f"summarize: expected positive calibrations, found {cal.min!r}")
+    normalised = Stats.of([t * c for t, c in zip(times, calibrations, strict=True)])
     higher, _ = _unit(workload.unit)
+    unit = workload.unit
     value = {
-        "median": figure(workload.unit, stats.median, work_per_op),
-        "best": figure(workload.unit, stats.min, work_per_op),
-        "worst": figure(workload.unit, stats.max, work_per_op),
+        "median": figure(unit, stats.median, work_per_op),
+        "best": figure(unit, stats.min, work_per_op),
+        "worst": figure(unit, stats.max, work_per_op),
     }
+    at_reference = figure(unit, normalised.median / REFERENCE_GFLOPS, work_per_op)
     out: dict[str, Any] = {
         "time_s": stats.as_dict(),
         "value": value,
         "work_per_op": work_per_op,
-        "calibration_gflops": calibration.gflops,
-        "calibration_samples": list(calibration.samples),
-        "calibrated_time": stats.median / work_per_op * calibration.gflops,
+        "calibration_gflops": cal.median,
+        "calibration_samples": list(calibrations),
+        "calibrated_time": normalised.median / work_per_op,
+        "value_at_reference": at_reference,
         "flops_per_op": flops_per_op,
         "achieved_gflops": None,
         "efficiency": None,
@@ -282,24 +303,21 @@ def summarize(
     }
     if flops_per_op is not None and flops_per_op > 0:
         out["achieved_gflops"] = flops_per_op / stats.median / 1e9
-        out["efficiency"] = flops_per_op / (stats.median * calibration.gflops * 1e9)
-        out["floor"] = figure(workload.unit, flops_per_op / (calibration.gflops * 1e9), work_per_op)
+        out["efficiency"] = flops_per_op / (normalised.median * 1e9)
+        out["floor"] = figure(unit, flops_per_op / (cal.median * 1e9), work_per_op)
     target = workload.target
     if target is not None:
-        scaled = target.scale(workload.unit, target.value, calibration.gflops)
+        judged = at_reference if target.scales_with_calibration else value["median"]
         reference = target.reference
-        met = value["median"] >= scaled if higher else value["median"] <= scaled
         out["target"] = {
             "value": target.value,
             "reference": reference,
             "scales_with_calibration": target.scales_with_calibration,
-            "scaled_value": scaled,
+            "scaled_value": target.scale(unit, target.value, cal.median),
             "scaled_reference": (
-                None
-                if reference is None
-                else target.scale(workload.unit, reference, calibration.gflops)
+                None if reference is None else target.scale(unit, reference, cal.median)
             ),
-            "met": met,
+            "met": judged >= target.value if higher else judged <= target.value,
         }
     return out
 
@@ -336,9 +354,7 @@ def run_workload(workload: Workload, settings: RunSettings) -> dict[str, Any]:
         record.update(status="error", reason=_describe(error))
         return record
     try:
-        before = calibrate()
-        times = measure(prepared.op, warmup, runs)
-        after = calibrate()
+        times, calibrations = measure(prepared.op, warmup, runs, Calibrator())
         counted = count_flops(prepared.op) if prepared.count_flops else None
     except Skipped as skip:
         record.update(status="skipped", reason=skip.reason)
@@ -347,13 +363,7 @@ def run_workload(workload: Workload, settings: RunSettings) -> dict[str, Any]:
         record.update(status="error", reason=_describe(error))
         return record
     record.update(
-        summarize(
-            workload,
-            times,
-            Calibration.combine(before, after),
-            prepared.work_per_op,
-            prepared.flops_per_op,
-        )
+        summarize(workload, times, calibrations, prepared.work_per_op, prepared.flops_per_op)
     )
     record["flops_counted_per_op"] = counted
     record["peak_rss_mib"] = peak_rss_mib()

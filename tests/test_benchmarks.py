@@ -25,7 +25,6 @@ from benchmarks.flops import (
     tdmpc2_update,
 )
 from benchmarks.harness import (
-    Calibration,
     Prepared,
     RunSettings,
     Target,
@@ -82,7 +81,7 @@ def _record(
         "details": {},
     }
     times = [seconds * f for f in (0.9, 1.0, 1.0, 1.1, 1.2)]
-    record.update(summarize(workload, times, Calibration(gflops, (gflops,)), work, 1e9))
+    record.update(summarize(workload, times, [gflops] * len(times), work, 1e9))
     return record
 
 
@@ -120,21 +119,19 @@ def test_measure_counts_warmups_and_uses_clock() -> None:
     def op() -> None:
         calls.append(1)
 
-    times = measure(op, warmup=2, runs=3, clock=lambda: next(ticks))
+    times, cals = measure(op, warmup=2, runs=3, clock=lambda: next(ticks))
     assert len(calls) == 5
     assert times == [1.0, 1.0, 1.0]
+    assert cals == [1.0, 1.0, 1.0]
 
 
-def test_measure_takes_self_reported_durations() -> None:
-    assert measure(lambda: 0.25, warmup=0, runs=2) == [0.25, 0.25]
+def test_measure_pairs_each_run_with_the_calibrations_around_it() -> None:
+    readings = iter([100.0, 200.0, 50.0, 150.0])
+    times, cals = measure(lambda: 0.5, warmup=1, runs=3, calibrate=lambda: next(readings))
+    assert times == [0.5, 0.5, 0.5]  # self-reported durations
+    assert cals == [150.0, 125.0, 100.0]
     with pytest.raises(BenchmarkError, match="runs >= 1"):
         measure(lambda: None, warmup=0, runs=0)
-
-
-def test_calibration_combine_takes_median_of_all_samples() -> None:
-    both = Calibration.combine(Calibration(100.0, (90.0, 100.0)), Calibration(200.0, (200.0,)))
-    assert both.samples == (90.0, 100.0, 200.0)
-    assert both.gflops == 100.0
 
 
 # -- figures, efficiency, targets ---------------------------------------------------------------
@@ -151,43 +148,53 @@ def test_figure_rates_and_times() -> None:
 def test_summarize_efficiency_floor_and_calibrated_time() -> None:
     workload = _workload()
     # 240 latent steps of 10 MFLOP each in 0.1 s on a 200 GFLOP/s machine.
-    out = summarize(workload, [0.1] * 5, Calibration(200.0, (200.0,)), 240.0, 240 * 10e6)
+    out = summarize(workload, [0.1] * 5, [200.0] * 5, 240.0, 240 * 10e6)
     assert out["value"]["median"] == pytest.approx(2400.0)
     assert out["achieved_gflops"] == pytest.approx(24.0)
     assert out["efficiency"] == pytest.approx(24.0 / 200.0)
     assert out["floor"] == pytest.approx(20000.0)  # 200e9 / 10e6 steps/s at efficiency 1
     assert out["calibrated_time"] == pytest.approx(0.1 / 240 * 200.0)
+    assert out["value_at_reference"] == pytest.approx(2400.0 * 206.0 / 200.0)
     assert out["target"] is None
+
+
+def test_summarize_normalises_run_by_run() -> None:
+    # The second run was slowed by load, and so was the matmul next to it: same calibrated time.
+    out = summarize(_workload("s/update"), [0.1, 0.2, 0.1], [200.0, 100.0, 200.0], 1.0, 4e9)
+    assert out["time_s"]["median"] == pytest.approx(0.1)
+    assert out["calibrated_time"] == pytest.approx(20.0)
+    assert out["efficiency"] == pytest.approx(4.0 / 20.0)
+    assert out["calibration_gflops"] == 200.0
+    with pytest.raises(BenchmarkError, match="one calibration per run"):
+        summarize(_workload(), [0.1, 0.2], [200.0], 1.0, None)
 
 
 def test_summarize_best_and_worst_follow_the_unit_direction() -> None:
     times = [0.2, 0.1, 0.4]
-    rate = summarize(_workload(), times, Calibration(200.0, (200.0,)), 10.0, None)
+    rate = summarize(_workload(), times, [200.0] * 3, 10.0, None)
     assert rate["value"]["best"] == pytest.approx(100.0)
     assert rate["value"]["worst"] == pytest.approx(25.0)
     assert rate["efficiency"] is None and rate["floor"] is None
-    time = summarize(_workload("s/update"), times, Calibration(200.0, (200.0,)), 1.0, None)
+    time = summarize(_workload("s/update"), times, [200.0] * 3, 1.0, None)
     assert (time["value"]["best"], time["value"]["worst"]) == (0.1, 0.4)
 
 
 def test_targets_scale_with_calibration() -> None:
     # The 6,000 steps/s target was set at 206 GFLOP/s; at 103 GFLOP/s it halves.
     rate = Target(6000.0, reference=2450.0)
-    out = summarize(_workload(target=rate), [0.1] * 5, Calibration(103.0, (103.0,)), 400.0, None)
+    out = summarize(_workload(target=rate), [0.1] * 5, [103.0] * 5, 400.0, None)
     assert out["target"]["scaled_value"] == pytest.approx(3000.0)
     assert out["target"]["scaled_reference"] == pytest.approx(1225.0)
     assert out["target"]["met"] is True  # 4,000 >= 3,000
     # A time target doubles at half the calibration: 250 ms -> 500 ms.
-    ms = summarize(
-        _workload("ms/action", Target(250.0)), [0.6] * 5, Calibration(103.0, (103.0,)), 1.0, None
-    )
+    ms = summarize(_workload("ms/action", Target(250.0)), [0.6] * 5, [103.0] * 5, 1.0, None)
     assert ms["target"]["scaled_value"] == pytest.approx(500.0)
     assert ms["target"]["met"] is False  # 600 ms > 500 ms
 
 
 def test_wall_clock_targets_do_not_scale() -> None:
     target = Target(2.0, scales_with_calibration=False)
-    out = summarize(_workload("s", target), [1.5] * 5, Calibration(50.0, (50.0,)), 1.0, None)
+    out = summarize(_workload("s", target), [1.5] * 5, [50.0] * 5, 1.0, None)
     assert out["target"]["scaled_value"] == 2.0 and out["target"]["met"] is True
 
 
