@@ -27,7 +27,7 @@ from test_families_harness import (
 from worldflux.core.config import WorldModelConfig
 from worldflux.core.model import SpecWorldModel
 
-FAMILIES = ["jepa", "diffusion", "token"]
+FAMILIES = ["jepa", "diffusion", "token", "vjepa2"]
 
 Classes = tuple[type[SpecWorldModel], type[WorldModelConfig]]
 

@@ -45,10 +45,10 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """``depth`` blocks, then LayerNorm: ``x [B, L, D]``, ``mask [B, L, L]`` -> ``[B, L, D]``."""
 
-    def __init__(self, dim: int, depth: int, heads: int) -> None:
+    def __init__(self, dim: int, depth: int, heads: int, final_affine: bool = True) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
-        self.ln = nn.LayerNorm(dim)
+        self.ln = nn.LayerNorm(dim, elementwise_affine=final_affine)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         for block in self.blocks:
