@@ -8,5 +8,6 @@ from worldflux.families import jepa  # noqa: F401
 from worldflux.families import physics  # noqa: F401
 from worldflux.families import renderer3d  # noqa: F401
 from worldflux.families import ssm  # noqa: F401
+from worldflux.families import tdmpc2  # noqa: F401
 from worldflux.families import token  # noqa: F401
 from worldflux.families import vjepa2  # noqa: F401

@@ -1,9 +1,12 @@
 """TD-MPC2 slot implementations: ``tdmpc2.encoder``, ``tdmpc2.dynamics`` and ``tdmpc2.heads``.
 
-State layout: ``{"latent": z [B, latent_dim]}`` (SimNorm'd). A state made by the dynamics also
-holds ``"transition_input" [B, latent_dim + A]``, the ``[z_t, a_t]`` features that produced it,
-so that ``decode`` can predict the reward of the transition into it (TD-MPC2's reward is
-``r(z_t, a_t)``). The action conditioner is the generic ``concat`` (``[z, a]``).
+State layout: ``{"latent": z [B, latent_dim], "transition_input": [B, latent_dim + A]}``.
+``latent`` is SimNorm'd; ``transition_input`` holds the ``[z_{t-1}, a_{t-1}]`` features of the
+transition that produced the state, so that ``decode`` can predict that transition's reward
+(TD-MPC2's reward is ``r(z_{t-1}, a_{t-1})``). A state that no transition produced (an encoded
+observation without a previous state and action) holds zeros there: a real ``[z, a]`` never is all
+zeros because SimNorm makes every group of ``z`` sum to 1, so its reward is reported as 0. The
+action conditioner is the generic ``concat`` (``[z, a]``).
 """
 
 from __future__ import annotations
@@ -76,7 +79,8 @@ class TDMPC2Encoder(ObservationEncoder):
 class TDMPC2Dynamics(DynamicsModel):
     """Latent dynamics: ``[z, a] -> M -> M -> latent`` (Mish, Mish, LayerNorm + SimNorm).
 
-    No residual and no recurrent carry: ``observe`` returns the encoded observation.
+    No residual and no recurrent carry: ``observe`` returns the encoded observation, with the
+    ``[z, a]`` of the previous state and action as its ``transition_input`` (zeros without one).
     """
 
     def __init__(self, ctx: BuildContext, params: Any) -> None:
@@ -86,10 +90,17 @@ class TDMPC2Dynamics(DynamicsModel):
         self.net = normed_mlp(
             in_dim, [hp.mlp_dim] * 2, hp.latent_dim, final_act="simnorm", simnorm_dim=hp.simnorm_dim
         )
+        self.input_dim = in_dim
         ctx.dims["dynamics_input_dim"] = in_dim
 
     def forward(self, state: State, action_input: Tensor) -> State:
         return State({"latent": self.net(action_input), TRANSITION_INPUT: action_input})
+
+    def observe(self, state: State, action_input: Tensor | None, obs_state: State) -> State:
+        z = obs_state["latent"]
+        if action_input is None:
+            action_input = z.new_zeros(*z.shape[:-1], self.input_dim)
+        return State({"latent": z, TRANSITION_INPUT: action_input})
 
     def next_latent(self, za: Tensor) -> Tensor:
         """``[z, a] [..., L + A] -> z' [..., L]`` (any leading dims)."""
@@ -107,9 +118,8 @@ class TDMPC2Heads(Decoder):
     * ``pi``: ``z -> M -> M -> 2A``: pre-tanh mean and raw log-std of a squashed Gaussian.
 
     ``forward(state)`` predicts ``reward [B]`` (the reward of the transition that produced the
-    state, from its ``transition_input``; 0 for a state that no transition produced, such as an
-    encoded observation) and ``continue [B]`` (1: the official model has no termination head when
-    not episodic).
+    state, from its ``transition_input``; 0 for a state that no transition produced) and
+    ``continue [B]`` (1: the official model has no termination head when not episodic).
     """
 
     def __init__(self, ctx: BuildContext, params: Any) -> None:
@@ -133,7 +143,9 @@ class TDMPC2Heads(Decoder):
     def forward(self, state: State) -> ModelOutput:
         z = state["latent"]
         if TRANSITION_INPUT in state:
-            reward = self.two_hot.decode(self.reward(state[TRANSITION_INPUT])).squeeze(-1)
+            za = state[TRANSITION_INPUT]
+            reward = self.two_hot.decode(self.reward(za)).squeeze(-1)
+            reward = torch.where(za.abs().sum(-1) > 0, reward, torch.zeros_like(reward))
         else:
             reward = z.new_zeros(z.shape[:-1])
         return ModelOutput(
@@ -191,6 +203,16 @@ class TDMPC2Heads(Decoder):
         if eps is None:
             eps = torch.randn_like(mean)
         return squashed_gaussian(mean, log_std, eps)
+
+    # -- planning hooks (worldflux.planning) -------------------------------------------------
+    def planning_policy(self, latent: Tensor) -> Tensor:
+        """A policy-prior action sample ``[N, A]`` at ``latent [N, L]``."""
+        return self.policy(latent).action
+
+    def planning_value(self, latent: Tensor, action: Tensor) -> Tensor:
+        """Q ``[N]``: mean of two random online heads (only those two are evaluated)."""
+        za = torch.cat([latent, action], dim=-1)
+        return self.q_value(za, self.random_heads().to(latent.device), "avg").squeeze(-1)
 
     # -- target network ---------------------------------------------------------------------
     @torch.no_grad()
