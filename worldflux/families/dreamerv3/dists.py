@@ -22,6 +22,7 @@ __all__ = [
     "TwoHot",
     "binary_loss",
     "categorical_kl",
+    "onehot_from_probs",
     "onehot_sample",
     "twohot_bins",
     "unimix_logprobs",
@@ -71,7 +72,7 @@ class TwoHot:
         """Two-hot target distribution ``[..., K]`` of raw-unit targets ``value [...]``."""
         bins = self.bins
         k = bins.shape[0]
-        value = value.detach().float()
+        value = value.detach().to(bins.dtype)
         below = (bins <= value[..., None]).sum(-1) - 1
         above = k - (bins > value[..., None]).sum(-1)
         below = below.clamp(0, k - 1)
@@ -119,7 +120,11 @@ def categorical_entropy(logits: Tensor) -> Tensor:
 def onehot_sample(logprobs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """One categorical draw per row of ``logprobs [..., K]`` as a one-hot with straight-through
     gradients (``onehot + probs - stop_grad(probs)``)."""
-    probs = torch.softmax(logprobs, -1)
+    return onehot_from_probs(torch.softmax(logprobs, -1), generator)
+
+
+def onehot_from_probs(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One draw per row of ``probs [..., K]`` (inverse CDF) as a straight-through one-hot."""
     flat = probs.detach().reshape(-1, probs.shape[-1])
     u = torch.rand(flat.shape[0], 1, device=flat.device, dtype=flat.dtype, generator=generator)
     index = (flat.cumsum(-1) < u).sum(-1).clamp_max(flat.shape[-1] - 1)

@@ -29,7 +29,7 @@ from worldflux.core.exceptions import ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import Batch, LossOutput, State
 from worldflux.families.dreamerv3.decoder import DreamerDecoder, feat_of
-from worldflux.families.dreamerv3.dists import categorical_kl
+from worldflux.families.dreamerv3.dists import binary_loss, categorical_kl
 from worldflux.families.dreamerv3.heads import PolicyHead, TwoHotHead
 from worldflux.families.dreamerv3.hparams import hp
 from worldflux.families.dreamerv3.optim import DreamerOptimizer
@@ -39,7 +39,7 @@ from worldflux.families.dreamerv3.rssm import RSSM
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
 
-__all__ = ["LOSS_TERMS", "DreamerObjective", "DreamerObjectiveParams"]
+__all__ = ["LOSS_TERMS", "DreamerObjective", "DreamerObjectiveParams", "observe_sequence"]
 
 #: The loss components, in the order they are reported.
 LOSS_TERMS = ("dyn", "rep", "rec", "rew", "con", "policy", "value", "repval")
@@ -155,7 +155,7 @@ class DreamerObjective(Objective):
 
     # -- the loss ---------------------------------------------------------------------------------
     def forward(self, model: WorldModel, batch: Batch) -> LossOutput:
-        enc, cond, dyn, dec = _slots(model)
+        _, _, dyn, dec = _slots(model)
         p = self.p
         obs = batch["obs"]
         actions: Tensor = batch["actions"]
@@ -164,25 +164,7 @@ class DreamerObjective(Objective):
         losses: dict[str, Tensor] = {}
 
         # -- world model: observe the sequence through the slots
-        embed = enc(obs)["embed"]  # [B, T, E]
-        act_in = cond(State(), actions.flatten(0, 1)).reshape(b, t, -1)
-        prev = torch.cat([torch.zeros_like(act_in[:, :1]), act_in[:, :-1]], 1)
-        state = dyn.initial_state(b, embed.device, embed.dtype)
-        deters, stochs, posts = [], [], []
-        for i in range(t):
-            keep = ~is_first[:, i]
-            k2 = keep[:, None]
-            carry = State(
-                deter=torch.where(k2, state["deter"], 0.0),
-                stoch=torch.where(k2[..., None], state["stoch"], 0.0),
-            )
-            state, logit = dyn.obs_step(carry, torch.where(k2, prev[:, i], 0.0), embed[:, i])
-            deters.append(state["deter"])
-            stochs.append(state["stoch"])
-            posts.append(logit)
-        deter = torch.stack(deters, 1)
-        stoch = torch.stack(stochs, 1)
-        post = torch.stack(posts, 1)
+        deter, stoch, post = observe_sequence(model, obs, actions, is_first)
         prior = dyn.prior_logits(deter)
         post_lp, prior_lp = dyn.logprobs(post), dyn.logprobs(prior)
         dyn_kl = categorical_kl(post_lp.detach(), prior_lp).sum(-1)
@@ -193,7 +175,7 @@ class DreamerObjective(Objective):
         recon = dec.reconstruct(deter.flatten(0, 1), stoch.flatten(0, 1))
         obs_dict = {k: v.flatten(0, 1) for k, v in dec.as_obs_dict(obs).items()}
         rec_terms = dec.rec_losses(recon, obs_dict)
-        losses["rec"] = sum((v.mean() for v in rec_terms.values()), torch.zeros(()))
+        losses["rec"] = sum((v.mean() for v in rec_terms.values()), deter.new_zeros(()))
 
         # official-aligned targets: position t carries rewards/terminated of step t-1
         reward, term, last, valid = self._aligned_targets(batch, is_first)
@@ -204,7 +186,7 @@ class DreamerObjective(Objective):
         con_target = 1.0 - term.float()
         if p.contdisc:
             con_target = con_target * (1 - 1 / p.horizon)
-        con_loss = _bce(dec.con(feat), con_target)
+        con_loss = binary_loss(dec.con(feat), con_target)
         losses["con"] = (con_loss * valid).sum() / valid.sum().clamp(min=1.0)
 
         # -- imagination from every posterior state
@@ -222,7 +204,9 @@ class DreamerObjective(Objective):
             losses["repval"] = torch.zeros((), device=feat.device)
 
         scales = p.loss_scales
-        total = sum((losses[k] * float(scales.get(k, 1.0)) for k in LOSS_TERMS), torch.zeros(()))
+        total = sum(
+            (losses[k] * float(scales.get(k, 1.0)) for k in LOSS_TERMS), deter.new_zeros(())
+        )
         metrics.update({f"kl/{k}": float(v.mean()) for k, v in (("dyn", dyn_kl), ("rep", rep_kl))})
         return LossOutput(loss=cast(Tensor, total), components=losses, metrics=metrics)
 
@@ -292,7 +276,7 @@ class DreamerObjective(Objective):
         metrics = {
             "imag/ret": float(ret.mean()),
             "imag/adv": float(adv.mean()),
-            "imag/entropy": float(ent.mean()),
+            "imag/entropy": float(ent.detach().mean()),
             "imag/retscale": float(rscale),
         }
         return policy_loss, value_loss, ret[:, 0], metrics
@@ -313,7 +297,33 @@ class DreamerObjective(Objective):
         return (weight * per).mean()
 
 
-def _bce(logit: Tensor, target: Tensor) -> Tensor:
-    from torch.nn import functional as F
+def observe_sequence(
+    model: WorldModel, obs: Tensor | dict[str, Tensor], actions: Tensor, is_first: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Posterior states of a ``[B, T]`` sequence through the encoder, conditioner and RSSM slots.
 
-    return -(target * F.logsigmoid(logit) + (1 - target) * F.logsigmoid(-logit))
+    The carry starts at zero; at ``is_first`` positions the carry and the previous action are
+    reset to zero (official ``nn.mask``). The previous action of position 0 is zero.
+
+    Returns:
+        deter ``[B, T, D]``, stoch ``[B, T, S, K]`` (straight-through samples) and the raw
+        posterior logits ``[B, T, S, K]``.
+    """
+    enc, cond, dyn, _ = _slots(model)
+    embed = enc(obs)["embed"]  # [B, T, E]
+    b, t = is_first.shape
+    act_in = cond(State(), actions.flatten(0, 1)).reshape(b, t, -1)
+    prev = torch.cat([torch.zeros_like(act_in[:, :1]), act_in[:, :-1]], 1)
+    state = dyn.initial_state(b, embed.device, embed.dtype)
+    deters, stochs, posts = [], [], []
+    for i in range(t):
+        keep = ~is_first[:, i, None]
+        carry = State(
+            deter=torch.where(keep, state["deter"], 0.0),
+            stoch=torch.where(keep[..., None], state["stoch"], 0.0),
+        )
+        state, logit = dyn.obs_step(carry, torch.where(keep, prev[:, i], 0.0), embed[:, i])
+        deters.append(state["deter"])
+        stochs.append(state["stoch"])
+        posts.append(logit)
+    return torch.stack(deters, 1), torch.stack(stochs, 1), torch.stack(posts, 1)

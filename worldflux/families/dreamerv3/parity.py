@@ -31,7 +31,7 @@ from worldflux.parity import ParityRow, compare, read_golden
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
 
-__all__ = ["DreamerParityHandler", "compute_outputs", "golden_obs_keys"]
+__all__ = ["DreamerParityHandler", "compute_outputs", "golden_obs_keys", "infer_obs_keys"]
 
 #: Observation keys the official agent neither encodes nor decodes.
 BOOKKEEPING = ("reward", "is_first", "is_last", "is_terminal")
@@ -67,6 +67,19 @@ def golden_obs_keys(metadata: Mapping[str, str]) -> list[str]:
             continue
         keys.append(f"{name}:" + "x".join(str(int(d)) for d in space[name]))
     return keys
+
+
+def infer_obs_keys(state: Mapping[str, Tensor]) -> list[str]:
+    """Vector observation keys named by official decoder weights (``[]`` for one ``obs`` key)."""
+    keys: list[str] = []
+    for name, value in state.items():
+        name = name.removeprefix("weights.")
+        parts = name.split("/")
+        if len(parts) == 5 and parts[:2] == ["dec", "vec"] and parts[3:] == ["pred", "kernel"]:
+            width = int(value.shape[-1])
+            keys.append(f"{parts[2]}:" + ("" if width == 1 else str(width)))
+    keys.sort()
+    return [] if [k.split(":")[0] for k in keys] == ["obs"] else keys
 
 
 def _parts(model: WorldModel) -> tuple[DreamerEncoder, Any, RSSM, DreamerDecoder, DreamerObjective]:
@@ -171,7 +184,14 @@ class DreamerParityHandler:
         action_dim: int,
         obs_keys: Sequence[str] | None = None,
     ) -> WorldModel:
-        """Build ``model_id`` for the environment and load official weights (all or nothing)."""
+        """Build ``model_id`` for the environment and load official weights (all or nothing).
+
+        ``obs_keys`` (``"name:dims"`` entries) defaults to the vector keys the official decoder
+        weights name (``dec/vec/<key>/pred``; a 1-wide output is read as a scalar key), unless
+        that is the single key ``obs``.
+        """
+        if obs_keys is None:
+            obs_keys = infer_obs_keys(state)
         extra: dict[str, Any] = {"obs_keys": list(obs_keys)} if obs_keys else {}
         model = self.build(
             model_id, obs_shape=tuple(obs_shape), action_dim=int(action_dim), **extra

@@ -28,7 +28,7 @@ from worldflux.core.components import ActionConditioner, BuildContext, DynamicsM
 from worldflux.core.exceptions import ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.dreamerv3.dists import onehot_sample, unimix_logprobs
+from worldflux.families.dreamerv3.dists import onehot_from_probs, unimix_logprobs
 from worldflux.families.dreamerv3.hparams import hp
 from worldflux.families.dreamerv3.nets import BlockLinear, Dense, RMSNorm
 
@@ -183,8 +183,11 @@ class RSSM(DynamicsModel):
         return unimix_logprobs(logits, self.unimix)
 
     def sample(self, logits: Tensor) -> Tensor:
-        """Straight-through one-hot sample ``[..., S, K]`` from raw logits."""
-        return onehot_sample(self.logprobs(logits))
+        """Straight-through one-hot sample ``[..., S, K]`` from raw logits (unimix-mixed)."""
+        probs = torch.softmax(logits, -1)
+        if self.unimix:
+            probs = (1.0 - self.unimix) * probs + self.unimix / self.classes
+        return onehot_from_probs(probs)
 
     def img_step(self, state: State, action_input: Tensor) -> tuple[State, Tensor]:
         """Prior step: (new State, raw prior logits ``[B, S, K]``)."""
