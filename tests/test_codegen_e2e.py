@@ -84,9 +84,10 @@ def test_create_rollout_and_loss(generated_toy: type[SpecWorldModel]) -> None:
     assert trajectory.rewards.shape == (3, 4)
     assert trajectory.predictions["obs"].shape == (3, 4, 6)
     assert ((trajectory.continues >= 0) & (trajectory.continues <= 1)).all()
-    out = model.loss(_batch())
-    assert set(out.components) == set(model.io_contract().loss_components)
-    assert torch.isfinite(out.loss)
+    for steps in (1, 5):
+        out = model.loss(_batch(t=steps))
+        assert set(out.components) == set(model.io_contract().loss_components)
+        assert torch.isfinite(out.loss)
 
 
 @pytest.mark.slow

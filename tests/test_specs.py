@@ -289,3 +289,47 @@ def test_yml_extension_is_rejected(tmp_path: Path) -> None:
     (root / "specs/models/toy_generic.yml").write_text(dump(fixture_data()))
     with pytest.raises(SpecError, match=r"toy_generic\.yml:1:1: \$: spec files end in \.yaml"):
         load_specs(root)
+
+
+# -- third-party implementations ----------------------------------------------------------------
+def test_plugin_implementations_are_named_package_slash_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A spec names a third-party slot as ``package/key``; it is found through the entry point."""
+    import importlib.metadata
+    import sys
+    import types
+
+    from worldflux.components.decoders import MLPDecoder, MLPDecoderParams
+    from worldflux.core import registry
+
+    module = types.ModuleType("wf_toyplugin_module")
+    plugin_cls = type("ToyPluginDecoder", (MLPDecoder,), {"params_model": MLPDecoderParams})
+    module.ToyPluginDecoder = plugin_cls  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "wf_toyplugin_module", module)
+    entry = importlib.metadata.EntryPoint(
+        name="toyplugin/decoder",
+        value="wf_toyplugin_module:ToyPluginDecoder",
+        group=registry.ENTRY_POINT_GROUP,
+    )
+
+    def entry_points(*, group: str) -> list[importlib.metadata.EntryPoint]:
+        return [entry] if group == registry.ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    data = fixture_data()
+    data["slots"]["decoder"]["impl"] = "toyplugin/decoder"
+    try:
+        spec = load_spec_text(dump(data), "specs/models/toy_generic.yaml", root=REPO)
+        assert spec.data["slots"]["decoder"]["impl"] == "toyplugin/decoder"
+        assert registry.get_component("decoder", "toyplugin/decoder").cls is plugin_cls
+    finally:
+        registry.unregister_component("decoder", "toyplugin/decoder")
+
+
+def test_import_paths_are_not_implementation_keys() -> None:
+    data = fixture_data()
+    data["slots"]["decoder"]["impl"] = "mypkg.decoders:Decoder"
+    match = _one(_errors(dump(data)), "$.slots.decoder.impl")
+    assert "does not match" in match["msg"]
