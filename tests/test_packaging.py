@@ -169,10 +169,10 @@ def test_regular_install_works_from_another_directory(tmp_path: Path) -> None:
     import worldflux
 
     assert report["models"] == worldflux.list_models()
-    # every non-Python file of the package directories ships too (templates, schemas, data)
+    # every file of the package directories ships (modules, templates, schemas, data)
     missing = []
     for top, package in PACKAGE_ROOTS.items():
-        base = ROOT / top
+        base = src / top  # the snapshot that was installed
         target = installed.joinpath(*package.split("."))
         for path in base.rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
