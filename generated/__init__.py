@@ -5,6 +5,9 @@ from .models import (
     diffusion,  # noqa: F401
     dreamerv3,  # noqa: F401
     jepa,  # noqa: F401
+    physics,  # noqa: F401
+    ssm,  # noqa: F401
     tdmpc2,  # noqa: F401
     token,  # noqa: F401
+    vjepa2,  # noqa: F401
 )

@@ -113,11 +113,12 @@ class TDMPC2WorldModel(SpecWorldModel):
                 "reward": {"shape": []},
             },
             "state": {
-                "latent": {"dtype": "float32", "high": 1.0, "low": 0.0, "shape": ["latent_dim"]}
+                "latent": {"dtype": "float32", "high": 1.0, "low": 0.0, "shape": ["latent_dim"]},
+                "transition_input": {"dtype": "float32", "shape": ["latent_dim + action_dim"]},
             },
         },
         "capabilities": ["latent_dynamics", "planning", "policy", "reward_pred", "value"],
-        "composable": ["action_conditioner", "observation_encoder", "rollout_executor"],
+        "composable": ["rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
         "preset_params": {
             "19m": 18062442,
