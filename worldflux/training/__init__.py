@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from worldflux.training.errors import NonFiniteError, ReplayError, TrainingError
     from worldflux.training.loop import RunConfig, RunSummary, train
     from worldflux.training.replay import ReplayBuffer, measure_sampling_throughput
-    from worldflux.training.trainer import StepResult, Trainer, TrainerConfig, UpdateContext
+    from worldflux.training.trainer import GuardedOptimizer, StepResult, Trainer, TrainerConfig
 
 _EXPORTS: dict[str, str] = {
     "DistributedContext": "distributed",
@@ -36,7 +36,7 @@ _EXPORTS: dict[str, str] = {
     "Trainer": "trainer",
     "TrainerConfig": "trainer",
     "TrainingError": "errors",
-    "UpdateContext": "trainer",
+    "GuardedOptimizer": "trainer",
     "init_from_environment": "distributed",
     "load_training_checkpoint": "checkpoint",
     "measure_sampling_throughput": "replay",
@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "DistributedContext",
+    "GuardedOptimizer",
     "GymEnv",
     "NonFiniteError",
     "ReplayBuffer",
@@ -56,7 +57,6 @@ __all__ = [
     "Trainer",
     "TrainerConfig",
     "TrainingError",
-    "UpdateContext",
     "init_from_environment",
     "load_training_checkpoint",
     "measure_sampling_throughput",

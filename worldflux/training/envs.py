@@ -98,6 +98,9 @@ class GymEnv:
         self.seeded = False
         self.action_low, self.action_high = float(action_low), float(action_high)
         self.spec = self._make_spec(gym)
+        limit = getattr(self.env.spec, "max_episode_steps", None)
+        #: the episode time limit in steps, or None when the environment has none
+        self.time_limit: int | None = int(limit) if limit else None
 
     def _make_spec(self, gym: Any) -> EnvSpec:
         space = self.env.action_space

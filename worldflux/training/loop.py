@@ -27,6 +27,7 @@ import torch
 
 from worldflux.core.exceptions import CheckpointError, ConfigurationError
 from worldflux.core.model import WorldModel
+from worldflux.core.registry import WorldModelRegistry
 from worldflux.training.actors import RandomActor, make_actor
 from worldflux.training.checkpoint import load_training_checkpoint, save_training_checkpoint
 from worldflux.training.distributed import DistributedContext, init_from_environment
@@ -130,12 +131,17 @@ def _build_model(config: RunConfig, env: GymEnv) -> WorldModel:
     from worldflux.factory import create_world_model
 
     spec = env.spec
+    overrides = dict(config.model_overrides)
+    model_type, _ = WorldModelRegistry.resolve(config.model)
+    fields = WorldModelRegistry.get_config_class(model_type).model_fields
+    if "episode_length" in fields and "episode_length" not in overrides and env.time_limit:
+        overrides["episode_length"] = env.time_limit  # e.g. TD-MPC2's discount heuristic
     return create_world_model(
         config.model,
         obs_shape=spec.obs_shape,
         action_dim=spec.action_dim,
         action_type=spec.action_type,
-        **config.model_overrides,
+        **overrides,
     )
 
 
@@ -243,10 +249,8 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
             out.mkdir(parents=True, exist_ok=True)
             (out / RUN_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
-    components = list(contract.loss_components)
-    extra_cols = [f"loss/{c}" for c in components] + [f"grad_norm/{n}" for n in trainer.optimizers]
     logger = (
-        MetricsLogger(out, extra_cols, resume_step=loop["env_step"] if resume else None)
+        MetricsLogger(out, resume_step=loop["env_step"] if resume else None)
         if dist.is_main
         else None
     )
@@ -339,9 +343,7 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
                     record("train", {**last_metrics, **rates})
                 window_start, window_updates, window_steps = now, 0, 0
                 fields = {"upd/s": rates["updates_per_s"]}
-                fields.update(
-                    {k.removeprefix("loss/"): v for k, v in last_metrics.items() if "loss" in k}
-                )
+                fields.update({k: v for k, v in last_metrics.items() if "loss" in k})
                 if loop["returns"]:
                     fields["return"] = loop["returns"][-1]
                 progress.update(loop["env_step"], fields, force=True)

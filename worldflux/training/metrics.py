@@ -50,37 +50,50 @@ def read_metrics(directory: str | Path) -> list[dict[str, Any]]:
 class MetricsLogger:
     """Appends records to ``metrics.jsonl`` and ``metrics.csv`` in ``directory``.
 
+    The CSV columns are the base columns, then the keys of the first ``train`` record (sorted),
+    then the rates; records logged before it are buffered. Keys that appear only later go to
+    the JSONL file alone.
+
     Args:
         directory: the run directory.
-        extra_columns: CSV columns after the base ones (loss components, grad norms).
         resume_step: when resuming, drop records written after this env step (they belong to
             the interrupted part of the run that is about to be redone).
     """
 
-    def __init__(
-        self,
-        directory: str | Path,
-        extra_columns: Sequence[str] = (),
-        resume_step: int | None = None,
-    ) -> None:
+    def __init__(self, directory: str | Path, resume_step: int | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.columns = [*BASE_COLUMNS, *extra_columns, *RATE_COLUMNS]
-        jsonl, csv_path = self.directory / JSONL_FILE, self.directory / CSV_FILE
+        jsonl = self.directory / JSONL_FILE
         kept: list[dict[str, Any]] = []
         if resume_step is not None and jsonl.exists():
             kept = [r for r in read_metrics(self.directory) if r.get("env_step", 0) <= resume_step]
+        self.columns: list[str] | None = None
+        self._pending: list[dict[str, Any]] = []
         self._jsonl = jsonl.open("w")
-        self._csv_file = csv_path.open("w", newline="")
-        self._csv = csv.DictWriter(self._csv_file, fieldnames=self.columns, extrasaction="ignore")
-        self._csv.writeheader()
+        self._csv_file = (self.directory / CSV_FILE).open("w", newline="")
+        self._csv: csv.DictWriter[str] | None = None
         for record in kept:
             self._write(record)
         self.flush()
 
+    def _start_csv(self, keys: Sequence[str]) -> None:
+        extra = sorted(k for k in keys if k not in BASE_COLUMNS and k not in RATE_COLUMNS)
+        self.columns = [*BASE_COLUMNS, *extra, *RATE_COLUMNS]
+        self._csv = csv.DictWriter(self._csv_file, fieldnames=self.columns, extrasaction="ignore")
+        self._csv.writeheader()
+        for record in self._pending:
+            self._csv.writerow({k: record.get(k, "") for k in self.columns})
+        self._pending.clear()
+
     def _write(self, record: Mapping[str, Any]) -> None:
         self._jsonl.write(json.dumps(dict(record), sort_keys=True) + "\n")
-        self._csv.writerow({k: record.get(k, "") for k in self.columns})
+        if self._csv is None and record.get("kind") == "train":
+            self._start_csv(list(record))
+        if self._csv is None or self.columns is None:
+            self._pending.append(dict(record))
+        else:
+            columns = self.columns
+            self._csv.writerow({k: record.get(k, "") for k in columns})
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Write one record (non-finite floats are written as JSON ``NaN``/``Infinity``)."""
@@ -92,6 +105,8 @@ class MetricsLogger:
         self._csv_file.flush()
 
     def close(self) -> None:
+        if self._csv is None:
+            self._start_csv([])
         self._jsonl.close()
         self._csv_file.close()
 

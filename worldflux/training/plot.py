@@ -88,7 +88,7 @@ def plot_run(
     ax_ret.set_ylabel("return")
     ax_ret.legend(loc="best", fontsize=8)
     ax_ret.grid(alpha=0.3)
-    keys = sorted({k for r in train for k in r if k == "loss" or k.startswith("loss/")})
+    keys = sorted({k for r in train for k in r if "loss" in k})
     for key in keys:
         pts = [
             (r["env_step"], float(r[key]))

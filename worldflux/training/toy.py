@@ -38,7 +38,6 @@ from worldflux.core.types import Batch, LossOutput, ModelOutput, State
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
-    from worldflux.training.trainer import UpdateContext
 
 __all__ = ["TOY_MODEL_TYPE", "ToyConfig", "registered_toy_model"]
 
@@ -205,16 +204,29 @@ class ToyTwoStageObjective(ToyObjective):
             "policy": torch.optim.Adam(self.policy.parameters(), lr=self.lr),
         }
 
-    def update(self, model: WorldModel, batch: Batch, ctx: UpdateContext) -> LossOutput:
+    def update(
+        self, model: WorldModel, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> LossOutput:
+        """Model stage (backward, clip, step), then the policy stage on detached latents, then
+        the Polyak target update: the order TD-MPC2's official update uses."""
+        opt, pi_opt = optimizers["model"], optimizers["policy"]
         terms, z0 = self.model_losses(model, batch)
         model_loss = sum(terms.values(), start=z0.new_zeros(()))
         if self.poison == "model":
             model_loss = model_loss * float("nan")
-        ctx.step("model", model_loss)
+        opt.zero_grad(set_to_none=True)
+        model_loss.backward()
+        world = [p for group in opt.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(world, self.grad_clip)
+        opt.step()
         policy = self.policy_loss(model, z0.detach())
         if self.poison == "policy":
             policy = policy * float("nan")
-        ctx.step("policy", policy)
+        pi_opt.zero_grad(set_to_none=True)
+        policy.backward()
+        nn.utils.clip_grad_norm_(list(self.policy.parameters()), self.grad_clip)
+        pi_opt.step()
+        self.after_step(model)
         terms["policy"] = policy
         return LossOutput(
             loss=(model_loss + policy).detach(),

@@ -1,29 +1,30 @@
 """The contract-checked :class:`Trainer`: one validated, guarded optimisation step at a time.
 
-Update protocol (see docs/training.md, "The update protocol"):
+Update protocol (docs/training.md, "The update protocol"):
 
 * The optimisers come from the model's objective: ``objective.make_optimizers(model)`` returns a
   ``dict[str, Optimizer]`` (e.g. ``{"model": ..., "policy": ...}``). Models without an objective
   get one Adam over every trainable parameter, named ``"model"``.
-* Default update: ``LossOutput = objective(model, batch)`` (or ``model.loss(batch)``); the Trainer
-  back-propagates ``LossOutput.loss`` once and steps *every* optimiser.
-* Custom update: an objective that defines ``update(model, batch, ctx: UpdateContext) ->
-  LossOutput`` decides the order itself and calls ``ctx.step(names, loss)`` for each stage, e.g.
-  TD-MPC2: ``ctx.step("model", model_loss)`` then ``ctx.step("policy", policy_loss)``. It returns
-  the LossOutput to log (its ``loss`` is only logged).
-* ``ctx.step`` zeroes the named optimisers' gradients, checks the loss is finite, back-propagates,
-  averages gradients across processes (torch.distributed), checks every gradient is finite, clips
-  the gradient norm and steps. After the update the Trainer calls ``objective.after_step(model)``
-  (EMA / Polyak targets) and increments :attr:`Trainer.step`.
-* A non-finite loss or gradient raises :class:`NonFiniteError` and leaves parameters, optimiser
-  states and :attr:`Trainer.step` as they were before the update.
+* Default update (the objective has no ``update`` method): ``LossOutput = objective(model,
+  batch)`` (or ``model.loss(batch)``); the Trainer checks the loss is finite, back-propagates
+  ``LossOutput.loss`` once, averages gradients across processes, checks every gradient is
+  finite, clips each optimiser's gradient norm to ``grad_clip`` and steps *every* optimiser, then
+  calls ``objective.after_step(model)`` (EMA / Polyak targets).
+* Custom update: an objective with ``update(model, batch, optimizers) -> dict[str, float] |
+  LossOutput`` runs the whole update itself, in its own order (TD-MPC2: world-model backward,
+  clip, ``optimizers["model"].step()``; then the policy loss on detached latents, clip,
+  ``optimizers["policy"].step()``; then its Polyak ``after_step``). The Trainer hands it
+  :class:`GuardedOptimizer` wrappers: their ``step()`` first averages the gradients of that
+  optimiser's parameters across processes and checks they are finite, then steps.
+* A non-finite loss or gradient raises :class:`NonFiniteError`; parameters, buffers, optimiser
+  states and :attr:`Trainer.step` are left as they were before the update (a custom update is
+  rolled back from a snapshot taken before it).
 """
 
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from worldflux.core.types import Batch, LossOutput
 from worldflux.training.distributed import DistributedContext
 from worldflux.training.errors import NonFiniteError, TrainingError
 
-__all__ = ["StepResult", "Trainer", "TrainerConfig", "UpdateContext"]
+__all__ = ["GuardedOptimizer", "StepResult", "Trainer", "TrainerConfig"]
 
 
 @dataclass
@@ -43,8 +44,9 @@ class TrainerConfig:
     """How the Trainer steps.
 
     Attributes:
-        grad_clip: maximum gradient norm per optimiser; ``None`` uses the objective's
-            ``grad_clip`` attribute when it has one (else no clipping); ``<= 0`` disables.
+        grad_clip: maximum gradient norm per optimiser in the default update; ``None`` uses the
+            objective's ``grad_clip`` attribute when it has one (else no clipping); ``<= 0``
+            disables. Custom updates clip themselves.
         lr: learning rate of the fallback Adam (models without an objective only).
         device: where batches are moved before the step.
         check_finite: check the loss and every gradient before stepping.
@@ -58,8 +60,8 @@ class TrainerConfig:
 
 @dataclass
 class StepResult:
-    """Floats logged for one update: ``loss``, each loss component, ``grad_norm/<optimiser>``
-    and the objective's metrics."""
+    """Floats logged for one update: ``loss``, each loss component as ``loss/<name>``,
+    ``grad_norm/<optimiser>`` (default update) and whatever the objective reports."""
 
     step: int
     metrics: dict[str, float] = field(default_factory=dict)
@@ -69,63 +71,38 @@ def _params_of(optimizer: torch.optim.Optimizer) -> list[Tensor]:
     return [p for group in optimizer.param_groups for p in group["params"]]
 
 
-class UpdateContext:
-    """Handed to an objective's custom ``update``; :meth:`step` runs one guarded optimiser stage.
+class GuardedOptimizer:
+    """An optimiser as a custom ``update`` sees it: ``step()`` averages gradients across
+    processes and refuses NaN/inf gradients before stepping; everything else is delegated."""
 
-    Attributes:
-        optimizers: name -> optimiser (read-only use: call :meth:`step`, not ``.step()``).
-        grad_norms: name -> gradient norm of the last stage that stepped it.
-    """
+    def __init__(
+        self,
+        name: str,
+        optimizer: torch.optim.Optimizer,
+        guard: Callable[[str, list[Tensor]], None],
+    ) -> None:
+        self.name = name
+        self.optimizer = optimizer
+        self._guard = guard
 
-    def __init__(self, trainer: Trainer) -> None:
-        self._trainer = trainer
-        self.optimizers = trainer.optimizers
-        self.grad_norms: dict[str, float] = {}
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
 
-    def step(self, names: str | Sequence[str], loss: Tensor) -> None:
-        """Zero the named optimisers' grads, back-propagate ``loss`` (a scalar), average
-        gradients across processes, check finiteness, clip and step those optimisers.
+    def step(self, closure: Any = None) -> Any:
+        """Average + check the gradients, then step (raises NonFiniteError instead)."""
+        self._guard(self.name, [p for p in _params_of(self.optimizer) if p.grad is not None])
+        return self.optimizer.step(closure)
 
-        Raises:
-            TrainingError: an unknown optimiser name.
-            NonFiniteError: ``loss`` or a gradient is NaN/inf (nothing is stepped).
-        """
-        wanted = [names] if isinstance(names, str) else list(names)
-        unknown = [n for n in wanted if n not in self.optimizers]
-        if unknown:
-            raise TrainingError(
-                f"optimiser {unknown[0]!r} does not exist; the objective made "
-                f"{sorted(self.optimizers)}"
-            )
-        trainer = self._trainer
-        if loss.dim() != 0:
-            raise TrainingError(f"loss: expected a scalar tensor, found shape {list(loss.shape)}")
-        if trainer.config.check_finite and not bool(torch.isfinite(loss)):
-            raise NonFiniteError(
-                f"loss for optimiser(s) {wanted} is {loss.item()} at update {trainer.step}; "
-                "the update was not applied"
-            )
-        opts = [self.optimizers[n] for n in wanted]
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for opt in opts for p in _params_of(opt) if p.grad is not None]
-        trainer.dist.average_gradients(params)
-        if trainer.config.check_finite:
-            trainer.check_gradients(params, wanted)
-        for name, opt in zip(wanted, opts, strict=True):
-            own = [p for p in _params_of(opt) if p.grad is not None]
-            clip = trainer.grad_clip
-            if clip is not None and own:
-                norm = nn.utils.clip_grad_norm_(own, clip)
-            elif own:
-                norm = torch.linalg.vector_norm(
-                    torch.stack([torch.linalg.vector_norm(p.grad) for p in own])
-                )
-            else:
-                norm = torch.zeros(())
-            self.grad_norms[name] = float(norm)
-            opt.step()
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.optimizer.param_groups
+
+    @property
+    def state(self) -> Any:
+        return self.optimizer.state
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.optimizer, name)
 
 
 class Trainer:
@@ -167,7 +144,6 @@ class Trainer:
         if not self.optimizers:
             raise TrainingError(f"{type(model).__name__}: the objective made no optimisers")
         self.step = 0
-        self._update_seconds = 0.0
 
     # -- options ------------------------------------------------------------------------------
     @property
@@ -209,11 +185,73 @@ class Trainer:
         )
 
     # -- the step -----------------------------------------------------------------------------
-    def _loss(self, batch: Batch) -> LossOutput:
+    def _guard(self, name: str, params: list[Tensor]) -> None:
+        """Average ``params``' gradients across processes, then check they are finite."""
+        self.dist.average_gradients(params)
+        if self.config.check_finite:
+            self.check_gradients(params, [name])
+
+    def _default_update(self, batch: Batch) -> dict[str, float]:
+        """One backward of ``LossOutput.loss``; every optimiser steps (see module docs)."""
         if self.objective is not None:
-            result: LossOutput = self.objective(self.model, batch)
-            return result
-        return self.model.loss(batch)
+            out: LossOutput = self.objective(self.model, batch)
+        else:
+            out = self.model.loss(batch)
+        if out.loss.dim() != 0:
+            raise TrainingError(
+                f"loss: expected a scalar tensor, found shape {list(out.loss.shape)}"
+            )
+        if self.config.check_finite and not bool(torch.isfinite(out.loss.detach())):
+            bad = {k: float(v) for k, v in out.components.items() if not torch.isfinite(v).all()}
+            raise NonFiniteError(
+                f"loss is {float(out.loss)} at update {self.step} (non-finite components: "
+                f"{bad or 'none'}); the update was not applied"
+            )
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        params = [p for o in self.optimizers.values() for p in _params_of(o) if p.grad is not None]
+        self.dist.average_gradients(params)
+        if self.config.check_finite:
+            self.check_gradients(params, list(self.optimizers))
+        metrics = self._loss_metrics(out)
+        clip = self.grad_clip
+        for name, opt in self.optimizers.items():
+            own = [p for p in _params_of(opt) if p.grad is not None]
+            if own:
+                norm = nn.utils.clip_grad_norm_(own, clip if clip is not None else float("inf"))
+                metrics[f"grad_norm/{name}"] = float(norm)
+            opt.step()
+        if self.objective is not None:
+            self.objective.after_step(self.model)
+        return metrics
+
+    @staticmethod
+    def _loss_metrics(out: LossOutput) -> dict[str, float]:
+        metrics: dict[str, float] = {"loss": float(out.loss.detach())}
+        for name, value in out.components.items():
+            metrics[f"loss/{name}"] = float(value.detach())
+        for name, metric in out.metrics.items():
+            metrics[name] = float(metric)
+        return metrics
+
+    def _custom_update(self, batch: Batch) -> dict[str, float]:
+        """The objective's own ``update`` with guarded optimisers, rolled back on NaN/inf."""
+        snapshot = self._snapshot()
+        guarded = {
+            name: GuardedOptimizer(name, o, self._guard) for name, o in self.optimizers.items()
+        }
+        try:
+            result = self.objective.update(self.model, batch, guarded)
+        except NonFiniteError:
+            self._restore(snapshot)
+            raise
+        if isinstance(result, LossOutput):
+            return self._loss_metrics(result)
+        metrics = {k: float(v) for k, v in dict(result or {}).items()}
+        if "loss" not in metrics and "total_loss" in metrics:
+            metrics["loss"] = metrics["total_loss"]
+        return metrics
 
     def _snapshot(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         params = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -225,12 +263,13 @@ class Trainer:
         self.model.load_state_dict(params)
         for name, opt in self.optimizers.items():
             opt.load_state_dict(opts[name])
+            opt.zero_grad(set_to_none=True)
 
     def train_step(self, batch: Batch | Mapping[str, Any]) -> StepResult:
-        """Validate ``batch`` (``[B, T, ...]``), update, run after-step hooks.
+        """Validate ``batch`` (``[B, T, ...]``), then run one update (default or custom).
 
         Returns:
-            the step number after the update and its metrics.
+            the number of updates applied so far and this update's metrics.
 
         Raises:
             ContractViolation: the batch does not match the contract (nothing was computed).
@@ -239,31 +278,12 @@ class Trainer:
         batch = self.validate(batch)
         if self.config.device != "cpu":
             batch = batch.to(self.config.device)
-        start = time.perf_counter()
         self.model.train()
-        ctx = UpdateContext(self)
         if self.has_custom_update:
-            # a multi-stage update may have stepped one optimiser before a later stage fails
-            snapshot = self._snapshot()
-            try:
-                out: LossOutput = self.objective.update(self.model, batch, ctx)
-            except NonFiniteError:
-                self._restore(snapshot)
-                raise
+            metrics = self._custom_update(batch)
         else:
-            out = self._loss(batch)
-            ctx.step(list(self.optimizers), out.loss)
-        if self.objective is not None:
-            self.objective.after_step(self.model)
+            metrics = self._default_update(batch)
         self.step += 1
-        self._update_seconds += time.perf_counter() - start
-        metrics: dict[str, float] = {"loss": float(out.loss.detach())}
-        for name, value in out.components.items():
-            metrics[f"loss/{name}"] = float(value.detach())
-        for name, norm in ctx.grad_norms.items():
-            metrics[f"grad_norm/{name}"] = norm
-        for name, metric in out.metrics.items():
-            metrics[name] = float(metric)
         return StepResult(self.step, metrics)
 
     # -- state --------------------------------------------------------------------------------
