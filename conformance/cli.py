@@ -69,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     from worldflux.conformance.registry import select_checks
     from worldflux.conformance.report import render_scoreboard, write_reports
     from worldflux.conformance.target import resolve_all, resolve_target
+
     from worldflux.core.exceptions import ConfigurationError
 
     if not args.targets and not args.all:
@@ -92,13 +93,16 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(render_scoreboard(report))
     if args.report:
-        for path in write_reports(report, report_dir or Path(".worldflux/conformance"), args.report):
+        for path in write_reports(
+            report, report_dir or Path(".worldflux/conformance"), args.report
+        ):
             print(f"wrote {path}")
     return 0 if report.passed else 1
 
 
 def _list_checks(level: str | None) -> int:
     from worldflux.conformance.registry import LEVELS, Obligation, all_checks
+
     from worldflux.core.spec import ModelMaturity
 
     rows: list[list[Any]] = []
@@ -108,7 +112,14 @@ def _list_checks(level: str | None) -> int:
             continue
         gate = info.capability.value if info.capability else "-"
         rows.append(
-            [info.id, info.family, *(info.obligation(lv).value for lv in LEVELS), info.cost.value, gate, info.code]
+            [
+                info.id,
+                info.family,
+                *(info.obligation(lv).value for lv in LEVELS),
+                info.cost.value,
+                gate,
+                info.code,
+            ]
         )
     header = ["id", "family", "skeleton", "experimental", "reference", "cost", "capability", "code"]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]

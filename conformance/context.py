@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from torch import Tensor
-
 from worldflux.conformance.guard import manual_seed
 from worldflux.conformance.registry import CheckInfo, Cost
 from worldflux.conformance.strategies import Case, cases, clone_tree
 from worldflux.conformance.target import Target
+
 from worldflux.core.spec import Capability, ModelIOContract
 from worldflux.core.types import LossOutput, ModelOutput, State, Trajectory
 
@@ -40,11 +40,11 @@ class CheckFailed(AssertionError):
     """The target violates the clause the check enforces."""
 
 
-class CheckSkipped(Exception):  # noqa: N818
+class CheckSkipped(Exception):
     """The check does not apply to this target (status ``skip``)."""
 
 
-class NotExercised(Exception):  # noqa: N818
+class NotExercised(Exception):
     """The check applies but nothing could exercise it (status ``not-exercised``)."""
 
 
@@ -76,7 +76,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "dev": Profile("dev", 10, 4, 4, True, True, 60.0, True, 25, 10),
-    "ci": Profile("ci", 4, 3, 3, False, False, 30.0, False, 15, 6),
+    "ci": Profile("ci", 4, 3, 3, False, False, 30.0, False, 10, 6),
     "thorough": Profile("thorough", 100, 8, 8, True, False, 600.0, True, 60, 30),
 }
 
@@ -228,9 +228,7 @@ class CheckContext:
         """Remember the inputs of the current example (saved to the crash file on failure)."""
         self.recorded = clone_tree(dict(inputs))
 
-    def property(
-        self, prop: Callable[[dict[str, Any]], None], *, min_batch: int = 1
-    ) -> None:
+    def property(self, prop: Callable[[dict[str, Any]], None], *, min_batch: int = 1) -> None:
         """Run ``prop(inputs)`` on Hypothesis-drawn inputs (see ``Case.materialize``).
 
         In replay mode ``prop`` runs once on the saved inputs instead.
@@ -316,7 +314,7 @@ def set_mode(model: Any, training: bool) -> None:
 
 
 def tensors_equal(a: Any, b: Any, *, atol: float = 0.0, rtol: float = 0.0, path: str = "") -> str:
-    """"" when two nested structures of tensors agree, else the first difference (with path)."""
+    """ "" when two nested structures of tensors agree, else the first difference (with path)."""
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         if a.shape != b.shape:
             return f"{path}: shape {list(a.shape)} != {list(b.shape)}"

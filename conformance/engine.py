@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from worldflux.conformance.context import (
     PROFILES,
     CheckContext,
@@ -29,6 +28,7 @@ from worldflux.conformance.guard import CheckTimeout, guard_global_state, manual
 from worldflux.conformance.registry import LEVELS, Check, Obligation, select_checks
 from worldflux.conformance.report import CheckResult, ConformanceReport, TargetResult
 from worldflux.conformance.target import Target, bind_contract, resolve_target
+
 from worldflux.core.exceptions import ConfigurationError, did_you_mean
 from worldflux.core.spec import ModelMaturity
 
@@ -58,9 +58,7 @@ def make_options(
         ConfigurationError: unknown profile.
     """
     if profile not in PROFILES:
-        raise ConfigurationError(
-            f"unknown profile {profile!r}" + did_you_mean(profile, PROFILES)
-        )
+        raise ConfigurationError(f"unknown profile {profile!r}" + did_you_mean(profile, PROFILES))
     chosen = PROFILES[profile]
     if seed is None:
         seed = random.SystemRandom().randrange(2**31) if chosen.random_seed else 0
@@ -201,6 +199,8 @@ def run_check(
     except BaseException as caught:  # the target may raise anything, SystemExit included
         error = caught
         result.status, result.message = "fail", _describe(caught)
+    if info.allows_reseed:
+        problems = [p for p in problems if not p.startswith("reseeded")]
     if problems:
         text = "changed global torch state: " + "; ".join(dict.fromkeys(problems))
         result.message = text if result.status != "fail" else f"{result.message}; {text}"
@@ -210,7 +210,9 @@ def run_check(
         result.status = "warn"
     if result.status in ("fail", "warn"):
         if crash_dir is not None and replay is None:
-            path = _save_crash(ctx, result, options, Path(crash_dir), _blob(error) if error else None)
+            path = _save_crash(
+                ctx, result, options, Path(crash_dir), _blob(error) if error else None
+            )
             if path is not None:
                 result.crash_file = str(path)
                 result.repro = f"worldflux conformance replay {path}  |  " + _repro(

@@ -25,7 +25,7 @@ manual_seed: Callable[[int], Any] = torch.random.manual_seed
 _SPIED = ("manual_seed", "seed")
 
 
-class CheckTimeout(BaseException):  # noqa: N818  (an interruption, not an error class)
+class CheckTimeout(BaseException):
     """A check exceeded its wall-clock budget."""
 
 

@@ -86,6 +86,8 @@ class CheckInfo:
         capability: the capability that gates the check (n/a when not declared), or None.
         example: a minimal passing example (Python text), printed by ``explain``.
         since: suite version that introduced the check.
+        allows_reseed: the check calls code that may seed the global RNG on purpose (parity
+            recomputation); reseeds are not reported (the RNG state is still restored).
     """
 
     id: str
@@ -96,6 +98,7 @@ class CheckInfo:
     capability: Capability | None = None
     example: str = ""
     since: str = "1"
+    allows_reseed: bool = False
 
     @property
     def family(self) -> str:
@@ -116,7 +119,9 @@ class Check:
 _CHECKS: dict[str, Check] = {}
 
 
-def _obligations(skeleton: str, experimental: str, reference: str) -> dict[ModelMaturity, Obligation]:
+def _obligations(
+    skeleton: str, experimental: str, reference: str
+) -> dict[ModelMaturity, Obligation]:
     return {
         ModelMaturity.SKELETON: Obligation(skeleton),
         ModelMaturity.EXPERIMENTAL: Obligation(experimental),
@@ -134,6 +139,7 @@ def check(
     capability: Capability | None = None,
     example: str = "",
     since: str = "1",
+    allows_reseed: bool = False,
 ) -> Callable[[Callable[[CheckContext], Any]], Callable[[CheckContext], Any]]:
     """Register the decorated function as check ``id``.
 
@@ -155,6 +161,7 @@ def check(
         capability=capability,
         example=example.strip("\n"),
         since=since,
+        allows_reseed=allows_reseed,
     )
 
     def decorate(fn: Callable[[CheckContext], Any]) -> Callable[[CheckContext], Any]:

@@ -54,7 +54,9 @@ def replay_crash(data: dict[str, Any], target: Any = None) -> tuple[str, str]:
             f"crash {data.get('case_id')}: the target was an in-memory object; pass --target"
         )
     resolved = resolve_target(ref, data.get("spec_file"))
-    options = make_options(str(data.get("profile", "ci")), int(data.get("seed", 0)), hints=data.get("hints"))
+    options = make_options(
+        str(data.get("profile", "ci")), int(data.get("seed", 0)), hints=data.get("hints")
+    )
     check = get_check(str(data["check"]))
     prototype, contract, error = _prepare(resolved, options)
     replay_inputs = data.get("inputs")

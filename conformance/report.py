@@ -245,8 +245,8 @@ def render_junit(report: ConformanceReport) -> str:
             ):
                 ET.SubElement(cprops, "property", name=key, value=value)
             if c.status == "fail":
-                ET.SubElement(case, "failure", message=c.message[:500]).text = (
-                    c.message + (f"\nrepro: {c.repro}" if c.repro else "")
+                ET.SubElement(case, "failure", message=c.message[:500]).text = c.message + (
+                    f"\nrepro: {c.repro}" if c.repro else ""
                 )
             elif c.status in ("skip", "not-exercised"):
                 ET.SubElement(case, "skipped", message=c.message[:500])
@@ -256,7 +256,9 @@ def render_junit(report: ConformanceReport) -> str:
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_reports(report: ConformanceReport, directory: str | Path, formats: list[str]) -> list[Path]:
+def write_reports(
+    report: ConformanceReport, directory: str | Path, formats: list[str]
+) -> list[Path]:
     """Write ``conformance.json`` / ``conformance.xml`` / ``conformance.md`` into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -257,6 +257,13 @@ def _external(
     maturity: Any = (spec or {}).get("maturity")
     if maturity is None:
         maturity = getattr(model_cls or obj, "maturity", None)
+    if maturity is None and model_cls is None and factory is obj:
+        try:  # a factory: its product may declare the maturity
+            maturity = getattr(factory(), "maturity", None)
+        except Exception as error:
+            raise ConfigurationError(
+                f"target {name!r}: calling the factory failed: {type(error).__name__}: {error}"
+            ) from error
     if maturity is None:
         raise SpecError(
             f"target {name!r} declares no maturity: set a `maturity` attribute on it or pass "
@@ -298,6 +305,8 @@ def resolve_target(target: Any, spec_file: str | Path | None = None) -> Target:
         return _external(name, "", target, spec, spec_name)
     registry = _registry()
     if spec is None:
+        if registry.is_registered(target):  # a bare type name: its ci / cheapest preset
+            return _registered(target, target, None)
         try:
             model_type, preset = registry.resolve(target)
         except ModelNotFoundError:
@@ -326,16 +335,14 @@ def bind_contract(model: Any, target: Target) -> ModelIOContract:
         ConfigurationError: a symbol that nothing binds (naming it).
     """
     if target.spec_file is None and hasattr(model, "bound_contract"):
-        return model.bound_contract()  # type: ignore[no-any-return]
+        return model.bound_contract()
     spec = target.spec or {}
     if target.spec_file is not None and "io_contract" in spec:
         contract = ModelIOContract.from_dict(spec["io_contract"])
     elif hasattr(model, "io_contract"):
         contract = model.io_contract()
     else:
-        raise SpecError(
-            f"target {target.name!r} has no io_contract(): add one or pass --spec FILE"
-        )
+        raise SpecError(f"target {target.name!r} has no io_contract(): add one or pass --spec FILE")
     if contract.is_bound:
         return contract
     config = getattr(model, "config", None)

@@ -204,14 +204,16 @@ def make_toy(
     """A new (unregistered) toy class named ``name``; ``base`` may override methods to break it."""
     from worldflux.core.spec import ModelMaturity
 
-    full = copy.deepcopy(spec) if spec is not None else toy_spec(discrete=discrete, maturity=maturity)
+    full = (
+        copy.deepcopy(spec) if spec is not None else toy_spec(discrete=discrete, maturity=maturity)
+    )
     full["model_type"] = name
-    full["presets"] = presets if presets is not None else {"ci": {}, "big": {"latent_dim": 64, "hidden": 128}}
+    full["presets"] = (
+        presets if presets is not None else {"ci": {}, "big": {"latent_dim": 64, "hidden": 128}}
+    )
     full["aliases"] = aliases if aliases is not None else {f"{name}-ci": "ci"}
     env = full.get("default_env", {})
-    overrides = {
-        k: (tuple(v) if k == "obs_shape" else v) for k, v in env.items()
-    }
+    overrides = {k: (tuple(v) if k == "obs_shape" else v) for k, v in env.items()}
     preset_table = {p: {**overrides, **o} for p, o in full["presets"].items()}
     return type(
         f"Toy_{name}",

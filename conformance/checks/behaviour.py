@@ -20,7 +20,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from torch import Tensor
-
 from worldflux.conformance.checks.common import (
     as_batch,
     batch_size,
@@ -42,6 +41,7 @@ from worldflux.conformance.context import (
 )
 from worldflux.conformance.registry import Cost, check
 from worldflux.conformance.strategies import Case, random_action
+
 from worldflux.core.spec import ModelIOContract
 from worldflux.core.types import State
 
@@ -95,9 +95,10 @@ def rollout_consistency(ctx: CheckContext) -> None:
                 )
                 preds = predictions_of(ctx.call("decode", model.decode, state), "decode")
                 step = traj.states.index(t + 1)
+                keys = _compared_keys(ctx, step, state)
                 found = tensors_equal(
-                    {k: step[k] for k in state if k in step},
-                    dict(state),
+                    {k: step[k] for k in keys},
+                    {k: state[k] for k in keys},
                     atol=ATOL,
                     rtol=RTOL,
                     path=f"trajectory.states step {t + 1} vs transition",
@@ -105,7 +106,9 @@ def rollout_consistency(ctx: CheckContext) -> None:
                 _same(found, "rollout != repeated transition")
                 for key, value in preds.items():
                     if key not in traj.predictions:
-                        raise CheckFailed(f"trajectory.predictions lacks {key!r} that decode returns")
+                        raise CheckFailed(
+                            f"trajectory.predictions lacks {key!r} that decode returns"
+                        )
                     _same(
                         tensors_equal(
                             traj.predictions[key][:, t],
@@ -120,14 +123,18 @@ def rollout_consistency(ctx: CheckContext) -> None:
                     if key in preds:
                         _same(
                             tensors_equal(
-                                field_[:, t], preds[key], atol=ATOL, rtol=RTOL, path=f"{key} step {t}"
+                                field_[:, t],
+                                preds[key],
+                                atol=ATOL,
+                                rtol=RTOL,
+                                path=f"{key} step {t}",
                             ),
                             "rollout != repeated decode",
                         )
             _same(
                 tensors_equal(
-                    {k: traj.states.index(0)[k] for k in start},
-                    dict(start),
+                    {k: traj.states.index(0)[k] for k in _compared_keys(ctx, traj.states, start)},
+                    {k: start[k] for k in _compared_keys(ctx, traj.states, start)},
                     atol=ATOL,
                     rtol=RTOL,
                     path="trajectory.states[:, 0]",
@@ -136,6 +143,15 @@ def rollout_consistency(ctx: CheckContext) -> None:
             )
 
     ctx.property(prop)
+
+
+def _compared_keys(ctx: CheckContext, stacked: State, single: State) -> list[str]:
+    """The declared state keys, plus undeclared keys present in both states."""
+    declared = set(ctx.contract.state)
+    missing = sorted(k for k in declared if k not in stacked or k not in single)
+    if missing:
+        raise CheckFailed(f"declared state tensors {missing} missing from the trajectory or step")
+    return sorted(declared | (set(stacked) & set(single)))
 
 
 class _Executor:
@@ -253,7 +269,12 @@ def rollout_state_machine(ctx: CheckContext) -> None:
             self.case = case
             inputs = case.materialize(contract)
             self.inputs = inputs
-            return self._do({"op": "encode", "obs": inputs["obs"], "batch": case.batch})
+            first = self._do({"op": "encode", "obs": inputs["obs"], "batch": case.batch})
+            # every program rolls out at least once, so re-entrancy is always exercised
+            self._do(
+                {"op": "rollout", "state": first, "actions": inputs["actions"], "seed": case.seed}
+            )
+            return first
 
         @rule(target=states, alt=st.booleans())
         def encode(self, alt: bool) -> int | None:
@@ -462,7 +483,9 @@ def numeric_no_mutation(ctx: CheckContext) -> None:
             "rollout modified its input",
         )
         ctx.call("loss", model.loss, as_batch(inputs["batch"]))
-        _same(tensors_equal(inputs["batch"], kept["batch"], path="batch"), "loss modified its input")
+        _same(
+            tensors_equal(inputs["batch"], kept["batch"], path="batch"), "loss modified its input"
+        )
 
     ctx.property(prop)
 
@@ -535,7 +558,9 @@ def numeric_learnability(ctx: CheckContext) -> None:
         inputs = ctx.replay
     else:
         seq = (ctx.hints().get("seq_lens") or (4,))[-1]
-        case = Case(min(4, ctx.options.profile.max_batch), 1, int(seq), ctx.options.seed, 1.0, "uniform")
+        case = Case(
+            min(4, ctx.options.profile.max_batch), 1, int(seq), ctx.options.seed, 1.0, "uniform"
+        )
         inputs = case.materialize(ctx.contract)
     ctx.record(inputs)
     batch, seed = as_batch(inputs["batch"]), int(inputs["seed"])

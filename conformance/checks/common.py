@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor
-
 from worldflux.conformance.context import CheckFailed
+
 from worldflux.core.exceptions import WorldFluxError
 from worldflux.core.types import Batch
 

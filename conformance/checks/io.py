@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-
 from worldflux.conformance.checks.common import as_batch, batch_size, check_scalar, validated
 from worldflux.conformance.context import (
     CheckContext,
@@ -26,6 +25,7 @@ from worldflux.conformance.context import (
     seeded,
 )
 from worldflux.conformance.registry import Cost, check
+
 from worldflux.core.exceptions import ContractViolation
 from worldflux.core.spec import Capability, TensorSpec
 
@@ -245,7 +245,9 @@ def expect_violation(ctx: CheckContext, what: str, name: str, fn: Callable[[], A
             f"{what}: expected a worldflux ContractViolation naming {name!r}, found "
             f"{type(error).__name__}: {str(error)[:200]}"
         ) from None
-    raise CheckFailed(f"{what}: accepted the invalid input; expected a ContractViolation naming {name!r}")
+    raise CheckFailed(
+        f"{what}: accepted the invalid input; expected a ContractViolation naming {name!r}"
+    )
 
 
 def _first_modality(ctx: CheckContext, obs: Any) -> tuple[str, TensorSpec, Tensor]:
@@ -333,7 +335,9 @@ def negative_obs_size(ctx: CheckContext) -> None:
         _, _, tensor = _first_modality(ctx, inputs["obs"])
         bad_tensor = torch.cat([tensor, tensor[..., :1]], dim=-1)
         bad = _replace_obs(ctx, inputs["obs"], bad_tensor)
-        expect_violation(ctx, "encode(obs with one extra feature)", "obs", lambda: model.encode(bad))
+        expect_violation(
+            ctx, "encode(obs with one extra feature)", "obs", lambda: model.encode(bad)
+        )
 
     ctx.property(prop)
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
 from worldflux.conformance.checks.common import as_batch, batch_size, check_scalar, validated
 from worldflux.conformance.context import (
     CheckContext,
@@ -19,6 +18,7 @@ from worldflux.conformance.context import (
     seeded,
 )
 from worldflux.conformance.registry import Cost, check
+
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import SLOTS, list_components
 from worldflux.core.spec import Capability
@@ -40,7 +40,9 @@ class _Spy:
         self.calls += 1
 
 
-def _exercise(ctx: CheckContext, model: Any, slot: str, module: nn.Module, inputs: dict[str, Any]) -> None:
+def _exercise(
+    ctx: CheckContext, model: Any, slot: str, module: nn.Module, inputs: dict[str, Any]
+) -> None:
     """I/O checks of a model with a swapped slot, and the spy on that slot."""
     contract = ctx.contract
     spy = _Spy(module)
@@ -116,7 +118,9 @@ def slots_swap(ctx: CheckContext) -> None:
                 refused.append(f"{slot}={key}")
                 continue
             except Exception as error:
-                problems.append(f"{slot}={key}: swap_component raised {type(error).__name__}: {error}")
+                problems.append(
+                    f"{slot}={key}: swap_component raised {type(error).__name__}: {error}"
+                )
                 continue
             tried.append(f"{slot}={key}")
             if not isinstance(module, nn.Module):

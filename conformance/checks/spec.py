@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from worldflux.conformance.context import CheckContext, CheckFailed, CheckSkipped
 from worldflux.conformance.registry import Cost, check
+
 from worldflux.core.registry import SLOTS, WorldModelRegistry, get_component
 from worldflux.core.spec import Capability, ModelIOContract, ModelMaturity
 
@@ -28,7 +28,7 @@ def _build_preset(ctx: CheckContext, preset: str, meta: bool, **env: Any) -> Any
     """Build ``preset`` of the target's registered class (on the meta device when ``meta``)."""
     cls = ctx.target.model_cls
     assert cls is not None and ctx.target.model_type is not None
-    overrides = dict(cls.presets[preset])  # type: ignore[attr-defined]
+    overrides = dict(cls.presets[preset])
     overrides.update({k: v for k, v in env.items() if v is not None})
     config = _config_class(ctx)(model_type=ctx.target.model_type, **overrides)
     if meta:
@@ -45,8 +45,10 @@ def _build_preset(ctx: CheckContext, preset: str, meta: bool, **env: Any) -> Any
     levels=MUST,
     code="WFC001",
     example="""
-SPEC = {"slots": {...five slots...}, "io_contract": {"observation": {"obs": {"shape": ["*obs_shape"]}},
-        "state": {"latent": {"shape": ["latent_dim"]}}, ...}, "capabilities": ["reward_pred"]}
+SPEC = {"slots": {...five slots...},
+        "io_contract": {"observation": {"obs": {"shape": ["*obs_shape"]}},
+                        "state": {"latent": {"shape": ["latent_dim"]}}, ...},
+        "capabilities": ["reward_pred"]}
 """,
 )
 def spec_valid(ctx: CheckContext) -> None:
@@ -190,7 +192,9 @@ def registry_aliases(ctx: CheckContext) -> None:
     presets = set(getattr(target.model_cls, "presets", {}) or {})
     declared = dict(ctx.spec.get("aliases") or {})
     registered = {
-        a: t for a, t in WorldModelRegistry.aliases().items() if t.split(":")[0] == target.model_type
+        a: t
+        for a, t in WorldModelRegistry.aliases().items()
+        if t.split(":")[0] == target.model_type
     }
     if not declared and not registered:
         raise CheckSkipped("n/a: the model has no aliases")
@@ -262,7 +266,9 @@ def parity_param_counts(ctx: CheckContext) -> None:
             problems.append(f"{preset}: does not build: {type(error).__name__}: {error}")
             continue
         if found != int(want):
-            problems.append(f"{preset}: expected {int(want):,} trainable parameters, found {found:,}")
+            problems.append(
+                f"{preset}: expected {int(want):,} trainable parameters, found {found:,}"
+            )
     if problems:
         raise CheckFailed("parity.param_counts: " + "; ".join(problems))
 
@@ -294,6 +300,7 @@ def repo_roots(ctx: CheckContext) -> list[Path]:
     levels=PARITY,
     code="WFC952",
     cost=Cost.EXPENSIVE,
+    allows_reseed=True,
     example="""
 parity: {goldens: [{file: specs/parity/tdmpc2/tiny.safetensors, preset: ci}]}
 rows = worldflux.parity.check_golden("tdmpc2:ci", path); assert all(r.passed for r in rows)
