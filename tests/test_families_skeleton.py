@@ -27,7 +27,7 @@ from test_families_harness import (
 from worldflux.core.config import WorldModelConfig
 from worldflux.core.model import SpecWorldModel
 
-FAMILIES = ["ssm", "physics"]
+FAMILIES = ["ssm", "physics", "gan"]
 #: adaLN-Zero starts every DiT block's gates at zero, so at initialisation no gradient reaches
 #: the attention / MLP weights behind them (by design); they train from the second step on.
 GRADIENT_EXEMPT = {"dit"}

@@ -1,0 +1,109 @@
+"""SKELETON GAN objective: non-saturating generator loss, discriminator BCE, and the generic
+reconstruction / reward / continue terms, all through the slots."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from worldflux.components.conditioners import action_features
+from worldflux.core.components import BuildContext, Objective
+from worldflux.core.exceptions import ConfigurationError
+from worldflux.core.registry import register_component
+from worldflux.core.types import Batch, LossOutput, State
+from worldflux.families.gan.slots import hp
+from worldflux.families.jepa.hparams import mlp
+
+if TYPE_CHECKING:
+    from worldflux.core.model import WorldModel
+
+__all__ = ["GANObjective", "GANObjectiveParams"]
+
+
+class GANObjectiveParams(BaseModel):
+    """Loss weights and learning rate."""
+
+    model_config = ConfigDict(extra="forbid")
+    adversarial_coef: float = Field(1.0, ge=0.0)
+    reconstruction_coef: float = Field(1.0, ge=0.0)
+    reward_coef: float = Field(1.0, ge=0.0)
+    continue_coef: float = Field(1.0, ge=0.0)
+    lr: float = Field(2e-4, gt=0.0)
+
+
+@register_component("objective", "gan.objective", params_model=GANObjectiveParams)
+class GANObjective(Objective):
+    """Owns the discriminator ``D([z_t, a_t, z_{t+1}]) -> logit``.
+
+    ``discriminator`` = BCE(D(real), 1) + BCE(D(sg(fake)), 0) on stop-gradient inputs;
+    ``generator`` = BCE(D(fake), 1) through a parameter-detached copy of D, so each player's loss
+    only moves its own parameters even under one optimiser. ``reconstruction`` = MSE of
+    ``decode(z_t).obs``; ``reward`` / ``continue`` from ``decode(fake)``.
+    """
+
+    def __init__(self, ctx: BuildContext, params: GANObjectiveParams) -> None:
+        super().__init__()
+        self.p = params
+        self.action_dim, self.action_type = ctx.action_dim, ctx.action_type
+        latent = int(ctx.dims["latent_dim"])
+        self.discriminator = mlp(2 * latent + ctx.action_dim, int(hp(ctx, "disc_hidden")), 1, 2)
+
+    def _features(self, z: Tensor, action: Tensor, z_next: Tensor) -> Tensor:
+        a = action_features(action, self.action_dim, self.action_type).to(z.dtype)
+        return torch.cat([z, a, z_next], dim=-1)
+
+    def forward(self, model: WorldModel, batch: Batch) -> LossOutput:
+        obs, actions = batch["obs"], batch["actions"]
+        b, t = obs.shape[0], obs.shape[1]
+        if t < 2:
+            raise ConfigurationError(f"gan loss: batch['obs'] needs T >= 2, found T={t}")
+        z = model.encode(obs.flatten(0, 1), validate=False)["latent"].unflatten(0, (b, t))
+        reconstruction = F.mse_loss(
+            model.decode(State(latent=z.flatten(0, 1))).predictions["obs"],
+            obs.flatten(0, 1).to(z.dtype),
+        )
+        z_t, z_next = z[:, :-1].flatten(0, 1), z[:, 1:].flatten(0, 1)
+        a_t = actions[:, :-1].flatten(0, 1)
+        fake = model.transition(State(latent=z_t), a_t, validate=False)["latent"]
+        inside = (~batch["is_first"][:, 1:]).flatten().to(z.dtype)
+
+        def bce(logits: Tensor, label: float) -> Tensor:
+            per = F.binary_cross_entropy_with_logits(
+                logits.squeeze(-1), torch.full_like(inside, label), reduction="none"
+            )
+            return (per * inside).sum() / inside.sum().clamp_min(1.0)
+
+        d_real = self.discriminator(self._features(z_t.detach(), a_t, z_next.detach()))
+        d_fake = self.discriminator(self._features(z_t.detach(), a_t, fake.detach()))
+        discriminator = bce(d_real, 1.0) + bce(d_fake, 0.0)
+        frozen = {k: v.detach() for k, v in self.discriminator.named_parameters()}
+        g_logits = functional_call(self.discriminator, frozen, (self._features(z_t, a_t, fake),))
+        generator = bce(g_logits, 1.0)
+        pred = model.decode(State(latent=fake)).predictions
+        reward = F.mse_loss(pred["reward"], batch["rewards"][:, :-1].flatten().to(z.dtype))
+        cont_target = 1.0 - batch["terminated"][:, :-1].flatten().to(z.dtype)
+        cont = F.binary_cross_entropy(pred["continue"].clamp(1e-6, 1 - 1e-6), cont_target)
+        loss = (
+            self.p.adversarial_coef * (generator + discriminator)
+            + self.p.reconstruction_coef * reconstruction
+            + self.p.reward_coef * reward
+            + self.p.continue_coef * cont
+        )
+        return LossOutput(
+            loss=loss,
+            components={
+                "reconstruction": reconstruction,
+                "reward": reward,
+                "continue": cont,
+                "generator": generator,
+                "discriminator": discriminator,
+            },
+        )
+
+    def make_optimizers(self, model: WorldModel) -> dict[str, torch.optim.Optimizer]:
+        return {"model": torch.optim.Adam(self.param_groups(model), lr=self.p.lr, betas=(0.5, 0.9))}

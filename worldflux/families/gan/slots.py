@@ -1,0 +1,50 @@
+"""SKELETON: adversarial latent dynamics.
+
+A generator ``z' = z + G([z, a, ε])`` proposes the next latent (``ε`` standard normal in training
+mode, zeros in eval mode so rollouts are deterministic); a discriminator (owned by the objective)
+tells real transitions ``(z_t, a_t, z_{t+1})`` from generated ones. Generic encoder, conditioner,
+decoder and rollout complete the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from worldflux.core.components import BuildContext, DynamicsModel
+from worldflux.core.registry import register_component
+from worldflux.core.types import State
+from worldflux.families.jepa.hparams import mlp
+
+__all__ = ["DEFAULTS", "Generator", "hp"]
+
+DEFAULTS: dict[str, Any] = {"noise_dim": 16, "gen_hidden": 256, "disc_hidden": 256}
+
+
+def hp(ctx: BuildContext, name: str) -> Any:
+    """The config value ``name``, or its default."""
+    value = ctx.hparam(name, None)
+    return DEFAULTS[name] if value is None else value
+
+
+@register_component("dynamics_model", "gan.generator")
+class Generator(DynamicsModel):
+    """``latent' = latent + G([action_input, ε])``; ``action_input`` is ``concat``'s ``[z, a]``."""
+
+    def __init__(self, ctx: BuildContext, params: object) -> None:
+        super().__init__()
+        self.latent_dim = int(ctx.dims["latent_dim"])
+        self.noise_dim = int(hp(ctx, "noise_dim"))
+        in_dim = int(ctx.dims.get("dynamics_input_dim", self.latent_dim + ctx.action_dim))
+        self.net = mlp(in_dim + self.noise_dim, int(hp(ctx, "gen_hidden")), self.latent_dim, 2)
+
+    def forward(self, state: State, action_input: Tensor) -> State:
+        shape = (action_input.shape[0], self.noise_dim)
+        if self.training:
+            noise = torch.randn(shape, device=action_input.device, dtype=action_input.dtype)
+        else:
+            noise = action_input.new_zeros(shape)
+        delta = self.net(torch.cat([action_input, noise], dim=-1))
+        return State(latent=state["latent"] + delta)
