@@ -98,6 +98,16 @@ def test_unregistered_module_cannot_be_saved_and_nothing_is_written(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_unregistered_model_classes_cannot_be_saved(toy_model: WorldModel, tmp_path: Path) -> None:
+    class Unregistered(type(toy_model)):  # type: ignore[misc]
+        pass
+
+    subclass = Unregistered(toy_model.config)
+    with pytest.raises(CheckpointError, match="not the class registered as model type 'wf_toy'"):
+        subclass.save_pretrained(tmp_path / "sub")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_overwriting_a_checkpoint_replaces_it(
     toy_model: WorldModel, saved: Path, toy_batch: Batch
 ) -> None:

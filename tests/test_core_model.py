@@ -110,6 +110,17 @@ def test_missing_slots_and_capabilities_raise_capability_errors(toy_model: Any) 
         WorldModel()  # type: ignore[abstract]
 
 
+def test_a_spec_must_declare_all_five_slots(toy_model: WorldModel) -> None:
+    spec = dict(type(toy_model).SPEC)  # type: ignore[attr-defined]
+    spec["slots"] = {k: v for k, v in spec["slots"].items() if k != "decoder"}
+
+    class Partial(type(toy_model)):  # type: ignore[misc]
+        SPEC = spec
+
+    with pytest.raises(ConfigurationError, match=r"SPEC\['slots'\] lacks \['decoder'\]"):
+        Partial(toy_model.config)
+
+
 # -- validation -----------------------------------------------------------------------------------
 @fixture_ok
 @given(

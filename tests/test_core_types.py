@@ -82,6 +82,14 @@ def test_state_mapping_behaviour_and_immutability() -> None:
     assert s.as_dict() is not s.as_dict()
 
 
+def test_state_stack_rejects_mismatched_states() -> None:
+    a, b = State(z=torch.zeros(2, 3)), State(h=torch.zeros(2, 3))
+    with pytest.raises(ContractViolation, match=r"state 1 has keys \['h'\], state 0 has \['z'\]"):
+        State.stack([a, b])
+    with pytest.raises(ContractViolation, match=r"'z' has different shapes .*\[2, 3\], \[2, 4\]"):
+        State.stack([a, State(z=torch.zeros(2, 4))])
+
+
 def test_state_detach_and_flatten() -> None:
     w = torch.ones(2, 3, 4, requires_grad=True)
     s = State(h=w * 2)

@@ -97,11 +97,20 @@ def save_pretrained(model: WorldModel, directory: str | Path) -> Path:
     """Write ``model`` to ``directory`` (weights, config, metadata) atomically.
 
     Raises:
-        CheckpointError: a slot holds a module that is not a registered implementation (it
-            could not be rebuilt), or ``directory`` holds unrelated files.
+        CheckpointError: the model type is not registered, a slot holds a module that is not a
+            registered implementation (neither could be rebuilt), or ``directory`` holds
+            unrelated files.
     """
     from worldflux import __version__
+    from worldflux.core.registry import WorldModelRegistry
 
+    registered = WorldModelRegistry._models.get(model.model_type)
+    if registered is not type(model):
+        raise CheckpointError(
+            f"cannot save {type(model).__name__}: it is not the class registered as model type "
+            f"{model.model_type!r}, so from_pretrained could not rebuild it; decorate it with "
+            "@WorldModelRegistry.register(...)"
+        )
     overrides = dict(model.component_overrides)
     unsaveable = sorted(slot for slot, entry in overrides.items() if entry is None)
     if unsaveable:

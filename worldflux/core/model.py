@@ -400,8 +400,15 @@ class SpecWorldModel(WorldModel):
         self.capabilities = {Capability(c) for c in spec.get("capabilities", ())}
         self.composable_support = set(spec.get("composable", ()))
         self._ctx = BuildContext(self.config)
+        slots = spec.get("slots") or {}
+        missing = [slot for slot in SLOTS if slot not in slots]
+        if missing:
+            raise ConfigurationError(
+                f"{type(self).__name__}.SPEC['slots'] lacks {missing}; every model declares all "
+                f"five slots ({', '.join(SLOTS)})"
+            )
         for slot, attr in SLOTS.items():
-            entry = spec["slots"][slot]
+            entry = slots[slot]
             setattr(
                 self, attr, build_component(slot, entry["impl"], entry.get("params"), self._ctx)
             )

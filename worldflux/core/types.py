@@ -109,12 +109,30 @@ class State(Mapping[str, Tensor]):
 
     @staticmethod
     def stack(states: Iterable[State], dim: int = 1) -> State:
-        """Stack states with identical keys along a new ``dim``."""
+        """Stack states with identical keys (and per-key shapes) along a new ``dim``.
+
+        Raises:
+            ContractViolation: the states disagree on their keys or on a tensor's shape.
+        """
         items = list(states)
         if not items:
             return State()
         keys = list(items[0])
-        return State({k: torch.stack([s[k] for s in items], dim=dim) for k in keys})
+        for i, item in enumerate(items):
+            if set(item) != set(keys):
+                raise ContractViolation(
+                    f"State.stack: state {i} has keys {sorted(item)}, state 0 has {sorted(keys)}"
+                )
+        stacked = {}
+        for key in keys:
+            shapes = {tuple(s[key].shape) for s in items}
+            if len(shapes) > 1:
+                raise ContractViolation(
+                    f"State.stack: {key!r} has different shapes across states: "
+                    f"{sorted(list(s) for s in shapes)}"
+                )
+            stacked[key] = torch.stack([s[key] for s in items], dim=dim)
+        return State(stacked)
 
     def as_dict(self) -> dict[str, Tensor]:
         return dict(self._tensors)
