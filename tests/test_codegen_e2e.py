@@ -120,3 +120,30 @@ def test_composable_slot_can_be_swapped(generated_toy: type[SpecWorldModel]) -> 
     )
     out = model.loss(_batch())
     assert torch.isfinite(out.loss)
+
+
+def test_a_spec_without_hyperparameters(tmp_path: Path) -> None:
+    """An empty ``config`` still gives a config class (env fields only) and a working model."""
+    from _spec_helpers import dump, fixture_data
+
+    data = fixture_data()
+    data["config"] = {"properties": {}}
+    for preset in data["presets"].values():
+        preset["config"] = {}
+    data["io_contract"]["state"]["latent"]["shape"] = [8]
+    data["slots"]["observation_encoder"]["params"] = {"latent": 8, "hidden": 4, "layers": 1}
+    data["slots"]["action_conditioner"] = {"impl": "concat"}
+    data["slots"]["dynamics_model"] = {"impl": "mlp_dynamics", "params": {"hidden": 4}}
+    data["slots"]["decoder"]["params"] = {"hidden": 4, "layers": 1}
+    root = make_root(tmp_path, {"toy_generic": dump(data)})
+    assert main(["--root", str(root)]) == 0
+    package = f"wf_e2e_generated_{next(_counter)}"
+    WorldModelRegistry.unregister("toy_generic")
+    try:
+        import_generated(root / "generated", package)
+        model = worldflux.create_world_model("toy_generic:ci")
+        assert model.config.hyperparameters() == {}
+        assert torch.isfinite(model.loss(_batch()).loss)
+    finally:
+        WorldModelRegistry.unregister("toy_generic")
+        unload_generated(package)

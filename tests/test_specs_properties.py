@@ -25,6 +25,12 @@ from worldflux.specs import load_spec_text, load_specs
 LOCATED = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<path>\$\S*): (?P<msg>.+)$")
 NAME = st.from_regex(r"\A[a-z][a-z0-9]{2,8}\Z")
 ACT = st.sampled_from(["relu", "elu", "silu", "mish", "tanh", "gelu"])
+#: Free text (descriptions): quotes, backslashes, unicode, never only whitespace.
+TEXT = st.text(
+    alphabet=st.characters(codec="utf-8", categories=["L", "N", "P", "S", "Zs"]),
+    min_size=1,
+    max_size=30,
+).filter(lambda s: s.strip() != "")
 _packages = itertools.count()
 
 
@@ -57,7 +63,7 @@ def extra_hyperparameters(draw: st.DrawFn) -> dict[str, dict[str, Any]]:
                 "minItems": 1,
                 "default": draw(st.lists(st.integers(1, 9), min_size=1, max_size=4)),
             }
-        out[name] = {**prop, "description": f"an extra {kind} hyperparameter"}
+        out[name] = {**prop, "description": draw(TEXT)}
     return out
 
 
@@ -154,7 +160,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
         "spec_version": "worldflux/v1",
         "model_type": model_type,
         "class_name": "P" + model_type[2:].capitalize() + "WorldModel",
-        "description": "A property-test model built from generic components.",
+        "description": draw(TEXT),
         "maturity": draw(st.sampled_from(["experimental", "skeleton"])),
         "capabilities": capabilities,
         "default_obs": "image" if image else "vector",
@@ -164,6 +170,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
             "action_type": "discrete" if discrete else "continuous",
         },
         "config": {
+            "description": draw(TEXT),
             "properties": {
                 "latent_dim": {
                     "type": "integer",
@@ -178,7 +185,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
                     "description": "hidden width",
                 },
                 **draw(extra_hyperparameters()),
-            }
+            },
         },
         "slots": {
             "observation_encoder": enc,

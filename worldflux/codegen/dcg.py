@@ -155,6 +155,7 @@ def render_config(spec: Spec, header: str) -> str:
             formatters=[],
         )
     )
+    text = text.rstrip("\n") + "\n"
     match = _CONFIG_ANCHOR.search(text)
     if match is None:  # pragma: no cover - guards a datamodel-codegen upgrade
         raise ConfigurationError(
