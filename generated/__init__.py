@@ -4,6 +4,7 @@
 from .models import (
     diffusion,  # noqa: F401
     dreamerv3,  # noqa: F401
+    gan,  # noqa: F401
     jepa,  # noqa: F401
     physics,  # noqa: F401
     ssm,  # noqa: F401
