@@ -166,17 +166,17 @@ class ToyObjective(Objective):
         }
         return terms, z0
 
-    def policy_loss(self, model: WorldModel, z0: Tensor) -> Tensor:
-        """Minus the predicted one-step reward of the policy's action (continuous actions)."""
-        if self.action_type == "discrete":
-            return self.policy(z0).sum() * 0.0
+    def policy_loss(self, z0: Tensor, batch: Batch) -> Tensor:
+        """Behaviour cloning of the first action from detached latents ``z0 [B, L]`` (only the
+        policy receives gradients); zero for discrete actions."""
         action = self.policy(z0)
-        nxt = model.transition(State(latent=z0), action, validate=False)
-        return -model.decode(nxt).predictions["reward"].mean()
+        if self.action_type == "discrete":
+            return action.sum() * 0.0
+        return F.mse_loss(action, batch["actions"][:, 0].float())
 
     def forward(self, model: WorldModel, batch: Batch) -> LossOutput:
         terms, z0 = self.model_losses(model, batch)
-        terms["policy"] = self.policy_loss(model, z0.detach())
+        terms["policy"] = self.policy_loss(z0.detach(), batch)
         total = sum(terms.values(), start=z0.new_zeros(()))
         if self.poison is not None:
             total = total * float("nan")
@@ -219,7 +219,7 @@ class ToyTwoStageObjective(ToyObjective):
         world = [p for group in opt.param_groups for p in group["params"]]
         nn.utils.clip_grad_norm_(world, self.grad_clip)
         opt.step()
-        policy = self.policy_loss(model, z0.detach())
+        policy = self.policy_loss(z0.detach(), batch)
         if self.poison == "policy":
             policy = policy * float("nan")
         pi_opt.zero_grad(set_to_none=True)
@@ -235,8 +235,8 @@ class ToyTwoStageObjective(ToyObjective):
 
 
 class ToyPlanner(Planner):
-    """One-step random shooting: ``num_samples`` uniform actions (global torch RNG) plus the
-    policy's action; returns the one with the highest predicted reward, ``[B, A]`` (or ``[B]``)."""
+    """One-step random shooting: ``num_samples`` uniform actions (global torch RNG), or every
+    discrete action; returns the one with the highest predicted reward, ``[B, A]`` (or ``[B]``)."""
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()

@@ -202,9 +202,13 @@ class Trainer:
                 f"loss: expected a scalar tensor, found shape {list(out.loss.shape)}"
             )
         if self.config.check_finite and not bool(torch.isfinite(out.loss.detach())):
-            bad = {k: float(v) for k, v in out.components.items() if not torch.isfinite(v).all()}
+            bad = {
+                k: float(v.detach())
+                for k, v in out.components.items()
+                if not torch.isfinite(v).all()
+            }
             raise NonFiniteError(
-                f"loss is {float(out.loss)} at update {self.step} (non-finite components: "
+                f"loss is {float(out.loss.detach())} at update {self.step} (non-finite components: "
                 f"{bad or 'none'}); the update was not applied"
             )
         for opt in self.optimizers.values():
