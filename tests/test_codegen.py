@@ -212,3 +212,26 @@ def test_main_tree_is_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
     """`nox -s generate -- --check` on this checkout (what CI runs)."""
     code = main(["--root", str(REPO), "--check"])
     assert code == 0, capsys.readouterr().out[-3000:]
+
+
+def test_default_root_is_the_installed_tree_outside_a_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worldflux.specs import find_root
+
+    monkeypatch.chdir(tmp_path)
+    assert find_root().resolve() == REPO.resolve()
+    (tmp_path / "specs").mkdir()
+    assert find_root() == tmp_path
+
+
+def test_add_a_model_example_spec_validates() -> None:
+    import re
+
+    from worldflux.specs import load_spec_text
+
+    text = (REPO / "docs/add-a-model.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", text, re.S)
+    assert block is not None
+    spec = load_spec_text(block.group(1), "specs/models/my_model.yaml", root=REPO)
+    assert spec.model_type == "my_model"
