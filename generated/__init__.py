@@ -3,6 +3,7 @@
 
 from .models import (
     diffusion,  # noqa: F401
+    dit,  # noqa: F401
     dreamerv3,  # noqa: F401
     gan,  # noqa: F401
     jepa,  # noqa: F401
