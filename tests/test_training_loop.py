@@ -1,0 +1,152 @@
+"""The Gymnasium loop, `worldflux train` and `worldflux plot`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from worldflux.cli import main
+from worldflux.core.exceptions import ConfigurationError
+from worldflux.training.cli import parse_overrides
+from worldflux.training.envs import GymEnv
+from worldflux.training.loop import RunConfig, train
+from worldflux.training.metrics import Progress, read_metrics
+from worldflux.training.toy import registered_toy_model
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def toy() -> Iterator[None]:
+    with registered_toy_model():
+        yield
+
+
+def test_vector_env_maps_actions_into_the_box() -> None:
+    env = GymEnv("Pendulum-v1", seed=0)
+    assert env.spec.obs_shape == (3,) and env.spec.action_dim == 1
+    assert env.spec.action_type == "continuous" and env.time_limit == 200
+    assert np.allclose(env.env_action(np.array([1.0])), [2.0])
+    assert np.allclose(env.env_action(np.array([-1.0])), [-2.0])
+    assert np.allclose(env.env_action(np.array([5.0])), [2.0])  # clipped
+    obs = env.reset()
+    assert obs.dtype == np.float32 and obs.shape == (3,)
+    env.close()
+
+
+def test_env_rng_state_round_trip() -> None:
+    env = GymEnv("Pendulum-v1", seed=3)
+    env.reset()
+    state = json.loads(json.dumps(env.rng_state()))
+    first = env.reset()
+    env.set_rng_state(state)
+    assert np.array_equal(env.reset(), first)
+
+
+def test_image_observations_are_64x64_frames() -> None:
+    env = GymEnv("Pendulum-v1", obs_mode="image", seed=0)
+    assert env.spec.obs_shape == (3, 64, 64) and env.spec.obs_dtype == "uint8"
+    frame = env.reset()
+    assert frame.shape == (3, 64, 64) and frame.dtype == np.uint8
+    assert frame.min() < frame.max()  # a real rendering, not a blank
+    nxt, _, _, _ = env.step(np.array([1.0]))
+    assert nxt.shape == (3, 64, 64)
+    env.close()
+
+
+def test_unknown_environment_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="NoSuchEnv-v0"):
+        GymEnv("NoSuchEnv-v0")
+
+
+def small_run(out: Path, **kw: object) -> RunConfig:
+    base: dict[str, object] = {
+        "model": "training_toy:ci",
+        "env_id": "Pendulum-v1",
+        "steps": 40,
+        "out": str(out),
+        "max_episode_steps": 20,
+        "seed_steps": 20,
+        "pretrain_updates": 2,
+        "batch_size": 4,
+        "log_every": 10,
+        "progress": False,
+    }
+    base.update(kw)
+    return RunConfig(**base)  # type: ignore[arg-type]
+
+
+def test_loop_trains_on_image_observations(tmp_path: Path, toy: None) -> None:
+    summary = train(small_run(tmp_path / "img", obs_mode="image"))
+    assert summary.model.config.obs_shape == (3, 64, 64)
+    assert summary.episodes == 2 and summary.updates == 2 + 20
+
+
+def test_loop_trains_on_a_discrete_environment(tmp_path: Path, toy: None) -> None:
+    summary = train(small_run(tmp_path / "cp", env_id="CartPole-v1", steps=60))
+    assert summary.model.config.action_type == "discrete"
+    assert summary.env_steps == 60 and summary.updates > 0
+
+
+def test_cli_train_resume_and_plot(tmp_path: Path, toy: None) -> None:
+    out = tmp_path / "run"
+    common = ["--env", "Pendulum-v1", "--max-episode-steps", "20", "--seed-steps", "20"]
+    common += ["--pretrain-updates", "2", "--batch-size", "4", "--log-every", "10"]
+    common += ["--no-progress", "--set", "latent_dim=8"]
+    assert main(["train", "training_toy:ci", "--steps", "40", "--out", str(out), *common]) == 0
+    assert main(["train", "training_toy:ci", "--steps", "60", "--resume", str(out), *common]) == 0
+    records = read_metrics(out)
+    assert {r["kind"] for r in records} == {"episode", "train"}
+    assert [r["env_step"] for r in records if r["kind"] == "episode"] == [20, 40, 60]
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert rows and {"env_step", "episode_return", "loss", "loss/reward", "updates_per_s"} <= set(
+        rows[0]
+    )
+    assert json.loads((out / "run.json").read_text())["model_overrides"] == {"latent_dim": 8}
+    assert main(["plot", str(out)]) == 0
+    png = (out / "learning_curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+def test_cli_errors_are_worldflux_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["train", "no-such-model", "--env", "Pendulum-v1", "--steps", "5", "--out", str(tmp_path)]
+    )
+    assert code == 2
+    assert "no model 'no-such-model'" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+
+
+def test_parse_overrides() -> None:
+    assert parse_overrides(["a=1", "b=true", "c=x", "d=[1, 2]"]) == {
+        "a": 1,
+        "b": True,
+        "c": "x",
+        "d": [1, 2],
+    }
+    with pytest.raises(ConfigurationError, match="KEY=VALUE"):
+        parse_overrides(["novalue"])
+
+
+def test_progress_line_shows_steps_rates_and_losses() -> None:
+    stream = io.StringIO()
+    bar = Progress(100, stream=stream)
+    bar.update(50, {"upd/s": 12.5, "loss/reward": 0.25}, force=True)
+    line = stream.getvalue()
+    assert "50/100 env steps" in line and "upd/s 12.500" in line and "loss/reward 0.250" in line
+    assert "[############------------]" in line
