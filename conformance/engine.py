@@ -11,6 +11,7 @@ import hashlib
 import os
 import platform
 import random
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,7 +73,9 @@ def _describe(error: BaseException) -> str:
     for note in getattr(error, "__notes__", []) or []:
         note = str(note)
         if note.startswith("Falsifying example"):
-            text += " | " + " ".join(note.split())
+            flat = " ".join(note.split())
+            match = re.search(r"case=(Case\(.*?\))", flat)
+            text += " | falsifying example: " + (match.group(1) if match else flat)
     return text
 
 

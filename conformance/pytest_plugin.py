@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,8 +49,10 @@ class ConformanceCase:
         max_examples: int | None = None,
         hints: dict[str, Any] | None = None,
         strict: bool = False,
+        crash_dir: str | Path | None = None,
     ) -> None:
         self.target = target
+        self.crash_dir = crash_dir
         self.check_id = check_id
         self.level = level
         self.profile = profile
@@ -120,6 +123,7 @@ class ConformanceCase:
             error,
             required=required,
             strict=self.strict,
+            **({} if self.crash_dir is None else {"crash_dir": Path(self.crash_dir)}),
         )
         if result.status in ("skip", "not-exercised"):
             pytest.skip(f"{result.status}: {result.message}")
