@@ -103,6 +103,7 @@ def test_alias_rules(clean_types: list[str]) -> None:
     assert WorldModelRegistry.resolve("wf_a") == ("wf_a", "big")
     assert WorldModelRegistry.resolve("wf-a-again") == ("wf_a", "small")
     assert WorldModelRegistry.resolve("wf_b:tiny") == ("wf_b", "tiny")
+    assert WorldModelRegistry.resolve("wf-a:tiny") == ("wf_a", "tiny")  # alias:preset
     with pytest.raises(ConfigurationError, match="already points to 'wf_a:small'"):
         WorldModelRegistry.register_alias("wf-a", "wf_b")
     with pytest.raises(ConfigurationError, match="would hide the model type"):

@@ -26,6 +26,8 @@ def test_ids_aliases_and_presets(toy_model_type: str) -> None:
     wide = create_world_model("wf-toy-wide", obs_shape=(2, 3), action_dim=1)
     assert wide.config.latent_dim == 32  # type: ignore[attr-defined]
     assert wide.bound_contract().observation["obs"].shape == (2, 3)
+    via_alias = create_world_model("wf-toy:wide")  # alias:preset, like the guide's dreamer:ci
+    assert via_alias.config.latent_dim == 32  # type: ignore[attr-defined]
     bare = create_world_model("wf_toy")
     assert bare.config.latent_dim == 8 and bare.config.obs_shape == (4,)  # type: ignore[attr-defined]
     assert isinstance(bare, worldflux.WorldModel)

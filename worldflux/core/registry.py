@@ -349,6 +349,9 @@ class WorldModelRegistry:
     def resolve(cls, model_id: str) -> tuple[str, str | None]:
         """Resolve an id or alias to ``(model_type, preset or None)``.
 
+        Accepts ``type``, ``type:preset``, an alias, and ``alias:preset`` (the alias then only
+        names the type: ``"dreamer:ci"`` is ``dreamerv3:ci``).
+
         Raises:
             ModelNotFoundError: with the closest known ids.
         """
@@ -358,6 +361,9 @@ class WorldModelRegistry:
             seen.add(target)
             target = cls._aliases[target]
         model_type, _, preset = target.partition(":")
+        if model_type not in cls._models and preset and model_type in cls._aliases:
+            # "alias:preset" (the guide's "dreamer:ci"): the alias names the type, the id the preset
+            return cls.resolve(model_type)[0], preset
         if model_type not in cls._models:
             raise ModelNotFoundError(
                 f"no model {model_id!r} is registered"
