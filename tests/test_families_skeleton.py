@@ -29,7 +29,7 @@ from test_families_harness import (
 from worldflux.core.config import WorldModelConfig
 from worldflux.core.model import SpecWorldModel
 
-FAMILIES = ["ssm", "physics", "gan", "dit"]
+FAMILIES = ["ssm", "physics", "gan", "dit", "renderer3d"]
 #: DiT zero-initialises its output layer and every adaLN-Zero modulation, so at initialisation
 #: no gradient reaches the layers behind them (by design); three optimiser steps open the path.
 GRADIENT_EXEMPT = {"dit"}
