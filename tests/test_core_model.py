@@ -213,6 +213,27 @@ def test_other_float_dtypes_are_cast_to_the_model_dtype(toy_model: WorldModel) -
     assert toy_model.encode(obs, state=init)["latent"].shape == (3, 8)
 
 
+def test_inputs_follow_the_model_to_its_device(toy_model: WorldModel) -> None:
+    """CPU inputs are validated, then moved to the model's device (meta: no compute needed)."""
+    toy_model.to("meta")
+    state = toy_model.encode(obs_batch())
+    assert state["latent"].device.type == "meta" and state["latent"].shape == (3, 8)
+    assert toy_model.initial_state(3) == State()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_round_trip(toy_model: WorldModel, toy_batch: Batch) -> None:
+    cpu_loss = toy_model.loss(toy_batch).loss
+    toy_model.to("cuda")
+    state = toy_model.encode(obs_batch())  # CPU inputs, CUDA model
+    assert state["latent"].is_cuda
+    traj = toy_model.rollout(state, actions(h=3))
+    assert traj.rewards.is_cuda and traj.to("cpu").rewards.device.type == "cpu"
+    gpu_loss = toy_model.loss(toy_batch.to("cuda")).loss
+    assert torch.allclose(gpu_loss.cpu(), cpu_loss, atol=1e-5)
+    assert toy_model.loss(toy_batch).loss.is_cuda  # a CPU batch is moved too
+
+
 def test_discrete_actions(toy_model_type: str) -> None:
     model = create_world_model(
         f"{toy_model_type}:ci", obs_shape=(5,), action_dim=4, action_type="discrete"

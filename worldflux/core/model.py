@@ -42,15 +42,18 @@ def _leading_dim(obs: Any) -> int | None:
     return None
 
 
-def _cast_batch(batch: Batch, dtype: torch.dtype) -> Batch:
-    """``batch`` with floating tensors in ``dtype`` (itself when nothing needs a cast)."""
+def _cast_batch(batch: Batch, dtype: torch.dtype, device: torch.device) -> Batch:
+    """``batch`` on ``device`` with floating tensors in ``dtype`` (itself when nothing moves)."""
 
     def needs(value: Any) -> bool:
         if isinstance(value, Tensor):
-            return value.is_floating_point() and value.dtype != dtype
+            wrong_dtype = value.is_floating_point() and value.dtype != dtype
+            return wrong_dtype or value.device != device
         return isinstance(value, Mapping) and any(needs(v) for v in value.values())
 
-    return batch.to(dtype=dtype) if any(needs(v) for v in batch.values()) else batch
+    if any(needs(v) for v in batch.values()):
+        return batch.to(device=device, dtype=dtype)
+    return batch
 
 
 def build_component(
@@ -146,8 +149,8 @@ class WorldModel(nn.Module, ABC):
             obs: ``[B, *obs_shape]`` (or a dict of modality tensors ``[B, ...]``).
             state: the carry ``[B, ...]`` before this observation (default: initial state).
             action: the action ``[B, A]`` (``[B]`` int64 when discrete) taken from ``state``.
-            validate: check every input against the bound contract first (inputs of another
-                floating dtype are then cast to the model's).
+            validate: check every input against the bound contract first (inputs are then
+                moved to the model's device, floating ones cast to its dtype).
 
         Raises:
             ContractViolation: an input has the wrong type, rank, dtype, size or batch size.
@@ -261,10 +264,13 @@ class WorldModel(nn.Module, ABC):
         state: State | Mapping[str, Tensor] | None,
         action: Tensor | None,
     ) -> tuple[Any, Any, Any]:
-        """Cast floating inputs to the model's dtype (validated inputs only; a no-op usually)."""
-        dtype = self._float_dtype()
+        """Move inputs to the model's device and cast floating ones to its dtype (validated
+        inputs only; usually a no-op)."""
+        dtype, device = self._float_dtype(), self._device()
 
         def cast(t: Tensor) -> Tensor:
+            if t.device != device:
+                t = t.to(device)
             return t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
 
         if isinstance(obs, Tensor):
@@ -438,7 +444,7 @@ class SpecWorldModel(WorldModel):
 
     def loss(self, batch: Batch | dict[str, Any]) -> LossOutput:
         """The spec's objective on a ``[B, T, ...]`` batch (validated against the contract;
-        floating tensors of another dtype are then cast to the model's)."""
+        tensors are then moved to the model's device, floating ones cast to its dtype)."""
         if self.objective is None:
             raise CapabilityError(f"{type(self).__name__} declares no objective")
         if not isinstance(batch, Batch):
@@ -446,7 +452,7 @@ class SpecWorldModel(WorldModel):
         contract = self._checks()
         if contract is not None:
             contract.validate_batch(batch)
-            batch = _cast_batch(batch, self._float_dtype())
+            batch = _cast_batch(batch, self._float_dtype(), self._device())
         return self.objective(self, batch)
 
     def plan(
