@@ -29,7 +29,11 @@ from worldflux.core.exceptions import CheckpointError, ConfigurationError
 from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.training.actors import RandomActor, make_actor
-from worldflux.training.checkpoint import load_training_checkpoint, save_training_checkpoint
+from worldflux.training.checkpoint import (
+    STATE_FILE,
+    load_training_checkpoint,
+    save_training_checkpoint,
+)
 from worldflux.training.distributed import DistributedContext, init_from_environment
 from worldflux.training.envs import GymEnv, ObsMode
 from worldflux.training.errors import TrainingError
@@ -145,11 +149,15 @@ def _build_model(config: RunConfig, env: GymEnv) -> WorldModel:
     )
 
 
-def _check_resume(config: RunConfig, out: Path) -> None:
-    path = out / RUN_FILE
+def _check_resume(config: RunConfig, ckpt: Path) -> None:
+    """Refuse to resume with another model, environment, observation mode or seed."""
+    path = ckpt / STATE_FILE
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing; cannot resume a run without its run.json")
-    saved = json.loads(path.read_text())
+        raise CheckpointError(f"{path}: missing; there is no checkpoint to resume from")
+    try:
+        saved = json.loads(path.read_text())["extra"]["run"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path}: holds no run configuration ({error})") from None
     for key in _FIXED_ON_RESUME:
         if saved.get(key) != getattr(config, key):
             raise CheckpointError(
@@ -172,8 +180,9 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         torch.set_num_threads(max(1, int(config.threads)))
     dist = init_from_environment()
     out = Path(config.out)
+    ckpt = checkpoint_dir(out, dist)
     if resume:
-        _check_resume(config, out)
+        _check_resume(config, ckpt)
     rank_seed = config.seed + 1000 * dist.rank
     _seed_everything(config.seed)  # identical model initialisation on every rank
     env = GymEnv(
@@ -221,7 +230,6 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         "next_checkpoint": config.checkpoint_every,
         "returns": [],
     }
-    ckpt = checkpoint_dir(out, dist)
     if resume:
         loaded = load_training_checkpoint(ckpt, trainer)
         if loaded.replay is None:
@@ -245,9 +253,9 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
             obs_dtype=torch.uint8 if spec.obs_dtype == "uint8" else torch.float32,
             seed=rank_seed,
         )
-        if dist.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / RUN_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     logger = (
         MetricsLogger(out, resume_step=loop["env_step"] if resume else None)
