@@ -22,8 +22,9 @@ from benchmarks.harness import Prepared, RunSettings, Target, Workload
 __all__ = ["WORKLOADS", "child_env", "run_command"]
 
 _IMPORT_CODE = (
-    "import time; t = time.perf_counter(); import worldflux; "
-    "print('IMPORT_SECONDS', repr(time.perf_counter() - t))"
+    "import time; t0 = time.perf_counter(); import torch; t1 = time.perf_counter(); "
+    "import worldflux; t2 = time.perf_counter(); "
+    "print('IMPORT_SECONDS', repr(t2 - t0), repr(t1 - t0))"
 )
 
 
@@ -69,6 +70,7 @@ def _prepare_import(settings: RunSettings) -> Prepared:
     details: dict[str, Any] = {
         "command": [sys.executable, "-c", _IMPORT_CODE],
         "wall_s": [],  # whole-process wall time of every call, warm-ups first
+        "torch_s": [],  # the `import torch` part of every call, warm-ups first
     }
 
     def op() -> float:
@@ -76,7 +78,9 @@ def _prepare_import(settings: RunSettings) -> Prepared:
         details["wall_s"].append(wall)
         for line in done.stdout.splitlines():
             if line.startswith("IMPORT_SECONDS "):
-                return float(line.split()[1])
+                _, total, torch_part = line.split()
+                details["torch_s"].append(float(torch_part))
+                return float(total)
         raise BenchmarkError(f"import worldflux printed no timing; stdout: {done.stdout[-500:]!r}")
 
     return Prepared(op=op, count_flops=False, details=details)
