@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import worldflux.core.checkpoint as checkpoint
@@ -64,6 +67,43 @@ def test_round_trip_gives_identical_outputs(
     for key in expected:
         assert torch.equal(expected[key], found[key]), key
     assert type(toy_model).from_pretrained(saved).config == toy_model.config
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=15)
+@given(
+    latent_dim=st.integers(1, 12),
+    obs_shape=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
+    action_dim=st.integers(1, 4),
+    discrete=st.booleans(),
+    swap=st.booleans(),
+)
+def test_round_trip_property(
+    toy_model_type: str,
+    latent_dim: int,
+    obs_shape: tuple[int, ...],
+    action_dim: int,
+    discrete: bool,
+    swap: bool,
+) -> None:
+    """Any config, action space and swap: the loaded model computes exactly the same."""
+    torch.manual_seed(latent_dim)
+    model = create_world_model(
+        "wf_toy:ci",
+        obs_shape=obs_shape,
+        action_dim=action_dim,
+        action_type="discrete" if discrete else "continuous",
+        latent_dim=latent_dim,
+        component_overrides={"observation_encoder": "wftest/mlp_encoder"} if swap else None,
+    )
+    obs = torch.randn(2, *obs_shape)
+    acts = torch.randint(0, action_dim, (2, 3)) if discrete else torch.rand(2, 3, action_dim)
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded = WorldModel.from_pretrained(model.save_pretrained(Path(tmp) / "ckpt"))
+    assert loaded.config == model.config
+    with torch.no_grad():
+        a, b = model.rollout(model.encode(obs), acts), loaded.rollout(loaded.encode(obs), acts)
+    assert torch.equal(a.states["latent"], b.states["latent"])
+    assert torch.equal(a.rewards, b.rewards) and torch.equal(a.continues, b.continues)
 
 
 def test_round_trip_of_a_swapped_model(

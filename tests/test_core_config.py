@@ -135,3 +135,21 @@ def test_did_you_mean() -> None:
     assert did_you_mean("zzz", ["a", "b"]) == "; valid names: 'a', 'b'"
     assert did_you_mean("zzz", [f"name{i}" for i in range(20)]) == ""
     assert did_you_mean("x", []) == ""
+
+
+def test_public_names_resolve() -> None:
+    """Everything ``worldflux`` and ``worldflux.core`` export exists (the guide's paths too)."""
+    import worldflux
+    import worldflux.core
+
+    for module in (worldflux, worldflux.core):
+        missing = [name for name in module.__all__ if not hasattr(module, name)]
+        assert missing == [], module.__name__
+    from worldflux.core.config import WorldModelConfig as Config
+    from worldflux.core.model import WorldModel
+    from worldflux.core.registry import WorldModelRegistry
+    from worldflux.core.spec import ModelMaturity
+
+    assert worldflux.WorldModel is WorldModel and worldflux.WorldModelConfig is Config
+    assert worldflux.WorldModelRegistry is WorldModelRegistry
+    assert worldflux.ModelMaturity is ModelMaturity
