@@ -89,3 +89,30 @@ def test_preset_param_counts(classes: Classes) -> None:
     for name, preset in spec["presets"].items():
         model = build(model_cls, config_cls, preset=name)
         assert model.num_parameters() == preset["params"], name
+
+
+def test_family_slots_refuse_foreign_models() -> None:
+    """Family-specific slots raise ConfigurationError (a refused swap) outside their family."""
+    from worldflux.core.exceptions import ConfigurationError
+
+    with registered("jepa") as pair:
+        model = build(*pair)
+        for key in ("diffusion.heads", "vjepa2.heads", "token.decoder"):
+            with pytest.raises(ConfigurationError, match=key):
+                model.swap_component("decoder", key)
+    with registered("diffusion") as pair:
+        model = build(*pair)
+        model.composable_support.add("observation_encoder")
+        for key in ("token.tokenizer", "vjepa2.encoder", "jepa.encoder"):
+            with pytest.raises(ConfigurationError):
+                model.swap_component("observation_encoder", key)
+
+
+def test_jepa_decoder_swap_to_generic_heads() -> None:
+    """A compatible swap (the generic mlp_decoder) works end to end: rollout, loss, grads."""
+    with registered("jepa") as pair:
+        model = build(*pair)
+        # JEPA has no reconstruction loss, so the generic heads come without an obs head
+        model.swap_component("decoder", "mlp_decoder", {"predict_obs": False})
+        check_contract(model)
+        check_gradients(model)

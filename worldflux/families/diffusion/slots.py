@@ -24,7 +24,7 @@ from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
 from worldflux.families.diffusion.edm import EDM, sinusoidal_embedding
 from worldflux.families.diffusion.hparams import hp
-from worldflux.families.jepa.hparams import mlp, obs_numel
+from worldflux.families.jepa.hparams import mlp, obs_numel, require_dims, swap_guard
 
 __all__ = [
     "DiffusionActionEmbedding",
@@ -47,6 +47,8 @@ class DiffusionFrames(ObservationEncoder):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        swap_guard(ctx, "diffusion.frames", "diffusion.window", "diffusion.edm")
+        ctx.dims["diffusion.frames"] = True
 
     def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
         if not isinstance(obs, Tensor):
@@ -132,6 +134,7 @@ class DiffusionDynamics(DynamicsModel):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        require_dims(ctx, "diffusion.edm", "diffusion.frames", built_by="diffusion.frames")
         self.obs_shape = ctx.obs_shape
         self.context = int(hp(ctx, "context_frames"))
         if self.context < 2:
@@ -149,6 +152,7 @@ class DiffusionDynamics(DynamicsModel):
             log_sigma_std=float(hp(ctx, "train_log_sigma_std")),
         )
         self.denoiser = DiffusionDenoiser(obs_numel(ctx), self.context, self.embed_dim, ctx)
+        ctx.dims["diffusion.window"] = self.context
 
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
@@ -212,6 +216,7 @@ class DiffusionHeads(Decoder):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        require_dims(ctx, "diffusion.heads", "diffusion.window", built_by="diffusion.edm")
         embed = int(ctx.dims.get("action_embed_dim", hp(ctx, "action_embed_dim")))
         in_dim = obs_numel(ctx) + embed + 1
         hidden, layers = int(hp(ctx, "head_hidden")), int(hp(ctx, "head_layers"))

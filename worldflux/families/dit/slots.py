@@ -20,6 +20,7 @@ from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
 from worldflux.families.diffusion.edm import EDM, sinusoidal_embedding
+from worldflux.families.jepa.hparams import require_dims
 
 __all__ = ["DEFAULTS", "DiTBlock", "DiTDynamics", "hp"]
 
@@ -117,6 +118,7 @@ class DiTDynamics(DynamicsModel):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        require_dims(ctx, "dit.denoiser", "latent_dim", built_by="the observation encoder")
         self.latent = int(ctx.dims["latent_dim"])
         cond_in = int(ctx.dims.get("dynamics_input_dim", self.latent + ctx.action_dim))
         self.denoiser = DiTDenoiser(self.latent, cond_in, ctx)

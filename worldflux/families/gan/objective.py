@@ -17,7 +17,7 @@ from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import Batch, LossOutput, State
 from worldflux.families.gan.slots import hp
-from worldflux.families.jepa.hparams import mlp
+from worldflux.families.jepa.hparams import mlp, require_dims
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
@@ -50,6 +50,7 @@ class GANObjective(Objective):
         super().__init__()
         self.p = params
         self.action_dim, self.action_type = ctx.action_dim, ctx.action_type
+        require_dims(ctx, "gan.objective", "latent_dim", built_by="the observation encoder")
         latent = int(ctx.dims["latent_dim"])
         self.discriminator = mlp(2 * latent + ctx.action_dim, int(hp(ctx, "disc_hidden")), 1, 2)
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from worldflux.core.components import BuildContext, DynamicsModel
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.jepa.hparams import mlp
+from worldflux.families.jepa.hparams import mlp, require_dims
 
 __all__ = ["DEFAULTS", "Generator", "hp"]
 
@@ -35,6 +35,7 @@ class Generator(DynamicsModel):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        require_dims(ctx, "gan.generator", "latent_dim", built_by="the observation encoder")
         self.latent_dim = int(ctx.dims["latent_dim"])
         self.noise_dim = int(hp(ctx, "noise_dim"))
         in_dim = int(ctx.dims.get("dynamics_input_dim", self.latent_dim + ctx.action_dim))

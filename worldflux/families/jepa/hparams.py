@@ -7,8 +7,9 @@ from typing import Any
 from torch import nn
 
 from worldflux.core.components import BuildContext
+from worldflux.core.exceptions import ConfigurationError
 
-__all__ = ["DEFAULTS", "hp", "mlp", "obs_numel"]
+__all__ = ["DEFAULTS", "hp", "mlp", "obs_numel", "require_dims", "swap_guard"]
 
 DEFAULTS: dict[str, Any] = {
     "latent_dim": 256,
@@ -42,3 +43,34 @@ def mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
         dim = hidden
     mods.append(nn.Linear(dim, out_dim))
     return nn.Sequential(*mods)
+
+
+def require_dims(ctx: BuildContext, owner: str, *keys: str, built_by: str) -> None:
+    """Refuse to build ``owner`` unless earlier slots announced every ``ctx.dims`` key.
+
+    Raises:
+        ConfigurationError: naming the missing keys and the slot that provides them.
+    """
+    missing = [k for k in keys if k not in ctx.dims]
+    if missing:
+        raise ConfigurationError(
+            f"{owner} needs ctx.dims {missing}, set by {built_by}; this model has "
+            f"{sorted(ctx.dims)}"
+        )
+
+
+def swap_guard(ctx: BuildContext, owner: str, marker: str, partner: str) -> None:
+    """Refuse to swap an encoder into a model whose dynamics cannot read its output.
+
+    An observation encoder is the first slot built, so a non-empty ``ctx.dims`` means it is being
+    swapped into an existing model; that is allowed only when ``partner`` (which sets ``marker``)
+    is the model's dynamics.
+
+    Raises:
+        ConfigurationError: the model's dynamics is not ``partner``.
+    """
+    if ctx.dims and marker not in ctx.dims:
+        raise ConfigurationError(
+            f"{owner} produces the observation state of {partner}; it cannot replace the "
+            "encoder of a model with other dynamics"
+        )

@@ -14,10 +14,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from worldflux.core.components import BuildContext, Decoder, DynamicsModel, ObservationEncoder
-from worldflux.core.exceptions import ContractViolation
+from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.jepa.hparams import hp, mlp, obs_numel
+from worldflux.families.jepa.hparams import hp, mlp, obs_numel, require_dims
 
 __all__ = ["JEPAEncoder", "JEPAHeads", "JEPAPredictor"]
 
@@ -40,6 +40,11 @@ class JEPAEncoder(ObservationEncoder):
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
         self.latent_dim = int(hp(ctx, "latent_dim"))
+        if ctx.dims and ctx.dims.get("latent_dim") != self.latent_dim:
+            raise ConfigurationError(
+                f"jepa.encoder produces latent [{self.latent_dim}]; this model's slots expect "
+                f"latent_dim={ctx.dims.get('latent_dim')}"
+            )
         self.context = mlp(
             obs_numel(ctx), int(hp(ctx, "hidden_dim")), self.latent_dim, int(hp(ctx, "enc_layers"))
         )
@@ -76,6 +81,7 @@ class JEPAPredictor(DynamicsModel):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        require_dims(ctx, "jepa.predictor", "latent_dim", built_by="the observation encoder")
         self.latent_dim = int(ctx.dims["latent_dim"])
         in_dim = int(ctx.dims.get("dynamics_input_dim", self.latent_dim + ctx.action_dim))
         self.net = mlp(
@@ -93,6 +99,7 @@ class JEPAHeads(Decoder):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        require_dims(ctx, "jepa.heads", "latent_dim", built_by="the observation encoder")
         latent, hidden, layers = (
             int(ctx.dims["latent_dim"]),
             int(hp(ctx, "hidden_dim")),

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from worldflux.core.components import BuildContext, DynamicsModel
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.jepa.hparams import mlp
+from worldflux.families.jepa.hparams import mlp, require_dims
 
 __all__ = ["DEFAULTS", "SemiImplicitEuler", "hp"]
 
@@ -40,6 +40,7 @@ class SemiImplicitEuler(DynamicsModel):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        require_dims(ctx, "physics.euler", "latent_dim", built_by="the observation encoder")
         self.particles, self.space = int(hp(ctx, "num_particles")), int(hp(ctx, "space_dim"))
         self.dt = float(hp(ctx, "dt"))
         flat = self.particles * self.space

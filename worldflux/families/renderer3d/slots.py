@@ -19,7 +19,7 @@ from worldflux.core.components import BuildContext, Decoder
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.jepa.hparams import mlp
+from worldflux.families.jepa.hparams import mlp, require_dims
 
 __all__ = ["DEFAULTS", "GaussianRenderer", "hp", "render_gaussians"]
 
@@ -86,6 +86,7 @@ class GaussianRenderer(Decoder):
         self.hw = (int(height), int(width))
         self.prims = int(hp(ctx, "num_primitives"))
         self.extent = float(hp(ctx, "extent"))
+        require_dims(ctx, "renderer3d.renderer", "latent_dim", built_by="the observation encoder")
         latent = int(ctx.dims["latent_dim"])
         self.to_scene = nn.Linear(latent, self.prims * (3 + 1 + 1 + self.channels))
         self.background = nn.Parameter(torch.zeros(self.channels))

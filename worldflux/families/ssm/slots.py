@@ -20,6 +20,7 @@ from worldflux.components.conditioners import action_features
 from worldflux.core.components import ActionConditioner, BuildContext, DynamicsModel
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
+from worldflux.families.jepa.hparams import require_dims
 
 __all__ = ["DEFAULTS", "DiagonalSSM", "SSMActionInput", "hp"]
 
@@ -55,6 +56,7 @@ class DiagonalSSM(DynamicsModel):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        require_dims(ctx, "ssm.diagonal", "latent_dim", built_by="the observation encoder")
         self.state_dim = int(hp(ctx, "state_dim"))
         embed = int(ctx.dims["latent_dim"])
         self.log_a = nn.Parameter(torch.log(torch.arange(1, self.state_dim + 1).float() * 0.5))

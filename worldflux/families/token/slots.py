@@ -25,7 +25,7 @@ from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
 from worldflux.families.diffusion.slots import shift_in
-from worldflux.families.jepa.hparams import mlp, obs_numel
+from worldflux.families.jepa.hparams import mlp, obs_numel, require_dims
 from worldflux.families.token.hparams import hp
 from worldflux.families.token.transformer import Transformer, causal_mask
 
@@ -43,6 +43,11 @@ class Tokenizer(ObservationEncoder):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        if ctx.dims:
+            raise ConfigurationError(
+                "token.tokenizer shares its codebook with token.decoder; it cannot be swapped "
+                "into an existing model"
+            )
         self.num_tokens, self.code_dim = int(hp(ctx, "num_tokens")), int(hp(ctx, "code_dim"))
         self.vocab = int(hp(ctx, "vocab_size"))
         self.net = mlp(
@@ -104,6 +109,7 @@ class TokenTransformer(DynamicsModel):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        require_dims(ctx, "token.transformer", "token_codebook", built_by="token.tokenizer")
         self.num_tokens = int(ctx.dims.get("num_tokens", hp(ctx, "num_tokens")))
         self.vocab = int(ctx.dims.get("vocab_size", hp(ctx, "vocab_size")))
         self.context = int(hp(ctx, "context_frames"))
@@ -116,6 +122,7 @@ class TokenTransformer(DynamicsModel):
         self.body = Transformer(self.dim, int(hp(ctx, "num_layers")), int(hp(ctx, "num_heads")))
         self.head = nn.Linear(self.dim, self.vocab)
         ctx.dims["token_embed_dim"] = self.dim
+        ctx.dims["token.window"] = self.context
 
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
@@ -197,8 +204,7 @@ class TokenDecoder(Decoder):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
-        if "token_codebook" not in ctx.dims:
-            raise ConfigurationError("token.decoder needs the token.tokenizer encoder (codebook)")
+        require_dims(ctx, "token.decoder", "token.window", built_by="token.transformer")
         self.codebook: nn.Embedding = ctx.dims["token_codebook"]
         self.obs_shape = ctx.obs_shape
         n, c = int(ctx.dims["num_tokens"]), int(ctx.dims["code_dim"])

@@ -26,7 +26,7 @@ from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
 from worldflux.families.diffusion.slots import shift_in
-from worldflux.families.jepa.hparams import mlp
+from worldflux.families.jepa.hparams import mlp, require_dims, swap_guard
 from worldflux.families.token.transformer import Transformer
 from worldflux.families.vjepa2.hparams import hp, patch_grid
 
@@ -64,11 +64,13 @@ class VJEPA2Encoder(ObservationEncoder):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        swap_guard(ctx, "vjepa2.encoder", "vjepa2.window", "vjepa2.predictor")
         self.context = PatchViT(ctx)
         self.target = copy.deepcopy(self.context)
         self.target.requires_grad_(False)
         _, side, _ = patch_grid(ctx)
         ctx.dims.update(embed_dim=self.context.dim, num_patches=side * side)
+        ctx.dims["vjepa2.encoder"] = True
 
     def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
         if not isinstance(obs, Tensor):
@@ -122,6 +124,7 @@ class VJEPA2Predictor(DynamicsModel):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        require_dims(ctx, "vjepa2.predictor", "vjepa2.encoder", built_by="vjepa2.encoder")
         self.dim = int(ctx.dims["embed_dim"])
         self.num_patches = int(ctx.dims["num_patches"])
         self.context = int(hp(ctx, "context_frames"))
@@ -135,6 +138,7 @@ class VJEPA2Predictor(DynamicsModel):
             self.pred_dim, int(hp(ctx, "pred_depth")), int(hp(ctx, "pred_heads"))
         )
         self.out = nn.Linear(self.pred_dim, self.dim)
+        ctx.dims["vjepa2.window"] = self.context
 
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
@@ -188,6 +192,7 @@ class VJEPA2Heads(Decoder):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        require_dims(ctx, "vjepa2.heads", "vjepa2.window", built_by="vjepa2.predictor")
         dim, act = int(ctx.dims["embed_dim"]), int(hp(ctx, "pred_dim"))
         hidden, layers = int(hp(ctx, "head_hidden")), int(hp(ctx, "head_layers"))
         self.reward = mlp(2 * dim + act + 1, hidden, 1, layers)
