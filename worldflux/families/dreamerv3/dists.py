@@ -125,10 +125,14 @@ def onehot_sample(logprobs: Tensor, generator: torch.Generator | None = None) ->
 
 def onehot_from_probs(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """One draw per row of ``probs [..., K]`` (inverse CDF) as a straight-through one-hot."""
-    flat = probs.detach().reshape(-1, probs.shape[-1])
-    u = torch.rand(flat.shape[0], 1, device=flat.device, dtype=flat.dtype, generator=generator)
-    index = (flat.cumsum(-1) < u).sum(-1).clamp_max(flat.shape[-1] - 1)
-    onehot = F.one_hot(index, flat.shape[-1]).to(probs.dtype).reshape(probs.shape)
+    k = probs.shape[-1]
+    u = torch.rand(
+        *probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype, generator=generator
+    )
+    index = (probs.detach().cumsum(-1) < u).sum(-1, keepdim=True).clamp_max_(k - 1)
+    onehot = torch.zeros_like(probs, memory_format=torch.contiguous_format).scatter_(-1, index, 1.0)
+    if not (probs.requires_grad and torch.is_grad_enabled()):
+        return onehot
     return onehot + (probs - probs.detach())
 
 

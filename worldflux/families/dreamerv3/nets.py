@@ -73,10 +73,9 @@ class RMSNorm(nn.Module):
         self.scale = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        dtype = x.dtype
-        x = x.float()
-        mean2 = x.square().mean(-1, keepdim=True)
-        return (x * (torch.rsqrt(mean2 + self.eps) * self.scale)).to(dtype)
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, self.scale.shape, self.scale, self.eps)
+        return F.rms_norm(x.float(), self.scale.shape, self.scale.float(), self.eps).to(x.dtype)
 
 
 class Dense(nn.Module):

@@ -207,7 +207,9 @@ class DreamerObjective(Objective):
         total = sum(
             (losses[k] * float(scales.get(k, 1.0)) for k in LOSS_TERMS), deter.new_zeros(())
         )
-        metrics.update({f"kl/{k}": float(v.mean()) for k, v in (("dyn", dyn_kl), ("rep", rep_kl))})
+        metrics.update(
+            {f"kl/{k}": float(v.detach().mean()) for k, v in (("dyn", dyn_kl), ("rep", rep_kl))}
+        )
         return LossOutput(loss=cast(Tensor, total), components=losses, metrics=metrics)
 
     @staticmethod

@@ -134,15 +134,15 @@ class RSSM(DynamicsModel):
         )
 
     # -- pieces -----------------------------------------------------------------------------------
-    def _block_norm_act(self, x: Tensor, layer: int) -> Tensor:
-        """Bias, RMSNorm over all D features and SiLU of a block-major ``[G, B, D/G]`` tensor."""
+    def _block_layer(self, x: Tensor, layer: int) -> Tensor:
+        """Block-linear layer, RMSNorm over all D features and SiLU: ``[G, B, I] -> [G, B, D/G]``
+        (block-major in and out)."""
         lin = cast(BlockLinear, self.dynhid[layer])
         norm = cast(RMSNorm, self.dynhidnorm[layer])
         g = self.blocks
-        x = x + lin.bias.view(g, 1, -1)
-        mean2 = x.square().mean(dim=(0, 2), keepdim=True)
-        x = x * (torch.rsqrt(mean2 + norm.eps) * norm.scale.view(g, 1, -1))
-        return F.silu(x)
+        x = torch.baddbmm(lin.bias.view(g, 1, -1), x, lin.kernel)
+        x = F.rms_norm(x.transpose(0, 1), (g, x.shape[-1]), norm.scale.view(g, -1), norm.eps)
+        return F.silu(x).transpose(0, 1)
 
     def core(self, deter: Tensor, stoch: Tensor, action: Tensor) -> Tensor:
         """One GRU step: ``deter [B, D]``, ``stoch [B, S, K]``, ``action [B, A]`` -> ``[B, D]``."""
@@ -154,9 +154,8 @@ class RSSM(DynamicsModel):
         shared = torch.cat([x0, x1, x2], -1)  # [B, 3H]
         deter_g = deter.view(b, g, dg).transpose(0, 1)  # [G, B, D/G]
         x = torch.cat([deter_g, shared.unsqueeze(0).expand(g, b, shared.shape[-1])], -1)
-        for i, lin in enumerate(self.dynhid):
-            x = torch.bmm(x, cast(BlockLinear, lin).kernel)  # [G, B, D/G]
-            x = self._block_norm_act(x, i)
+        for i in range(len(self.dynhid)):
+            x = self._block_layer(x, i)  # [G, B, D/G]
         gates = torch.baddbmm(self.dyngru.bias.view(g, 1, 3 * dg), x, self.dyngru.kernel)
         reset, cand, update = gates.split(dg, -1)
         cand = torch.tanh(torch.sigmoid(reset) * cand)
