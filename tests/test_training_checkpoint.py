@@ -55,6 +55,7 @@ def run_config(out: Path, steps: int) -> RunConfig:
         checkpoint_every=60,
         log_every=30,
         replay_capacity=500,
+        eval_every=60,
         progress=False,
     )
 
@@ -75,6 +76,7 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path: Path, toy2: 
     resumed = train(run_config(tmp_path / "resumed", n), resume=True)
     assert resumed.env_steps == n and resumed.updates == straight.updates
     assert resumed.returns == straight.returns
+    assert len(straight.eval_returns) == 2 and resumed.eval_returns == straight.eval_returns
     a, b = everything(straight.model), everything(resumed.model)
     assert a.keys() == b.keys()
     for key in a:
@@ -85,8 +87,10 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path: Path, toy2: 
     assert sa.keys() == sb.keys() and all(torch.equal(sa[x], sb[x]) for x in sa)
     # the metrics of the resumed run continue the first part without duplicates
     lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
-    episodes = [json.loads(x)["env_step"] for x in lines if '"episode"' in x and "return" in x]
-    assert episodes == sorted(set(episodes)) == [30, 60, 90, 120, 150]
+    records = [json.loads(x) for x in lines]
+    episodes = [r["env_step"] for r in records if r["kind"] == "episode"]
+    assert episodes == [30, 60, 90, 120, 150]
+    assert [r["env_step"] for r in records if r["kind"] == "eval"] == [60, 120]
 
 
 def test_checkpoint_layout(tmp_path: Path, toy2: None) -> None:

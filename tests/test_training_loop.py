@@ -95,6 +95,15 @@ def test_loop_trains_on_image_observations(tmp_path: Path, toy: None) -> None:
     assert summary.episodes == 2 and summary.updates == 2 + 20
 
 
+def test_loop_evaluates_on_a_separate_environment(tmp_path: Path, toy: None) -> None:
+    summary = train(small_run(tmp_path / "ev", steps=60, eval_every=20, eval_episodes=2))
+    assert len(summary.eval_returns) == 3 and len(summary.returns) == 3
+    evals = [r for r in read_metrics(tmp_path / "ev") if r["kind"] == "eval"]
+    assert [r["env_step"] for r in evals] == [20, 40, 60]
+    assert all(len(r["eval_returns"]) == 2 for r in evals)
+    assert evals[0]["eval_return"] == pytest.approx(sum(evals[0]["eval_returns"]) / 2)
+
+
 def test_loop_trains_on_a_discrete_environment(tmp_path: Path, toy: None) -> None:
     summary = train(small_run(tmp_path / "cp", env_id="CartPole-v1", steps=60))
     assert summary.model.config.action_type == "discrete"

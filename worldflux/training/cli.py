@@ -39,6 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-episode-steps", type=int)
     parser.add_argument("--grad-clip", type=float)
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument("--eval-every", type=int, default=0, help="env steps between evaluations")
+    parser.add_argument("--eval-episodes", type=int, default=1)
     parser.add_argument(
         "--set",
         action="append",
@@ -100,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         max_episode_steps=args.max_episode_steps,
         model_overrides=parse_overrides(args.set),
         grad_clip=args.grad_clip,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
         progress=not args.no_progress,
         threads=args.threads,
     )

@@ -70,6 +70,10 @@ class RunConfig:
         max_episode_steps: override the environment's time limit.
         model_overrides: config overrides for ``create_world_model``.
         grad_clip: see :class:`TrainerConfig`.
+        eval_every: env steps between evaluations (0: none); each runs ``eval_episodes``
+            episodes on a separate environment instance with ``eval_mode=True`` at the next
+            episode end and logs an ``eval`` record (``eval_return``: their mean).
+        eval_episodes: episodes per evaluation.
         progress: draw the progress bar.
         threads: torch intra-op threads (None keeps torch's default; 1 is fastest for small
             models on a busy machine).
@@ -93,6 +97,8 @@ class RunConfig:
     max_episode_steps: int | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)
     grad_clip: float | None = None
+    eval_every: int = 0
+    eval_episodes: int = 1
     progress: bool = True
     threads: int | None = None
 
@@ -108,6 +114,7 @@ class RunSummary:
     updates: int
     episodes: int
     returns: list[float]
+    eval_returns: list[float]
     out: Path
     model: WorldModel
 
@@ -228,8 +235,48 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         "episode_length": 0,
         "update_credit": 0.0,
         "next_checkpoint": config.checkpoint_every,
+        "next_eval": config.eval_every,
         "returns": [],
+        "eval_returns": [],
     }
+    eval_envs: list[GymEnv | None] = [None]
+
+    def eval_env() -> GymEnv:
+        if eval_envs[0] is None:
+            made = GymEnv(
+                config.env_id,
+                obs_mode=config.obs_mode,
+                image_size=config.image_size,
+                max_episode_steps=config.max_episode_steps,
+                seed=rank_seed + 500,
+            )
+            made.action_low, made.action_high = action_low, action_high
+            eval_envs[0] = made
+        result = eval_envs[0]
+        assert result is not None
+        return result
+
+    def evaluate() -> None:
+        """``eval_episodes`` episodes with ``eval_mode=True`` (the random actor before the
+        model can act); logs their mean return."""
+        env_e = eval_env()
+        returns = []
+        for _ in range(config.eval_episodes):
+            obs_e, done, total, first = env_e.reset(), False, 0.0, True
+            if actor is not None:
+                actor.reset()
+            while not done:
+                if actor is None or loop["env_step"] < seed_steps:
+                    act = random_actor.act(obs_e, first, eval_mode=True)
+                else:
+                    act = actor.act(obs_e, first, eval_mode=True)
+                obs_e, rew, term, trunc = env_e.step(act)
+                total, done, first = total + rew, term or trunc, False
+            returns.append(total)
+        mean = sum(returns) / len(returns)
+        loop["eval_returns"].append(mean)
+        record("eval", {"eval_return": mean, "eval_returns": returns})
+
     if resume:
         loaded = load_training_checkpoint(ckpt, trainer)
         if loaded.replay is None:
@@ -241,6 +288,8 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         seed_steps, pretrain = derived["seed_steps"], derived["pretrain_updates"]
         env.set_rng_state(loaded.extra["env"])
         random_actor.set_state(loaded.extra["random_actor"])
+        if loaded.extra.get("eval_env") is not None:
+            eval_env().set_rng_state(loaded.extra["eval_env"])
         if loop["episode_open"]:
             replay.episode_open = False  # the open episode cannot be continued: start afresh
             loop["episode_open"] = False
@@ -270,6 +319,7 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
 
     def save() -> None:
         extra = {
+            "eval_env": None if eval_envs[0] is None else eval_envs[0].rng_state(),
             "loop": loop,
             "env": env.rng_state(),
             "random_actor": random_actor.state(),
@@ -336,6 +386,10 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
                         "episode_length": loop["episode_length"],
                     },
                 )
+                if config.eval_every and loop["env_step"] >= loop["next_eval"]:
+                    evaluate()
+                    while loop["next_eval"] <= loop["env_step"]:
+                        loop["next_eval"] += config.eval_every
                 if loop["env_step"] >= loop["next_checkpoint"]:
                     save()
                     while loop["next_checkpoint"] <= loop["env_step"]:
@@ -354,6 +408,8 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
                 fields.update({k: v for k, v in last_metrics.items() if "loss" in k})
                 if loop["returns"]:
                     fields["return"] = loop["returns"][-1]
+                if loop["eval_returns"]:
+                    fields["eval"] = loop["eval_returns"][-1]
                 progress.update(loop["env_step"], fields, force=True)
             else:
                 progress.update(loop["env_step"], {"return": loop["episode_return"]})
@@ -366,6 +422,8 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         if logger is not None:
             logger.close()
         env.close()
+        if eval_envs[0] is not None:
+            eval_envs[0].close()
     dist.barrier()
     if dist.enabled and not dist.all_equal(float(sum(float(p.sum()) for p in model.parameters()))):
         raise TrainingError("replicas diverged: parameters differ across processes")
@@ -374,6 +432,7 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         updates=trainer.step,
         episodes=loop["episode"],
         returns=list(loop["returns"]),
+        eval_returns=list(loop["eval_returns"]),
         out=out,
         model=model,
     )

@@ -1,7 +1,8 @@
 """Run metrics: ``metrics.jsonl`` (every record), ``metrics.csv`` (fixed columns) and a
 terminal progress line.
 
-Records are of two kinds: ``"episode"`` (``episode_return``, ``episode_length``) and ``"train"``
+Records are of three kinds: ``"episode"`` (``episode_return``, ``episode_length``), ``"eval"``
+(``eval_return``: mean over the evaluation episodes, ``eval_returns``) and ``"train"``
 (``loss``, ``loss/<component>``, ``grad_norm/<optimiser>``, ``updates_per_s``,
 ``env_steps_per_s``). Every record has ``kind``, ``time_s``, ``env_step``, ``update`` and
 ``episode``.
@@ -30,6 +31,7 @@ BASE_COLUMNS = (
     "episode",
     "episode_return",
     "episode_length",
+    "eval_return",
     "loss",
 )
 RATE_COLUMNS = ("updates_per_s", "env_steps_per_s")

@@ -70,7 +70,7 @@ def plot_run(
     records = read_metrics(root)
     episodes = [r for r in records if r.get("kind") == "episode"]
     train = [r for r in records if r.get("kind") == "train"]
-    if not episodes and not train:
+    if not episodes and not train and not any(r.get("kind") == "eval" for r in records):
         raise TrainingError(f"{root / JSONL_FILE}: holds no episode or train records")
     if title is None:
         run_file = root / "run.json"
@@ -82,6 +82,14 @@ def plot_run(
         returns = [float(r["episode_return"]) for r in episodes]
         ax_ret.plot(steps, returns, ".", alpha=0.4, label="episode return")
         ax_ret.plot(steps, _moving_average(returns, window), "-", label=f"mean of last {window}")
+    evals = [r for r in records if r.get("kind") == "eval"]
+    if evals:
+        ax_ret.plot(
+            [r["env_step"] for r in evals],
+            [float(r["eval_return"]) for r in evals],
+            "o-",
+            label="evaluation (eval_mode)",
+        )
     if baseline is not None:
         ax_ret.axhline(baseline, color="gray", linestyle="--", label="random policy")
     ax_ret.set_xlabel("environment steps")
