@@ -13,7 +13,11 @@ from worldflux.core.exceptions import SpecError
 from worldflux.specs import load_spec_text, load_specs, spec_files
 from worldflux.specs.issues import json_path
 
-LOCATED = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<path>\$\S*): (?P<msg>.+)$")
+#: ``file:line:col: <json path>: <message>``; keys that are not identifiers are ``['quoted']``.
+JSON_PATH = r"""\$(?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:\d+|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\])*"""
+LOCATED = re.compile(
+    rf"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<path>{JSON_PATH}): (?P<msg>.+)$", re.S
+)
 
 
 def _errors(text: str, file: str = "specs/models/toy_generic.yaml") -> list[str]:

@@ -22,7 +22,11 @@ from worldflux.core.exceptions import SpecError
 from worldflux.core.registry import WorldModelRegistry, list_components
 from worldflux.specs import load_spec_text, load_specs
 
-LOCATED = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<path>\$\S*): (?P<msg>.+)$")
+#: ``file:line:col: <json path>: <message>``; keys that are not identifiers are ``['quoted']``.
+JSON_PATH = r"""\$(?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:\d+|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\])*"""
+LOCATED = re.compile(
+    rf"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<path>{JSON_PATH}): (?P<msg>.+)$", re.S
+)
 NAME = st.from_regex(r"\A[a-z][a-z0-9]{2,8}\Z")
 ACT = st.sampled_from(["relu", "elu", "silu", "mish", "tanh", "gelu"])
 #: Free text (descriptions): quotes, backslashes, unicode, never only whitespace.
@@ -422,3 +426,54 @@ def test_cli_never_prints_a_traceback(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert re.search(r"specs/models/toy_generic\.yaml:\d+:\d+: \$", err), err
+
+
+# -- arbitrary damage never escapes as a traceback ----------------------------------------------
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 10**6)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += _paths(value, (*prefix, i))
+    return out
+
+
+FIXTURE_PATHS = _paths(fixture_data())[1:]
+
+
+@settings(max_examples=60, deadline=None)
+@given(path=st.sampled_from(FIXTURE_PATHS), value=JSON_VALUES)
+def test_any_replaced_subtree_is_accepted_or_rejected_with_located_issues(
+    path: tuple[Any, ...], value: Any
+) -> None:
+    data = fixture_data()
+    parent = _get(data, path[:-1])  # type: ignore[arg-type]
+    parent[path[-1]] = value
+    try:
+        load_spec_text(dump(data), "specs/models/toy_generic.yaml", root=REPO)
+    except SpecError as error:
+        assert error.issues
+        assert all(LOCATED.match(line) for line in error.issues), error.issues
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(max_size=200))
+def test_arbitrary_text_is_rejected_with_located_issues(text: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text, "specs/models/toy_generic.yaml", root=REPO)
+    assert all(LOCATED.match(line) for line in info.value.issues), info.value.issues

@@ -137,8 +137,8 @@ def render_config(spec: Spec, header: str) -> str:
         "required": sorted(properties),
         "properties": properties,
     }
-    text = str(
-        dcg.generate(
+    try:
+        generated = dcg.generate(
             json.dumps(schema, sort_keys=True),
             **_common(dcg),
             class_name=spec.config_class_name,
@@ -154,7 +154,12 @@ def render_config(spec: Spec, header: str) -> str:
             input_filename=spec.source,
             formatters=[],
         )
-    )
+    except Exception as error:  # a schema datamodel-codegen cannot turn into a class
+        raise ConfigurationError(
+            f"{spec.source}: $.config: datamodel-codegen cannot generate the config class: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    text = str(generated)
     text = text.rstrip("\n") + "\n"
     match = _CONFIG_ANCHOR.search(text)
     if match is None:  # pragma: no cover - guards a datamodel-codegen upgrade

@@ -8,14 +8,21 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from worldflux.core.exceptions import did_you_mean
 from worldflux.specs.issues import Issue
 from worldflux.specs.yaml_io import YamlDocument
 
-__all__ = ["SCHEMA_RELPATH", "describe_error", "load_schema", "schema_issues", "validator_for"]
+__all__ = [
+    "SCHEMA_RELPATH",
+    "StrictValidator",
+    "describe_error",
+    "load_schema",
+    "schema_issues",
+    "validator_for",
+]
 
 #: Where the schema lives, relative to the project root.
 SCHEMA_RELPATH = "specs/schema/model-spec.v1.schema.json"
@@ -31,6 +38,18 @@ _JSON_TYPES = {
 }
 
 
+def _is_strict_integer(checker: Any, instance: Any) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: Draft 2020-12 where ``integer`` means an int: YAML tells ``512`` from ``512.0``, and a float
+#: where an int is declared would reach torch as a float.
+StrictValidator: Any = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer),
+)
+
+
 @cache
 def _load_schema_text(path: str) -> str:
     return Path(path).read_text(encoding="utf-8")
@@ -42,10 +61,16 @@ def load_schema(path: Path) -> dict[str, Any]:
     return schema
 
 
-def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
-    """A draft 2020-12 validator (the schema itself is checked first)."""
+@cache
+def _validator(text: str) -> Any:
+    schema = json.loads(text)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return StrictValidator(schema)
+
+
+def validator_for(schema: dict[str, Any]) -> Any:
+    """A strict draft 2020-12 validator (the schema is checked first; cached per schema)."""
+    return _validator(json.dumps(schema, sort_keys=True))
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -57,7 +82,7 @@ def _type_name(value: Any) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def _resolve(validator: Draft202012Validator, schema: dict[str, Any]) -> dict[str, Any]:
+def _resolve(validator: Any, schema: dict[str, Any]) -> dict[str, Any]:
     """Follow a local ``$ref`` (``#/$defs/X``) so sibling keywords can be inspected."""
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/"):
@@ -120,7 +145,7 @@ def describe_error(error: ValidationError) -> str:
     return error.message
 
 
-def schema_issues(doc: YamlDocument, validator: Draft202012Validator) -> list[Issue]:
+def schema_issues(doc: YamlDocument, validator: Any) -> list[Issue]:
     """Every structural problem of ``doc``, each located at the offending key or value."""
     issues: list[Issue] = []
     if not isinstance(doc.data, dict):

@@ -9,14 +9,12 @@ import keyword
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from worldflux.core.exceptions import ConfigurationError, did_you_mean
 from worldflux.core.registry import SLOTS, get_component
 from worldflux.core.spec import TensorSpec, resolve_dim
 from worldflux.specs.issues import Issue, JsonPath
 from worldflux.specs.model import RESERVED_CONFIG_FIELDS, Spec
-from worldflux.specs.schema import describe_error
+from worldflux.specs.schema import StrictValidator, describe_error
 
 __all__ = ["check_spec", "check_specs"]
 
@@ -65,7 +63,7 @@ def _config_issues(spec: Spec) -> list[Issue]:
             issues.append(
                 spec.doc.issue(path, f"{name!r} clashes with an attribute of WorldModelConfig")
             )
-        validator = Draft202012Validator({k: v for k, v in prop.items() if k != "description"})
+        validator = StrictValidator({k: v for k, v in prop.items() if k != "description"})
         for error in validator.iter_errors(prop.get("default")):
             issues.append(spec.doc.issue((*path, "default"), "default: " + describe_error(error)))
     return issues
@@ -73,7 +71,7 @@ def _config_issues(spec: Spec) -> list[Issue]:
 
 def _preset_issues(spec: Spec) -> list[Issue]:
     issues: list[Issue] = []
-    validator = Draft202012Validator(spec.config_json_schema())
+    validator = StrictValidator(spec.config_json_schema())
     fields = sorted(spec.config_properties)
     for preset, body in spec.presets.items():
         overrides = body.get("config", {})
@@ -120,6 +118,8 @@ def _symbol_sets(spec: Spec) -> list[tuple[str, dict[str, Any]]]:
 
 def _dim_issue(spec: Spec, path: JsonPath, dim: Any, symbols: Mapping[str, Any], where: str) -> str:
     """An error message for ``dim`` under ``symbols``, or ``""``."""
+    if isinstance(dim, bool) or not isinstance(dim, int | str):
+        return f"dimension {dim!r} must be an int or a symbol expression"
     try:
         if isinstance(dim, str) and dim.startswith("*"):
             TensorSpec(shape=(dim,)).bind(symbols)
@@ -129,7 +129,7 @@ def _dim_issue(spec: Spec, path: JsonPath, dim: Any, symbols: Mapping[str, Any],
                 return f"dimension {dim!r} is {value} with the {where}, expected >= 0"
     except ConfigurationError as error:
         return error.message
-    except (ArithmeticError, TypeError, ValueError) as error:
+    except (ArithmeticError, AttributeError, TypeError, ValueError) as error:
         return f"dimension {dim!r} cannot be evaluated with the {where}: {error}"
     return ""
 
