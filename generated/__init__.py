@@ -8,6 +8,7 @@ from .models import (
     gan,  # noqa: F401
     jepa,  # noqa: F401
     physics,  # noqa: F401
+    renderer3d,  # noqa: F401
     ssm,  # noqa: F401
     tdmpc2,  # noqa: F401
     token,  # noqa: F401
