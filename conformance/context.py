@@ -76,7 +76,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "dev": Profile("dev", 10, 4, 4, True, True, 60.0, True, 25, 10),
-    "ci": Profile("ci", 4, 3, 3, False, False, 30.0, False, 10, 6),
+    "ci": Profile("ci", 3, 3, 3, False, False, 30.0, False, 6, 6),
     "thorough": Profile("thorough", 100, 8, 8, True, False, 600.0, True, 60, 30),
 }
 

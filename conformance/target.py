@@ -72,6 +72,8 @@ class WorldModelLike(Protocol):
 
     def parameters(self) -> Iterator[nn.Parameter]: ...
 
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]: ...
+
     def state_dict(self) -> Mapping[str, Any]: ...
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> Any: ...
@@ -223,6 +225,10 @@ def load_conformance_spec(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"{file}: not valid YAML/JSON ({error})") from None
     if not isinstance(data, dict):
         raise SpecError(f"{file}: expected a mapping at the top level, found {type(data).__name__}")
+    if "spec_version" in data:  # a full model spec: the spec loader validates it (located errors)
+        from worldflux.specs import load_spec_text
+
+        data = dict(load_spec_text(file.read_text(), str(file), root=_spec_root(file)).data)
     if "maturity" not in data:
         raise SpecError(f"{file}: missing key 'maturity' (reference | experimental | skeleton)")
     try:
@@ -234,6 +240,14 @@ def load_conformance_spec(path: str | Path) -> dict[str, Any]:
     except (ValueError, TypeError, ConfigurationError) as error:
         raise SpecError(f"{file}: {error}") from None
     return dict(data)
+
+
+def _spec_root(file: Path) -> Path | None:
+    """The directory above ``file`` holding ``specs/schema`` (None: the loader's default)."""
+    for candidate in file.resolve().parents:
+        if (candidate / "specs" / "schema").is_dir():
+            return candidate
+    return None
 
 
 def _external(

@@ -54,6 +54,9 @@ SPEC = {"slots": {...five slots...},
 def spec_valid(ctx: CheckContext) -> None:
     spec = ctx.spec
     problems: list[str] = []
+    source = spec.get("source")
+    if isinstance(source, str) and source.endswith((".yaml", ".yml")):
+        problems += _validate_source(ctx, source)
     for cap in spec.get("capabilities", []) or []:
         try:
             Capability(cap)
@@ -97,6 +100,27 @@ def spec_valid(ctx: CheckContext) -> None:
         raise CheckFailed("io_contract declares no observation: nothing to check encode against")
     if not contract.state:
         raise CheckFailed("io_contract declares no state tensors: nothing to check states against")
+
+
+def _validate_source(ctx: CheckContext, source: str) -> list[str]:
+    """Re-validate the spec file the model was generated from (schema + semantics)."""
+    from worldflux.core.exceptions import SpecError
+    from worldflux.specs import load_spec_text
+
+    path = Path(source)
+    roots = [] if path.is_absolute() else repo_roots(ctx)
+    found = (
+        path
+        if path.is_absolute()
+        else next((r / path for r in roots if (r / path).is_file()), None)
+    )
+    if found is None or not found.is_file():
+        return []  # an installed package without its specs/: the generated SPEC is all we have
+    try:
+        load_spec_text(found.read_text(), source, root=roots[0] if roots else None)
+    except SpecError as error:
+        return [f"{source} does not validate: {error.message}"]
+    return []
 
 
 @check(
