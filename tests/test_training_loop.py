@@ -110,6 +110,12 @@ def test_loop_trains_on_a_discrete_environment(tmp_path: Path, toy: None) -> Non
     assert summary.env_steps == 60 and summary.updates > 0
 
 
+def test_updates_wait_for_episodes_long_enough_to_sample(tmp_path: Path, toy: None) -> None:
+    # 5-step episodes cannot hold a 9-step window: training skips updates instead of failing
+    summary = train(small_run(tmp_path / "short", max_episode_steps=5, seq_len=9, steps=30))
+    assert summary.env_steps == 30 and summary.updates == 0
+
+
 def test_cli_train_resume_and_plot(tmp_path: Path, toy: None) -> None:
     out = tmp_path / "run"
     common = ["--env", "Pendulum-v1", "--max-episode-steps", "20", "--seed-steps", "20"]

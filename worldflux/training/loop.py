@@ -341,8 +341,15 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
                 }
             )
 
+    sampleable = [False]
+
     def update(n: int) -> None:
+        """``n`` updates; none until some episode holds ``seq_len`` steps (short episodes)."""
         nonlocal last_metrics, window_updates
+        if n > 0 and not sampleable[0]:
+            sampleable[0] = replay.num_windows(seq_len) > 0
+            if not sampleable[0]:
+                return
         for _ in range(n):
             batch = replay.sample(batch_size, seq_len, normalize_images=normalize)
             last_metrics = trainer.train_step(batch).metrics
