@@ -337,3 +337,48 @@ def test_import_paths_are_not_implementation_keys() -> None:
     data["slots"]["decoder"]["impl"] = "mypkg.decoders:Decoder"
     match = _one(_errors(dump(data)), "$.slots.decoder.impl")
     assert "does not match" in match["msg"]
+
+
+# -- schema evolution ---------------------------------------------------------------------------
+def _objects(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every object schema by name: the root and each ``$defs`` entry."""
+    return {"<root>": schema, **schema.get("$defs", {})}
+
+
+def test_schema_v1_only_grows() -> None:
+    """Like ``buf breaking``: against the frozen v1 snapshot, nothing is removed or newly required.
+
+    Breaking changes need a v2 schema (and a migration), not an edit of v1.
+    """
+    import json
+
+    frozen = json.loads((REPO / "tests/fixtures/specs/model-spec.v1.frozen.json").read_text())
+    current = json.loads((REPO / "specs/schema/model-spec.v1.schema.json").read_text())
+    assert current["$id"] == frozen["$id"] and current["$id"].endswith("v1.schema.json")
+    assert current["properties"]["spec_version"] == frozen["properties"]["spec_version"]
+    now = _objects(current)
+    for name, old in _objects(frozen).items():
+        assert name in now, f"{name} was removed"
+        new = now[name]
+        assert set(old.get("properties", {})) <= set(new.get("properties", {})), name
+        assert set(new.get("required", [])) <= set(old.get("required", [])), f"{name}: new required"
+        if "enum" in old:
+            assert set(old["enum"]) <= set(new["enum"]), f"{name}: enum values removed"
+        for prop, body in old.get("properties", {}).items():
+            if "enum" in body:
+                assert set(body["enum"]) <= set(new["properties"][prop]["enum"]), f"{name}.{prop}"
+
+
+def test_schema_is_described_and_closed() -> None:
+    import json
+
+    schema = json.loads((REPO / "specs/schema/model-spec.v1.schema.json").read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    for name, obj in _objects(schema).items():
+        assert obj.get("description"), f"{name} has no description"
+        if obj.get("type") == "object":
+            assert obj.get("additionalProperties") is False, f"{name} is not closed"
+        for prop, body in obj.get("properties", {}).items():
+            assert body.get("description"), f"{name}.{prop} has no description"
+    banned = {"unevaluatedProperties", "prefixItems", "$dynamicRef", "dependentRequired"}
+    assert not banned & set(json.dumps(schema).replace('"', " ").split()), "not draft-07 friendly"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-__all__ = ["SPEC_REFERENCE_RELPATH", "render_spec_reference"]
+from worldflux.core.registry import COMPONENT_KINDS, ComponentEntry, get_component, list_components
+
+__all__ = ["SPEC_REFERENCE_RELPATH", "generic_components", "render_spec_reference"]
 
 SPEC_REFERENCE_RELPATH = "docs/spec-reference.md"
 
@@ -16,8 +19,10 @@ def _type_of(schema: dict[str, Any]) -> str:
     if "const" in schema:
         return f"`{schema['const']!r}`".replace("'", '"')
     if "enum" in schema:
-        return " \\| ".join(f"`{v}`" for v in schema["enum"])
+        return " | ".join(f"`{v}`" for v in schema["enum"])
     kind = schema.get("type")
+    if "anyOf" in schema:
+        return " or ".join(_type_of(option) for option in schema["anyOf"])
     if isinstance(kind, list):
         text = " or ".join(kind)
     else:
@@ -68,6 +73,38 @@ def _table(schema: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: Module prefix of the generic slot library documented on the reference page.
+GENERIC_MODULE = "worldflux.components."
+
+
+def generic_components() -> list[ComponentEntry]:
+    """Every registered implementation from worldflux/components/, by kind then key."""
+    out = []
+    for kind in COMPONENT_KINDS:
+        for key in list_components(kind)[kind]:
+            entry = get_component(kind, key)
+            if entry.cls.__module__.startswith(GENERIC_MODULE):
+                out.append(entry)
+    return out
+
+
+def _component_section(entry: ComponentEntry) -> list[str]:
+    doc = (entry.cls.__doc__ or "").strip().split("\n\n")[0]
+    lines = ["", f"### `{entry.key}` ({entry.kind})", "", _cell(doc)]
+    if entry.params_model is None:
+        return [*lines, "", "No params."]
+    schema = entry.params_model.model_json_schema()
+    lines += ["", "| param | type | default | description |", "|---|---|---|---|"]
+    for name, prop in schema.get("properties", {}).items():
+        default = json.dumps(prop.get("default")) if "default" in prop else "required"
+        bounds = _bounds(prop)
+        kind = _type_of(prop) + (f" ({bounds})" if bounds else "")
+        lines.append(
+            f"| `{name}` | {_cell(kind)} | `{default}` | {_cell(prop.get('description', ''))} |"
+        )
+    return lines
+
+
 def render_spec_reference(schema: dict[str, Any]) -> str:
     """The reference page: top-level keys, then one section per ``$defs`` entry (schema order)."""
     lines = [
@@ -96,4 +133,13 @@ def render_spec_reference(schema: dict[str, Any]) -> str:
             bounds = _bounds(definition)
             if bounds:
                 lines += ["", f"Constraints: {_cell(bounds)}."]
+    lines += [
+        "",
+        "## Generic components",
+        "",
+        "Registered by worldflux/components/ and usable by any spec; sizes are ints or config "
+        'symbol expressions (`latent_dim`, `"2 * hidden_dim"`) resolved when the model is built.',
+    ]
+    for entry in generic_components():
+        lines += _component_section(entry)
     return "\n".join(lines) + "\n"

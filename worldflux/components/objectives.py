@@ -45,7 +45,6 @@ class GenericObjectiveParams(BaseModel):
     continue_coef: float = Field(1.0, ge=0.0, description="weight of the continue BCE")
     dynamics_coef: float = Field(1.0, ge=0.0, description="weight of the latent dynamics MSE")
     lr: float = Field(3e-4, gt=0.0, description="Adam learning rate")
-    grad_clip: float = Field(100.0, gt=0.0, description="max gradient norm (used by trainers)")
 
 
 def _reset(state: State, keep: Tensor) -> State:
