@@ -160,7 +160,7 @@ class RSSM(DynamicsModel):
         reset, cand, update = gates.split(dg, -1)
         cand = torch.tanh(torch.sigmoid(reset) * cand)
         update = torch.sigmoid(update - 1.0)
-        new = update * cand + (1.0 - update) * deter_g
+        new = torch.lerp(deter_g, cand, update)  # update * cand + (1 - update) * deter
         return new.transpose(0, 1).reshape(b, self.deter)
 
     def prior_logits(self, deter: Tensor) -> Tensor:
@@ -185,7 +185,7 @@ class RSSM(DynamicsModel):
         """Straight-through one-hot sample ``[..., S, K]`` from raw logits (unimix-mixed)."""
         probs = torch.softmax(logits, -1)
         if self.unimix:
-            probs = (1.0 - self.unimix) * probs + self.unimix / self.classes
+            probs = torch.add(probs * (1.0 - self.unimix), self.unimix / self.classes)
         return onehot_from_probs(probs)
 
     def img_step(self, state: State, action_input: Tensor) -> tuple[State, Tensor]:
