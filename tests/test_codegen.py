@@ -235,3 +235,22 @@ def test_add_a_model_example_spec_validates() -> None:
     assert block is not None
     spec = load_spec_text(block.group(1), "specs/models/my_model.yaml", root=REPO)
     assert spec.model_type == "my_model"
+
+
+def test_importing_worldflux_registers_every_generated_model() -> None:
+    import worldflux
+    from worldflux.codegen import catalog_data
+    from worldflux.core.registry import WorldModelRegistry
+
+    specs = load_specs(REPO)
+    catalog, aliases = catalog_data(specs)
+    assert worldflux.MODEL_CATALOG == catalog
+    assert worldflux.MODEL_ALIASES == aliases
+    assert set(worldflux.list_models()) >= set(catalog)
+    for spec in specs:
+        cls = WorldModelRegistry.get(spec.model_type)
+        assert cls.__name__ == spec.class_name
+        assert cls.SPEC["source"] == spec.source  # type: ignore[attr-defined]
+        assert set(cls.presets) == set(spec.presets)
+        info = worldflux.get_model_info(spec.model_type)
+        assert info["type"] == spec.model_type and info["presets"] == sorted(spec.presets)
