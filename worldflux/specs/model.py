@@ -71,6 +71,12 @@ class Spec:
         """Alias -> preset of this model."""
         return dict(self.data.get("aliases", {}))
 
+    def document(self) -> Any:
+        """The spec as a ``worldflux.generated.spec_models.ModelSpec`` (typed access)."""
+        from worldflux.generated.spec_models import ModelSpec
+
+        return ModelSpec.model_validate(self.data)
+
     @property
     def default_env(self) -> dict[str, Any]:
         env: dict[str, Any] = self.data["default_env"]
