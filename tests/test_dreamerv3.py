@@ -316,7 +316,7 @@ def test_loss_components_gradients_and_training_step() -> None:
         model.loss(batch).loss.backward()
         opt.step()
         model.objective.after_step(model)
-    val = list(model.objective.val.parameters())
+    val = [p.detach() for p in model.objective.val.parameters()]
     slow = list(model.objective.slowval.parameters())
     moved = [not torch.equal(a, b) for a, b in zip(slow_before, slow, strict=True)]
     assert any(moved)
