@@ -1,0 +1,222 @@
+"""Correctness anchors of the non-REFERENCE families' building blocks (math, masks, renderers).
+
+These pin what each piece computes, independently of any model: EDM preconditioning and sampling,
+the VQ straight-through estimator, the causal masks, V-JEPA 2 block causality (no leak from later
+frames), the diagonal SSM step, semi-implicit Euler and the Gaussian renderer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+import torch
+from test_families_harness import build, random_actions, random_obs, registered, single_thread
+
+from worldflux.core.types import State
+from worldflux.families.diffusion.edm import EDM, sinusoidal_embedding
+from worldflux.families.renderer3d.slots import render_gaussians
+from worldflux.families.token.transformer import causal_mask
+from worldflux.families.vjepa2.slots import block_causal_mask
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with single_thread():
+        yield
+
+
+# -- EDM --------------------------------------------------------------------------------------
+def test_edm_scalings_match_the_formulas() -> None:
+    edm = EDM(sigma_data=0.5)
+    sigma = torch.tensor([0.1, 1.0, 10.0])
+    c_in, c_skip, c_out, c_noise = edm.scalings(sigma)
+    var = sigma**2 + 0.25
+    torch.testing.assert_close(c_in, 1 / var.sqrt())
+    torch.testing.assert_close(c_skip, 0.25 / var)
+    torch.testing.assert_close(c_out, sigma * 0.5 / var.sqrt())
+    torch.testing.assert_close(c_noise, sigma.log() / 4)
+    # EDM identity: c_skip² (σ² + σ_d²) + c_out² = σ_d²
+    torch.testing.assert_close(c_skip**2 * var + c_out**2, torch.full_like(sigma, 0.25))
+
+
+def test_edm_schedule_is_karras_and_ends_at_zero() -> None:
+    edm = EDM(sigma_min=2e-3, sigma_max=5.0, rho=7.0)
+    sigmas = edm.schedule(3, torch.zeros(1))
+    assert sigmas.shape == (4,)
+    torch.testing.assert_close(sigmas[0], torch.tensor(5.0))
+    torch.testing.assert_close(sigmas[2], torch.tensor(2e-3))
+    assert float(sigmas[3]) == 0.0
+    mid = ((5.0 ** (1 / 7) + 2e-3 ** (1 / 7)) / 2) ** 7
+    assert math.isclose(float(sigmas[1]), mid, rel_tol=1e-5)
+
+
+def test_edm_sampler_with_an_oracle_denoiser_returns_the_data_point() -> None:
+    """With D(x, σ) = x0 for every σ, Euler sampling lands exactly on x0."""
+    edm = EDM(sigma_data=0.5)
+    x0 = torch.tensor([[0.3, -0.7, 1.2]])
+
+    def oracle_net(x_scaled: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        sigma = (4 * c_noise).exp()
+        c_in, c_skip, c_out, _ = edm.scalings(sigma)
+        x = x_scaled / c_in[:, None]
+        return (x0 - c_skip[:, None] * x) / c_out[:, None]
+
+    for noise in (torch.zeros_like(x0), torch.randn_like(x0)):
+        torch.testing.assert_close(edm.sample(oracle_net, noise, steps=3), x0)
+    # and the training loss of the oracle is zero
+    sigma = torch.tensor([0.7])
+    loss = edm.loss(oracle_net, x0, sigma, torch.randn_like(x0))
+    torch.testing.assert_close(loss, torch.zeros(1), atol=1e-10, rtol=0)
+
+
+def test_sinusoidal_embedding_shape_and_range() -> None:
+    out = sinusoidal_embedding(torch.tensor([0.0, 1.5]), 8)
+    assert out.shape == (2, 8)
+    assert bool((out.abs() <= 1).all())
+
+
+# -- masks ------------------------------------------------------------------------------------
+def test_causal_mask_hides_the_future_and_invalid_keys() -> None:
+    valid = torch.tensor([[0.0, 1.0, 1.0]])
+    mask = causal_mask(valid)[0]
+    expected = torch.tensor([[True, False, False], [False, True, False], [False, True, True]])
+    assert torch.equal(mask, expected)
+
+
+def test_block_causal_mask_sees_whole_earlier_frames() -> None:
+    valid = torch.tensor([[1.0, 1.0]])
+    mask = block_causal_mask(valid, 2)[0]
+    expected = torch.tensor(
+        [
+            [True, True, False, False],
+            [True, True, False, False],
+            [True, True, True, True],
+            [True, True, True, True],
+        ]
+    )
+    assert torch.equal(mask, expected)
+    padded = block_causal_mask(torch.tensor([[0.0, 1.0]]), 2)[0]
+    assert not bool(padded[2:, :2].any())  # padding frames are invisible to real ones
+
+
+# -- families ---------------------------------------------------------------------------------
+def test_vjepa2_prediction_ignores_padding_content() -> None:
+    """Frames marked invalid cannot influence the prediction (they are masked keys)."""
+    with registered("vjepa2") as pair:
+        model = build(*pair)
+        obs, action = random_obs(model, (1,)), random_actions(model, (1,))
+        with torch.no_grad():
+            state = model.encode(obs)
+            polluted = state.replace(
+                frames=torch.cat(
+                    [torch.randn_like(state["frames"][:, :1]) * 5, state["frames"][:, 1:]], 1
+                )
+            )
+            a = model.transition(state, action)["frames"][:, -1]
+            b = model.transition(polluted, action)["frames"][:, -1]
+        torch.testing.assert_close(a, b)
+
+
+def test_token_quantizer_picks_the_nearest_code_with_straight_through() -> None:
+    with registered("token") as pair:
+        model = build(*pair)
+        encoder = model.observation_encoder
+        assert encoder is not None
+        obs = random_obs(model, (3,)).requires_grad_(True)
+        z_e, z_q, tokens = encoder.quantize(obs)
+        dist = torch.cdist(z_e.flatten(0, 1), encoder.codebook.weight)
+        assert torch.equal(tokens.flatten(), dist.argmin(-1))
+        torch.testing.assert_close(z_q, encoder.codebook.weight[tokens])
+        codes = encoder(obs)["codes"]
+        torch.testing.assert_close(codes, z_q)  # forward value is the quantised code ...
+        codes.sum().backward()
+        assert obs.grad is not None and bool(obs.grad.abs().sum() > 0)  # ... gradient passes
+
+
+def test_token_rollout_generates_valid_tokens() -> None:
+    with registered("token") as pair:
+        model = build(*pair)
+        vocab = int(model.config.vocab_size)  # type: ignore[attr-defined]
+        with torch.no_grad():
+            traj = model.rollout(
+                model.encode(random_obs(model, (2,))), random_actions(model, (2, 3))
+            )
+        tokens = traj.states["tokens"]
+        assert tokens.dtype == torch.int64
+        assert int(tokens.min()) >= 0 and int(tokens.max()) < vocab
+        assert bool((traj.states["valid"][:, -1] == 1).all())
+
+
+def test_ssm_step_is_a_stable_diagonal_linear_map() -> None:
+    with registered("ssm") as pair:
+        model = build(*pair)
+        dynamics = model.dynamics_model
+        assert dynamics is not None
+        h = torch.randn(2, int(model.config.state_dim))  # type: ignore[attr-defined]
+        zero = torch.zeros_like(h)
+        with torch.no_grad():
+            out = dynamics(State(latent=h), zero)["latent"]
+            decay = out / h
+            assert bool(((decay > 0) & (decay < 1)).all())  # |exp(dt A)| < 1: stable
+            # linear: f(h1 + h2) == f(h1) + f(h2) with zero input
+            h2 = torch.randn_like(h)
+            both = dynamics(State(latent=h + h2), zero)["latent"]
+            torch.testing.assert_close(both, out + dynamics(State(latent=h2), zero)["latent"])
+
+
+def test_physics_integrates_semi_implicit_euler() -> None:
+    with registered("physics") as pair:
+        model = build(*pair)
+        dynamics = model.dynamics_model
+        assert dynamics is not None
+        state = model.encode(random_obs(model, (2,)))
+        action = random_actions(model, (2,))
+        with torch.no_grad():
+            nxt = model.transition(state, action)
+            action_input = model.action_conditioner(state, action)  # type: ignore[misc]
+            acc = dynamics.force(action_input).view_as(state["vel"])
+        dt = float(model.config.dt)  # type: ignore[attr-defined]
+        vel = state["vel"] + dt * acc
+        torch.testing.assert_close(nxt["vel"], vel)
+        torch.testing.assert_close(nxt["pos"], state["pos"] + dt * vel)  # uses the NEW velocity
+
+
+def test_renderer_draws_a_centred_gaussian_and_respects_depth() -> None:
+    pos = torch.tensor([[[0.0, 0.0, 2.0]]])
+    image = render_gaussians(
+        pos,
+        torch.tensor([[0.3]]),
+        torch.tensor([[0.9]]),
+        torch.ones(1, 1, 1),
+        torch.zeros(1),
+        (9, 9),
+    )
+    assert image.shape == (1, 1, 9, 9)
+    assert int(image[0, 0].argmax()) == 4 * 9 + 4  # peak at the centre pixel
+    torch.testing.assert_close(image[0, 0, 4, 4], torch.tensor(0.9))
+    # two overlapping opaque primitives: the nearer one's colour wins, whatever the order
+    pos2 = torch.tensor([[[0.0, 0.0, 3.0], [0.0, 0.0, 1.5]]])
+    colors = torch.tensor([[[1.0], [-1.0]]])
+    args = (torch.tensor([[1.0, 1.0]]), torch.tensor([[0.999, 0.999]]))
+    front = render_gaussians(pos2, *args, colors, torch.zeros(1), (5, 5))
+    swapped = render_gaussians(pos2.flip(1), *args, colors.flip(1), torch.zeros(1), (5, 5))
+    assert float(front[0, 0, 2, 2]) < -0.9
+    torch.testing.assert_close(front, swapped)
+
+
+def test_gan_generator_loss_does_not_train_the_discriminator() -> None:
+    with registered("gan") as pair:
+        model = build(*pair)
+        model.train()
+        from test_families_harness import random_batch
+
+        out = model.loss(random_batch(model))
+        objective = model.objective
+        assert objective is not None
+        disc = list(objective.discriminator.parameters())
+        grads = torch.autograd.grad(out.components["generator"], disc, allow_unused=True)
+        assert all(g is None or not bool(g.abs().sum() > 0) for g in grads)
+        grads = torch.autograd.grad(out.components["discriminator"], disc, allow_unused=True)
+        assert any(g is not None and bool(g.abs().sum() > 0) for g in grads)
