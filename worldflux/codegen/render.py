@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,10 @@ def render(specs: list[Spec], root: Path) -> dict[str, str]:
         header = header_for(spec.source)
         python[f"{GENERATED_DIR}/configs/{spec.model_type}.py"] = render_config(spec, header)
         python[f"{GENERATED_DIR}/models/{spec.model_type}.py"] = _model_module(spec)
-    out = {path: format_python(text, path, root) for path, text in python.items()}
+    # ruff runs as one subprocess per file; run a few at once (the results are keyed by path)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        formatted = pool.map(lambda item: format_python(item[1], item[0], root), python.items())
+        out = dict(zip(python, formatted, strict=True))
     schema_file = schema_path(root)
     out[SPEC_MODELS_RELPATH] = render_spec_models(root, schema_file)
     out[SPEC_REFERENCE_RELPATH] = render_spec_reference(load_schema(schema_file))
