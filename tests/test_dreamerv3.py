@@ -366,3 +366,15 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert torch.equal(
         model.decode(state).predictions["obs"], loaded.decode(state).predictions["obs"]
     )
+
+
+def test_loss_and_rollout_run_in_bfloat16() -> None:
+    torch.manual_seed(0)
+    model = build().to(torch.bfloat16)
+    out = model.loss(make_batch())
+    assert torch.isfinite(out.loss.detach()) and set(out.components) == set(LOSS_TERMS)
+    out.loss.backward()
+    state = model.encode(torch.randn(2, 24))
+    traj = model.rollout(state, torch.zeros(2, 3, 6))
+    assert traj.states["deter"].dtype == torch.bfloat16
+    assert torch.equal(traj.rewards.float(), torch.zeros(2, 3))

@@ -158,8 +158,9 @@ class DreamerEncoder(ObservationEncoder):
         lead = first.dim() - len(self.layout[sorted(self.layout)[0]])
         bshape = first.shape[:lead]
         outs: list[Tensor] = []
+        dtype = next(self.parameters()).dtype
         if self.vector is not None:
-            x = self.vector_input(data, lead)
+            x = self.vector_input(data, lead).to(dtype)
             outs.append(self.vector(x.reshape(-1, x.shape[-1])))
         if self.image is not None:
             imgs = [data[k] for k in self.img_keys]
@@ -167,6 +168,6 @@ class DreamerEncoder(ObservationEncoder):
                 x = torch.cat([i.float() for i in imgs], -3) / 255.0 - 0.5
             else:
                 x = torch.cat([i.float() for i in imgs], -3) - 0.5
-            outs.append(self.image(x.reshape(-1, *x.shape[lead:])))
+            outs.append(self.image(x.reshape(-1, *x.shape[lead:]).to(dtype)))
         tokens = outs[0] if len(outs) == 1 else torch.cat(outs, -1)
         return State({"embed": tokens.reshape(*bshape, tokens.shape[-1])})

@@ -59,7 +59,8 @@ class DreamerActionConditioner(ActionConditioner):
                     )
                 return action
             return F.one_hot(action.long(), self.action_dim).float()
-        action = action.float()
+        if not action.is_floating_point():
+            action = action.float()
         return action / torch.clamp(action.abs(), min=1.0).detach()
 
 
@@ -148,6 +149,8 @@ class RSSM(DynamicsModel):
         """One GRU step: ``deter [B, D]``, ``stoch [B, S, K]``, ``action [B, A]`` -> ``[B, D]``."""
         b, g = deter.shape[0], self.blocks
         dg = self.deter // g
+        dtype = self.dyngru.kernel.dtype
+        deter, stoch, action = deter.to(dtype), stoch.to(dtype), action.to(dtype)
         x0 = self.dynin0(deter)
         x1 = self.dynin1(stoch.reshape(b, -1))
         x2 = self.dynin2(action)
