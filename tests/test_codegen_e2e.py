@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _spec_helpers import FIXTURE, make_root
+from _spec_helpers import FIXTURE, make_root, single_torch_thread  # noqa: F401
 
 import worldflux
 from worldflux.codegen.cli import main
@@ -90,7 +90,6 @@ def test_create_rollout_and_loss(generated_toy: type[SpecWorldModel]) -> None:
         assert torch.isfinite(out.loss)
 
 
-@pytest.mark.slow
 def test_it_trains(generated_toy: type[SpecWorldModel]) -> None:
     torch.manual_seed(0)
     model = worldflux.create_world_model("toy_generic:ci")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from _spec_helpers import REPO, dump, fixture_data, make_root
+from _spec_helpers import REPO, dump, fixture_data, make_root, single_torch_thread  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
