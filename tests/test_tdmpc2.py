@@ -18,7 +18,15 @@ from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.types import Batch, State
 from worldflux.families.tdmpc2.draws import ReplayDraws
 from worldflux.families.tdmpc2.hparams import MODEL_SIZES, discount_from_episode_length
-from worldflux.families.tdmpc2.math import TwoHot, simnorm, squashed_gaussian, symexp, symlog
+from worldflux.families.tdmpc2.math import (
+    TwoHot,
+    fast_mish,
+    mish,
+    simnorm,
+    squashed_gaussian,
+    symexp,
+    symlog,
+)
 from worldflux.families.tdmpc2.objective import RunningScale, TDMPC2Objective
 from worldflux.families.tdmpc2.slots import TRANSITION_INPUT, TDMPC2Heads
 from worldflux.families.tdmpc2.weights import (
@@ -112,6 +120,17 @@ def test_squashed_gaussian_matches_its_definition() -> None:
     log_prob = log_prob - torch.log(torch.relu(1 - action**2) + 1e-6).sum(-1, keepdim=True)
     assert torch.allclose(sample.entropy, -log_prob, atol=1e-5)
     assert bool((sample.action.abs() <= 1).all())
+
+
+def test_fast_mish_only_inside_its_context_and_without_autograd() -> None:
+    x = torch.linspace(-30, 30, 2001)
+    assert torch.equal(mish(x), torch.nn.functional.mish(x))
+    with fast_mish():
+        fast = mish(x)
+        grad_x = x.clone().requires_grad_(True)
+        assert torch.equal(mish(grad_x), torch.nn.functional.mish(grad_x))
+    assert not torch.equal(fast, torch.nn.functional.mish(x))
+    assert torch.allclose(fast, torch.nn.functional.mish(x), rtol=1e-6, atol=1e-6)
 
 
 def test_discount_heuristic() -> None:

@@ -5,7 +5,8 @@ A planner sees a model through :class:`LatentFunctions`:
 * ``encode(obs) -> State [B, ...]`` (``model.encode``);
 * ``step(state [N, ...], action [N, A]) -> (state', reward [N])`` (``model.transition`` then
   ``model.decode(...).predictions["reward"]``), so any five-slot model can be planned with;
-* optional hooks on the decoder, used when present (TD-MPC2's ``tdmpc2.heads`` has both):
+* optional hooks on the decoder, used when present (TD-MPC2's ``tdmpc2.heads`` has them all):
+  ``planning_context() -> context manager`` entered for the whole search (e.g. faster numerics);
   ``planning_policy(latent [N, L]) -> action [N, A]`` (a policy prior that seeds
   ``num_pi_trajs`` trajectories) and ``planning_value(latent [N, L], action [N, A]) -> [N]``
   (a terminal value bootstrap); and an optional ``discount`` attribute.
@@ -20,6 +21,7 @@ mean shifted by one step unless ``t0``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -68,6 +70,8 @@ class LatentFunctions:
             decoder, "planning_value", None
         )
         self.discount: float | None = getattr(decoder, "discount", None)
+        context = getattr(decoder, "planning_context", None)
+        self.context: Callable[[], AbstractContextManager[Any]] = context or nullcontext
 
     def encode(self, obs: Tensor | dict[str, Tensor]) -> State:
         return self.model.encode(obs)
@@ -158,8 +162,14 @@ class SamplingPlanner(Planner):
         t0: bool = False,
     ) -> Tensor:
         """Plan from observations ``[B, *obs_shape]``; returns actions ``[B, A]`` in bounds."""
-        p = self.params
         fns = LatentFunctions(model)
+        with fns.context():
+            return self._search(fns, obs, eval_mode, t0)
+
+    def _search(
+        self, fns: LatentFunctions, obs: Tensor | dict[str, Tensor], eval_mode: bool, t0: bool
+    ) -> Tensor:
+        p = self.params
         gamma = float(p.discount or fns.discount or 0.99)
         start = fns.encode(obs)
         batch = start.batch_size

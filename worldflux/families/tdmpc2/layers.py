@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from worldflux.families.tdmpc2.math import simnorm
+from worldflux.families.tdmpc2.math import mish, simnorm
 
 __all__ = [
     "Q_PARAM_NAMES",
@@ -77,7 +77,7 @@ class NormedLinear(nn.Linear):
         if self.dropout > 0.0:
             x = F.dropout(x, self.dropout, self.training)
         x = self.ln(x)
-        return simnorm(x, self.simnorm_dim) if self.act == "simnorm" else F.mish(x)
+        return simnorm(x, self.simnorm_dim) if self.act == "simnorm" else mish(x)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, act={self.act}, dropout={self.dropout}"
@@ -146,9 +146,9 @@ def q_ensemble_forward(
     h = h.view(-1, k, hidden).transpose(0, 1)
     if dropout > 0.0 and training:
         h = F.dropout(h, dropout, True)
-    h = F.mish(F.layer_norm(h, (hidden,)) * g0.unsqueeze(1) + be0.unsqueeze(1))
+    h = mish(F.layer_norm(h, (hidden,)) * g0.unsqueeze(1) + be0.unsqueeze(1))
     h = torch.baddbmm(b1.unsqueeze(1), h, w1.transpose(1, 2))
-    h = F.mish(F.layer_norm(h, (w1.shape[1],)) * g1.unsqueeze(1) + be1.unsqueeze(1))
+    h = mish(F.layer_norm(h, (w1.shape[1],)) * g1.unsqueeze(1) + be1.unsqueeze(1))
     out = torch.baddbmm(b2.unsqueeze(1), h, w2.transpose(1, 2))
     return out.view(k, *lead, w2.shape[1])
 

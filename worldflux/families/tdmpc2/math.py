@@ -7,6 +7,9 @@ match the golden tensors to about 1e-6 relative.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +20,9 @@ __all__ = [
     "LOG_SQRT_2PI",
     "PolicySample",
     "TwoHot",
+    "fast_mish",
     "gaussian_log_prob",
+    "mish",
     "scale_log_std",
     "simnorm",
     "squashed_gaussian",
@@ -37,6 +42,34 @@ def symlog(x: Tensor) -> Tensor:
 def symexp(x: Tensor) -> Tensor:
     """sign(x)·(e^|x| − 1), the inverse of :func:`symlog`."""
     return torch.sign(x) * (torch.exp(torch.abs(x)) - 1)
+
+
+_FAST_MISH: ContextVar[bool] = ContextVar("tdmpc2_fast_mish", default=False)
+
+
+@contextmanager
+def fast_mish() -> Iterator[None]:
+    """Inside this context, gradient-free :func:`mish` calls use a faster formula (planning)."""
+    token = _FAST_MISH.set(True)
+    try:
+        yield
+    finally:
+        _FAST_MISH.reset(token)
+
+
+def mish(x: Tensor) -> Tensor:
+    """Mish, x·tanh(softplus(x)): ``F.mish``, the official op.
+
+    Inside :func:`fast_mish` and without autograd it uses the one-exp identity
+    tanh(softplus(x)) = n / (n + 2) with n = eˣ(eˣ + 2): about 2x faster on CPU and within
+    4e-7 relative of ``F.mish`` (a few ulps), which sampling-based planning does not notice but
+    the golden parity tolerances of near-zero logits would.
+    """
+    if not _FAST_MISH.get() or (torch.is_grad_enabled() and x.requires_grad):
+        return F.mish(x)
+    e = torch.exp(x.clamp(max=20.0))  # beyond 20, n / (n + 2) == 1 in float32
+    n = e * (e + 2)
+    return x * (n / (n + 2))
 
 
 def simnorm(x: Tensor, group: int = 8) -> Tensor:

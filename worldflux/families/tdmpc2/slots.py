@@ -11,6 +11,7 @@ action conditioner is the generic ``concat`` (``[z, a]``).
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from worldflux.families.tdmpc2.layers import QEnsemble, normed_mlp, q_ensemble_f
 from worldflux.families.tdmpc2.math import (
     PolicySample,
     TwoHot,
+    fast_mish,
     scale_log_std,
     squashed_gaussian,
 )
@@ -205,6 +207,10 @@ class TDMPC2Heads(Decoder):
         return squashed_gaussian(mean, log_std, eps)
 
     # -- planning hooks (worldflux.planning) -------------------------------------------------
+    def planning_context(self) -> AbstractContextManager[None]:
+        """Numerics planning may use: the fast Mish formula (see :func:`fast_mish`)."""
+        return fast_mish()
+
     def planning_policy(self, latent: Tensor) -> Tensor:
         """A policy-prior action sample ``[N, A]`` at ``latent [N, L]``."""
         return self.policy(latent).action
