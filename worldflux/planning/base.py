@@ -190,6 +190,7 @@ class SamplingPlanner(Planner):
         std = ref.new_full((horizon, batch, adim), p.max_std)
         prev = self._prev_mean
         if not t0 and prev is not None and prev.shape == mean.shape:
+            prev = prev.to(mean)
             mean[:-1] = prev[1:]
         elite_actions, weights = actions[:, :, : p.num_elites], ref.new_empty(0)
         for _ in range(self.iterations):
