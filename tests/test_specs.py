@@ -156,10 +156,15 @@ def test_implementation_of_another_slot_is_rejected() -> None:
 def test_component_params_are_validated_by_the_implementation() -> None:
     data = fixture_data()
     data["slots"]["decoder"]["params"] = {"layerz": 2}
-    match = _one(_errors(dump(data)), "$.slots.decoder.params")
+    match = _one(_errors(dump(data)), "$.slots.decoder.params.layerz")
     assert "unknown param 'layerz'" in match["msg"] and "did you mean 'layers'" in match["msg"]
     data["slots"]["decoder"]["params"] = {"layers": -1}
-    assert "greater than or equal" in _one(_errors(dump(data)), "$.slots.decoder.params")["msg"]
+    match = _one(_errors(dump(data)), "$.slots.decoder.params.layers")
+    assert "decoder 'mlp_decoder': Input should be greater than or equal to 0" in match["msg"]
+    assert "(found -1)" in match["msg"]
+    data["slots"]["rollout_executor"]["params"] = {"x": 1}
+    match = _one(_errors(dump(data)), "$.slots.rollout_executor.params")
+    assert "takes no params, found ['x']" in match["msg"]
 
 
 def test_objective_and_planner_must_exist() -> None:

@@ -9,6 +9,8 @@ import keyword
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from worldflux.core.exceptions import ConfigurationError, did_you_mean
 from worldflux.core.registry import SLOTS, get_component
 from worldflux.core.spec import TensorSpec, resolve_dim
@@ -33,18 +35,41 @@ def _config_attrs() -> set[str]:
 
 
 def _component_issues(spec: Spec, kind: str, ref: Mapping[str, Any], path: JsonPath) -> list[Issue]:
-    """The implementation exists for ``kind`` and accepts its params."""
+    """The implementation exists for ``kind`` and accepts its params (each problem at its param)."""
     key = str(ref["impl"])
     try:
         entry = get_component(kind, key)
     except ConfigurationError as error:
         return [spec.doc.issue((*path, "impl"), error.message, key=False)]
+    params: dict[str, Any] = dict(ref.get("params") or {})
+    where: JsonPath = (*path, "params")
+    owner = f"{kind} {key!r}"
+    if entry.params_model is None:
+        if params:
+            return [spec.doc.issue(where, f"{owner} takes no params, found {sorted(params)}")]
+        return []
+    fields = set(entry.params_model.model_fields)
+    issues = [
+        spec.doc.issue(
+            (*where, name), f"{owner}: unknown param {name!r}" + did_you_mean(name, fields)
+        )
+        for name in sorted(set(params) - fields)
+    ]
     try:
-        entry.validate_params(ref.get("params"))
-    except ConfigurationError as error:
-        where = (*path, "params") if "params" in ref else path
-        return [spec.doc.issue(where, line) for line in error.message.splitlines()]
-    return []
+        entry.params_model(**{k: v for k, v in params.items() if k in fields})
+    except ValidationError as error:
+        for item in error.errors():
+            loc = tuple(str(part) if not isinstance(part, int) else part for part in item["loc"])
+            issues.append(
+                spec.doc.issue(
+                    (*where, *loc),
+                    f"{owner}: {item['msg']} (found {item.get('input')!r})",
+                    key=False,
+                )
+            )
+    except (ConfigurationError, TypeError, ValueError) as error:
+        issues.append(spec.doc.issue(where, f"{owner}: {error}"))
+    return issues
 
 
 def _config_issues(spec: Spec) -> list[Issue]:
