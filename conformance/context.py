@@ -75,7 +75,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "dev": Profile("dev", 10, 4, 4, True, True, 60.0, True, 25, 10),
+    "dev": Profile("dev", 6, 4, 4, True, True, 60.0, True, 12, 8),
     "ci": Profile("ci", 3, 3, 3, False, False, 30.0, False, 6, 6),
     "thorough": Profile("thorough", 100, 8, 8, True, False, 600.0, True, 60, 30),
 }
@@ -112,6 +112,33 @@ class RunOptions:
         return base * _BUDGET_FACTOR[cost]
 
 
+class _TorchRandom:
+    """The global torch RNG seen as a ``random.Random`` by :func:`hypothesis.register_random`:
+    Hypothesis seeds it before each example and restores it afterwards."""
+
+    def seed(self, value: int) -> None:
+        manual_seed(int(value) % (2**63))
+
+    def getstate(self) -> Tensor:
+        return torch.random.get_rng_state()
+
+    def setstate(self, state: Tensor) -> None:
+        torch.random.set_rng_state(state)
+
+
+_TORCH_RANDOM: _TorchRandom | None = None
+
+
+def register_torch_random() -> None:
+    """Register the global torch RNG with Hypothesis (once, lazily)."""
+    global _TORCH_RANDOM
+    if _TORCH_RANDOM is None:
+        from hypothesis import register_random
+
+        _TORCH_RANDOM = _TorchRandom()
+        register_random(_TORCH_RANDOM)
+
+
 class CheckContext:
     """What one check sees. ``model()`` gives a fresh copy of the target's built model."""
 
@@ -144,7 +171,10 @@ class CheckContext:
         """A fresh deep copy of the built model (the same weights for every call)."""
         if self._prototype is None:
             raise CheckFailed(f"the model could not be built: {self.build_error}")
-        return copy.deepcopy(self._prototype)
+        try:
+            return copy.deepcopy(self._prototype)
+        except Exception:  # not deep-copyable (a generator, a lambda...): rebuild, same seed
+            return self.call("building the model", self.build, self.options.seed)
 
     def build(self, seed: int) -> Any:
         """Build a new model from the target's factory with the global RNG seeded by ``seed``."""
@@ -239,6 +269,7 @@ class CheckContext:
             prop(inputs)
             return
         contract = self.contract
+        register_torch_random()
 
         @hypothesis_seed(self.options.seed)
         @self.hypothesis_settings()

@@ -186,3 +186,28 @@ def test_plugin_case_fails_for_a_broken_model(tmp_path: Path) -> None:
         case = ConformanceCase("wfc_plugin_bad", "io.encode", seed=3, crash_dir=tmp_path)
         with pytest.raises(pytest.fail.Exception, match=r"(?s)\[io.encode\].*repro"):
             case.run()
+
+
+def test_pytest_conformance_dir_runs_the_suite() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "conformance/",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--wf-target={EXTERNAL}",
+            "--wf-checks=io.encode,numeric.grad_flow",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout

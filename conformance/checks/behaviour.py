@@ -35,6 +35,7 @@ from worldflux.conformance.context import (
     as_state,
     as_trajectory,
     predictions_of,
+    register_torch_random,
     seeded,
     set_mode,
     tensors_equal,
@@ -297,6 +298,7 @@ def rollout_state_machine(ctx: CheckContext) -> None:
         def save_load(self, state: int, seed: int) -> None:
             self._do({"op": "save_load", "state": state, "seed": seed})
 
+    register_torch_random()
     base = ctx.hypothesis_settings()
     run_state_machine_as_test(
         Machine,
