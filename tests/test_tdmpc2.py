@@ -456,3 +456,18 @@ def test_rollout_matches_transition_and_decode() -> None:
         assert torch.allclose(traj.states["latent"][:, t + 1], state["latent"])
         assert torch.allclose(traj.rewards[:, t], model.decode(state).predictions["reward"])
     assert isinstance(traj.states, State)
+
+
+def test_observation_encoder_slot_takes_a_compatible_implementation() -> None:
+    """The encoder is a real slot: a generic encoder giving ``{"latent": [B, latent_dim]}``
+    trains and plans in its place (the spec declares only the rollout executor composable,
+    because the suite would also try encoders of other families, whose states do not fit)."""
+    model = _model()
+    model.composable_support.add("observation_encoder")
+    model.swap_component("observation_encoder", "mlp_encoder", {"hidden": 32})
+    out = model.loss(_batch())
+    out.loss.backward()
+    encoder = model.observation_encoder
+    assert encoder is not None
+    assert all(p.grad is not None for p in encoder.parameters())
+    assert model.plan(torch.randn(2, 24)).shape == (2, 6)  # type: ignore[operator]
