@@ -51,13 +51,13 @@ StrictValidator: Any = validators.extend(
 
 
 @cache
-def _load_schema_text(path: str) -> str:
+def _load_schema_text(path: str, mtime_ns: int) -> str:
     return Path(path).read_text(encoding="utf-8")
 
 
 def load_schema(path: Path) -> dict[str, Any]:
-    """The parsed schema at ``path`` (cached by path)."""
-    schema: dict[str, Any] = json.loads(_load_schema_text(str(path)))
+    """The parsed schema at ``path`` (cached until the file changes)."""
+    schema: dict[str, Any] = json.loads(_load_schema_text(str(path), path.stat().st_mtime_ns))
     return schema
 
 
@@ -80,17 +80,6 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def _type_name(value: Any) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-def _resolve(validator: Any, schema: dict[str, Any]) -> dict[str, Any]:
-    """Follow a local ``$ref`` (``#/$defs/X``) so sibling keywords can be inspected."""
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        node: Any = validator.schema
-        for part in ref[2:].split("/"):
-            node = node[part]
-        return {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
-    return schema
 
 
 def _additional(doc: YamlDocument, error: ValidationError) -> list[Issue]:
