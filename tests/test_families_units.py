@@ -7,12 +7,21 @@ frames), the diagonal SSM step, semi-implicit Euler and the Gaussian renderer.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Iterator
 
 import pytest
 import torch
-from test_families_harness import build, random_actions, random_obs, registered, single_thread
+from test_families_harness import (
+    build,
+    load_spec,
+    random_actions,
+    random_batch,
+    random_obs,
+    registered,
+    single_thread,
+)
 
 from worldflux.core.types import State
 from worldflux.families.diffusion.edm import EDM, sinusoidal_embedding
@@ -210,8 +219,6 @@ def test_gan_generator_loss_does_not_train_the_discriminator() -> None:
     with registered("gan") as pair:
         model = build(*pair)
         model.train()
-        from test_families_harness import random_batch
-
         out = model.loss(random_batch(model))
         objective = model.objective
         assert objective is not None
@@ -220,3 +227,26 @@ def test_gan_generator_loss_does_not_train_the_discriminator() -> None:
         assert all(g is None or not bool(g.abs().sum() > 0) for g in grads)
         grads = torch.autograd.grad(out.components["discriminator"], disc, allow_unused=True)
         assert any(g is not None and bool(g.abs().sum() > 0) for g in grads)
+
+
+@pytest.mark.parametrize(
+    ("family", "module"),
+    [
+        ("jepa", "worldflux.families.jepa.hparams"),
+        ("vjepa2", "worldflux.families.vjepa2.hparams"),
+        ("token", "worldflux.families.token.hparams"),
+        ("diffusion", "worldflux.families.diffusion.hparams"),
+        ("dit", "worldflux.families.dit.slots"),
+        ("ssm", "worldflux.families.ssm.slots"),
+        ("renderer3d", "worldflux.families.renderer3d.slots"),
+        ("physics", "worldflux.families.physics.slots"),
+        ("gan", "worldflux.families.gan.slots"),
+    ],
+)
+def test_code_defaults_agree_with_the_spec(family: str, module: str) -> None:
+    """The fallback defaults in code (used by a config lacking a field) equal the spec's."""
+    defaults = importlib.import_module(module).DEFAULTS
+    properties = load_spec(family)["config"]["properties"]
+    assert set(defaults) <= set(properties), sorted(set(defaults) - set(properties))
+    for name, value in defaults.items():
+        assert properties[name]["default"] == pytest.approx(value), name
