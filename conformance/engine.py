@@ -292,7 +292,7 @@ def _versions() -> dict[str, str]:
     return {
         "worldflux": __version__,
         "suite": SUITE_VERSION,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "hypothesis": hypothesis.__version__,
         "python": platform.python_version(),
     }

@@ -29,7 +29,7 @@ def load_crash(path: str | Path) -> dict[str, Any]:
     if not file.is_file():
         raise CheckpointError(f"{file}: no such crash file")
     try:
-        data = torch.load(file, weights_only=False)
+        data = torch.load(file, weights_only=True)  # tensors and plain data only
     except Exception as error:
         raise CheckpointError(f"{file}: unreadable crash file ({error})") from None
     if not isinstance(data, dict) or data.get("format") != CRASH_FORMAT:
