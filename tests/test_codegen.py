@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -254,3 +255,26 @@ def test_importing_worldflux_registers_every_generated_model() -> None:
         assert set(cls.presets) == set(spec.presets)
         info = worldflux.get_model_info(spec.model_type)
         assert info["type"] == spec.model_type and info["presets"] == sorted(spec.presets)
+
+
+def test_command_line_bad_spec_exits_2_without_traceback(tmp_path: Path) -> None:
+    """The real entry point, in a fresh interpreter: located errors on stderr, exit code 2."""
+    import subprocess
+    import sys
+
+    data = fixture_data()
+    data["slots"]["dynamics_model"]["impl"] = "gru_dynamic"
+    root = make_root(tmp_path, {"toy_generic": dump(data)})
+    done = subprocess.run(
+        [sys.executable, "-m", "worldflux.codegen", "--root", str(root), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert re.search(
+        r"specs/models/toy_generic\.yaml:\d+:\d+: \$\.slots\.dynamics_model\.impl: .*"
+        r"did you mean 'gru_dynamics'",
+        done.stderr,
+    ), done.stderr
