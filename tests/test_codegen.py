@@ -278,3 +278,14 @@ def test_command_line_bad_spec_exits_2_without_traceback(tmp_path: Path) -> None
         r"did you mean 'gru_dynamics'",
         done.stderr,
     ), done.stderr
+
+
+def test_bare_datamodel_codegen_check_agrees() -> None:
+    """A bare `datamodel-codegen --check` (pyproject's options) accepts generated/spec_models.py."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("datamodel-codegen")
+    assert exe is not None, "datamodel-codegen (dev extra) is not installed"
+    done = subprocess.run([exe, "--check"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
