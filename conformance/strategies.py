@@ -22,10 +22,16 @@ __all__ = [
     "LARGE",
     "SCALES",
     "Case",
+    "actions",
+    "batch_sizes",
     "cases",
+    "horizons",
+    "observations",
     "random_action",
     "random_observation",
     "random_tensor",
+    "seeds",
+    "training_batches",
 ]
 
 #: The largest magnitude drawn for float observations (finite, far outside a normalised range).
@@ -204,3 +210,57 @@ def clone_tree(tree: Any) -> Any:
     if isinstance(tree, list | tuple):
         return type(tree)(clone_tree(v) for v in tree)
     return tree
+
+
+# -- building blocks for users' own properties -------------------------------------------------
+def batch_sizes(max_batch: int = 4, min_batch: int = 1) -> st.SearchStrategy[int]:
+    """``B`` in ``[min_batch, max_batch]`` (shrinks to ``min_batch``)."""
+    return st.integers(min_batch, max(min_batch, max_batch))
+
+
+def horizons(max_horizon: int = 4) -> st.SearchStrategy[int]:
+    """``H`` in ``[1, max_horizon]``."""
+    return st.integers(1, max(1, max_horizon))
+
+
+def seeds() -> st.SearchStrategy[int]:
+    """Any 32-bit seed (shrinks to 0)."""
+    return st.integers(0, 2**32 - 1)
+
+
+def _generated(build: Any) -> st.SearchStrategy[Any]:
+    return st.builds(
+        lambda seed, scale: build(torch.Generator().manual_seed(seed), scale),
+        seeds(),
+        st.sampled_from(SCALES),
+    )
+
+
+def observations(
+    contract: ModelIOContract, batch: int | None = None, max_batch: int = 4
+) -> st.SearchStrategy[Tensor | dict[str, Tensor]]:
+    """Observations ``[B, *obs_shape]`` (a dict for several modalities) of a bound contract."""
+    sizes = st.just(batch) if batch is not None else batch_sizes(max_batch)
+    return sizes.flatmap(
+        lambda b: _generated(lambda gen, scale: random_observation(contract, (b,), gen, scale))
+    )
+
+
+def actions(contract: ModelIOContract, lead: Sequence[int]) -> st.SearchStrategy[Tensor]:
+    """Valid actions ``[*lead, A]`` (continuous, inside the bounds) or ``[*lead]`` indices."""
+    return st.builds(
+        lambda seed, mode: random_action(
+            contract.action, tuple(lead), torch.Generator().manual_seed(seed), mode
+        ),
+        seeds(),
+        st.sampled_from(ACTION_MODES),
+    )
+
+
+def training_batches(
+    contract: ModelIOContract, max_batch: int = 4, seq_lens: Sequence[int] = (2, 3, 4)
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Training batches ``[B, T, ...]`` with every declared batch key."""
+    return st.tuples(batch_sizes(max_batch), st.sampled_from(tuple(seq_lens))).flatmap(
+        lambda bt: _generated(lambda gen, scale: training_batch(contract, bt[0], bt[1], gen, scale))
+    )

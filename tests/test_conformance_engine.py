@@ -17,7 +17,13 @@ from worldflux.conformance.engine import check_model, make_options
 from worldflux.conformance.registry import select_checks
 from worldflux.conformance.replay import load_crash, replay_crash
 from worldflux.conformance.report import render_junit, render_markdown, render_scoreboard
-from worldflux.conformance.strategies import Case, cases
+from worldflux.conformance.strategies import (
+    Case,
+    actions,
+    cases,
+    observations,
+    training_batches,
+)
 from worldflux.conformance.toys import make_toy, registered, toy_spec
 
 from worldflux.core.exceptions import CheckpointError, ConfigurationError, ModelNotFoundError
@@ -328,3 +334,15 @@ def test_continuous_actions_stay_in_bounds() -> None:
     for mode in ("uniform", "low", "high"):
         a = Case(4, 3, 2, 7, 1.0, mode).materialize(contract)["actions"]
         assert a.shape == (4, 3, 3) and float(a.min()) >= -2.0 and float(a.max()) <= 0.5
+
+
+@settings(max_examples=15, deadline=None, database=None)
+@given(
+    obs=observations(CONTRACT, batch=2),
+    action=actions(CONTRACT, (2,)),
+    batch=training_batches(CONTRACT, max_batch=3),
+)
+def test_public_strategies_honour_the_contract(obs: Any, action: Tensor, batch: Any) -> None:
+    CONTRACT.validate_observation(obs, (2,))
+    CONTRACT.validate_action(action, (2,))
+    CONTRACT.validate_batch(batch)
