@@ -101,3 +101,31 @@ def test_overfits_one_batch(classes: Classes) -> None:
 
 def test_save_load_round_trip(classes: Classes, tmp_path: Path) -> None:
     check_save_load(build(*classes), tmp_path)
+
+
+#: For each declared composable slot (other than the rollout executor), alternatives that work.
+WORKING_SWAPS = {
+    "dit": [("observation_encoder", "jepa.encoder")],
+    "gan": [
+        ("observation_encoder", "jepa.encoder"),
+        ("dynamics_model", "mlp_dynamics"),
+        ("dynamics_model", "gru_dynamics"),
+        ("dynamics_model", "jepa.predictor"),
+    ],
+    "renderer3d": [
+        ("observation_encoder", "mlp_encoder"),
+        ("dynamics_model", "gru_dynamics"),
+        ("dynamics_model", "jepa.predictor"),
+    ],
+}
+
+
+def test_declared_composable_slots_swap(classes: Classes) -> None:
+    family = _family(classes)
+    declared = set(classes[0].SPEC.get("composable", ())) - {"rollout_executor"}
+    swaps = WORKING_SWAPS.get(family, [])
+    assert {slot for slot, _ in swaps} == declared
+    for slot, key in swaps:
+        model = build(*classes)
+        model.swap_component(slot, key)
+        check_contract(model)

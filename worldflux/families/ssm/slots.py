@@ -41,6 +41,7 @@ class SSMActionInput(ActionConditioner):
         super().__init__()
         self.action_dim, self.action_type = ctx.action_dim, ctx.action_type
         self.proj = nn.Linear(self.action_dim, int(hp(ctx, "state_dim")), bias=False)
+        ctx.dims["ssm.action"] = int(hp(ctx, "state_dim"))
 
     def forward(self, state: State, action: Tensor) -> Tensor:
         return self.proj(action_features(action, self.action_dim, self.action_type))
@@ -57,6 +58,7 @@ class DiagonalSSM(DynamicsModel):
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
         require_dims(ctx, "ssm.diagonal", "latent_dim", built_by="the observation encoder")
+        require_dims(ctx, "ssm.diagonal", "ssm.action", built_by="ssm.action (inputs [state_dim])")
         self.state_dim = int(hp(ctx, "state_dim"))
         embed = int(ctx.dims["latent_dim"])
         self.log_a = nn.Parameter(torch.log(torch.arange(1, self.state_dim + 1).float() * 0.5))
