@@ -422,26 +422,46 @@ def test_ci_preset_is_the_golden_tiny_config_and_aliases_resolve() -> None:
     assert WorldModelRegistry.resolve("tdmpc2-ci") == ("tdmpc2", "ci")
 
 
-def test_plan_returns_bounded_actions_and_uses_two_q_heads() -> None:
-    model = _model(num_q=5)
-    heads = _heads(model)
-    seen: list[int] = []
-    original = heads.q.forward
+def test_plan_returns_bounded_actions_and_uses_two_q_heads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import worldflux.families.tdmpc2.slots as slots
 
-    def spy(x: torch.Tensor, idx: torch.Tensor | None = None, *, detach: bool = False) -> Any:
-        out = original(x, idx, detach=detach)
+    model = _model(num_q=5)
+    seen: list[int] = []
+    original = slots.q_ensemble_forward
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
         seen.append(int(out.shape[0]))
         return out
 
-    heads.q.forward = spy  # type: ignore[method-assign,assignment]
+    monkeypatch.setattr(slots, "q_ensemble_forward", spy)
     torch.manual_seed(0)
     obs = torch.randn(2, 24) * 3
     action = model.plan(obs)  # type: ignore[operator]
     assert action.shape == (2, 6)
     assert bool((action.abs() <= 1).all()) and bool(torch.isfinite(action).all())
-    assert seen and set(seen) == {2}
+    assert seen and set(seen) == {2}  # only the two sampled heads, never the whole ensemble
     eval_action = model.plan(obs, eval_mode=True)  # type: ignore[operator]
     assert bool((eval_action.abs() <= 1).all())
+
+
+def test_planning_value_has_no_dropout() -> None:
+    model = _model()
+    heads = _heads(model)
+    with torch.no_grad():
+        for p in heads.q.tensors():
+            p.normal_(0, 0.5)
+    model.train()
+    z, a = torch.rand(64, 16), torch.rand(64, 6) * 2 - 1
+    torch.manual_seed(0)
+    first = heads.planning_value(z, a)
+    torch.manual_seed(0)  # same heads, and no dropout mask to differ
+    assert torch.equal(first, heads.planning_value(z, a))
+    model.eval()
+    torch.manual_seed(0)
+    assert torch.allclose(first, heads.planning_value(z, a))
 
 
 def test_rollout_matches_transition_and_decode() -> None:

@@ -216,9 +216,11 @@ class TDMPC2Heads(Decoder):
         return self.policy(latent).action
 
     def planning_value(self, latent: Tensor, action: Tensor) -> Tensor:
-        """Q ``[N]``: mean of two random online heads (only those two are evaluated)."""
+        """Q ``[N]``: mean of two random online heads (only those two are evaluated), without
+        dropout whatever the module mode (the official agent acts in eval mode)."""
         za = torch.cat([latent, action], dim=-1)
-        return self.q_value(za, self.random_heads().to(latent.device), "avg").squeeze(-1)
+        logits = q_ensemble_forward(self.q.tensors(), za, heads=self.random_heads())
+        return (self.two_hot.decode(logits).sum(0) / 2).squeeze(-1)
 
     # -- target network ---------------------------------------------------------------------
     @torch.no_grad()
