@@ -4,8 +4,9 @@ Batch convention (docs/slot-interfaces.md): ``obs [B, T, obs_dim]`` with ``T = H
 ``actions [B, T, A]``, ``rewards [B, T]``, ``terminated [B, T]`` and ``truncated [B, T]``;
 ``actions[:, t]`` leads from ``obs[:, t]`` to ``obs[:, t+1]`` and ``rewards[:, t]`` /
 ``terminated[:, t]`` result from it, so the last step's action, reward and flags are unused.
-Truncation is *not* termination: only ``terminated`` cuts the bootstrap. Internally the update
-runs time-major ``[H, B, ...]`` as the official code does.
+Truncation is *not* termination: only ``terminated`` cuts the bootstrap. As in the official
+replay buffer, each row must be ``T`` consecutive steps of one episode (``is_first`` is not
+used). Internally the update runs time-major ``[H, B, ...]`` as the official code does.
 
 Terms (ρ = 0.5, H = T − 1):
   * consistency = (1/H)·Σ_t ρ^t·MSE(z_{t+1}, sg(enc(o_{t+1}))), with z_0 = enc(o_0) and
