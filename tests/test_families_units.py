@@ -250,3 +250,26 @@ def test_code_defaults_agree_with_the_spec(family: str, module: str) -> None:
     assert set(defaults) <= set(properties), sorted(set(defaults) - set(properties))
     for name, value in defaults.items():
         assert properties[name]["default"] == pytest.approx(value), name
+
+
+@pytest.mark.parametrize(
+    ("model_id", "overrides", "match"),
+    [
+        ("vjepa2-ci", {"obs_shape": (3, 30, 30)}, "patch_size"),
+        ("vjepa2-ci", {"enc_heads": 3}, "enc_heads"),
+        ("vjepa2-ci", {"pred_heads": 3}, "pred_heads"),
+        ("token-ci", {"embed_dim": 15}, "num_heads"),
+        ("dit-ci", {"latent_dim": 9}, "dit_tokens"),
+        ("dit-ci", {"dit_heads": 3}, "dit_heads"),
+        ("diffusion-ci", {"context_frames": 1}, "context_frames"),
+        ("renderer3d-ci", {"obs_shape": (24,)}, "obs_shape"),
+    ],
+)
+def test_bad_configs_raise_configuration_errors(
+    model_id: str, overrides: dict[str, object], match: str
+) -> None:
+    from worldflux.core.exceptions import ConfigurationError
+    from worldflux.factory import create_world_model
+
+    with pytest.raises(ConfigurationError, match=match):
+        create_world_model(model_id, **overrides)

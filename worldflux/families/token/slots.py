@@ -119,7 +119,12 @@ class TokenTransformer(DynamicsModel):
         self.embed = nn.Embedding(self.vocab, self.dim)
         max_len = self.context * (self.num_tokens + 1) + self.num_tokens - 1
         self.pos = nn.Parameter(torch.randn(max_len, self.dim) * 0.02)
-        self.body = Transformer(self.dim, int(hp(ctx, "num_layers")), int(hp(ctx, "num_heads")))
+        self.body = Transformer(
+            self.dim,
+            int(hp(ctx, "num_layers")),
+            int(hp(ctx, "num_heads")),
+            owner="token.transformer (embed_dim / num_heads)",
+        )
         self.head = nn.Linear(self.dim, self.vocab)
         ctx.dims["token_embed_dim"] = self.dim
         ctx.dims["token.window"] = self.context

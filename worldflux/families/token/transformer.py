@@ -10,18 +10,20 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from worldflux.core.exceptions import ConfigurationError
+
 __all__ = ["Block", "Transformer", "causal_mask"]
 
 
 class Block(nn.Module):
     """``x + Attn(LN(x))`` then ``x + MLP(LN(x))`` (GELU, 4x); ``x [B, L, D]``."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: int = 4) -> None:
+    def __init__(
+        self, dim: int, heads: int, mlp_ratio: int = 4, owner: str = "transformer"
+    ) -> None:
         super().__init__()
-        if dim % heads:
-            from worldflux.core.exceptions import ConfigurationError
-
-            raise ConfigurationError(f"embed dim {dim} is not divisible by num_heads {heads}")
+        if heads < 1 or dim % heads:
+            raise ConfigurationError(f"{owner}: width {dim} is not divisible by {heads} heads")
         self.heads = heads
         self.ln1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
@@ -45,9 +47,16 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """``depth`` blocks, then LayerNorm: ``x [B, L, D]``, ``mask [B, L, L]`` -> ``[B, L, D]``."""
 
-    def __init__(self, dim: int, depth: int, heads: int, final_affine: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        final_affine: bool = True,
+        owner: str = "transformer",
+    ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(dim, heads, owner=owner) for _ in range(depth))
         self.ln = nn.LayerNorm(dim, elementwise_affine=final_affine)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:

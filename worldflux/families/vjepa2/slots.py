@@ -43,7 +43,11 @@ class PatchViT(nn.Module):
         self.patchify = nn.Conv2d(channels, self.dim, kernel_size=patch, stride=patch)
         self.pos = nn.Parameter(torch.randn(side * side, self.dim) * 0.02)
         self.body = Transformer(
-            self.dim, int(hp(ctx, "enc_depth")), int(hp(ctx, "enc_heads")), final_affine=False
+            self.dim,
+            int(hp(ctx, "enc_depth")),
+            int(hp(ctx, "enc_heads")),
+            final_affine=False,
+            owner="vjepa2.encoder (embed_dim / enc_heads)",
         )
 
     def forward(self, obs: Tensor) -> Tensor:
@@ -135,7 +139,10 @@ class VJEPA2Predictor(DynamicsModel):
         self.pos_space = nn.Parameter(torch.randn(self.num_patches, self.pred_dim) * 0.02)
         self.pos_time = nn.Parameter(torch.randn(self.context, self.pred_dim) * 0.02)
         self.body = Transformer(
-            self.pred_dim, int(hp(ctx, "pred_depth")), int(hp(ctx, "pred_heads"))
+            self.pred_dim,
+            int(hp(ctx, "pred_depth")),
+            int(hp(ctx, "pred_heads")),
+            owner="vjepa2.predictor (pred_dim / pred_heads)",
         )
         self.out = nn.Linear(self.pred_dim, self.dim)
         ctx.dims["vjepa2.window"] = self.context
