@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -273,3 +274,19 @@ def test_bad_configs_raise_configuration_errors(
 
     with pytest.raises(ConfigurationError, match=match):
         create_world_model(model_id, **overrides)
+
+
+def test_token_teacher_forcing_matches_generation() -> None:
+    """The loss path (one teacher-forced pass) and the rollout path (token by token) agree."""
+    with registered("token") as pair:
+        model = build(*pair)
+        dynamics: Any = model.dynamics_model
+        conditioner: Any = model.action_conditioner
+        with torch.no_grad():
+            state = model.encode(random_obs(model, (2,)))
+            action_input = conditioner(state, random_actions(model, (2,)))
+            nxt = dynamics(state, action_input)
+            generated = nxt["tokens"][:, -1]
+            logits, hidden = dynamics.teacher_forced(state, action_input, generated)
+        assert torch.equal(logits.argmax(-1), generated)  # greedy decoding reproduces itself
+        torch.testing.assert_close(hidden, nxt["hidden"])
