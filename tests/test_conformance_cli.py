@@ -211,3 +211,24 @@ def test_pytest_conformance_dir_runs_the_suite() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 passed" in proc.stdout
+
+
+def test_run_all_covers_every_registered_model(capsys: pytest.CaptureFixture[str]) -> None:
+    from worldflux.core.registry import WorldModelRegistry
+
+    rc = cli("run", "--all", "--profile", "ci", "--checks", "spec.valid,registry")
+    out = capsys.readouterr().out
+    assert rc in (0, 1), out
+    for model_type in WorldModelRegistry.list_types():
+        assert f"\n{model_type} " in out, f"{model_type} missing from the scoreboard:\n{out}"
+    assert "declared" in out and "achieved" in out
+
+
+@pytest.mark.slow
+def test_run_all_ci_profile_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's command on every registered model (about 40 s of CPU on 2 cores)."""
+    rc = cli("run", "--all", "--profile", "ci", "--report", "json", "--report-dir", str(tmp_path))
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / "conformance.json").read_text())
+    assert rc == (0 if data["passed"] else 1), out
+    assert data["summary"]["targets"] >= 1
