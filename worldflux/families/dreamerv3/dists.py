@@ -53,46 +53,50 @@ class TwoHot:
         return torch.softmax(self.logits, -1)
 
     def pred(self) -> Tensor:
-        """Expectation ``sum_i p_i b_i`` summed in mirrored pairs (exactly 0 when uniform).
+        """Expectation ``sum_i p_i b_i`` over mirrored pairs: with antisymmetric bins
+        (``b[-1-i] == -b[i]``) it is ``sum_j (p[m+j] - p[m-j]) * b[m+j]``, exactly 0 for symmetric
+        (e.g. uniform) probabilities in any summation order, as in the official symmetric sum.
 
         Shapes: ``logits [..., K] -> [...]``.
         """
         probs = self.probs()
         n = probs.shape[-1]
-        weighted = probs * self.bins
-        if n % 2 == 1:
-            m = (n - 1) // 2
-            centre = weighted[..., m]
-            pairs = weighted[..., :m].flip(-1) + weighted[..., m + 1 :]
-            return centre + pairs.sum(-1)
         m = n // 2
-        return (weighted[..., :m].flip(-1) + weighted[..., m:]).sum(-1)
+        diff = probs[..., n - m :] - probs[..., :m].flip(-1)
+        return diff @ self.bins[n - m :]
 
-    def target(self, value: Tensor) -> Tensor:
-        """Two-hot target distribution ``[..., K]`` of raw-unit targets ``value [...]``."""
+    def indices_weights(self, value: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Two-hot encoding of raw-unit targets ``value [...]``: bin indices below / above and
+        their weights (linear in raw units; both the end bin outside the range)."""
         bins = self.bins
         k = bins.shape[0]
         value = value.detach().to(bins.dtype)
-        below = (bins <= value[..., None]).sum(-1) - 1
-        above = k - (bins > value[..., None]).sum(-1)
-        below = below.clamp(0, k - 1)
-        above = above.clamp(0, k - 1)
+        count = torch.searchsorted(bins, value.contiguous(), right=True)  # bins <= value
+        below = (count - 1).clamp(0, k - 1)
+        above = count.clamp(0, k - 1)
         equal = below == above
         one = torch.ones_like(value)
         dist_below = torch.where(equal, one, (bins[below] - value).abs())
         dist_above = torch.where(equal, one, (bins[above] - value).abs())
         total = dist_below + dist_above
-        weight_below = dist_above / total
-        weight_above = dist_below / total
-        return (
-            F.one_hot(below, k) * weight_below[..., None]
-            + F.one_hot(above, k) * weight_above[..., None]
-        )
+        return below, above, dist_above / total, dist_below / total
+
+    def target(self, value: Tensor) -> Tensor:
+        """Two-hot target distribution ``[..., K]`` of raw-unit targets ``value [...]``."""
+        below, above, w_below, w_above = self.indices_weights(value)
+        shape = (*value.shape, self.bins.shape[0])
+        out = torch.zeros(shape, dtype=self.bins.dtype, device=self.bins.device)
+        out.scatter_add_(-1, below[..., None], w_below[..., None])
+        out.scatter_add_(-1, above[..., None], w_above[..., None])
+        return out
 
     def loss(self, value: Tensor) -> Tensor:
         """Cross-entropy against the two-hot encoding of ``value [...]`` -> ``[...]``."""
-        target = self.target(value)
-        return -(target * torch.log_softmax(self.logits, -1)).sum(-1)
+        below, above, w_below, w_above = self.indices_weights(value)
+        logp = torch.log_softmax(self.logits, -1)
+        lb = logp.gather(-1, below[..., None]).squeeze(-1)
+        la = logp.gather(-1, above[..., None]).squeeze(-1)
+        return -(w_below * lb + w_above * la)
 
 
 def unimix_logprobs(logits: Tensor, unimix: float = 0.01) -> Tensor:
