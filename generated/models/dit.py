@@ -92,7 +92,7 @@ class DiTWorldModel(SpecWorldModel):
             "obs_decoder",
             "reward_pred",
         ],
-        "composable": ["decoder", "rollout_executor"],
+        "composable": ["observation_encoder", "rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
         "preset_params": {"base": 1856954, "ci": 4614},
         "aliases": {"dit": "base", "dit-ci": "ci"},

@@ -97,7 +97,7 @@ class GANWorldModel(SpecWorldModel):
             "obs_decoder",
             "reward_pred",
         ],
-        "composable": ["decoder", "rollout_executor"],
+        "composable": ["dynamics_model", "observation_encoder", "rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
         "preset_params": {"base": 947995, "ci": 4267},
         "aliases": {"gan": "base", "gan-ci": "ci"},

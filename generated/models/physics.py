@@ -87,7 +87,7 @@ class PhysicsWorldModel(SpecWorldModel):
             },
         },
         "capabilities": ["continue_pred", "latent_dynamics", "obs_decoder", "reward_pred"],
-        "composable": ["decoder", "observation_encoder", "rollout_executor"],
+        "composable": ["rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
         "preset_params": {"base": 483682, "ci": 3486},
         "aliases": {"physics": "base", "physics-ci": "ci"},

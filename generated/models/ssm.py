@@ -77,7 +77,7 @@ class SSMWorldModel(SpecWorldModel):
             "state": {"latent": {"dtype": "float32", "shape": ["state_dim"]}},
         },
         "capabilities": ["continue_pred", "latent_dynamics", "obs_decoder", "reward_pred"],
-        "composable": ["decoder", "observation_encoder", "rollout_executor"],
+        "composable": ["rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
         "preset_params": {"base": 611866, "ci": 2906},
         "aliases": {"ssm": "base", "ssm-ci": "ci"},
