@@ -347,6 +347,15 @@ def test_weight_map_round_trip() -> None:
     load_official_state(other, official)
     mine, theirs = model.state_dict(), other.state_dict()
     assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    # an official agent checkpoint ({"model": state_dict} with tensordict's non-tensor entries)
+    extra = {"_Qs.params.__batch_size": torch.Size([2]), "_Qs.params.__device": None}
+    checkpoint = {"model": {**official, **extra}}
+    third = _model()
+    with torch.no_grad():
+        for p in third.parameters():
+            p.add_(1.0)
+    load_official_state(third, checkpoint)
+    assert all(torch.equal(mine[k], v) for k, v in third.state_dict().items())
 
 
 def test_load_official_reports_problems_and_never_loads_half() -> None:

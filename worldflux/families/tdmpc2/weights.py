@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -78,15 +78,22 @@ def ours_to_official(key: str) -> str | None:
     return None
 
 
-def _strip_weights_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """A golden file's ``weights.*`` entries without the prefix (or the mapping as it is)."""
+def _strip_weights_prefix(state: Mapping[str, Any]) -> dict[str, Tensor]:
+    """A golden file's ``weights.*`` entries without the prefix, the ``"model"`` entry of an
+    official agent checkpoint (``TDMPC2.save``), or the mapping as it is."""
+    inner = state.get("model")
+    if isinstance(inner, Mapping):
+        state = inner
     if any(k.startswith("weights.") for k in state):
         return {k[len("weights.") :]: v for k, v in state.items() if k.startswith("weights.")}
     return dict(state)
 
 
-def load_official_state(model: WorldModel, state: Mapping[str, Tensor]) -> None:
-    """Load an official state_dict (or a golden file's ``weights.*``) into ``model``.
+def load_official_state(model: WorldModel, state: Mapping[str, Any]) -> None:
+    """Load an official state_dict (an agent checkpoint, or a golden file's ``weights.*``).
+
+    Non-tensor entries of the official state_dict (``<group>.__batch_size``, ``__device``) are
+    ignored.
 
     All or nothing: every problem is collected first and reported in one error.
 
@@ -97,7 +104,7 @@ def load_official_state(model: WorldModel, state: Mapping[str, Tensor]) -> None:
     official = {
         k: v
         for k, v in _strip_weights_prefix(state).items()
-        if not k.endswith(("__batch_size", "__device"))
+        if isinstance(v, Tensor) and not k.endswith(("__batch_size", "__device"))
     }
     ours = model.state_dict()
     mapped: dict[str, Tensor] = {}
