@@ -97,6 +97,9 @@ def plot_run(
     ax_ret.legend(loc="best", fontsize=8)
     ax_ret.grid(alpha=0.3)
     keys = sorted({k for r in train for k in r if "loss" in k})
+    if "total_loss" in keys and "loss" in keys:
+        keys.remove("loss")  # the same value under its generic name
+    values: list[float] = []
     for key in keys:
         pts = [
             (r["env_step"], float(r[key]))
@@ -105,10 +108,15 @@ def plot_run(
         ]
         if pts:
             ax_loss.plot(*zip(*pts, strict=True), label=key.removeprefix("loss/"))
+            values += [v for _, v in pts]
     ax_loss.set_xlabel("environment steps")
     ax_loss.set_ylabel("loss")
-    if keys:
-        ax_loss.set_yscale("symlog", linthresh=1e-2)  # some terms (policy) are negative
+    if values:
+        if min(values) > 0:
+            ax_loss.set_yscale("log")
+        else:  # some terms (policy losses) are negative
+            tiny = min((abs(v) for v in values if v != 0), default=1.0)
+            ax_loss.set_yscale("symlog", linthresh=max(tiny, 1e-8))
         ax_loss.legend(loc="best", fontsize=8)
     ax_loss.grid(alpha=0.3)
     fig.suptitle(title)
