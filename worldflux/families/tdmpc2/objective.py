@@ -310,6 +310,13 @@ class TDMPC2Objective(Objective):
     def _policy_parameters(self, model: WorldModel) -> list[nn.Parameter]:
         return [p for p in _heads_of(model).pi.parameters() if p.requires_grad]
 
+    def _split_parameters(self, model: WorldModel) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(world-model parameters, policy parameters), both trainable only."""
+        policy = self._policy_parameters(model)
+        skip = {id(p) for p in policy}
+        world = [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
+        return world, policy
+
     def param_groups(self, model: WorldModel) -> list[dict[str, Any]]:
         """World-model groups: the encoder (lr × ``enc_lr_scale``) and every other trainable
         parameter except the policy (which has its own optimiser, see :meth:`make_optimizers`)."""
@@ -334,9 +341,7 @@ class TDMPC2Objective(Objective):
     def clip_gradients(self, model: WorldModel) -> dict[str, float]:
         """Clip the world-model and the policy gradients to ``grad_clip_norm`` (20) separately;
         returns the norms before clipping."""
-        policy = self._policy_parameters(model)
-        skip = {id(p) for p in policy}
-        world = [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
+        world, policy = self._split_parameters(model)
         limit = self.params.grad_clip_norm
         return {
             "grad_norm": _float(torch.nn.utils.clip_grad_norm_(world, limit)),
@@ -378,14 +383,16 @@ class TDMPC2Objective(Objective):
         batch = batch if isinstance(batch, Batch) else Batch(batch)
         was_training = model.training
         obs, actions, rewards, terminated = self._time_major(batch)
+        world, policy = self._split_parameters(model)
         try:
-            terms = self._terms_train_mode(model, obs, actions, rewards, terminated, draws)
+            # The official code computes the TD targets in eval mode and the rest in train mode;
+            # only the Q dropout depends on the mode and the target heads never use it, so train
+            # mode throughout is numerically the same.
+            model.train()
+            terms = self.world_model_terms(model, obs, actions, rewards, terminated, draws)
             opt, pi_opt = optimizers["model"], optimizers["policy"]
             opt.zero_grad(set_to_none=True)
             terms.total.backward()
-            policy = self._policy_parameters(model)
-            skip = {id(p) for p in policy}
-            world = [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
             grad_norm = torch.nn.utils.clip_grad_norm_(world, self.params.grad_clip_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -411,19 +418,3 @@ class TDMPC2Objective(Objective):
             "pi_scale": _float(info["scale"][0]),
         }
         return metrics, terms
-
-    def _terms_train_mode(
-        self,
-        model: WorldModel,
-        obs: Tensor,
-        actions: Tensor,
-        rewards: Tensor,
-        terminated: Tensor,
-        draws: Draws,
-    ) -> WorldModelTerms:
-        """:meth:`world_model_terms` with the TD target in eval mode and the rest in train mode."""
-        # the official code computes the TD targets before model.train(); only the Q dropout
-        # depends on the mode and the target heads never use it, so train mode throughout is
-        # numerically the same.
-        model.train()
-        return self.world_model_terms(model, obs, actions, rewards, terminated, draws)
