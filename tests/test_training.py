@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -204,3 +205,26 @@ def test_trainer_trains_on_replay_samples(toy: None) -> None:
     trainer = Trainer(make_model())
     result = trainer.train_step(replay.sample(B, T))
     assert np.isfinite(result.metrics["loss"])
+
+
+@pytest.mark.skipif("tdmpc2:ci" not in worldflux.list_models(), reason="tdmpc2 not registered")
+def test_tdmpc2_official_update_runs_through_guarded_optimisers() -> None:
+    torch.manual_seed(0)
+    model = worldflux.create_world_model("tdmpc2:ci", obs_shape=(OBS,), action_dim=ACT)
+    trainer = Trainer(model)
+    assert sorted(trainer.optimizers) == ["model", "policy"] and trainer.has_custom_update
+    batch = make_batch(t=4)
+    metrics = trainer.train_step(batch).metrics
+    assert {"loss", "consistency_loss", "pi_loss", "grad_norm", "pi_grad_norm"} <= set(metrics)
+    assert all(opt.state for opt in trainer.optimizers.values())  # both stepped
+    weights = params_of(model)
+    with pytest.raises(ContractViolation, match=r"batch\['obs'\]: expected finite values"):
+        trainer.train_step(batch.replace(obs=batch["obs"].clone().fill_(float("nan"))))
+    heads: Any = model.decoder_module
+    pi_weight = next(heads.pi.parameters())
+    handle = pi_weight.register_hook(lambda g: g * float("nan"))
+    with pytest.raises(NonFiniteError, match=r"gradient of 'decoder_module\.pi"):
+        trainer.train_step(batch)  # the policy stage fails after the model stage stepped
+    handle.remove()
+    assert_same(weights, params_of(model))  # ... and the model stage was rolled back
+    assert trainer.step == 1
