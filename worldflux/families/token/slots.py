@@ -147,7 +147,13 @@ class TokenTransformer(DynamicsModel):
             action_input = actions.new_zeros(actions[:, -1].shape)
         return torch.cat([actions[:, :-1], action_input.unsqueeze(1).to(actions.dtype)], dim=1)
 
-    def _run(self, state: State, actions: Tensor, partial: Tensor) -> Tensor:
+    def _run(
+        self,
+        state: State,
+        actions: Tensor,
+        partial: Tensor,
+        caches: list[list[Tensor]] | None = None,
+    ) -> Tensor:
         """Outputs ``[B, L, D]`` over the window and ``partial [B, j]`` next-frame tokens."""
         b, n = state["tokens"].shape[0], state["tokens"].shape[2]
         window = torch.cat([self.embed(state["tokens"]), actions.unsqueeze(2)], dim=2)
@@ -160,7 +166,7 @@ class TokenTransformer(DynamicsModel):
             ],
             dim=1,
         )
-        return self.body(seq, causal_mask(key_valid))
+        return self.body(seq, causal_mask(key_valid), caches)
 
     def teacher_forced(
         self, state: State, action_input: Tensor, next_tokens: Tensor
@@ -179,21 +185,30 @@ class TokenTransformer(DynamicsModel):
             hidden=hidden,
         )
 
+    def _pick(self, logits: Tensor) -> Tensor:
+        """``[B, V]`` -> ``[B, 1]``: greedy in eval mode, sampled in training mode."""
+        if self.training:
+            return torch.multinomial(F.softmax(logits, dim=-1), 1)
+        return logits.argmax(-1, keepdim=True)
+
     def forward(self, state: State, action_input: Tensor) -> State:
+        """Generate the next frame's N tokens: one pass over the window, then N - 1 KV-cached
+        single-token passes (as IRIS); equal to re-running :meth:`_run` on the growing prefix."""
         actions = self._with_action(state, action_input)
-        partial = state["tokens"].new_zeros(state["tokens"].shape[0], 0)
-        hidden = state["hidden"]
-        for j in range(self.num_tokens):
-            out = self._run(state, actions, partial)
-            if j == 0:
-                hidden = out[:, -1]
-            logits = self.head(out[:, -1])
-            if self.training:
-                token = torch.multinomial(F.softmax(logits, dim=-1), 1)
-            else:
-                token = logits.argmax(-1, keepdim=True)
-            partial = torch.cat([partial, token], dim=1)
-        return self._append(state, actions, partial, hidden)
+        empty = state["tokens"].new_zeros(state["tokens"].shape[0], 0)
+        caches: list[list[Tensor]] = [[] for _ in self.body.blocks]
+        out = self._run(state, actions, empty, caches)
+        hidden = out[:, -1]
+        tokens = [self._pick(self.head(hidden))]
+        length = out.shape[1]
+        key_valid = state["valid"].repeat_interleave(self.num_tokens + 1, dim=1).bool()
+        for _ in range(self.num_tokens - 1):
+            x = self.embed(tokens[-1]) + self.pos[length : length + 1]
+            key_valid = torch.cat([key_valid, key_valid.new_ones(key_valid.shape[0], 1)], dim=1)
+            out = self.body(x, key_valid.unsqueeze(1), caches)
+            tokens.append(self._pick(self.head(out[:, -1])))
+            length += 1
+        return self._append(state, actions, torch.cat(tokens, dim=1), hidden)
 
     def observe(self, state: State, action_input: Tensor | None, obs_state: State) -> State:
         actions = self._with_action(state, action_input)

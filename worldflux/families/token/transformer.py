@@ -33,11 +33,20 @@ class Block(nn.Module):
             nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
         )
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """``mask [B, L, L]`` (or ``[L, L]``) bool: True where query i may attend to key j."""
+    def forward(self, x: Tensor, mask: Tensor, cache: list[Tensor] | None = None) -> Tensor:
+        """``x [B, L, D]`` new tokens; ``mask [B, L, P + L]`` (or ``[L, P + L]``) bool: True where
+        query i may attend to key j, over the ``P`` cached and the ``L`` new keys.
+
+        ``cache`` (a list, empty at first) holds this block's keys and values ``[B, H, P, D/H]``;
+        it is extended in place with the new ones (KV caching for token-by-token generation).
+        """
         b, length, dim = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(b, length, 3, self.heads, -1).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        if cache is not None:
+            if cache:
+                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+            cache[:] = [k, v]
         attn_mask = mask.unsqueeze(1) if mask.dim() == 3 else mask
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         x = x + self.proj(out.transpose(1, 2).reshape(b, length, dim))
@@ -59,9 +68,10 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads, owner=owner) for _ in range(depth))
         self.ln = nn.LayerNorm(dim, elementwise_affine=final_affine)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        for block in self.blocks:
-            x = block(x, mask)
+    def forward(self, x: Tensor, mask: Tensor, caches: list[list[Tensor]] | None = None) -> Tensor:
+        """``caches``: one list per block (see :meth:`Block.forward`), or None for no caching."""
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, None if caches is None else caches[i])
         return self.ln(x)
 
 
