@@ -280,6 +280,13 @@ def test_dict_observations_follow_sorted_keys() -> None:
     assert torch.allclose(flat, symlog(expected))
     with pytest.raises(ContractViolation, match="missing keys"):
         enc({"height": torch.rand(2)})
+    state = model.encode(obs, validate=False)
+    preds = model.decode(state, validate=False).predictions
+    assert preds["obs_height"].shape == (2,) and preds["obs_velocity"].shape == (2, 9)
+    seq = {k: v[:, None].repeat(1, 4, *([1] * (v.dim() - 1))) for k, v in obs.items()}
+    model.validate_inputs = False  # the spec's contract declares one plain `obs` tensor
+    out = model.loss(make_batch(b=2, t=4).replace(obs=seq))
+    assert torch.isfinite(out.loss.detach())
 
 
 def test_malformed_obs_keys_are_a_configuration_error() -> None:

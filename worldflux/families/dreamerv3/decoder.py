@@ -90,7 +90,7 @@ class ImageDecoder(nn.Module):
 @register_component("decoder", "dreamerv3.decoder")
 class DreamerDecoder(Decoder):
     """Predictions for a State ``[B, ...]``: ``reward [B]``, ``continue [B]`` (probability) and the
-    reconstruction (``obs [B, *obs_shape]`` raw units, or ``obs/<key>`` for dict observations)."""
+    reconstruction (``obs [B, *obs_shape]`` raw units, or ``obs_<key>`` for dict observations)."""
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
@@ -168,5 +168,5 @@ class DreamerDecoder(Decoder):
         recon = self.reconstruct(state["deter"], state["stoch"])
         for key, value in recon.items():
             value = symexp(value) if key in self.vec_keys else value
-            predictions["obs" if list(self.layout) == ["obs"] else f"obs/{key}"] = value
+            predictions["obs" if list(self.layout) == ["obs"] else f"obs_{key}"] = value
         return ModelOutput(predictions=predictions, state=state)
