@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,13 +47,19 @@ def time_budget(seconds: float | None) -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise CheckTimeout(f"exceeded the time budget of {seconds:g} s")
 
+    outer_left, _ = signal.getitimer(signal.ITIMER_REAL)  # e.g. pytest-timeout's own alarm
+    start = time.monotonic()
     previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # re-fire every second: an exception raised while a gc callback runs is swallowed by Python
+    first = seconds if outer_left <= 0 else min(seconds, outer_left)
+    signal.setitimer(signal.ITIMER_REAL, first, 1.0)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_left > 0:  # give the outer alarm back what is left of it
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - start), 1e-3))
 
 
 def _caller() -> str:
