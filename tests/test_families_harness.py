@@ -48,18 +48,18 @@ def _config_class(family: str, spec: dict[str, Any]) -> type[WorldModelConfig]:
     env = spec["default_env"]
     fields["obs_shape"] = (tuple[int, ...], Field(tuple(env["obs_shape"])))
     fields["action_dim"] = (int, Field(env["action_dim"]))
-    cls = create_model(  # type: ignore[call-overload]
+    cls: type[WorldModelConfig] = create_model(
         f"WFTest{family.title()}Config", __base__=WorldModelConfig, **fields
     )
     cls.MODEL_TYPE = f"wftest_{family}"
-    return cls  # type: ignore[no-any-return]
+    return cls
 
 
 def model_class(family: str) -> tuple[type[SpecWorldModel], type[WorldModelConfig]]:
     """A fresh (unregistered) test model class and its config class for ``family``."""
     spec = load_spec(family)
     config_cls = _config_class(family, spec)
-    model_spec = {
+    model_spec: dict[str, Any] = {
         k: copy.deepcopy(spec[k])
         for k in ("slots", "objective", "io_contract", "capabilities", "composable", "maturity")
         if k in spec
@@ -201,7 +201,7 @@ def check_bad_inputs(model: WorldModel) -> None:
     with pytest.raises(ContractViolation, match="rewards"):
         model.loss(batch.replace(rewards=batch["rewards"][:, :-1]))
     with pytest.raises(WorldFluxError):
-        model.loss({k: v for k, v in batch.items() if k != "is_first"})
+        model.loss(Batch({k: v for k, v in batch.items() if k != "is_first"}))
 
 
 def check_rollout_equivalence(model: WorldModel, b: int = 2, h: int = 3) -> None:

@@ -132,8 +132,7 @@ def test_vjepa2_prediction_ignores_padding_content() -> None:
 def test_token_quantizer_picks_the_nearest_code_with_straight_through() -> None:
     with registered("token") as pair:
         model = build(*pair)
-        encoder = model.observation_encoder
-        assert encoder is not None
+        encoder: Any = model.observation_encoder
         obs = random_obs(model, (3,)).requires_grad_(True)
         z_e, z_q, tokens = encoder.quantize(obs)
         dist = torch.cdist(z_e.flatten(0, 1), encoder.codebook.weight)
@@ -179,13 +178,13 @@ def test_ssm_step_is_a_stable_diagonal_linear_map() -> None:
 def test_physics_integrates_semi_implicit_euler() -> None:
     with registered("physics") as pair:
         model = build(*pair)
-        dynamics = model.dynamics_model
-        assert dynamics is not None
+        dynamics: Any = model.dynamics_model
+        conditioner: Any = model.action_conditioner
         state = model.encode(random_obs(model, (2,)))
         action = random_actions(model, (2,))
         with torch.no_grad():
             nxt = model.transition(state, action)
-            action_input = model.action_conditioner(state, action)  # type: ignore[misc]
+            action_input = conditioner(state, action)
             acc = dynamics.force(action_input).view_as(state["vel"])
         dt = float(model.config.dt)  # type: ignore[attr-defined]
         vel = state["vel"] + dt * acc
@@ -221,8 +220,7 @@ def test_gan_generator_loss_does_not_train_the_discriminator() -> None:
         model = build(*pair)
         model.train()
         out = model.loss(random_batch(model))
-        objective = model.objective
-        assert objective is not None
+        objective: Any = model.objective
         disc = list(objective.discriminator.parameters())
         grads = torch.autograd.grad(out.components["generator"], disc, allow_unused=True)
         assert all(g is None or not bool(g.abs().sum() > 0) for g in grads)
@@ -267,7 +265,7 @@ def test_code_defaults_agree_with_the_spec(family: str, module: str) -> None:
     ],
 )
 def test_bad_configs_raise_configuration_errors(
-    model_id: str, overrides: dict[str, object], match: str
+    model_id: str, overrides: dict[str, Any], match: str
 ) -> None:
     from worldflux.core.exceptions import ConfigurationError
     from worldflux.factory import create_world_model
