@@ -62,7 +62,6 @@ def test_other_environment_shapes() -> None:
         assert torch.isfinite(model.loss(random_batch(model, b=2, t=3)).loss)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_base_preset_runs_end_to_end(family: str) -> None:
     """The realistic preset encodes, rolls out and computes a finite loss (B=1)."""
