@@ -42,6 +42,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run_p.add_argument("--strict", action="store_true", help="SHOULD failures are errors")
     listing = sub.add_parser("list-checks", help="print the check x maturity obligation matrix")
     listing.add_argument("--level", choices=LEVEL_CHOICES, help="only checks that apply here")
+    listing.add_argument(
+        "--target", help="the effective matrix of one target (its level, capability gates)"
+    )
+    listing.add_argument("--spec", metavar="FILE", help="spec of an external --target")
     explain = sub.add_parser("explain", help="the clause, obligations and a passing example")
     explain.add_argument("check_id", metavar="ID")
     replay = sub.add_parser("replay", help="re-run a saved falsifying input")
@@ -52,7 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     command = args.conformance_command
     if command == "list-checks":
-        return _list_checks(args.level)
+        return _list_checks(args.level, args.target, args.spec)
     if command == "explain":
         return _explain(args.check_id)
     if command == "replay":
@@ -100,16 +104,30 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def _list_checks(level: str | None) -> int:
+def _list_checks(level: str | None, target: str | None = None, spec: str | None = None) -> int:
     from worldflux.conformance.registry import LEVELS, Obligation, all_checks
 
-    from worldflux.core.spec import ModelMaturity
+    from worldflux.core.spec import Capability, ModelMaturity
 
+    declared: set[Capability] | None = None
+    if target is not None:
+        from worldflux.conformance.target import resolve_target
+
+        resolved = resolve_target(target, spec)
+        level = level or resolved.declared.value
+        caps = (resolved.spec or {}).get("capabilities")
+        if caps is None:
+            caps = getattr(resolved.factory(), "capabilities", ())
+        declared = {Capability(c) for c in caps or ()}
+        print(f"{resolved.name}: declared {resolved.declared.value}, checked at {level}")
     rows: list[list[Any]] = []
     for c in all_checks():
         info = c.info
         if level is not None and info.obligation(ModelMaturity(level)) is Obligation.NA:
             continue
+        if declared is not None and info.capability is not None:
+            if info.capability not in declared:
+                continue
         gate = info.capability.value if info.capability else "-"
         rows.append(
             [

@@ -119,6 +119,10 @@ def test_list_checks_and_explain(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("list-checks", "--level", "skeleton") == 0
     out = capsys.readouterr().out
     assert "io.encode" in out and "parity.goldens" not in out and "numeric.grad_flow" not in out
+    assert cli("list-checks", "--target", EXTERNAL) == 0
+    out = capsys.readouterr().out
+    assert "checked at experimental" in out and "numeric.grad_flow" in out
+    assert "planning.act" not in out and "parity.goldens" not in out
     assert cli("explain", "numeric.grad_flow") == 0
     out = capsys.readouterr().out
     assert "clause:" in out and "passing example" in out and "reference=must" in out
