@@ -22,11 +22,34 @@ __all__ = [
     "TwoHot",
     "binary_loss",
     "categorical_kl",
+    "log_softmax",
     "onehot_from_probs",
     "onehot_sample",
+    "softmax",
     "twohot_bins",
     "unimix_logprobs",
 ]
+
+
+#: Widest last axis for which the hand-written (faster on CPU) softmax is used.
+_SMALL_AXIS = 64
+
+
+def softmax(x: Tensor) -> Tensor:
+    """Softmax over the last axis; for narrow axes (latent classes) computed as
+    ``exp(x - max) / sum``, which is several times faster than ``torch.softmax`` on CPU."""
+    if x.shape[-1] > _SMALL_AXIS:
+        return torch.softmax(x, -1)
+    e = (x - x.amax(-1, keepdim=True).detach()).exp()
+    return e / e.sum(-1, keepdim=True)
+
+
+def log_softmax(x: Tensor) -> Tensor:
+    """Log-softmax over the last axis (hand-written for narrow axes, see :func:`softmax`)."""
+    if x.shape[-1] > _SMALL_AXIS:
+        return torch.log_softmax(x, -1)
+    z = x - x.amax(-1, keepdim=True).detach()
+    return z - z.exp().sum(-1, keepdim=True).log()
 
 
 def twohot_bins(num: int = 255, low: float = -20.0, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -102,29 +125,29 @@ class TwoHot:
 def unimix_logprobs(logits: Tensor, unimix: float = 0.01) -> Tensor:
     """``log((1 - unimix) * softmax(logits) + unimix / K)`` over the last axis."""
     if not unimix:
-        return torch.log_softmax(logits, -1)
-    probs = torch.softmax(logits, -1)
+        return log_softmax(logits)
+    probs = softmax(logits)
     probs = (1.0 - unimix) * probs + unimix / logits.shape[-1]
     return torch.log(probs)
 
 
 def categorical_kl(logp: Tensor, logq: Tensor) -> Tensor:
     """``KL(p || q)`` over the last axis from (normalised or not) log-probabilities."""
-    logp = torch.log_softmax(logp, -1)
-    logq = torch.log_softmax(logq, -1)
+    logp = log_softmax(logp)
+    logq = log_softmax(logq)
     return (logp.exp() * (logp - logq)).sum(-1)
 
 
 def categorical_entropy(logits: Tensor) -> Tensor:
     """Entropy over the last axis."""
-    logp = torch.log_softmax(logits, -1)
+    logp = log_softmax(logits)
     return -(logp.exp() * logp).sum(-1)
 
 
 def onehot_sample(logprobs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """One categorical draw per row of ``logprobs [..., K]`` as a one-hot with straight-through
     gradients (``onehot + probs - stop_grad(probs)``)."""
-    return onehot_from_probs(torch.softmax(logprobs, -1), generator)
+    return onehot_from_probs(softmax(logprobs), generator)
 
 
 def onehot_from_probs(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -180,7 +203,7 @@ class UnimixCategorical:
         return onehot_sample(self.logprobs, generator).detach()
 
     def logp(self, action: Tensor) -> Tensor:
-        return (torch.log_softmax(self.logprobs, -1) * action).sum(-1)
+        return (log_softmax(self.logprobs) * action).sum(-1)
 
     def entropy(self) -> Tensor:
         return categorical_entropy(self.logprobs)

@@ -18,7 +18,7 @@ from worldflux.families.dreamerv3.dists import (
     twohot_bins,
     unimix_logprobs,
 )
-from worldflux.families.dreamerv3.nets import MLP, Dense
+from worldflux.families.dreamerv3.nets import MLP, Dense, tanh
 
 __all__ = ["BinaryHead", "PolicyHead", "TwoHotHead"]
 
@@ -87,6 +87,6 @@ class PolicyHead(nn.Module):
         x = self.mlp(feat)
         if self.discrete:
             return UnimixCategorical(unimix_logprobs(self.logits(x), self.unimix))
-        mean = torch.tanh(self.mean(x))
+        mean = tanh(self.mean(x))
         std = (self.maxstd - self.minstd) * torch.sigmoid(self.stddev(x) + 2.0) + self.minstd
         return BoundedNormal(mean, std)

@@ -28,9 +28,9 @@ from worldflux.core.components import ActionConditioner, BuildContext, DynamicsM
 from worldflux.core.exceptions import ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.dreamerv3.dists import onehot_from_probs, unimix_logprobs
+from worldflux.families.dreamerv3.dists import onehot_from_probs, softmax, unimix_logprobs
 from worldflux.families.dreamerv3.hparams import hp
-from worldflux.families.dreamerv3.nets import BlockLinear, Dense, RMSNorm
+from worldflux.families.dreamerv3.nets import BlockLinear, Dense, RMSNorm, tanh
 
 __all__ = ["RSSM", "DreamerActionConditioner"]
 
@@ -145,6 +145,13 @@ class RSSM(DynamicsModel):
         x = F.rms_norm(x.transpose(0, 1), (g, x.shape[-1]), norm.scale.view(g, -1), norm.eps)
         return F.silu(x).transpose(0, 1)
 
+    @staticmethod
+    def _gate_offset(dg: int, like: Tensor) -> Tensor:
+        """``[0] * 2dg + [-1] * dg``: the update gate's -1 shift, added before the sigmoid."""
+        offset = like.new_zeros(3 * dg)
+        offset[2 * dg :] = -1.0
+        return offset
+
     def core(self, deter: Tensor, stoch: Tensor, action: Tensor) -> Tensor:
         """One GRU step: ``deter [B, D]``, ``stoch [B, S, K]``, ``action [B, A]`` -> ``[B, D]``."""
         b, g = deter.shape[0], self.blocks
@@ -160,9 +167,10 @@ class RSSM(DynamicsModel):
         for i in range(len(self.dynhid)):
             x = self._block_layer(x, i)  # [G, B, D/G]
         gates = torch.baddbmm(self.dyngru.bias.view(g, 1, 3 * dg), x, self.dyngru.kernel)
-        reset, cand, update = gates.split(dg, -1)
-        cand = torch.tanh(torch.sigmoid(reset) * cand)
-        update = torch.sigmoid(update - 1.0)
+        # per block [reset | cand | update]: one sigmoid over reset and update - 1
+        sig = torch.sigmoid(gates + self._gate_offset(dg, gates))
+        reset, update = sig[..., :dg], sig[..., 2 * dg :]
+        cand = tanh(reset * gates[..., dg : 2 * dg])
         new = torch.lerp(deter_g, cand, update)  # update * cand + (1 - update) * deter
         return new.transpose(0, 1).reshape(b, self.deter)
 
@@ -186,7 +194,7 @@ class RSSM(DynamicsModel):
 
     def sample(self, logits: Tensor) -> Tensor:
         """Straight-through one-hot sample ``[..., S, K]`` from raw logits (unimix-mixed)."""
-        probs = torch.softmax(logits, -1)
+        probs = softmax(logits)
         if self.unimix:
             probs = torch.add(probs * (1.0 - self.unimix), self.unimix / self.classes)
         return onehot_from_probs(probs)
