@@ -22,7 +22,7 @@ from worldflux.training.plot import plot_run
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 NAME = "training_tdmpc2-ci_pendulum"
-STEPS = 2000
+STEPS = 3000
 SEED_STEPS = 1000
 EVAL_EVERY = 1000
 EVAL_EPISODES = 6
