@@ -31,11 +31,6 @@ def test_console_script_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     assert lines[0].startswith("worldflux models: error: [WF500] no model 'no-such-model'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worldflux/codegen/__init__.py re-exports render (jinja2) and sync -> worldflux.specs "
-    "(jsonschema, ruamel) at import time; `configure` must stay cheap",
-)
 def test_building_the_parser_imports_no_heavy_optional_modules(tmp_path: Path) -> None:
     lazy = ("hypothesis", "jsonschema", "datamodel_code_generator", "gymnasium", "ruamel", "jinja2")
     code = (

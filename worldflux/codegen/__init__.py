@@ -5,8 +5,32 @@ writes atomically, checks (``--check``: unified diff + fix command) or dry-runs.
 ``nox -s generate``, ``python -m worldflux.codegen`` or ``worldflux generate``.
 """
 
-from worldflux.codegen.render import REGENERATE_COMMAND, catalog_data, header_for, render
-from worldflux.codegen.sync import Plan, apply, check_report, dry_run_report, plan
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Lazy re-exports: `worldflux --help` imports worldflux.codegen.cli, which must not pull in
+# jinja2 / jsonschema / ruamel through this package's __init__.
+_EXPORTS = {
+    "REGENERATE_COMMAND": "worldflux.codegen.render",
+    "catalog_data": "worldflux.codegen.render",
+    "header_for": "worldflux.codegen.render",
+    "render": "worldflux.codegen.render",
+    "Plan": "worldflux.codegen.sync",
+    "apply": "worldflux.codegen.sync",
+    "check_report": "worldflux.codegen.sync",
+    "dry_run_report": "worldflux.codegen.sync",
+    "plan": "worldflux.codegen.sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'worldflux.codegen' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "REGENERATE_COMMAND",
