@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from worldflux.core.components import BuildContext, Decoder
+from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
 from worldflux.families.dreamerv3.encoder import Conv, as_dict, channel_norm, split_keys
@@ -94,6 +95,13 @@ class DreamerDecoder(Decoder):
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
+        if ctx.dims and "deter" not in ctx.dims:
+            # Built after other slots (a swap) whose dynamics is not the DreamerV3 RSSM: the
+            # decoder reads the RSSM's {deter, stoch} state and cannot serve this model.
+            raise ConfigurationError(
+                "dreamerv3.decoder reads the DreamerV3 RSSM state {deter, stoch}; it cannot "
+                "replace the decoder of a model with other dynamics"
+            )
         self.layout = obs_layout(ctx)
         self.vec_keys, self.img_keys = split_keys(self.layout)
         deter = int(ctx.dims.get("deter", hp(ctx, "deter")))
