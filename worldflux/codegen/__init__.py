@@ -13,10 +13,10 @@ from typing import Any
 # Lazy re-exports: `worldflux --help` imports worldflux.codegen.cli, which must not pull in
 # jinja2 / jsonschema / ruamel through this package's __init__.
 _EXPORTS = {
-    "REGENERATE_COMMAND": "worldflux.codegen.render",
-    "catalog_data": "worldflux.codegen.render",
-    "header_for": "worldflux.codegen.render",
-    "render": "worldflux.codegen.render",
+    "REGENERATE_COMMAND": "worldflux.codegen.rendering",
+    "catalog_data": "worldflux.codegen.rendering",
+    "header_for": "worldflux.codegen.rendering",
+    "render": "worldflux.codegen.rendering",
     "Plan": "worldflux.codegen.sync",
     "apply": "worldflux.codegen.sync",
     "check_report": "worldflux.codegen.sync",

@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the generator; returns the exit code (spec errors raise SpecError -> exit 2)."""
-    from worldflux.codegen.render import render
+    from worldflux.codegen.rendering import render
     from worldflux.codegen.sync import apply, check_report, dry_run_report, plan
     from worldflux.specs import find_root, load_specs
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worldflux.codegen.render import GENERATED_DIR, REGENERATE_COMMAND
+from worldflux.codegen.rendering import GENERATED_DIR, REGENERATE_COMMAND
 
 __all__ = ["DIFF_LINE_LIMIT", "Plan", "apply", "check_report", "dry_run_report", "plan"]
 
