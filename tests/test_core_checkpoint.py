@@ -129,10 +129,16 @@ def test_unregistered_module_cannot_be_saved_and_nothing_is_written(
     toy_model: WorldModel, tmp_path: Path
 ) -> None:
     class Enc(nn.Module):
-        def forward(self, obs: torch.Tensor) -> Any:  # pragma: no cover - never called
-            return obs
+        """A working encoder that is not a registered implementation (wraps the toy's)."""
 
-    toy_model.swap_component("observation_encoder", Enc())
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, obs: torch.Tensor) -> Any:
+            return self.inner(obs)
+
+    toy_model.swap_component("observation_encoder", Enc(toy_model.observation_encoder))
     with pytest.raises(CheckpointError, match=r"slot\(s\) \['observation_encoder'\]"):
         toy_model.save_pretrained(tmp_path / "nope")
     assert list(tmp_path.iterdir()) == []

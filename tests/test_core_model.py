@@ -298,3 +298,33 @@ def test_swap_by_module_follows_the_model_dtype(toy_model: WorldModel) -> None:
     assert next(module.parameters()).dtype == torch.float64
     assert toy_model.encode(obs_batch())["latent"].dtype == torch.float64
     assert toy_model.component_overrides == {"observation_encoder": None}  # not saveable
+
+
+def test_swap_of_an_implementation_that_cannot_serve_the_model_is_refused(
+    toy_model: WorldModel,
+) -> None:
+    class WrongWidth(ObservationEncoder):
+        """Encodes into a latent of the wrong width: the dynamics cannot read it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(toy_model.config.obs_shape[-1], 3)
+
+        def forward(self, obs: Any) -> State:
+            return State(latent=self.proj(obs))
+
+    before, wrong = toy_model.observation_encoder, WrongWidth()
+    rng = torch.random.get_rng_state()
+    with pytest.raises(ConfigurationError, match=r"observation_encoder=WrongWidth cannot serve"):
+        toy_model.swap_component("observation_encoder", wrong)
+    assert toy_model.observation_encoder is before
+    assert "observation_encoder" not in toy_model.component_overrides
+    assert torch.equal(torch.random.get_rng_state(), rng)
+
+
+def test_reference_objectives_refuse_decoders_they_cannot_use() -> None:
+    model = create_world_model("tdmpc2:ci")
+    heads = model.decoder_module
+    with pytest.raises(ConfigurationError, match=r"tdmpc2\.objective needs the tdmpc2\.heads"):
+        model.swap_component("decoder", "jepa.heads")
+    assert model.decoder_module is heads

@@ -112,7 +112,13 @@ class DreamerV3WorldModel(SpecWorldModel):
             "reward_pred",
             "value",
         ],
-        "composable": ["rollout_executor"],
+        "composable": [
+            "action_conditioner",
+            "decoder",
+            "dynamics_model",
+            "observation_encoder",
+            "rollout_executor",
+        ],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
         "preset_params": {
             "ci": 43251,

@@ -118,7 +118,13 @@ class TDMPC2WorldModel(SpecWorldModel):
             },
         },
         "capabilities": ["latent_dynamics", "planning", "policy", "reward_pred", "value"],
-        "composable": ["rollout_executor"],
+        "composable": [
+            "action_conditioner",
+            "decoder",
+            "dynamics_model",
+            "observation_encoder",
+            "rollout_executor",
+        ],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
         "preset_params": {
             "19m": 18062442,

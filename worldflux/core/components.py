@@ -151,6 +151,13 @@ class Objective(nn.Module):
     def after_step(self, model: WorldModel) -> None:
         """Called after every optimiser step (EMA / Polyak target updates)."""
 
+    def check_model(self, model: WorldModel) -> None:
+        """Raise ConfigurationError when ``model``'s slots cannot serve this objective.
+
+        Called after every ``swap_component``: an objective that needs more than the five-slot
+        interface (e.g. Q heads on the decoder) says so here, so an incompatible swap is refused.
+        """
+
 
 class Planner(nn.Module):
     """Chooses an action for one observation batch."""

@@ -25,7 +25,7 @@ from worldflux.core.exceptions import (
     did_you_mean,
 )
 from worldflux.core.registry import SLOTS, get_component
-from worldflux.core.spec import Capability, ModelIOContract, ModelMaturity
+from worldflux.core.spec import Capability, ModelIOContract, ModelMaturity, TensorSpec
 from worldflux.core.types import Batch, LossOutput, ModelOutput, State, Trajectory
 
 __all__ = ["SpecWorldModel", "WorldModel", "build_component"]
@@ -70,6 +70,21 @@ def build_component(
     module.component_key = key  # type: ignore[assignment]
     module.component_params = dict(params or {})  # type: ignore[assignment]
     return module
+
+
+def _probe_tensor(spec: TensorSpec, device: torch.device) -> Tensor:
+    """A fixed, finite ``[2, *shape]`` input inside the spec's bounds (no RNG)."""
+    shape = (2, *(int(d) for d in spec.shape))
+    dtype = spec.torch_dtype
+    if dtype == torch.bool:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    if not dtype.is_floating_point:
+        return torch.full(shape, int(spec.low or 0), dtype=dtype, device=device)
+    values = torch.linspace(-1.0, 1.0, max(1, int(torch.tensor(shape).prod())), device=device)
+    values = values.reshape(shape).to(dtype)
+    if spec.low is not None or spec.high is not None:
+        values = values.clamp(spec.low, spec.high)
+    return values
 
 
 class WorldModel(nn.Module, ABC):
@@ -334,7 +349,22 @@ class WorldModel(nn.Module, ABC):
         dtype = self._float_dtype()
         if any(p.is_floating_point() and p.dtype != dtype for p in module.parameters()):
             module = module.to(dtype)
+        previous = getattr(self, SLOTS[slot])
         setattr(self, SLOTS[slot], module)
+        try:
+            self.check_composition()
+        except Exception as error:
+            setattr(self, SLOTS[slot], previous)
+            label = key_or_module if isinstance(key_or_module, str) else type(module).__name__
+            reason = (
+                error.message
+                if isinstance(error, ConfigurationError)
+                else (f"{type(error).__name__}: {error}")
+            )
+            raise ConfigurationError(
+                f"{type(self).__name__}: {slot}={label} cannot serve this model ({reason}); "
+                "the previous implementation was kept"
+            ) from None
         key = getattr(module, "component_key", None)
         if isinstance(key, str):
             self.component_overrides[slot] = {
@@ -344,6 +374,40 @@ class WorldModel(nn.Module, ABC):
         else:
             self.component_overrides[slot] = None
         return module
+
+    def check_composition(self) -> None:
+        """Probe that the slots work together: one encode / transition / decode / rollout step
+        on fixed inputs built from the bound contract (``[2, ...]``), outputs checked against it.
+
+        Called by :meth:`swap_component`, so an implementation that cannot serve this model is
+        refused at swap time with a ConfigurationError instead of failing later. Global RNG state
+        is preserved; no gradients are recorded. Subclasses extend it (``SpecWorldModel`` also
+        asks its objective).
+        """
+        contract = self.bound_contract()
+        if not contract.observation:
+            return
+        device = self._device()
+        obs: Any
+        if contract.single_modality:
+            obs = _probe_tensor(contract.observation["obs"], device)
+        else:
+            obs = {k: _probe_tensor(v, device) for k, v in contract.observation.items()}
+        if contract.action.kind == "discrete":
+            action = torch.zeros(2, dtype=torch.int64, device=device)
+        else:
+            low, high = contract.action.low, contract.action.high
+            action = torch.full((2, int(contract.action.dim)), (low + high) / 2, device=device)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            state = self.encode(obs)
+            contract.validate_state(state, (2,))
+            after = self.transition(state, action)
+            contract.validate_state(after, (2,), name="transition(...)")
+            contract.validate_predictions(self.decode(after).predictions, (2,))
+            trajectory = self.rollout(state, action.unsqueeze(1))
+            if tuple(trajectory.rewards.shape) != (2, 1):
+                found = list(trajectory.rewards.shape)
+                raise ContractViolation(f"rollout rewards: expected shape [2, 1], found {found}")
 
     @property
     def component_overrides(self) -> dict[str, dict[str, Any] | None]:
@@ -438,6 +502,14 @@ class SpecWorldModel(WorldModel):
         if cls.model_type and WorldModelRegistry.is_registered(cls.model_type):
             return WorldModelRegistry.get_config_class(cls.model_type)
         return WorldModelConfig
+
+    def check_composition(self) -> None:
+        """The base probe, then the objective's and the planner's own ``check_model(model)``."""
+        super().check_composition()
+        for part in (self.objective, self.planner):
+            check = getattr(part, "check_model", None)
+            if callable(check):
+                check(self)
 
     def io_contract(self) -> ModelIOContract:
         return ModelIOContract.from_dict(type(self).SPEC.get("io_contract", {}))

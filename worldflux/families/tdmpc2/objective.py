@@ -352,6 +352,10 @@ class TDMPC2Objective(Objective):
         """Polyak update of the target Q heads (τ = 0.01)."""
         _heads_of(model).polyak_update(self.params.tau)
 
+    def check_model(self, model: WorldModel) -> None:
+        """Refuse a slot swap that leaves the model without the ``tdmpc2.heads`` decoder."""
+        _heads_of(model)
+
     def update(
         self,
         model: WorldModel,
