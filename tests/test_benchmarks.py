@@ -432,3 +432,16 @@ def test_cli_compare_from_report_exits_1_on_regression(tmp_path: Path) -> None:
     write_report(_report(_record("a", 0.40, 200.0)), new)
     assert main(["--from", str(new), "--compare", str(base)]) == 1
     assert main(["--from", str(base), "--compare", str(base)]) == 0
+
+
+def test_median_record_keeps_the_middle_process() -> None:
+    from benchmarks.cli import median_record
+
+    records = [_record("a", t, 200.0) for t in (0.3, 0.1, 0.2)]
+    skipped = {"name": "a", "status": "skipped", "reason": "x"}
+    chosen = median_record([*records, skipped])
+    assert chosen["time_s"]["median"] == pytest.approx(0.2)
+    assert chosen["details"]["processes"] == 4
+    assert len(chosen["details"]["process_calibrated_times"]) == 3
+    assert median_record([skipped]) is skipped
+    assert median_record(records[:1])["details"] == {}
