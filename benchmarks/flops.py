@@ -20,6 +20,7 @@ __all__ = [
     "TDMPC2Dims",
     "dreamer_imagine_step",
     "dreamer_policy",
+    "dreamer_rollout_step",
     "dreamer_train_step",
     "mlp_macs",
     "tdmpc2_dynamics_step",
@@ -86,6 +87,18 @@ def _dreamer_img_macs(d: DreamerDims) -> int:
 def dreamer_imagine_step(d: DreamerDims) -> float:
     """FLOPs of one imagination step per sample, RSSM only (actions given)."""
     return 2.0 * _dreamer_img_macs(d)
+
+
+def dreamer_rollout_step(d: DreamerDims) -> float:
+    """FLOPs of one ``model.rollout`` step per sample: the RSSM prior step plus the decode of the
+    imagined state (reward and continue heads, vector observation decoder)."""
+    units = [d.units] * d.mlp_layers
+    decode = (
+        mlp_macs([d.feat, d.units, DREAMER_BINS])
+        + mlp_macs([d.feat, d.units, 1])
+        + mlp_macs([d.feat, *units, d.obs_dim])
+    )
+    return 2.0 * (_dreamer_img_macs(d) + decode)
 
 
 def _policy_macs(d: DreamerDims) -> int:

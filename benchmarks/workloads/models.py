@@ -17,6 +17,7 @@ from benchmarks.flops import (
     DREAMERV3_PRESETS,
     TDMPC2_PRESETS,
     dreamer_imagine_step,
+    dreamer_rollout_step,
     dreamer_train_step,
     tdmpc2_dynamics_step,
     tdmpc2_mppi,
@@ -104,6 +105,46 @@ def _observations(*shape: int) -> Any:
 
 
 def _imagine(batch: int) -> Callable[[RunSettings], Prepared]:
+    """Latent imagination with the actions given: H ``model.transition`` calls (the RSSM prior
+    steps the reference's imagine runs, and the FLOP floor counts), inputs validated."""
+
+    def prepare(settings: RunSettings) -> Prepared:
+        import torch
+
+        model = _build("dreamerv3:size12m")
+        dims = DREAMERV3_PRESETS["size12m"]
+        with torch.no_grad():
+            start = model.encode(_observations(batch, OBS_DIM))
+        actions = _actions(batch, IMAGINE_HORIZON, ACTION_DIM)
+        steps = [actions[:, t] for t in range(IMAGINE_HORIZON)]
+
+        def op() -> None:
+            with torch.no_grad():
+                state = start
+                for action in steps:
+                    state = model.transition(state, action)
+
+        details = _common_details(model, dims.as_dict(), None)
+        details.update(
+            batch=batch,
+            horizon=IMAGINE_HORIZON,
+            call="15 x model.transition(state, action[B, 6]) under no_grad",
+            flops_note="RSSM prior steps (the floor); dreamerv3.rollout.* adds the decode",
+        )
+        return Prepared(
+            op=op,
+            work_per_op=float(batch * IMAGINE_HORIZON),
+            flops_per_op=batch * IMAGINE_HORIZON * dreamer_imagine_step(dims),
+            details=details,
+        )
+
+    return prepare
+
+
+def _rollout(batch: int) -> Callable[[RunSettings], Prepared]:
+    """``model.rollout``: imagination plus the decode of every imagined state (reward, continue
+    and observation reconstruction, as the Trajectory contract requires)."""
+
     def prepare(settings: RunSettings) -> Prepared:
         import torch
 
@@ -117,18 +158,17 @@ def _imagine(batch: int) -> Callable[[RunSettings], Prepared]:
             with torch.no_grad():
                 model.rollout(start, actions)
 
-        steps = batch * IMAGINE_HORIZON
         details = _common_details(model, dims.as_dict(), None)
         details.update(
             batch=batch,
             horizon=IMAGINE_HORIZON,
             call="model.rollout(state, actions[B, 15, 6]) under no_grad",
-            flops_note="RSSM prior steps only (the floor); rollout also decodes reward/continue",
+            flops_note="RSSM prior steps plus reward, continue and obs decode of each state",
         )
         return Prepared(
             op=op,
-            work_per_op=float(steps),
-            flops_per_op=steps * dreamer_imagine_step(dims),
+            work_per_op=float(batch * IMAGINE_HORIZON),
+            flops_per_op=batch * IMAGINE_HORIZON * dreamer_rollout_step(dims),
             details=details,
         )
 
@@ -284,6 +324,23 @@ WORKLOADS: tuple[Workload, ...] = (
         unit="latent steps/s",
         prepare=_imagine(1024),
         target=Target(14000.0, reference=9650.0),
+        runs=5,
+        warmup=1,
+    ),
+    Workload(
+        name="dreamerv3.rollout.b16",
+        description="dreamerv3:size12m model.rollout B=16 H=15 (imagination + decode)",
+        unit="latent steps/s",
+        prepare=_rollout(16),
+        runs=10,
+        warmup=3,
+        quick_runs=3,
+    ),
+    Workload(
+        name="dreamerv3.rollout.b1024",
+        description="dreamerv3:size12m model.rollout B=1024 H=15 (imagination + decode)",
+        unit="latent steps/s",
+        prepare=_rollout(1024),
         runs=5,
         warmup=1,
     ),
