@@ -7,6 +7,7 @@ delegate to them and validate their inputs against the bound I/O contract, so a 
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -262,7 +263,7 @@ class WorldModel(nn.Module, ABC):
 
     def _device(self) -> torch.device:
         """Where the model's parameters (or buffers) live (cpu when it has none)."""
-        for tensor in (*self.parameters(), *self.buffers()):
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
             return tensor.device
         return torch.device("cpu")
 

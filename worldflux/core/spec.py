@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 
 from worldflux.core.exceptions import ConfigurationError, ContractViolation, ShapeMismatchError
+from worldflux.core.numerics import all_finite
 
 __all__ = [
     "ActionSpec",
@@ -259,7 +260,7 @@ class TensorSpec:
                 raise ShapeMismatchError(
                     f"{name}: expected shape {pretty}, found {list(found)} (dim {i})"
                 )
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and not all_finite(tensor):
             raise ContractViolation(f"{name}: expected finite values, found NaN or inf")
 
     def _check_dtype(self, name: str, tensor: torch.Tensor) -> None:

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from worldflux.core.model import WorldModel
+from worldflux.core.numerics import all_finite, first_non_finite
 from worldflux.core.types import Batch, LossOutput
 from worldflux.training.distributed import DistributedContext
 from worldflux.training.errors import NonFiniteError, TrainingError
@@ -174,9 +175,10 @@ class Trainer:
 
     def check_gradients(self, params: Iterable[Tensor], names: Sequence[str]) -> None:
         """Raise NonFiniteError naming the first parameter whose gradient is NaN/inf."""
-        bad = [p for p in params if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-        if not bad:
+        with_grad = [p for p in params if p.grad is not None]
+        if first_non_finite([p.grad for p in with_grad]) is None:  # type: ignore[misc]
             return
+        bad = [p for p in with_grad if not all_finite(p.grad)]  # type: ignore[arg-type]
         lookup = {id(p): n for n, p in self.model.named_parameters()}
         label = lookup.get(id(bad[0]), "<parameter outside the model>")
         raise NonFiniteError(

@@ -1,9 +1,9 @@
 """``dreamerv3.imagine``: open-loop imagination with one batched decode.
 
 The H prior steps go through ``model.transition`` (action conditioner + RSSM) exactly as H
-separate calls would; the decoder then runs once on all ``B*H`` imagined states instead of once
+separate calls would; the decoder then runs once on all ``H*B`` imagined states instead of once
 per step (larger matrix products, same values), as the official agent decodes its imagined
-trajectory in one call.
+trajectory in one call. Predictions are ``[B, H, ...]`` views of that time-major decode.
 """
 
 from __future__ import annotations
@@ -36,10 +36,14 @@ class DreamerImagine(RolloutExecutor):
         for t in range(horizon):
             state = model.transition(state, actions[:, t], validate=False)
             states.append(state)
+        # decode the H imagined states time-major ([H, B] stacks flatten without a copy); they
+        # come from the model's own transitions, so the contract checks are not repeated
+        imagined = State.stack(states[1:], dim=0).flatten(0, 1)
+        decoded = model.decode(imagined, validate=False).predictions
+        predictions = {
+            k: v.unflatten(0, (horizon, batch)).transpose(0, 1) for k, v in decoded.items()
+        }
         stacked = State.stack(states, dim=1)
-        imagined = stacked.index(slice(1, None), dim=1).flatten(0, 1)
-        decoded = model.decode(imagined).predictions
-        predictions = {k: v.unflatten(0, (batch, horizon)) for k, v in decoded.items()}
         like = stacked[next(iter(stacked))]
         zeros = like.new_zeros(batch, horizon)
         return Trajectory(

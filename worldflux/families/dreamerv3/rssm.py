@@ -135,22 +135,27 @@ class RSSM(DynamicsModel):
         )
 
     # -- pieces -----------------------------------------------------------------------------------
-    def _block_layer(self, x: Tensor, layer: int) -> Tensor:
+    def _block_layer(self, x: Tensor, layer: int, shared: Tensor | None = None) -> Tensor:
         """Block-linear layer, RMSNorm over all D features and SiLU: ``[G, B, I] -> [G, B, D/G]``
-        (block-major in and out)."""
+        (block-major in and out).
+
+        With ``shared [B, S]``, every block's input is ``[x_g, shared]`` (the official layout of
+        the first layer): the shared rows of each block's kernel are applied to the broadcast
+        ``shared`` instead of copying it into every block's input.
+        """
         lin = cast(BlockLinear, self.dynhid[layer])
         norm = cast(RMSNorm, self.dynhidnorm[layer])
         g = self.blocks
-        x = torch.baddbmm(lin.bias.view(g, 1, -1), x, lin.kernel)
+        bias = lin.bias.view(g, 1, -1)
+        if shared is None:
+            x = torch.baddbmm(bias, x, lin.kernel)
+        else:
+            own = x.shape[-1]
+            wide = shared.unsqueeze(0).expand(g, *shared.shape)
+            partial = torch.baddbmm(bias, wide, lin.kernel[:, own:])
+            x = torch.baddbmm(partial, x, lin.kernel[:, :own])
         x = F.rms_norm(x.transpose(0, 1), (g, x.shape[-1]), norm.scale.view(g, -1), norm.eps)
         return F.silu(x).transpose(0, 1)
-
-    @staticmethod
-    def _gate_offset(dg: int, like: Tensor) -> Tensor:
-        """``[0] * 2dg + [-1] * dg``: the update gate's -1 shift, added before the sigmoid."""
-        offset = like.new_zeros(3 * dg)
-        offset[2 * dg :] = -1.0
-        return offset
 
     def core(self, deter: Tensor, stoch: Tensor, action: Tensor) -> Tensor:
         """One GRU step: ``deter [B, D]``, ``stoch [B, S, K]``, ``action [B, A]`` -> ``[B, D]``."""
@@ -161,15 +166,15 @@ class RSSM(DynamicsModel):
         x0 = self.dynin0(deter)
         x1 = self.dynin1(stoch.reshape(b, -1))
         x2 = self.dynin2(action)
-        shared = torch.cat([x0, x1, x2], -1)  # [B, 3H]
+        shared = torch.cat([x0, x1, x2], -1)  # [B, 3H], the input every block also reads
         deter_g = deter.view(b, g, dg).transpose(0, 1)  # [G, B, D/G]
-        x = torch.cat([deter_g, shared.unsqueeze(0).expand(g, b, shared.shape[-1])], -1)
-        for i in range(len(self.dynhid)):
+        x = self._block_layer(deter_g, 0, shared)
+        for i in range(1, len(self.dynhid)):
             x = self._block_layer(x, i)  # [G, B, D/G]
         gates = torch.baddbmm(self.dyngru.bias.view(g, 1, 3 * dg), x, self.dyngru.kernel)
-        # per block [reset | cand | update]: one sigmoid over reset and update - 1
-        sig = torch.sigmoid(gates + self._gate_offset(dg, gates))
-        reset, update = sig[..., :dg], sig[..., 2 * dg :]
+        # per block [reset | cand | update]; the sigmoids run on the two gate slices only
+        reset = torch.sigmoid(gates[..., :dg])
+        update = torch.sigmoid(gates[..., 2 * dg :] - 1.0)
         cand = tanh(reset * gates[..., dg : 2 * dg])
         new = torch.lerp(deter_g, cand, update)  # update * cand + (1 - update) * deter
         return new.transpose(0, 1).reshape(b, self.deter)
