@@ -7,6 +7,7 @@ got worse than the baseline's by more than ``--tolerance``; 2 a usage error.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -91,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tolerance", type=float, default=0.2, help="allowed calibrated slow-down (0.2 = 20%%)"
+    )
+    parser.add_argument(
+        "--no-allocator-tuning",
+        action="store_true",
+        help="run with glibc's default malloc thresholds (see worldflux.runtime); the default "
+        "tunes them in every worker, as the worldflux command line does",
     )
     return parser
 
@@ -184,12 +191,17 @@ def _run(args: argparse.Namespace, workloads: Sequence[Workload]) -> dict[str, A
             "warmup": args.warmup,
             "only": args.only,
             "repeat": repeat,
+            "allocator_tuning": not args.no_allocator_tuning,
         },
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.no_allocator_tuning:
+        from worldflux.runtime import OPT_OUT_ENV
+
+        os.environ[OPT_OUT_ENV] = "0"  # inherited by every worker and timed command
     try:
         if args.threads < 1:
             raise BenchmarkError(f"--threads: expected >= 1, found {args.threads}")

@@ -88,10 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchmarks.worker: error: {error}", file=sys.stderr)
         return 2
     settings = RunSettings(args.threads, args.quick, args.runs, args.warmup)
+    from worldflux.runtime import tune_cpu_allocator
+
+    allocator = tune_cpu_allocator()  # as the worldflux CLI does; WORLDFLUX_ALLOCATOR_TUNING=0
     if args.profile is not None:
         print(profile_workload(workload, settings, args.profile))
         return 0
     record = run_workload(workload, settings)
+    record["details"] = {**record.get("details", {}), "allocator": allocator.as_dict()}
     sys.stdout.flush()
     print(RESULT_PREFIX + json.dumps(record, allow_nan=False), flush=True)
     return 0

@@ -18,6 +18,7 @@ from benchmarks.flops import (
     TDMPC2_PRESETS,
     dreamer_imagine_step,
     dreamer_policy,
+    dreamer_rollout_step,
     dreamer_train_step,
     mlp_macs,
     tdmpc2_dynamics_step,
@@ -220,6 +221,13 @@ def test_dreamerv3_size12m_imagination_flops() -> None:
     assert dreamer_imagine_step(d) == 2 * 5_047_808  # 10.1 MFLOP, 5.05M MACs
     assert dreamer_imagine_step(d) + dreamer_policy(d) == pytest.approx(11.7e6, rel=0.01)
     assert 1024 * 15 * dreamer_imagine_step(d) == pytest.approx(155e9, rel=0.01)
+
+
+def test_dreamerv3_size12m_rollout_flops() -> None:
+    d = DREAMERV3_PRESETS["size12m"]
+    # feat 2560: reward 2560x256 + 256x255, continue 2560x256 + 256x1,
+    # obs 2560x256 + 2 x 256x256 + 256x24 = 2,168,832 MACs on top of the prior step
+    assert dreamer_rollout_step(d) == 2 * (5_047_808 + 2_168_832)
 
 
 def test_dreamerv3_size1m_rssm_and_train_step_flops() -> None:

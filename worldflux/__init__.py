@@ -35,6 +35,7 @@ from worldflux.factory import (
     get_model_info,
     list_models,
 )
+from worldflux.runtime import tune_cpu_allocator
 
 __all__ = [
     "MODEL_ALIASES",
@@ -55,4 +56,5 @@ __all__ = [
     "create_world_model",
     "get_model_info",
     "list_models",
+    "tune_cpu_allocator",
 ]

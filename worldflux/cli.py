@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from worldflux.core.exceptions import WorldFluxError
+from worldflux.runtime import tune_cpu_allocator
 
 #: subcommand -> (module implementing configure/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -114,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    tune_cpu_allocator()  # see worldflux.runtime; WORLDFLUX_ALLOCATOR_TUNING=0 opts out
     try:
         return int(_load(args._module).run(args))
     except WorldFluxError as error:
