@@ -385,3 +385,66 @@ def test_loss_and_rollout_run_in_bfloat16() -> None:
     traj = model.rollout(state, torch.zeros(2, 3, 6))
     assert traj.states["deter"].dtype == torch.bfloat16
     assert torch.equal(traj.rewards.float(), torch.zeros(2, 3))
+
+
+# -- acting (official Agent.policy) -----------------------------------------------------------
+
+
+def test_act_is_a_posterior_step_then_the_actor() -> None:
+    torch.manual_seed(0)
+    model = build().eval()
+    obs = torch.randn(3, 2, 24)
+    action, carry = model.act(obs[0], None, is_first=True)
+    assert action.shape == (2, 6) and action.dtype == torch.float32
+    assert bool((action.abs() <= 1.0).all())
+    state, prev = carry
+    assert torch.equal(prev, action)
+    # the carry is the posterior state: the same as encoding obs from the zero carry
+    torch.manual_seed(1)
+    _, (again, _) = model.act(obs[0], None, is_first=True)
+    torch.manual_seed(1)
+    expected = model.encode(obs[0])
+    assert torch.equal(again["deter"], expected["deter"])
+    # the next step continues from the carry and the previous action
+    torch.manual_seed(2)
+    _, (nxt, _) = model.act(obs[1], carry, is_first=False)
+    torch.manual_seed(2)
+    manual = model.encode(obs[1], state, action)
+    assert torch.equal(nxt["deter"], manual["deter"])
+
+
+def test_act_eval_mode_is_deterministic_and_is_first_resets_the_carry() -> None:
+    torch.manual_seed(0)
+    model = build().eval()
+    obs = torch.randn(2, 24)
+    _, carry = model.act(obs, None, is_first=True)
+
+    def seeded(seed: int, *args: Any, **kwargs: Any) -> torch.Tensor:
+        torch.manual_seed(seed)  # the posterior latent is sampled in every mode, as official
+        return model.act(*args, **kwargs)[0]
+
+    first = seeded(3, obs, None, is_first=True, eval_mode=True)
+    reset = seeded(3, obs, carry, is_first=True, eval_mode=True)
+    assert torch.equal(first, reset)  # is_first ignores the carry (official reset)
+    continued = seeded(3, obs, carry, is_first=False, eval_mode=True)
+    assert not torch.equal(first, continued)
+    # eval mode takes the actor's mean: no action noise on top of the latent sample
+    assert torch.equal(continued, seeded(3, obs, carry, is_first=False, eval_mode=True))
+    assert not torch.equal(continued, seeded(3, obs, carry, is_first=False))
+
+
+def test_act_discrete_returns_indices() -> None:
+    torch.manual_seed(0)
+    model = build(action_dim=3, action_type="discrete").eval()
+    obs = torch.randn(4, 24)
+    action, carry = model.act(obs, None, is_first=True)
+    assert action.shape == (4,) and action.dtype == torch.int64
+    assert bool(((action >= 0) & (action < 3)).all())
+    action2, _ = model.act(obs, carry, is_first=False, eval_mode=True)
+    assert action2.shape == (4,) and action2.dtype == torch.int64
+
+
+def test_act_rejects_a_bad_observation() -> None:
+    model = build()
+    with pytest.raises(ContractViolation, match="obs"):
+        model.act(torch.randn(2, 23), None, is_first=True)

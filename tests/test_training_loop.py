@@ -165,3 +165,30 @@ def test_progress_line_shows_steps_rates_and_losses() -> None:
     line = stream.getvalue()
     assert "50/100 env steps" in line and "upd/s 12.500" in line and "loss/reward 0.250" in line
     assert "[############------------]" in line
+
+
+def test_actor_choice_planner_policy_or_random() -> None:
+    from worldflux import create_world_model
+    from worldflux.core.exceptions import CapabilityError
+    from worldflux.training.actors import PlannerActor, PolicyActor, make_actor
+
+    shapes = {"obs_shape": (3,), "action_dim": 1}
+    assert isinstance(make_actor(create_world_model("tdmpc2:ci", **shapes)), PlannerActor)
+    dreamer = create_world_model("dreamerv3:ci", **shapes)
+    actor = make_actor(dreamer)
+    assert isinstance(actor, PolicyActor) and dreamer.can_act
+    action = actor.act(np.zeros(3, dtype=np.float32), is_first=True)
+    assert action.shape == (1,) and -1.0 <= float(action[0]) <= 1.0
+    actor.act(np.ones(3, dtype=np.float32), is_first=False)  # continues its carry
+    gan = create_world_model("gan:ci", obs_shape=(3,), action_dim=1)
+    assert make_actor(gan) is None and not gan.can_act
+    with pytest.raises(CapabilityError, match="no acting policy"):
+        gan.act(torch.zeros(1, 3))
+
+
+def test_dreamerv3_collects_with_its_own_policy(tmp_path: Path) -> None:
+    summary = train(
+        small_run(tmp_path / "dv3", model="dreamerv3:ci", steps=30, seed_steps=12, seq_len=4)
+    )
+    assert summary.actor == "policy"
+    assert summary.env_steps == 30 and summary.updates > 0

@@ -528,6 +528,35 @@ class SpecWorldModel(WorldModel):
             batch = _cast_batch(batch, self._float_dtype(), self._device())
         return self.objective(self, batch)
 
+    @property
+    def can_act(self) -> bool:
+        """Whether :meth:`act` works: the objective owns an acting policy (``act`` hook)."""
+        return callable(getattr(self.objective, "act", None))
+
+    def act(
+        self,
+        obs: Tensor | dict[str, Tensor],
+        carry: Any = None,
+        *,
+        is_first: bool = False,
+        eval_mode: bool = False,
+    ) -> tuple[Tensor, Any]:
+        """One acting step of the model's own policy (capability POLICY, e.g. DreamerV3's actor):
+        observations ``[B, *obs_shape]`` and the carry of the previous call (None at the start)
+        -> ``(action [B, A] or [B], carry)``.
+
+        Raises:
+            CapabilityError: the model's objective has no acting policy (see :attr:`can_act`).
+        """
+        act = getattr(self.objective, "act", None)
+        if not callable(act):
+            raise CapabilityError(
+                f"{type(self).__name__} has no acting policy: its objective defines no act(); "
+                "use plan() for models with a planner"
+            )
+        result: tuple[Tensor, Any] = act(self, obs, carry, is_first=is_first, eval_mode=eval_mode)
+        return result
+
     def plan(
         self, obs: Tensor | dict[str, Tensor], *, eval_mode: bool = False, t0: bool = False
     ) -> Tensor:

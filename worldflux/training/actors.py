@@ -5,7 +5,8 @@
 * :class:`PlannerActor`: ``model.plan(obs [1, *obs_shape], eval_mode=, t0=) -> [1, A]`` for models
   with the ``planning`` capability (TD-MPC2's MPPI).
 * :class:`PolicyActor`: models exposing ``act(obs [1, *obs_shape], carry, *, is_first, eval_mode)
-  -> (action [1, A] or [1], carry)`` (a recurrent policy such as DreamerV3's actor).
+  -> (action [1, A] or [1], carry)`` (a recurrent policy such as DreamerV3's actor; a spec model
+  acts when its objective has an ``act`` hook, ``model.can_act``).
 
 :func:`make_actor` picks the planner, then the policy, then random actions.
 """
@@ -128,6 +129,6 @@ def make_actor(
     else None (the loop then acts randomly throughout)."""
     if Capability.PLANNING in model.capabilities and getattr(model, "planner", None) is not None:
         return PlannerActor(model, normalize_images)
-    if callable(getattr(model, "act", None)):
+    if callable(getattr(model, "act", None)) and getattr(model, "can_act", True):
         return PolicyActor(model, normalize_images)
     return None

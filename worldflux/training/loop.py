@@ -117,6 +117,7 @@ class RunSummary:
     eval_returns: list[float]
     out: Path
     model: WorldModel
+    actor: str = "random"  # who acts after the seed steps: "planner", "policy" or "random"
 
 
 def checkpoint_dir(out: Path, dist: DistributedContext) -> Path:
@@ -442,4 +443,5 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         eval_returns=list(loop["eval_returns"]),
         out=out,
         model=model,
+        actor=actor.name if actor is not None else "random",
     )

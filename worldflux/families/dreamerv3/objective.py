@@ -29,7 +29,7 @@ from worldflux.core.exceptions import ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import Batch, LossOutput, State
 from worldflux.families.dreamerv3.decoder import DreamerDecoder, feat_of
-from worldflux.families.dreamerv3.dists import binary_loss, categorical_kl
+from worldflux.families.dreamerv3.dists import UnimixCategorical, binary_loss, categorical_kl
 from worldflux.families.dreamerv3.heads import PolicyHead, TwoHotHead
 from worldflux.families.dreamerv3.hparams import hp
 from worldflux.families.dreamerv3.optim import DreamerOptimizer
@@ -144,6 +144,44 @@ class DreamerObjective(Objective):
             warmup=p.warmup,
         )
         return {"model": opt}
+
+    # -- acting ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(
+        self,
+        model: WorldModel,
+        obs: Tensor | dict[str, Tensor],
+        carry: tuple[State, Tensor] | None,
+        *,
+        is_first: bool,
+        eval_mode: bool = False,
+    ) -> tuple[Tensor, tuple[State, Tensor]]:
+        """One environment step of the official ``Agent.policy``: a posterior step on ``obs``
+        from the carry (reset to zeros, with a zero previous action, at ``is_first`` or without a
+        carry), then an action from the actor on ``[deter, stoch]``.
+
+        Args:
+            obs: ``[B, *obs_shape]`` (validated against the model's contract).
+            carry: ``(State [B, ...], previous action)`` from the last call, or None.
+            is_first: the observation starts an episode.
+            eval_mode: take the actor's mode (mean / most likely action) instead of a sample; the
+                official agent samples in every mode.
+
+        Returns:
+            ``(action, carry)``: action ``[B, A]`` float clipped to the contract's bounds, or
+            ``[B]`` int64 indices for discrete actions.
+        """
+        state, prev = (None, None) if carry is None or is_first else carry
+        state = model.encode(obs, state, prev)
+        dist = self.pol(feat_of(state))
+        if isinstance(dist, UnimixCategorical):
+            choice = dist.logprobs if eval_mode else dist.sample()
+            action = choice.argmax(-1)
+        else:
+            bounds = model.bound_contract().action
+            sample = dist.mean if eval_mode else dist.sample()
+            action = sample.clamp(bounds.low, bounds.high)
+        return action, (state, action)
 
     @torch.no_grad()
     def after_step(self, model: WorldModel) -> None:
