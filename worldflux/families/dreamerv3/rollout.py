@@ -41,7 +41,8 @@ class DreamerImagine(RolloutExecutor):
         imagined = State.stack(states[1:], dim=0).flatten(0, 1)
         decoded = model.decode(imagined, validate=False).predictions
         predictions = {
-            k: v.unflatten(0, (horizon, batch)).transpose(0, 1) for k, v in decoded.items()
+            k: v.unflatten(0, (horizon, batch)).transpose(0, 1).contiguous()
+            for k, v in decoded.items()
         }
         stacked = State.stack(states, dim=1)
         like = stacked[next(iter(stacked))]
