@@ -104,9 +104,14 @@ def _observations(*shape: int) -> Any:
     return torch.randn(*shape, generator=gen)
 
 
-def _imagine(batch: int) -> Callable[[RunSettings], Prepared]:
-    """Latent imagination with the actions given: H ``model.transition`` calls (the RSSM prior
-    steps the reference's imagine runs, and the FLOP floor counts), inputs validated."""
+def _dreamer_size12m(batch: int, *, decode: bool) -> Callable[[RunSettings], Prepared]:
+    """DreamerV3 size12m from ``batch`` encoded observations, 15 given actions per sample.
+
+    ``decode=False``: latent imagination, H ``model.transition`` calls (the RSSM prior steps the
+    reference's imagine runs and the FLOP floor counts), inputs validated. ``decode=True``:
+    ``model.rollout``, which also decodes every imagined state (reward, continue and observation,
+    as the Trajectory contract requires).
+    """
 
     def prepare(settings: RunSettings) -> Prepared:
         import torch
@@ -118,57 +123,33 @@ def _imagine(batch: int) -> Callable[[RunSettings], Prepared]:
         actions = _actions(batch, IMAGINE_HORIZON, ACTION_DIM)
         steps = [actions[:, t] for t in range(IMAGINE_HORIZON)]
 
-        def op() -> None:
+        def imagine() -> None:
             with torch.no_grad():
                 state = start
                 for action in steps:
                     state = model.transition(state, action)
 
-        details = _common_details(model, dims.as_dict(), None)
-        details.update(
-            batch=batch,
-            horizon=IMAGINE_HORIZON,
-            call="15 x model.transition(state, action[B, 6]) under no_grad",
-            flops_note="RSSM prior steps (the floor); dreamerv3.rollout.* adds the decode",
-        )
-        return Prepared(
-            op=op,
-            work_per_op=float(batch * IMAGINE_HORIZON),
-            flops_per_op=batch * IMAGINE_HORIZON * dreamer_imagine_step(dims),
-            details=details,
-        )
-
-    return prepare
-
-
-def _rollout(batch: int) -> Callable[[RunSettings], Prepared]:
-    """``model.rollout``: imagination plus the decode of every imagined state (reward, continue
-    and observation reconstruction, as the Trajectory contract requires)."""
-
-    def prepare(settings: RunSettings) -> Prepared:
-        import torch
-
-        model = _build("dreamerv3:size12m")
-        dims = DREAMERV3_PRESETS["size12m"]
-        with torch.no_grad():
-            start = model.encode(_observations(batch, OBS_DIM))
-        actions = _actions(batch, IMAGINE_HORIZON, ACTION_DIM)
-
-        def op() -> None:
+        def rollout() -> None:
             with torch.no_grad():
                 model.rollout(start, actions)
 
         details = _common_details(model, dims.as_dict(), None)
-        details.update(
-            batch=batch,
-            horizon=IMAGINE_HORIZON,
-            call="model.rollout(state, actions[B, 15, 6]) under no_grad",
-            flops_note="RSSM prior steps plus reward, continue and obs decode of each state",
-        )
+        details.update(batch=batch, horizon=IMAGINE_HORIZON)
+        if decode:
+            details.update(
+                call="model.rollout(state, actions[B, 15, 6]) under no_grad",
+                flops_note="RSSM prior steps plus reward, continue and obs decode of each state",
+            )
+        else:
+            details.update(
+                call="15 x model.transition(state, action[B, 6]) under no_grad",
+                flops_note="RSSM prior steps (the floor); dreamerv3.rollout.* adds the decode",
+            )
+        per_step = dreamer_rollout_step(dims) if decode else dreamer_imagine_step(dims)
         return Prepared(
-            op=op,
+            op=rollout if decode else imagine,
             work_per_op=float(batch * IMAGINE_HORIZON),
-            flops_per_op=batch * IMAGINE_HORIZON * dreamer_rollout_step(dims),
+            flops_per_op=batch * IMAGINE_HORIZON * per_step,
             details=details,
         )
 
@@ -312,7 +293,7 @@ WORKLOADS: tuple[Workload, ...] = (
         name="dreamerv3.imagine.b16",
         description="dreamerv3:size12m imagination B=16 H=15, actions given",
         unit="latent steps/s",
-        prepare=_imagine(16),
+        prepare=_dreamer_size12m(16, decode=False),
         target=Target(6000.0, reference=2450.0),
         runs=10,
         warmup=3,
@@ -322,7 +303,7 @@ WORKLOADS: tuple[Workload, ...] = (
         name="dreamerv3.imagine.b1024",
         description="dreamerv3:size12m imagination B=1024 H=15, actions given",
         unit="latent steps/s",
-        prepare=_imagine(1024),
+        prepare=_dreamer_size12m(1024, decode=False),
         target=Target(14000.0, reference=9650.0),
         runs=5,
         warmup=1,
@@ -331,7 +312,7 @@ WORKLOADS: tuple[Workload, ...] = (
         name="dreamerv3.rollout.b16",
         description="dreamerv3:size12m model.rollout B=16 H=15 (imagination + decode)",
         unit="latent steps/s",
-        prepare=_rollout(16),
+        prepare=_dreamer_size12m(16, decode=True),
         runs=10,
         warmup=3,
         quick_runs=3,
@@ -340,7 +321,7 @@ WORKLOADS: tuple[Workload, ...] = (
         name="dreamerv3.rollout.b1024",
         description="dreamerv3:size12m model.rollout B=1024 H=15 (imagination + decode)",
         unit="latent steps/s",
-        prepare=_rollout(1024),
+        prepare=_dreamer_size12m(1024, decode=True),
         runs=5,
         warmup=1,
     ),
