@@ -28,6 +28,7 @@ import torch
 from worldflux.core.exceptions import CheckpointError, ConfigurationError
 from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry
+from worldflux.runtime import tune_cpu_allocator
 from worldflux.training.actors import RandomActor, make_actor
 from worldflux.training.checkpoint import (
     STATE_FILE,
@@ -177,6 +178,9 @@ def _check_resume(config: RunConfig, ckpt: Path) -> None:
 def train(config: RunConfig, resume: bool = False) -> RunSummary:
     """Run (or resume, from ``config.out``'s checkpoint) an online training run.
 
+    Applies :func:`worldflux.runtime.tune_cpu_allocator` to the process first
+    (``WORLDFLUX_ALLOCATOR_TUNING=0`` opts out).
+
     Raises:
         ConfigurationError: unknown model or environment, bad options.
         CheckpointError: resuming from a missing or mismatching checkpoint.
@@ -186,6 +190,7 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         raise ConfigurationError(f"steps: expected >= 1, found {config.steps}")
     if config.threads is not None:
         torch.set_num_threads(max(1, int(config.threads)))
+    tune_cpu_allocator()  # a long-running job: reuse freed activations (worldflux.runtime)
     dist = init_from_environment()
     out = Path(config.out)
     ckpt = checkpoint_dir(out, dist)
