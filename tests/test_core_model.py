@@ -328,3 +328,25 @@ def test_reference_objectives_refuse_decoders_they_cannot_use() -> None:
     with pytest.raises(ConfigurationError, match=r"tdmpc2\.objective needs the tdmpc2\.heads"):
         model.swap_component("decoder", "jepa.heads")
     assert model.decoder_module is heads
+
+
+def test_swap_to_an_implementation_that_cannot_be_built_is_refused() -> None:
+    """A registered implementation whose constructor fails on this model (a raw TypeError from
+    a missing hyperparameter) is refused with a ConfigurationError; the old slot is kept."""
+    from worldflux.core.components import Decoder
+    from worldflux.core.registry import register_component, unregister_component
+
+    @register_component("decoder", "test_unbuildable_decoder")
+    class Unbuildable(Decoder):
+        def __init__(self, ctx: Any, params: Any) -> None:
+            super().__init__()
+            self.width = int(ctx.hparam("no_such_width", None))  # TypeError: int(None)
+
+    model = create_world_model("tdmpc2:ci", obs_shape=(4,), action_dim=2)
+    before = model.decoder_module
+    try:
+        with pytest.raises(ConfigurationError, match=r"cannot be built for this model.*TypeError"):
+            model.swap_component("decoder", "test_unbuildable_decoder")
+        assert model.decoder_module is before
+    finally:
+        unregister_component("decoder", "test_unbuildable_decoder")

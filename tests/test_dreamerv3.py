@@ -280,13 +280,46 @@ def test_dict_observations_follow_sorted_keys() -> None:
     assert torch.allclose(flat, symlog(expected))
     with pytest.raises(ContractViolation, match="missing keys"):
         enc({"height": torch.rand(2)})
-    state = model.encode(obs, validate=False)
-    preds = model.decode(state, validate=False).predictions
+    state = model.encode(obs)
+    preds = model.decode(state).predictions
     assert preds["obs_height"].shape == (2,) and preds["obs_velocity"].shape == (2, 9)
     seq = {k: v[:, None].repeat(1, 4, *([1] * (v.dim() - 1))) for k, v in obs.items()}
-    model.validate_inputs = False  # the spec's contract declares one plain `obs` tensor
     out = model.loss(make_batch(b=2, t=4).replace(obs=seq))
     assert torch.isfinite(out.loss.detach())
+
+
+def test_dict_observations_are_in_the_bound_contract() -> None:
+    model = build(obs_keys=["velocity:9", "height:", "orientations:14"])
+    contract = model.bound_contract()
+    assert {k: v.shape for k, v in contract.observation.items()} == {
+        "height": (),
+        "orientations": (14,),
+        "velocity": (9,),
+    }
+    assert {"obs_height", "obs_orientations", "obs_velocity"} <= set(contract.predictions)
+    assert "obs" not in contract.predictions
+    good = {
+        "height": torch.rand(2),
+        "orientations": torch.randn(2, 14),
+        "velocity": torch.randn(2, 9),
+    }
+    with pytest.raises(ContractViolation, match=r"obs\['velocity'\]: expected shape"):
+        model.encode({**good, "velocity": torch.randn(2, 8)})
+    with pytest.raises(ContractViolation, match="missing \\['height'\\]"):
+        model.encode({k: v for k, v in good.items() if k != "height"})
+    trajectory = model.rollout(model.encode(good), torch.zeros(2, 3, 6))
+    contract.validate_predictions(trajectory.predictions, (2, 3), "trajectory.predictions")
+
+
+def test_dict_observation_model_passes_conformance() -> None:
+    from worldflux.conformance import check_model
+
+    model = build(obs_keys=["velocity:9", "height:", "orientations:14"])
+    report = check_model(model, level="reference", profile="ci", exclude_checks=["parity"])
+    (result,) = report.results
+    failed = [(c.id, c.message) for c in result.checks if c.status == "fail"]
+    assert not failed, failed
+    assert result.achieved_maturity == "reference" and result.passed
 
 
 def test_malformed_obs_keys_are_a_configuration_error() -> None:

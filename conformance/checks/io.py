@@ -196,10 +196,25 @@ _CAPABILITY_KEYS = {
 }
 
 
+def _capability_predictions(ctx: CheckContext) -> dict[str, list[str]]:
+    """Declared prediction capability -> the prediction keys it promises. ``obs_decoder``
+    promises ``obs``, or ``obs_<modality>`` per modality of a dict observation."""
+    out: dict[str, list[str]] = {}
+    for cap, key in _CAPABILITY_KEYS.items():
+        if cap not in ctx.capabilities():
+            continue
+        keys = [key]
+        if cap is Capability.OBS_DECODER and not ctx.contract.single_modality:
+            keys = [f"obs_{m}" for m in sorted(ctx.contract.observation)]
+        out[cap.value] = keys
+    return out
+
+
 @check(
     "io.capability_outputs",
     clause="a declared prediction capability (reward_pred, continue_pred, obs_decoder) has its "
-    "prediction (reward, continue, obs) in the contract and in decode's output.",
+    "prediction (reward, continue, obs; obs_<modality> per modality of a dict observation) in "
+    "the contract and in decode's output.",
     levels=MUST,
     code="WFC106",
     example="""
@@ -208,11 +223,11 @@ assert "reward" in model.decode(state).predictions
 """,
 )
 def io_capability_outputs(ctx: CheckContext) -> None:
-    wanted = {cap: key for cap, key in _CAPABILITY_KEYS.items() if cap in ctx.capabilities()}
+    wanted = [(cap, key) for cap, keys in _capability_predictions(ctx).items() for key in keys]
     if not wanted:
         raise CheckSkipped("n/a: no prediction capability declared")
     contract, model = ctx.contract, ctx.model()
-    missing = [f"{c.value} -> {k}" for c, k in wanted.items() if k not in contract.predictions]
+    missing = [f"{c} -> {k}" for c, k in wanted if k not in contract.predictions]
     if missing:
         raise CheckFailed(f"io_contract.predictions lacks the prediction of {missing}")
 
@@ -220,7 +235,7 @@ def io_capability_outputs(ctx: CheckContext) -> None:
         with torch.no_grad():
             state = _encode(ctx, model, inputs["obs"])
             preds = predictions_of(ctx.call("decode(state)", model.decode, state), "decode")
-        absent = [f"{c.value} -> {k}" for c, k in wanted.items() if k not in preds]
+        absent = [f"{c} -> {k}" for c, k in wanted if k not in preds]
         if absent:
             raise CheckFailed(f"decode(state) does not return the prediction of {absent}")
 

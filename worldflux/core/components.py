@@ -19,6 +19,7 @@ from worldflux.core.types import Batch, LossOutput, ModelOutput, State, Trajecto
 if TYPE_CHECKING:
     from worldflux.core.config import WorldModelConfig
     from worldflux.core.model import WorldModel
+    from worldflux.core.spec import ModelIOContract
 
 __all__ = [
     "ActionConditioner",
@@ -69,6 +70,15 @@ class SlotModule(nn.Module):
     """Base of every slot implementation. ``slot`` names the slot the class fills."""
 
     slot: str = ""
+
+    def refine_contract(self, contract: ModelIOContract) -> ModelIOContract:
+        """The model's I/O contract as this implementation serves it (default: unchanged).
+
+        An implementation whose inputs or outputs depend on its config refines the spec's
+        declared contract here, e.g. DreamerV3's encoder and decoder replace the one ``obs``
+        tensor with the modalities of a dict observation (config ``obs_keys``).
+        """
+        return contract
 
     def extra_repr(self) -> str:
         return f"slot={self.slot!r}"

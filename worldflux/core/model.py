@@ -23,6 +23,7 @@ from worldflux.core.exceptions import (
     ConfigurationError,
     ContractViolation,
     ShapeMismatchError,
+    WorldFluxError,
     did_you_mean,
 )
 from worldflux.core.registry import SLOTS, get_component
@@ -318,7 +319,8 @@ class WorldModel(nn.Module, ABC):
 
         Raises:
             ConfigurationError: unknown slot, a slot the model does not declare composable, an
-                unknown key or bad params, or a module that is not a fitting ``nn.Module``.
+                unknown key or bad params, an implementation that cannot be built for this model
+                or cannot serve it, or a module that is not a fitting ``nn.Module``.
         """
         if slot not in SLOTS:
             raise ConfigurationError(f"unknown slot {slot!r}" + did_you_mean(slot, SLOTS))
@@ -328,7 +330,15 @@ class WorldModel(nn.Module, ABC):
                 f"{sorted(self.composable_support)}"
             )
         if isinstance(key_or_module, str):
-            module = build_component(slot, key_or_module, params, self._build_context())
+            try:
+                module = build_component(slot, key_or_module, params, self._build_context())
+            except WorldFluxError:
+                raise
+            except Exception as error:  # the implementation cannot be built for this model
+                raise ConfigurationError(
+                    f"{type(self).__name__}: {slot}={key_or_module} cannot be built for this "
+                    f"model ({type(error).__name__}: {error}); the previous implementation was kept"
+                ) from None
         elif isinstance(key_or_module, nn.Module):
             if params is not None:
                 raise ConfigurationError(
@@ -352,10 +362,12 @@ class WorldModel(nn.Module, ABC):
             module = module.to(dtype)
         previous = getattr(self, SLOTS[slot])
         setattr(self, SLOTS[slot], module)
+        self._bound = None  # the contract may depend on the slot (refine_contract)
         try:
             self.check_composition()
         except Exception as error:
             setattr(self, SLOTS[slot], previous)
+            self._bound = None
             label = key_or_module if isinstance(key_or_module, str) else type(module).__name__
             reason = (
                 error.message
@@ -513,7 +525,14 @@ class SpecWorldModel(WorldModel):
                 check(self)
 
     def io_contract(self) -> ModelIOContract:
-        return ModelIOContract.from_dict(type(self).SPEC.get("io_contract", {}))
+        """The spec's contract, refined by each slot implementation in slot order (see
+        :meth:`~worldflux.core.components.SlotModule.refine_contract`)."""
+        contract = ModelIOContract.from_dict(type(self).SPEC.get("io_contract", {}))
+        for attr in SLOTS.values():
+            refine = getattr(getattr(self, attr, None), "refine_contract", None)
+            if callable(refine):
+                contract = refine(contract)
+        return contract
 
     def loss(self, batch: Batch | dict[str, Any]) -> LossOutput:
         """The spec's objective on a ``[B, T, ...]`` batch (validated against the contract;

@@ -15,6 +15,7 @@ Official ``rssm.Decoder`` plus the agent's ``rew`` and ``con`` heads:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +24,7 @@ from torch.nn import functional as F
 from worldflux.core.components import BuildContext, Decoder
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
+from worldflux.core.spec import ModelIOContract
 from worldflux.core.types import ModelOutput, State
 from worldflux.families.dreamerv3.encoder import Conv, as_dict, channel_norm, split_keys
 from worldflux.families.dreamerv3.heads import BinaryHead, TwoHotHead
@@ -130,6 +132,18 @@ class DreamerDecoder(Decoder):
             )
         self.rew = TwoHotHead(feat, int(hp(ctx, "rew_layers")), units, int(hp(ctx, "bins")))
         self.con = BinaryHead(feat, int(hp(ctx, "con_layers")), units)
+
+    def refine_contract(self, contract: ModelIOContract) -> ModelIOContract:
+        """With dict observations the declared ``obs`` reconstruction becomes ``obs_<key>``
+        ``[B, *shape]`` per key (what :meth:`forward` returns)."""
+        if list(self.layout) == ["obs"]:
+            return contract
+        predictions = {k: v for k, v in contract.predictions.items() if k != "obs"}
+        base = contract.predictions.get("obs")
+        if base is not None:
+            for key in sorted(self.layout):
+                predictions[f"obs_{key}"] = replace(base, shape=self.layout[key])
+        return replace(contract, predictions=predictions)
 
     # -- pieces used by the objective and the parity check ----------------------------------------
     def reconstruct(self, deter: Tensor, stoch: Tensor) -> dict[str, Tensor]:

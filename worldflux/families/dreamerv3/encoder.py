@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +20,7 @@ from torch.nn import functional as F
 from worldflux.core.components import BuildContext, ObservationEncoder
 from worldflux.core.exceptions import ContractViolation
 from worldflux.core.registry import register_component
+from worldflux.core.spec import ModelIOContract, TensorSpec
 from worldflux.core.types import State
 from worldflux.families.dreamerv3.hparams import hp, obs_layout
 from worldflux.families.dreamerv3.nets import Dense, RMSNorm, symlog, trunc_normal_in_
@@ -141,6 +143,18 @@ class DreamerEncoder(ObservationEncoder):
         self.embed_dim = out
         ctx.dims["embed_dim"] = out
         ctx.dims["obs_layout"] = dict(self.layout)
+
+    def refine_contract(self, contract: ModelIOContract) -> ModelIOContract:
+        """With dict observations (config ``obs_keys``) the contract's one ``obs`` tensor becomes
+        one modality per key, ``[B, *shape]`` each, with the declared ``obs`` dtype."""
+        if list(self.layout) == ["obs"]:
+            return contract
+        base = contract.observation.get("obs")
+        dtype = base.dtype if base is not None else "float32"
+        observation = {
+            k: TensorSpec(shape=self.layout[k], dtype=dtype) for k in sorted(self.layout)
+        }
+        return replace(contract, observation=observation)
 
     def vector_input(self, obs: dict[str, Tensor], lead: int) -> Tensor:
         """symlog of the vector keys, concatenated in sorted order: ``[*lead_shape, D]``."""
