@@ -11,7 +11,7 @@ See docs/conformance.md.
 
 from __future__ import annotations
 
-from typing import Any
+from worldflux.lazy import lazy_exports
 
 __all__ = [
     "ConformanceReport",
@@ -22,20 +22,14 @@ __all__ = [
     "parametrize_conformance",
 ]
 
-_LAZY = {
-    "check_model": "worldflux.conformance.engine",
-    "ConformanceReport": "worldflux.conformance.report",
-    "WorldModelLike": "worldflux.conformance.target",
-    "all_checks": "worldflux.conformance.registry",
-    "get_check": "worldflux.conformance.registry",
-    "parametrize_conformance": "worldflux.conformance.pytest_plugin",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'worldflux.conformance' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(
+    "worldflux.conformance",
+    {
+        "check_model": "engine",
+        "ConformanceReport": "report",
+        "WorldModelLike": "target",
+        "all_checks": "registry",
+        "get_check": "registry",
+        "parametrize_conformance": "pytest_plugin",
+    },
+)

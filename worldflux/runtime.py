@@ -96,9 +96,8 @@ def tune_cpu_allocator(
         return AllocatorTuning(False, reason=f"disabled by {OPT_OUT_ENV}")
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return AllocatorTuning(False, reason="not a glibc-based Linux")
-    if _applied is not None and _applied.mmap_threshold == mmap_threshold:
-        if _applied.trim_threshold == trim_threshold:
-            return _applied
+    if _applied is not None and _applied == AllocatorTuning(True, mmap_threshold, trim_threshold):
+        return _applied
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         ok = libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1

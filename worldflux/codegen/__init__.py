@@ -7,30 +7,24 @@ writes atomically, checks (``--check``: unified diff + fix command) or dry-runs.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from worldflux.lazy import lazy_exports
 
 # Lazy re-exports: `worldflux --help` imports worldflux.codegen.cli, which must not pull in
 # jinja2 / jsonschema / ruamel through this package's __init__.
-_EXPORTS = {
-    "REGENERATE_COMMAND": "worldflux.codegen.rendering",
-    "catalog_data": "worldflux.codegen.rendering",
-    "header_for": "worldflux.codegen.rendering",
-    "render": "worldflux.codegen.rendering",
-    "Plan": "worldflux.codegen.sync",
-    "apply": "worldflux.codegen.sync",
-    "check_report": "worldflux.codegen.sync",
-    "dry_run_report": "worldflux.codegen.sync",
-    "plan": "worldflux.codegen.sync",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'worldflux.codegen' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy_exports(
+    "worldflux.codegen",
+    {
+        "REGENERATE_COMMAND": "rendering",
+        "catalog_data": "rendering",
+        "header_for": "rendering",
+        "render": "rendering",
+        "Plan": "sync",
+        "apply": "sync",
+        "check_report": "sync",
+        "dry_run_report": "sync",
+        "plan": "sync",
+    },
+)
 
 __all__ = [
     "REGENERATE_COMMAND",

@@ -9,8 +9,9 @@ See docs/training.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from worldflux.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from worldflux.training.checkpoint import (
@@ -24,25 +25,28 @@ if TYPE_CHECKING:
     from worldflux.training.replay import ReplayBuffer, measure_sampling_throughput
     from worldflux.training.trainer import GuardedOptimizer, StepResult, Trainer, TrainerConfig
 
-_EXPORTS: dict[str, str] = {
-    "DistributedContext": "distributed",
-    "GymEnv": "envs",
-    "NonFiniteError": "errors",
-    "ReplayBuffer": "replay",
-    "ReplayError": "errors",
-    "RunConfig": "loop",
-    "RunSummary": "loop",
-    "StepResult": "trainer",
-    "Trainer": "trainer",
-    "TrainerConfig": "trainer",
-    "TrainingError": "errors",
-    "GuardedOptimizer": "trainer",
-    "init_from_environment": "distributed",
-    "load_training_checkpoint": "checkpoint",
-    "measure_sampling_throughput": "replay",
-    "save_training_checkpoint": "checkpoint",
-    "train": "loop",
-}
+__getattr__ = lazy_exports(
+    "worldflux.training",
+    {
+        "DistributedContext": "distributed",
+        "GymEnv": "envs",
+        "NonFiniteError": "errors",
+        "ReplayBuffer": "replay",
+        "ReplayError": "errors",
+        "RunConfig": "loop",
+        "RunSummary": "loop",
+        "StepResult": "trainer",
+        "Trainer": "trainer",
+        "TrainerConfig": "trainer",
+        "TrainingError": "errors",
+        "GuardedOptimizer": "trainer",
+        "init_from_environment": "distributed",
+        "load_training_checkpoint": "checkpoint",
+        "measure_sampling_throughput": "replay",
+        "save_training_checkpoint": "checkpoint",
+        "train": "loop",
+    },
+)
 
 __all__ = [
     "DistributedContext",
@@ -63,10 +67,3 @@ __all__ = [
     "save_training_checkpoint",
     "train",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'worldflux.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"worldflux.training.{module}"), name)
