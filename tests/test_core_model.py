@@ -131,7 +131,7 @@ def test_encode_rejects_every_malformed_observation(
     toy_model: WorldModel, shape: tuple[int, ...], dtype: torch.dtype
 ) -> None:
     obs = torch.zeros(shape, dtype=dtype)
-    well_formed = len(shape) == 2 and shape[1] == 5 and dtype.is_floating_point
+    well_formed = len(shape) == 2 and shape[0] > 0 and shape[1] == 5 and dtype.is_floating_point
     if well_formed:
         assert toy_model.encode(obs)["latent"].shape == (shape[0], 8)
     else:

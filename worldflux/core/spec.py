@@ -376,6 +376,9 @@ class ModelIOContract:
         predictions: ``decode`` output name -> spec (``reward []``, ``continue []``, ``obs [...]``).
         batch_keys: the keys a training batch must hold (``obs``, ``actions``, ``rewards``, ...).
         loss_components: exactly the names in ``LossOutput.components``.
+        empty_batch: what a batch of zero samples (``B = 0``) gets: ``"error"`` (the default:
+            a ContractViolation naming the tensor, raised by the input validation) or
+            ``"empty"`` (correctly shaped empty outputs).
     """
 
     observation: Mapping[str, TensorSpec] = field(default_factory=dict)
@@ -384,6 +387,13 @@ class ModelIOContract:
     predictions: Mapping[str, TensorSpec] = field(default_factory=dict)
     batch_keys: tuple[str, ...] = DEFAULT_BATCH_KEYS
     loss_components: tuple[str, ...] = ()
+    empty_batch: Literal["error", "empty"] = "error"
+
+    def __post_init__(self) -> None:
+        if self.empty_batch not in ("error", "empty"):
+            raise ConfigurationError(
+                f"io_contract.empty_batch: expected 'error' or 'empty', found {self.empty_batch!r}"
+            )
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -402,6 +412,7 @@ class ModelIOContract:
             predictions=_specs_from(data.get("predictions")),
             batch_keys=tuple(data.get("batch_keys", DEFAULT_BATCH_KEYS)),
             loss_components=tuple(data.get("loss_components", ())),
+            empty_batch=data.get("empty_batch", "error"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -412,6 +423,8 @@ class ModelIOContract:
             "predictions": {k: v.to_dict() for k, v in sorted(self.predictions.items())},
             "batch_keys": list(self.batch_keys),
             "loss_components": list(self.loss_components),
+            # only when not the default, so fingerprints of existing checkpoints stay valid
+            **({"empty_batch": self.empty_batch} if self.empty_batch != "error" else {}),
         }
 
     def fingerprint(self) -> str:
@@ -487,6 +500,7 @@ class ModelIOContract:
         self, obs: Any, lead: Sequence[int | None] = (None,), name: str = "obs"
     ) -> None:
         """Check observations ``[*lead, *shape]`` (a tensor, or a dict for several modalities)."""
+        self._check_not_empty(name, obs, lead)
         if self.single_modality:
             self.observation["obs"].validate(name, obs, lead)
             return
@@ -513,7 +527,19 @@ class ModelIOContract:
         lead_names: Sequence[str] = ("B", "T"),
     ) -> None:
         """Check actions ``[*lead, A]`` (continuous) or ``[*lead]`` int64 (discrete)."""
+        self._check_not_empty(name, action, lead)
         self.action.validate(name, action, lead, lead_names)
+
+    def _check_not_empty(self, name: str, value: Any, lead: Sequence[int | None]) -> None:
+        """``empty_batch: error``: a free leading ``B`` of size 0 is a ContractViolation."""
+        if self.empty_batch != "error" or not lead or lead[0] not in (None, 0):
+            return
+        first = next(iter(value.values()), None) if isinstance(value, Mapping) else value
+        if isinstance(first, torch.Tensor) and first.dim() > 0 and first.shape[0] == 0:
+            raise ContractViolation(
+                f"{name}: expected a non-empty batch (B >= 1), found B = 0 "
+                "(the contract declares empty_batch: error)"
+            )
 
     def validate_state(
         self, state: Mapping[str, Any], lead: Sequence[int | None] = (None,), name: str = "state"
@@ -582,6 +608,11 @@ class ModelIOContract:
             raise ContractViolation(
                 f"{name}: tensors must be [B, T, ...]; found "
                 f"{getattr(first, 'shape', type(first).__name__)}"
+            )
+        if self.empty_batch == "error" and first.shape[0] == 0:
+            raise ContractViolation(
+                f"{name}: expected a non-empty batch (B >= 1), found B = 0 "
+                "(the contract declares empty_batch: error)"
             )
         lead = (int(first.shape[0]), int(first.shape[1]))
         if obs is not None:
