@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from torch import Tensor
-from worldflux.conformance.guard import manual_seed
+from worldflux.conformance.guard import global_snapshot, manual_seed, snapshot_changes
 from worldflux.conformance.registry import CheckInfo, Cost
 from worldflux.conformance.strategies import Case, cases, clone_tree
 from worldflux.conformance.target import Target
@@ -216,13 +216,23 @@ class CheckContext:
 
     # -- calling the target --------------------------------------------------------------------
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call the target; any exception becomes a CheckFailed naming the call."""
+        """Call the target; any exception becomes a CheckFailed naming the call.
+
+        The global torch state (default dtype, grad mode, deterministic-algorithms flag,
+        intra-op threads, live Python threads) is compared before and after *every* call, so
+        a change undone later in the same check (or made inside a ``no_grad`` block) is seen.
+        """
+        before = global_snapshot()
         try:
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
         except CheckFailed:
             raise
         except Exception as error:
             raise CheckFailed(f"{what} raised {type(error).__name__}: {error}") from error
+        changes = snapshot_changes(before, global_snapshot())
+        if changes:
+            raise CheckFailed(f"{what} changed global state: " + "; ".join(changes))
+        return out
 
     # -- property-based execution --------------------------------------------------------------
     def hypothesis_settings(self) -> settings:
@@ -244,13 +254,26 @@ class CheckContext:
             **kwargs,
         )
 
+    def seq_lens(self) -> tuple[int, ...]:
+        """Training batch lengths ``T`` (the ``seq_lens`` hint, else ``(2, 3, 4)``)."""
+        return tuple(int(t) for t in (self.hints().get("seq_lens") or (2, 3, 4)))
+
+    def explicit_cases(self, *, min_batch: int = 1) -> tuple[Case, Case]:
+        """The two examples every property runs at every profile, before the drawn ones: the
+        minimal case (``B = min_batch, H = 1``, shortest ``T``, unit scale) and a typical one
+        (``B >= 3, H >= 3, T >= 4`` when allowed, scale 2.5, sample ``i = 1``)."""
+        lens = self.seq_lens()
+        seed = int(self.options.seed)
+        minimal = Case(min_batch, 1, min(lens), seed, 1.0, "uniform", 0)
+        typical = Case(max(3, min_batch), 3, max(lens), seed + 1, 2.5, "uniform", 1)
+        return minimal, typical
+
     def cases(self, *, min_batch: int = 1) -> st.SearchStrategy[Case]:
         profile = self.options.profile
-        seq_lens = self.hints().get("seq_lens") or (2, 3, 4)
         return cases(
             max_batch=max(profile.max_batch, min_batch),
             max_horizon=profile.max_horizon,
-            seq_lens=tuple(int(t) for t in seq_lens),
+            seq_lens=self.seq_lens(),
             min_batch=min_batch,
         )
 
@@ -261,7 +284,8 @@ class CheckContext:
     def property(self, prop: Callable[[dict[str, Any]], None], *, min_batch: int = 1) -> None:
         """Run ``prop(inputs)`` on Hypothesis-drawn inputs (see ``Case.materialize``).
 
-        In replay mode ``prop`` runs once on the saved inputs instead.
+        The minimal and the typical case (:meth:`explicit_cases`) always run first; then the
+        profile's drawn examples. In replay mode ``prop`` runs once on the saved inputs instead.
         """
         if self.replay is not None:
             inputs = clone_tree(self.replay)
@@ -270,10 +294,13 @@ class CheckContext:
             return
         contract = self.contract
         register_torch_random()
+        minimal, typical = self.explicit_cases(min_batch=min_batch)
 
         @hypothesis_seed(self.options.seed)
         @self.hypothesis_settings()
         @given(case=self.cases(min_batch=min_batch))
+        @example(case=typical)
+        @example(case=minimal)
         def test(case: Case) -> None:
             inputs = case.materialize(contract)
             self.record(inputs)

@@ -19,7 +19,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckTimeout", "guard_global_state", "manual_seed", "time_budget"]
+__all__ = [
+    "CheckTimeout",
+    "global_snapshot",
+    "guard_global_state",
+    "manual_seed",
+    "snapshot_changes",
+    "time_budget",
+]
 
 #: torch's own seeding function, captured before any spy is installed; the suite seeds with it.
 manual_seed: Callable[[int], Any] = torch.random.manual_seed
@@ -62,6 +69,37 @@ def time_budget(seconds: float | None) -> Iterator[None]:
             signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - start), 1e-3))
 
 
+def global_snapshot() -> dict[str, Any]:
+    """The global state a target must leave as it found it after every call."""
+    return {
+        "default dtype": torch.get_default_dtype(),
+        "grad mode": torch.is_grad_enabled(),
+        "deterministic algorithms": torch.are_deterministic_algorithms_enabled(),
+        "intra-op threads": torch.get_num_threads(),
+        "live Python threads": frozenset(
+            t.ident for t in threading.enumerate() if t.ident is not None
+        ),
+    }
+
+
+def snapshot_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What differs between two :func:`global_snapshot` results (empty: nothing)."""
+    out: list[str] = []
+    for key, old in before.items():
+        new = after[key]
+        if new == old:
+            continue
+        if key == "live Python threads":
+            started = [
+                t.name for t in threading.enumerate() if t.ident in new - old and t.is_alive()
+            ]
+            if started:
+                out.append(f"left {len(started)} thread(s) running: {started[:4]}")
+            continue
+        out.append(f"changed {key} from {old} to {new}")
+    return out
+
+
 def _caller() -> str:
     for frame in reversed(traceback.extract_stack()[:-2]):
         if "guard.py" not in frame.filename:
@@ -73,12 +111,15 @@ def _caller() -> str:
 def guard_global_state(problems: list[str]) -> Iterator[None]:
     """Append to ``problems`` every global torch state change made inside the body; restore it.
 
-    Watched: ``torch.get_default_dtype()``, ``torch.is_grad_enabled()``, and calls of
+    Watched: ``torch.get_default_dtype()``, ``torch.is_grad_enabled()``, the
+    deterministic-algorithms flag, ``torch.get_num_threads()``, and calls of
     ``torch.manual_seed`` / ``torch.seed`` (also via ``torch.random``) by the target.
     The global RNG state is restored afterwards, so running the suite never perturbs it.
     """
     dtype = torch.get_default_dtype()
     grad = torch.is_grad_enabled()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
     rng = torch.random.get_rng_state()
     originals: dict[tuple[Any, str], Any] = {}
 
@@ -107,5 +148,11 @@ def guard_global_state(problems: list[str]) -> Iterator[None]:
         if torch.is_grad_enabled() != grad:
             problems.append(f"changed grad mode from enabled={grad} to {torch.is_grad_enabled()}")
             torch.set_grad_enabled(grad)
+        if torch.are_deterministic_algorithms_enabled() != deterministic:
+            problems.append(f"changed the deterministic-algorithms flag from {deterministic}")
+            torch.use_deterministic_algorithms(deterministic)
+        if torch.get_num_threads() != threads:
+            problems.append(f"changed intra-op threads from {threads} to {torch.get_num_threads()}")
+            torch.set_num_threads(threads)
         torch.random.set_rng_state(rng)
         sys.stdout.flush()

@@ -48,11 +48,12 @@ def as_batch(data: Mapping[str, Any]) -> Batch:
 
 
 def check_scalar(value: Any, what: str) -> Tensor:
-    """A finite floating scalar tensor, else CheckFailed naming ``what``."""
+    """A finite floating 0-d tensor, else CheckFailed naming ``what`` (a ``[1]`` per-sample
+    loss is not a scalar, even when ``B = 1``)."""
     if not isinstance(value, Tensor):
         raise CheckFailed(f"{what}: expected a scalar tensor, found {type(value).__name__}")
-    if value.numel() != 1 or value.dim() > 1:
-        raise CheckFailed(f"{what}: expected a scalar, found shape {list(value.shape)}")
+    if value.dim() != 0:
+        raise CheckFailed(f"{what}: expected a 0-d scalar tensor, found shape {list(value.shape)}")
     if not value.is_floating_point():
         raise CheckFailed(f"{what}: expected a floating tensor, found {value.dtype}")
     if not bool(value.detach().isfinite().all()):

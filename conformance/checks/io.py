@@ -1,14 +1,12 @@
-"""I/O contract checks (``io.*``) and negative-input checks (``negative.*``).
+"""I/O contract checks (``io.*``).
 
 Every ``io`` check runs the target on contract-generated inputs and compares what comes back with
 the bound contract: keys, shapes (after the leading ``[B]``, ``[B, H+1]`` or ``[B, H]``),
-dtypes and finiteness. Every ``negative`` check feeds one invalid tensor and expects a
-:class:`~worldflux.core.exceptions.ContractViolation` whose message names that tensor.
+dtypes and finiteness. Negative inputs live in :mod:`.negative`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,11 +24,9 @@ from worldflux.conformance.context import (
 )
 from worldflux.conformance.registry import Cost, check
 
-from worldflux.core.exceptions import ContractViolation
-from worldflux.core.spec import Capability, TensorSpec
+from worldflux.core.spec import Capability
 
 MUST = ("must", "must", "must")
-NEGATIVE = ("should", "must", "must")
 
 
 def _encode(ctx: CheckContext, model: Any, obs: Any) -> Any:
@@ -238,150 +234,5 @@ def io_capability_outputs(ctx: CheckContext) -> None:
         absent = [f"{c} -> {k}" for c, k in wanted if k not in preds]
         if absent:
             raise CheckFailed(f"decode(state) does not return the prediction of {absent}")
-
-    ctx.property(prop)
-
-
-# -- negative inputs ---------------------------------------------------------------------------
-def expect_violation(ctx: CheckContext, what: str, name: str, fn: Callable[[], Any]) -> None:
-    """``fn()`` must raise a ContractViolation whose message names the tensor ``name``."""
-    try:
-        with torch.no_grad():
-            fn()
-    except ContractViolation as error:
-        if name not in str(error):
-            raise CheckFailed(
-                f"{what}: raised a ContractViolation that does not name the tensor {name!r}: "
-                f"{error}"
-            ) from None
-        return
-    except Exception as error:
-        raise CheckFailed(
-            f"{what}: expected a worldflux ContractViolation naming {name!r}, found "
-            f"{type(error).__name__}: {str(error)[:200]}"
-        ) from None
-    raise CheckFailed(
-        f"{what}: accepted the invalid input; expected a ContractViolation naming {name!r}"
-    )
-
-
-def _first_modality(ctx: CheckContext, obs: Any) -> tuple[str, TensorSpec, Tensor]:
-    contract = ctx.contract
-    if contract.single_modality:
-        return "obs", contract.observation["obs"], obs
-    key = sorted(contract.observation)[0]
-    return key, contract.observation[key], obs[key]
-
-
-def _replace_obs(ctx: CheckContext, obs: Any, value: Tensor) -> Any:
-    if ctx.contract.single_modality:
-        return value
-    key = sorted(ctx.contract.observation)[0]
-    return {**obs, key: value}
-
-
-@check(
-    "negative.obs_rank",
-    clause="encode rejects observations of the wrong rank with a ContractViolation naming obs.",
-    levels=NEGATIVE,
-    code="WFC201",
-    example="""
-with pytest.raises(ContractViolation, match="obs"):
-    model.encode(torch.randn(4, *obs_shape, 1))
-""",
-)
-def negative_obs_rank(ctx: CheckContext) -> None:
-    model = ctx.model()
-
-    def prop(inputs: dict[str, Any]) -> None:
-        _, _, tensor = _first_modality(ctx, inputs["obs"])
-        bad = _replace_obs(ctx, inputs["obs"], tensor.unsqueeze(-1))
-        expect_violation(ctx, "encode(obs with an extra dim)", "obs", lambda: model.encode(bad))
-
-    ctx.property(prop)
-
-
-def _wrong_dtype(spec: TensorSpec, tensor: Tensor) -> Tensor:
-    if spec.torch_dtype.is_floating_point:
-        return tensor.round().to(torch.int64)
-    return tensor.to(torch.float32) + 0.5
-
-
-@check(
-    "negative.obs_dtype",
-    clause="encode rejects observations of the wrong dtype (int for float, float for "
-    "uint8/int) with a ContractViolation naming obs.",
-    levels=NEGATIVE,
-    code="WFC202",
-    example="""
-with pytest.raises(ContractViolation, match="obs"):
-    model.encode(torch.zeros(4, *obs_shape, dtype=torch.int64))
-""",
-)
-def negative_obs_dtype(ctx: CheckContext) -> None:
-    model = ctx.model()
-
-    def prop(inputs: dict[str, Any]) -> None:
-        _, spec, tensor = _first_modality(ctx, inputs["obs"])
-        bad = _replace_obs(ctx, inputs["obs"], _wrong_dtype(spec, tensor))
-        expect_violation(ctx, "encode(obs of the wrong dtype)", "obs", lambda: model.encode(bad))
-
-    ctx.property(prop)
-
-
-@check(
-    "negative.obs_size",
-    clause="encode rejects observations whose feature size differs from the contract with a "
-    "ContractViolation naming obs.",
-    levels=NEGATIVE,
-    code="WFC203",
-    example="""
-with pytest.raises(ContractViolation, match="obs"):
-    model.encode(torch.randn(4, obs_dim + 1))
-""",
-)
-def negative_obs_size(ctx: CheckContext) -> None:
-    model, contract = ctx.model(), ctx.contract
-    key = "obs" if contract.single_modality else sorted(contract.observation)[0]
-    if not contract.observation[key].shape:
-        raise CheckSkipped("n/a: observations are scalars per sample")
-
-    def prop(inputs: dict[str, Any]) -> None:
-        _, _, tensor = _first_modality(ctx, inputs["obs"])
-        bad_tensor = torch.cat([tensor, tensor[..., :1]], dim=-1)
-        bad = _replace_obs(ctx, inputs["obs"], bad_tensor)
-        expect_violation(
-            ctx, "encode(obs with one extra feature)", "obs", lambda: model.encode(bad)
-        )
-
-    ctx.property(prop)
-
-
-@check(
-    "negative.action",
-    clause="transition rejects an out-of-range discrete action index, or a continuous action "
-    "with the wrong size, with a ContractViolation naming action.",
-    levels=NEGATIVE,
-    code="WFC204",
-    example="""
-with pytest.raises(ContractViolation, match="action"):
-    model.transition(state, torch.full((4,), action_dim))      # discrete: index == action_dim
-""",
-)
-def negative_action(ctx: CheckContext) -> None:
-    model, contract = ctx.model(), ctx.contract
-
-    def prop(inputs: dict[str, Any]) -> None:
-        with torch.no_grad():
-            state = _encode(ctx, model, inputs["obs"])
-        action = inputs["action"]
-        if contract.action.kind == "discrete":
-            bad = action.clone()
-            bad[inputs["i"]] = int(contract.action.dim)
-            what = "transition(state, out-of-range discrete action)"
-        else:
-            bad = torch.cat([action, action[..., :1]], dim=-1)
-            what = "transition(state, action with one extra dim)"
-        expect_violation(ctx, what, "action", lambda: model.transition(state, bad))
 
     ctx.property(prop)
