@@ -123,6 +123,15 @@ def _repro(target: Target, check: Check, options: RunOptions) -> str:
     )
 
 
+def absolute_ref(ref: str) -> str:
+    """``ref`` with a file path made absolute (``path/to/file.py:attr``), so a crash file
+    replays from any directory; ids and ``package.module:attr`` are kept as given."""
+    module, sep, attr = ref.rpartition(":")
+    if sep and (module.endswith(".py") or os.sep in module):
+        return f"{Path(module).resolve()}:{attr}"
+    return ref
+
+
 def _save_crash(
     ctx: CheckContext,
     result: CheckResult,
@@ -135,9 +144,10 @@ def _save_crash(
     payload = {
         "format": CRASH_FORMAT,
         "case_id": case_id,
-        "target": ctx.target.ref,
+        "target": absolute_ref(ctx.target.ref),
         "target_name": ctx.target.name,
-        "spec_file": ctx.target.spec_file,
+        "spec_file": str(Path(ctx.target.spec_file).resolve()) if ctx.target.spec_file else None,
+        "cwd": str(Path.cwd()),  # import root of `pkg.module:attr` targets and project models
         "check": result.id,
         "message": result.message,
         "seed": options.seed,

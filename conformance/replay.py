@@ -7,6 +7,8 @@ regenerating anything. Prints FIXED, FAILED or ERROR.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,23 @@ def load_crash(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _resolve_where_saved(ref: Any, spec_file: str | None, cwd: str | None) -> Any:
+    """Resolve ``ref`` as it was resolved when the crash was saved: from the directory the run
+    started in (its project models; its modules importable), whatever the current directory."""
+    from worldflux.conformance.target import resolve_target
+
+    if not cwd or not Path(cwd).is_dir() or not isinstance(ref, str):
+        return resolve_target(ref, spec_file)
+    here = Path.cwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    os.chdir(cwd)
+    try:
+        return resolve_target(ref, spec_file)
+    finally:
+        os.chdir(here)
+
+
 def replay_crash(data: dict[str, Any], target: Any = None) -> tuple[str, str]:
     """Re-run the saved case; returns ``(status, message)`` with status FIXED or FAILED.
 
@@ -46,14 +65,13 @@ def replay_crash(data: dict[str, Any], target: Any = None) -> tuple[str, str]:
     """
     from worldflux.conformance.engine import _prepare, make_options, run_check
     from worldflux.conformance.registry import get_check
-    from worldflux.conformance.target import resolve_target
 
     ref = target if target is not None else data.get("target")
     if not ref:
         raise ConfigurationError(
             f"crash {data.get('case_id')}: the target was an in-memory object; pass --target"
         )
-    resolved = resolve_target(ref, data.get("spec_file"))
+    resolved = _resolve_where_saved(ref, data.get("spec_file"), data.get("cwd"))
     options = make_options(
         str(data.get("profile", "ci")), int(data.get("seed", 0)), hints=data.get("hints")
     )

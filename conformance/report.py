@@ -149,7 +149,9 @@ def render_scoreboard(report: ConformanceReport) -> str:
         verdict = "PASS" if r.passed else "FAIL"
         rows.append(
             [
-                r.target if r.preset is None else f"{r.target} [{r.preset}]",
+                r.target
+                if r.preset is None or r.target.endswith(f":{r.preset}")
+                else f"{r.target} [{r.preset}]",
                 r.declared_maturity,
                 r.achieved_maturity,
                 *(_cell(fams.get(f, [])) for f in families),

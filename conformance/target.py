@@ -151,7 +151,7 @@ def _registered(name: str, model_type: str, preset: str | None) -> Target:
 
     registry = _registry()
     cls = registry.get(model_type)
-    chosen = preset if preset is not None else cheapest_preset(model_type)
+    chosen = preset  # None: the config defaults, as create_world_model builds them
     model_id = f"{model_type}:{chosen}" if chosen else model_type
     spec = dict(getattr(cls, "SPEC", {}) or {}) or None
     return Target(
@@ -226,7 +226,7 @@ def load_conformance_spec(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(f"{file}: expected a mapping at the top level, found {type(data).__name__}")
     if "spec_version" in data:  # a full model spec: the spec loader validates it (located errors)
-        from worldflux.specs import load_spec_text
+        from worldflux.speclang import load_spec_text
 
         data = dict(load_spec_text(file.read_text(), str(file), root=_spec_root(file)).data)
     if "maturity" not in data:
@@ -319,8 +319,8 @@ def resolve_target(target: Any, spec_file: str | Path | None = None) -> Target:
         return _external(name, "", target, spec, spec_name)
     registry = _registry()
     if spec is None:
-        if registry.is_registered(target):  # a bare type name: its ci / cheapest preset
-            return _registered(target, target, None)
+        # one meaning for an id everywhere: what the registry resolves it to (`tdmpc2` is the
+        # alias of `tdmpc2:5m`, as in create_world_model); `--all` names each `type:ci` itself
         try:
             model_type, preset = registry.resolve(target)
         except ModelNotFoundError:
@@ -334,9 +334,15 @@ def resolve_target(target: Any, spec_file: str | Path | None = None) -> Target:
 
 
 def resolve_all() -> list[Target]:
-    """One target per registered model type (at its ``ci`` or smallest preset)."""
+    """One target per registered model type, named ``type:preset`` at its ``ci`` (or smallest)
+    preset, so reports and repro commands name exactly what was checked."""
     registry = _registry()
-    return [_registered(t, t, None) for t in registry.list_types()]
+    targets = []
+    for model_type in registry.list_types():
+        preset = cheapest_preset(model_type)
+        name = f"{model_type}:{preset}" if preset else model_type
+        targets.append(_registered(name, model_type, preset))
+    return targets
 
 
 def bind_contract(model: Any, target: Target) -> ModelIOContract:

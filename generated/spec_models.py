@@ -288,7 +288,7 @@ class Golden(BaseModel):
     )
     file: Annotated[str, Field(pattern="^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")]
     """
-    Path relative to the repository root.
+    Path relative to the specs directory (the one holding models/), e.g. parity/tdmpc2/tiny.safetensors; it ships with the specs (wheel, plugin package).
     """
     preset: str
     """

@@ -19,7 +19,7 @@ MODELINE = "# yaml-language-server: $schema=../schema/model-spec.v1.schema.json\
 
 def fixture_data() -> dict[str, Any]:
     """The generic fixture spec as plain data (a fresh copy)."""
-    from worldflux.specs.yaml_io import to_plain
+    from worldflux.speclang.yaml_io import to_plain
 
     data: dict[str, Any] = to_plain(YAML(typ="rt").load(FIXTURE.read_text(encoding="utf-8")))
     return copy.deepcopy(data)

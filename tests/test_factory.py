@@ -116,10 +116,10 @@ def test_list_models_and_info(toy_model_type: str) -> None:
     assert worldflux.list_models is list_models and worldflux.get_model_info is get_model_info
 
 
-def test_generated_catalog_is_registered_on_import() -> None:
+def test_generated_catalog_is_registered_on_first_lookup() -> None:
     catalog = WorldModelRegistry.catalog()
     for model_id, entry in MODEL_CATALOG.items():
-        assert catalog[model_id] == dict(entry)
+        assert catalog[model_id] == {**entry, "source": "built-in"}
         model_type, _, preset = model_id.partition(":")
         assert WorldModelRegistry.is_registered(model_type), model_id
         assert preset in WorldModelRegistry.get(model_type).presets, model_id

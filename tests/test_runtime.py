@@ -15,9 +15,12 @@ from worldflux.runtime import OPT_OUT_ENV, tune_cpu_allocator
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 #: Allocates and frees MPPI-sized activations 200 times; prints the minor page faults it took.
+#: Both modes import the model code first (the heap of a real worldflux process: with torch
+#: alone, glibc's dynamic threshold already serves these sizes from the heap).
 _FAULTS = textwrap.dedent(
     """
     import resource, sys, torch
+    import worldflux.families
     if sys.argv[1] == "tuned":
         from worldflux.runtime import tune_cpu_allocator
         assert tune_cpu_allocator().applied

@@ -10,8 +10,8 @@ import pytest
 from _spec_helpers import FIXTURE, REPO, dump, fixture_data, make_root
 
 from worldflux.core.exceptions import SpecError
-from worldflux.specs import load_spec_text, load_specs, spec_files
-from worldflux.specs.issues import json_path
+from worldflux.speclang import load_spec_text, load_specs, spec_files
+from worldflux.speclang.issues import json_path
 
 #: ``file:line:col: <json path>: <message>``; keys that are not identifiers are ``['quoted']``.
 JSON_PATH = r"""\$(?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:\d+|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\])*"""

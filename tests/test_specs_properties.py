@@ -20,7 +20,7 @@ from worldflux.codegen.cli import main
 from worldflux.codegen.loading import import_generated, unload_generated
 from worldflux.core.exceptions import SpecError
 from worldflux.core.registry import WorldModelRegistry, list_components
-from worldflux.specs import load_spec_text, load_specs
+from worldflux.speclang import load_spec_text, load_specs
 
 #: ``file:line:col: <json path>: <message>``; keys that are not identifiers are ``['quoted']``.
 JSON_PATH = r"""\$(?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:\d+|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\])*"""
@@ -315,7 +315,7 @@ def _get(data: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 
 def _render(path: tuple[str, ...]) -> str:
-    from worldflux.specs.issues import json_path
+    from worldflux.speclang.issues import json_path
 
     return json_path(path)
 

@@ -4,38 +4,68 @@ Quick start:
     >>> import worldflux
     >>> model = worldflux.create_world_model("tdmpc2-ci", obs_shape=(24,), action_dim=6)
     >>> worldflux.list_models()[:3]
+
+Importing the package is cheap (no torch): every public name is imported on first use, and the
+models of every source (built-in, ``worldflux.models`` plugins, the project of the current
+directory) register on the first registry lookup (see :mod:`worldflux.core.sources`).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from worldflux.lazy import lazy_exports
+
 __version__ = "0.1.0"
 
-# Registration order: generic components, family components, generated models, then the catalog.
-import worldflux.components
-import worldflux.families
-import worldflux.generated  # noqa: F401
-from worldflux.core import (
-    Batch,
-    Capability,
-    LossOutput,
-    ModelIOContract,
-    ModelMaturity,
-    ModelOutput,
-    State,
-    Trajectory,
-    WorldFluxError,
-    WorldModel,
-    WorldModelConfig,
-    WorldModelRegistry,
+_CORE = (
+    "Batch",
+    "Capability",
+    "LossOutput",
+    "ModelIOContract",
+    "ModelMaturity",
+    "ModelOutput",
+    "State",
+    "Trajectory",
+    "WorldFluxError",
+    "WorldModel",
+    "WorldModelConfig",
+    "WorldModelRegistry",
 )
-from worldflux.factory import (
-    MODEL_ALIASES,
-    MODEL_CATALOG,
-    create_world_model,
-    get_model_info,
-    list_models,
+_FACTORY = ("MODEL_ALIASES", "MODEL_CATALOG", "create_world_model", "get_model_info", "list_models")
+
+__getattr__ = lazy_exports(
+    "worldflux",
+    {
+        **dict.fromkeys(_CORE, "core"),
+        **dict.fromkeys(_FACTORY, "factory"),
+        "tune_cpu_allocator": "runtime",
+    },
 )
-from worldflux.runtime import tune_cpu_allocator
+
+if TYPE_CHECKING:
+    from worldflux.core import (
+        Batch,
+        Capability,
+        LossOutput,
+        ModelIOContract,
+        ModelMaturity,
+        ModelOutput,
+        State,
+        Trajectory,
+        WorldFluxError,
+        WorldModel,
+        WorldModelConfig,
+        WorldModelRegistry,
+    )
+    from worldflux.factory import (
+        MODEL_ALIASES,
+        MODEL_CATALOG,
+        create_world_model,
+        get_model_info,
+        list_models,
+    )
+    from worldflux.runtime import tune_cpu_allocator
 
 __all__ = [
     "MODEL_ALIASES",

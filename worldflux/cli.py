@@ -10,17 +10,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import json
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from worldflux.core.exceptions import WorldFluxError
 from worldflux.runtime import tune_cpu_allocator
 
 #: subcommand -> (module implementing configure/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "models": ("worldflux.cli", "list registered models and show their catalog data"),
+    "models": ("worldflux.models_cli", "list registered models and show their catalog data"),
     "generate": (
         "worldflux.codegen.cli",
         "generate model classes, configs and catalog from specs/",
@@ -39,40 +38,14 @@ def _available(module: str) -> bool:
         return False
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    """The ``models`` subcommand: ``models list [--json] [--maturity M]``, ``models info ID``."""
-    sub = parser.add_subparsers(dest="models_command", required=True)
-    listing = sub.add_parser("list", help="list catalog ids")
-    listing.add_argument("--json", action="store_true", help="print the catalog as JSON")
-    listing.add_argument("--maturity", choices=["reference", "experimental", "skeleton"])
-    info = sub.add_parser("info", help="catalog data of one id or alias")
-    info.add_argument("model", help="id (type or type:preset) or alias")
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is one), else None."""
+    return next((word for word in argv if word in SUBCOMMANDS), None)
 
 
-def run(args: argparse.Namespace) -> int:
-    import worldflux
-
-    if args.models_command == "list":
-        catalog: Any = worldflux.list_models(maturity=args.maturity, verbose=True)
-        if args.json:
-            print(json.dumps(catalog, indent=2, sort_keys=True, default=str))
-            return 0
-        if not catalog:
-            print("no models registered")
-            return 0
-        width = max(len(k) for k in catalog)
-        for model_id, entry in catalog.items():
-            print(
-                f"{model_id:<{width}}  {entry.get('maturity', '?'):<12}  "
-                f"{entry.get('params', '?'):>8}  {entry.get('description', '')}"
-            )
-        return 0
-    info = worldflux.get_model_info(args.model)
-    print(json.dumps(info, indent=2, sort_keys=True, default=str))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported and configured (``--help`` stays cheap:
+    the other subcommands are listed by name and help line only)."""
     from worldflux import __version__
 
     parser = argparse.ArgumentParser(
@@ -82,10 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"worldflux {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
-        if module != __name__ and not _available(module):
+        if name != command:
+            sub.add_parser(name, help=help_text, add_help=False)
             continue
         try:
-            implementation = _load(module)
+            if not _available(module):
+                raise ImportError(f"module {module} is not installed")
+            implementation = importlib.import_module(module)
         except ImportError as error:
             # e.g. `train` without the [train] extra: every other subcommand keeps working
             child = sub.add_parser(name, help=f"{help_text} (unavailable)", add_help=False)
@@ -97,14 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(module: str) -> Any:
-    return sys.modules[__name__] if module == __name__ else importlib.import_module(module)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``worldflux`` console script."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_chosen(words))
+    args, extra = parser.parse_known_args(words)
     unavailable = getattr(args, "_unavailable", None)
     if extra and not unavailable:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -117,13 +90,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     tune_cpu_allocator()  # see worldflux.runtime; WORLDFLUX_ALLOCATOR_TUNING=0 opts out
     try:
-        return int(_load(args._module).run(args))
+        return int(importlib.import_module(args._module).run(args))
     except WorldFluxError as error:
         print(f"worldflux {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `worldflux models list | head`: the reader is gone; say nothing more (and let the
+        # interpreter's final flush of stdout go nowhere instead of raising again)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

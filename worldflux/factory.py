@@ -1,8 +1,9 @@
 """Build models by id: ``create_world_model("tdmpc2:5m", obs_shape=(24,), action_dim=6)``.
 
-``MODEL_CATALOG`` and ``MODEL_ALIASES`` are the generated catalog (``generated/catalog.py``,
-written by ``nox -s generate`` from the specs); they are registered with the
-:class:`WorldModelRegistry` when this module is imported.
+``MODEL_CATALOG`` and ``MODEL_ALIASES`` are the built-in catalog (``generated/catalog.py``,
+written by ``nox -s generate`` from the specs). The registry also holds the models of installed
+plugins and of the current project (:mod:`worldflux.core.sources`); ``list_models()`` lists them
+all.
 """
 
 from __future__ import annotations
@@ -26,23 +27,7 @@ __all__ = [
     "list_models",
 ]
 
-try:  # the generated catalog exists once `nox -s generate` has run
-    from worldflux.generated.catalog import MODEL_ALIASES, MODEL_CATALOG
-except ModuleNotFoundError as _error:  # pragma: no cover - a tree without generated code
-    if _error.name != "worldflux.generated.catalog":
-        raise  # the catalog exists but is broken: say so instead of hiding every model
-    MODEL_CATALOG: dict[str, dict[str, Any]] = {}  # type: ignore[no-redef]
-    MODEL_ALIASES: dict[str, str] = {}  # type: ignore[no-redef]
-
-
-def _register_catalog() -> None:
-    for model_id, entry in MODEL_CATALOG.items():
-        WorldModelRegistry.register_catalog_entry(model_id, entry)
-    for alias, target in MODEL_ALIASES.items():
-        WorldModelRegistry.register_alias(alias, target)
-
-
-_register_catalog()
+from worldflux.generated.catalog import MODEL_ALIASES, MODEL_CATALOG
 
 ComponentOverride = str | tuple[str, dict[str, Any]] | nn.Module
 

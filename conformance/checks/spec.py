@@ -105,19 +105,17 @@ def spec_valid(ctx: CheckContext) -> None:
 def _validate_source(ctx: CheckContext, source: str) -> list[str]:
     """Re-validate the spec file the model was generated from (schema + semantics)."""
     from worldflux.core.exceptions import SpecError
-    from worldflux.specs import load_spec_text
+    from worldflux.speclang import load_spec_text
 
     path = Path(source)
-    roots = [] if path.is_absolute() else repo_roots(ctx)
-    found = (
-        path
-        if path.is_absolute()
-        else next((r / path for r in roots if (r / path).is_file()), None)
+    candidates = (
+        [path] if path.is_absolute() else [d / "models" / path.name for d in spec_dirs(ctx)]
     )
-    if found is None or not found.is_file():
-        return []  # an installed package without its specs/: the generated SPEC is all we have
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        return []  # a plugin that does not ship its specs: the generated SPEC is all we have
     try:
-        load_spec_text(found.read_text(), source, root=roots[0] if roots else None)
+        load_spec_text(found.read_text(), source)
     except SpecError as error:
         return [f"{source} does not validate: {error.message}"]
     return []
@@ -297,36 +295,34 @@ def parity_param_counts(ctx: CheckContext) -> None:
         raise CheckFailed("parity.param_counts: " + "; ".join(problems))
 
 
-def repo_roots(ctx: CheckContext) -> list[Path]:
-    """Candidate repo roots (directories holding specs/): the cwd and its parents, the
-    checkout the package was imported from, and the parents of the spec's source file."""
-    import worldflux
+def spec_dirs(ctx: CheckContext) -> list[Path]:
+    """Where the target's spec files and goldens live: the specs directory of the source that
+    registered it (built-in: the installed ``worldflux.specs``; a plugin's or project's own), and
+    for ``--spec FILE`` the directory holding that file (``specs/`` when it sits in
+    ``specs/models/``). Never a guess from the current directory."""
+    from worldflux.core.sources import source_of
 
-    roots: list[Path] = []
-    starts = [Path.cwd(), Path(worldflux.__file__).resolve().parent.parent]
-    source = ctx.spec.get("source")
-    if isinstance(source, str):
-        starts.append(Path(source).resolve().parent)
+    dirs: list[Path] = []
+    source = source_of(ctx.target.model_type) if ctx.target.model_type else None
+    if source is not None and source.specs_dir is not None:
+        dirs.append(source.specs_dir)
     if ctx.target.spec_file:
-        starts.append(Path(ctx.target.spec_file).resolve().parent)
-    for start in starts:
-        for candidate in (start, *start.parents):
-            if (candidate / "specs").is_dir() and candidate not in roots:
-                roots.append(candidate)
-    return roots
+        file = Path(ctx.target.spec_file).resolve()
+        dirs.append(file.parent.parent if file.parent.name == "models" else file.parent)
+    return dirs
 
 
 @check(
     "parity.goldens",
-    clause="Every golden file in parity.goldens exists (relative to the repo root holding "
-    "specs/) and worldflux.parity.check_golden reproduces every output it documents within "
-    "its tolerance.",
+    clause="Every golden file in parity.goldens exists (relative to the specs directory that "
+    "ships with the model: worldflux.specs for built-ins, a plugin's or project's own) and "
+    "worldflux.parity.check_golden reproduces every output it documents within its tolerance.",
     levels=PARITY,
     code="WFC952",
     cost=Cost.EXPENSIVE,
     allows_reseed=True,
     example="""
-parity: {goldens: [{file: specs/parity/tdmpc2/tiny.safetensors, preset: ci}]}
+parity: {goldens: [{file: parity/tdmpc2/tiny.safetensors, preset: ci}]}
 rows = worldflux.parity.check_golden("tdmpc2:ci", path); assert all(r.passed for r in rows)
 """,
 )
@@ -336,15 +332,15 @@ def parity_goldens(ctx: CheckContext) -> None:
     goldens = _parity(ctx).get("goldens")
     if not goldens:
         raise CheckFailed("parity.goldens: a REFERENCE model must list at least one golden file")
-    roots = repo_roots(ctx)
+    dirs = spec_dirs(ctx)
     problems: list[str] = []
     for entry in goldens:
         rel, preset = str(entry.get("file", "")), entry.get("preset")
         path = Path(rel)
         if not path.is_absolute():
-            path = next((root / rel for root in roots if (root / rel).is_file()), Path(rel))
+            path = next((d / rel for d in dirs if (d / rel).is_file()), Path(rel))
         if not path.is_file():
-            looked = ", ".join(str(r) for r in roots) or "no directory holding specs/"
+            looked = ", ".join(str(d) for d in dirs) or "no specs directory ships with the model"
             problems.append(f"golden file {rel!r} not found (looked under: {looked})")
             continue
         model_id = f"{ctx.target.model_type}:{preset}" if preset else str(ctx.target.model_type)

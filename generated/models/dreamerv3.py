@@ -135,12 +135,12 @@ class DreamerV3WorldModel(SpecWorldModel):
             "goldens": [
                 {
                     "description": "official init (seed 0), tiny config",
-                    "file": "specs/parity/dreamerv3/tiny.safetensors",
+                    "file": "parity/dreamerv3/tiny.safetensors",
                     "preset": "ci",
                 },
                 {
                     "description": "every parameter perturbed (biases, norm scales, zero-init heads)",
-                    "file": "specs/parity/dreamerv3/tiny_perturbed.safetensors",
+                    "file": "parity/dreamerv3/tiny_perturbed.safetensors",
                     "preset": "ci",
                 },
             ],

@@ -139,7 +139,7 @@ class TDMPC2WorldModel(SpecWorldModel):
             "goldens": [
                 {
                     "description": "official weights (seed 0) and the nz overrides: forward, update with and without Q dropout",
-                    "file": "specs/parity/tdmpc2/tiny.safetensors",
+                    "file": "parity/tdmpc2/tiny.safetensors",
                     "preset": "ci",
                 }
             ],

@@ -27,8 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--root",
         default=None,
-        help="project tree holding specs/ and generated/ (default: the current directory when "
-        "it holds specs/, else the tree worldflux was installed from)",
+        help="the worldflux project (default: the one holding the current directory, found "
+        "by walking up to a directory with specs/models/ or [tool.worldflux] in pyproject.toml)",
     )
 
 
@@ -36,11 +36,15 @@ def run(args: argparse.Namespace) -> int:
     """Run the generator; returns the exit code (spec errors raise SpecError -> exit 2)."""
     from worldflux.codegen.rendering import render
     from worldflux.codegen.sync import apply, check_report, dry_run_report, plan
-    from worldflux.specs import find_root, load_specs
+    from worldflux.codegen.verify import verify_param_counts
+    from worldflux.core.project import load_project
+    from worldflux.speclang import find_root, load_specs
 
     root = find_root(args.root)
+    load_project(root).import_modules()  # the project's own slot implementations, if any
     specs = load_specs(root)
     files = render(specs, root)
+    verify_param_counts(specs, files, root)  # the catalog never shows an unchecked number
     result = plan(root, files)
     if args.check:
         if result.clean:

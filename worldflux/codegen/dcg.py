@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from worldflux.core.exceptions import ConfigurationError
-from worldflux.specs import SCHEMA_RELPATH, Spec
+from worldflux.speclang import SCHEMA_RELPATH, Spec
 
 __all__ = [
     "DCG_VERSION",
@@ -56,7 +56,7 @@ def _dcg() -> Any:
     except ImportError:
         raise ConfigurationError(
             f"datamodel-code-generator=={DCG_VERSION} is not installed; "
-            'the generator needs the dev extra (pip install -e ".[dev]")'
+            'the generator needs it: pip install "worldflux[codegen]"'
         ) from None
     version = getattr(dcg, "__version__", None) or _installed_version()
     if version != DCG_VERSION:

@@ -32,7 +32,7 @@ def ruff_binary() -> str:
     if path is None:
         raise ConfigurationError(
             f"ruff is not installed; the generator needs ruff=={RUFF_VERSION} "
-            '(pip install -e ".[dev]")'
+            '(pip install "worldflux[codegen]")'
         )
     found = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
     version = found.stdout.strip().split()[-1] if found.stdout.strip() else "?"
@@ -61,9 +61,28 @@ def _run(args: list[str], text: str, cwd: Path, what: str) -> str:
     return result.stdout.decode("utf-8")
 
 
-def format_python(text: str, relpath: str, root: Path) -> str:
-    """``ruff check --fix`` then ``ruff format`` of ``text`` as if it were ``root/relpath``."""
+#: The rules and layout of generated code in a user's project (ruff ``--isolated``: the project's
+#: own ruff configuration never changes what worldflux writes). worldflux's own tree uses its
+#: pyproject.toml, which says the same.
+ISOLATED_CHECK = [
+    "--isolated",
+    "--line-length=100",
+    "--target-version=py311",
+    "--select=E,F,I,B,UP,C4,PIE,RUF",
+    "--ignore=E501,RUF001,RUF002,RUF003,RUF012,UP042",
+]
+ISOLATED_FORMAT = ["--isolated", "--line-length=100", "--target-version=py311"]
+
+
+def format_python(text: str, relpath: str, root: Path, *, isolated: bool = False) -> str:
+    """``ruff check --fix`` then ``ruff format`` of ``text`` as if it were ``root/relpath``
+    (with ``isolated``, worldflux's own settings instead of the project's)."""
+    check = ISOLATED_CHECK if isolated else []
+    layout = ISOLATED_FORMAT if isolated else []
     fixed = _run(
-        ["check", "--fix", "--unsafe-fixes", "--stdin-filename", relpath, "-"], text, root, relpath
+        ["check", *check, "--fix", "--unsafe-fixes", "--stdin-filename", relpath, "-"],
+        text,
+        root,
+        relpath,
     )
-    return _run(["format", "--stdin-filename", relpath, "-"], fixed, root, relpath)
+    return _run(["format", *layout, "--stdin-filename", relpath, "-"], fixed, root, relpath)

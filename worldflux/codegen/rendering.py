@@ -7,6 +7,7 @@ so rendering twice gives identical bytes.
 from __future__ import annotations
 
 import functools
+import os
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,14 +19,14 @@ from worldflux.codegen.dcg import SPEC_MODELS_RELPATH, render_config, render_spe
 from worldflux.codegen.docs import SPEC_REFERENCE_RELPATH, render_spec_reference
 from worldflux.codegen.formatting import format_python
 from worldflux.codegen.literal import py_literal, sorted_tree
+from worldflux.core.project import load_project
 from worldflux.core.registry import SLOTS
-from worldflux.specs import SPECS_RELDIR, Spec, load_schema, schema_path
+from worldflux.speclang import Spec, load_schema, schema_path
 
-__all__ = ["GENERATED_DIR", "REGENERATE_COMMAND", "catalog_data", "header_for", "render"]
+__all__ = ["REGENERATE_COMMAND", "catalog_data", "header_for", "render", "spec_constant"]
 
-GENERATED_DIR = "generated"
 #: What to run when generated files are stale (printed by --check).
-REGENERATE_COMMAND = "nox -s generate   (or: python -m worldflux.codegen)"
+REGENERATE_COMMAND = "worldflux generate   (in worldflux's own tree: nox -s generate)"
 
 
 def header_for(source: str) -> str:
@@ -63,7 +64,7 @@ def _docstring(text: str, indent: int) -> str:
     return ("\n" + " " * indent).join(wrapped)
 
 
-def _spec_constant(spec: Spec) -> dict[str, Any]:
+def spec_constant(spec: Spec) -> dict[str, Any]:
     """The ``SPEC`` literal of a generated model class (see SpecWorldModel)."""
     data = spec.data
     slots = {
@@ -109,7 +110,7 @@ def _model_module(spec: Spec) -> str:
         class_description=_docstring(spec.data["description"], 4),
         slot_impls=[(slot, spec.data["slots"][slot]["impl"]) for slot in SLOTS],
         presets={name: sorted_tree(spec.presets[name]["config"]) for name in sorted(spec.presets)},
-        spec=_spec_constant(spec),
+        spec=spec_constant(spec),
     )
 
 
@@ -143,39 +144,56 @@ def _package_init(source: str, docstring: str, imports: list[str]) -> str:
 
 
 def render(specs: list[Spec], root: Path) -> dict[str, str]:
-    """Every generated file for ``specs`` (relative POSIX path -> text), sorted by path.
+    """Every generated file for ``specs`` (path relative to ``root`` -> text), sorted by path.
+
+    The generated package goes where the project's ``[tool.worldflux] generated`` says (default
+    ``generated/``); worldflux's own tree (``builtin = true``) also gets the spec models and the
+    spec reference.
 
     Raises:
         ConfigurationError: a pinned tool is missing or a value cannot be written.
     """
+    project = load_project(root)
+    gen = project.display(project.generated_dir)
     specs = sorted(specs, key=lambda s: s.model_type)
-    all_specs = f"{SPECS_RELDIR}/*.yaml"
+    all_specs = f"{project.display(project.models_dir)}/*.yaml"
     python: dict[str, str] = {}
     types = [s.model_type for s in specs]
-    python[f"{GENERATED_DIR}/__init__.py"] = _package_init(
+    python[f"{gen}/__init__.py"] = _package_init(
         all_specs,
-        "Machine-written code (worldflux.codegen): importing it registers every generated model.",
-        [f"from .models import {t}  # noqa: F401" for t in types],
+        "Machine-written code (worldflux.codegen). ``catalog`` lists the models; the registry "
+        "imports ``models/<type>`` on its first lookup (worldflux.core.sources).",
+        [],
     )
-    python[f"{GENERATED_DIR}/configs/__init__.py"] = _package_init(
+    python[f"{gen}/configs/__init__.py"] = _package_init(
         all_specs, "Generated config classes, one module per model type.", []
     )
-    python[f"{GENERATED_DIR}/models/__init__.py"] = _package_init(
+    python[f"{gen}/models/__init__.py"] = _package_init(
         all_specs, "Generated model classes, one module per model type.", []
     )
     catalog, aliases = catalog_data(specs)
-    python[f"{GENERATED_DIR}/catalog.py"] = _template(
-        "catalog.py.jinja2", header=header_for(all_specs), catalog=catalog, aliases=aliases
+    python[f"{gen}/catalog.py"] = _template(
+        "catalog.py.jinja2",
+        header=header_for(all_specs),
+        catalog=catalog,
+        aliases=aliases,
+        types=tuple(types),
+        specs_dir=Path(os.path.relpath(project.specs_dir, project.generated_dir)).as_posix(),
+        sha256={s.model_type: s.sha256 for s in specs},
     )
     for spec in specs:
         header = header_for(spec.source)
-        python[f"{GENERATED_DIR}/configs/{spec.model_type}.py"] = render_config(spec, header)
-        python[f"{GENERATED_DIR}/models/{spec.model_type}.py"] = _model_module(spec)
+        python[f"{gen}/configs/{spec.model_type}.py"] = render_config(spec, header)
+        python[f"{gen}/models/{spec.model_type}.py"] = _model_module(spec)
+    isolated = not project.builtin
     # ruff runs as one subprocess per file; run a few at once (the results are keyed by path)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        formatted = pool.map(lambda item: format_python(item[1], item[0], root), python.items())
+        formatted = pool.map(
+            lambda item: format_python(item[1], item[0], root, isolated=isolated), python.items()
+        )
         out = dict(zip(python, formatted, strict=True))
-    schema_file = schema_path(root)
-    out[SPEC_MODELS_RELPATH] = render_spec_models(root, schema_file)
-    out[SPEC_REFERENCE_RELPATH] = render_spec_reference(load_schema(schema_file))
+    if project.builtin:
+        schema_file = schema_path(root)
+        out[SPEC_MODELS_RELPATH] = render_spec_models(root, schema_file)
+        out[SPEC_REFERENCE_RELPATH] = render_spec_reference(load_schema(schema_file))
     return dict(sorted(out.items()))

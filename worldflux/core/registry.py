@@ -249,8 +249,19 @@ def list_components(kind: str | None = None) -> dict[str, list[str]]:
     return {k: sorted(_components[k]) for k in kinds}
 
 
+def _ensure_sources() -> None:
+    """Register the models of every source (built-in, plugins, project) on first lookup."""
+    from worldflux.core.sources import ensure_registered
+
+    ensure_registered()
+
+
 class WorldModelRegistry:
-    """The registry of model types, aliases and catalog entries (class-level, process-wide)."""
+    """The registry of model types, aliases and catalog entries (class-level, process-wide).
+
+    Lookups first register every model source once (:mod:`worldflux.core.sources`): the built-in
+    models, installed ``worldflux.models`` plugins and the project of the current directory.
+    """
 
     #: slot name -> model attribute (the five slots of the Model Developer Guide)
     _component_slots: ClassVar[dict[str, str]] = dict(SLOTS)
@@ -326,23 +337,34 @@ class WorldModelRegistry:
 
     @classmethod
     def is_registered(cls, model_type: str) -> bool:
+        _ensure_sources()
         return model_type in cls._models
 
     @classmethod
     def list_types(cls) -> list[str]:
+        _ensure_sources()
         return sorted(cls._models)
 
     @classmethod
     def catalog(cls) -> dict[str, dict[str, Any]]:
+        _ensure_sources()
+        return {k: dict(v) for k, v in sorted(cls._catalog.items())}
+
+    @classmethod
+    def registered_entries(cls) -> dict[str, dict[str, Any]]:
+        """The catalog as registered so far in this process, without loading any source
+        (``models list`` adds the models registered by hand to the sources' catalogs)."""
         return {k: dict(v) for k, v in sorted(cls._catalog.items())}
 
     @classmethod
     def aliases(cls) -> dict[str, str]:
+        _ensure_sources()
         return dict(sorted(cls._aliases.items()))
 
     @classmethod
     def known_ids(cls) -> list[str]:
         """Every accepted id: types, catalog ids and aliases."""
+        _ensure_sources()
         return sorted(set(cls._models) | set(cls._catalog) | set(cls._aliases))
 
     @classmethod
@@ -355,6 +377,7 @@ class WorldModelRegistry:
         Raises:
             ModelNotFoundError: with the closest known ids.
         """
+        _ensure_sources()
         seen: set[str] = set()
         target = model_id
         while target in cls._aliases and target not in seen:

@@ -7,18 +7,19 @@ symbols). Every problem is reported as ``path:line:col: <json path>: <message>``
 :class:`~worldflux.core.exceptions.SpecError`.
 """
 
-from worldflux.specs.issues import Issue, json_path
-from worldflux.specs.loader import (
+from worldflux.speclang.issues import Issue, json_path
+from worldflux.speclang.loader import (
     MODELINE_PREFIX,
     SPECS_RELDIR,
     find_root,
     load_spec_text,
     load_specs,
+    packaged_schema,
     schema_path,
     spec_files,
 )
-from worldflux.specs.model import RESERVED_CONFIG_FIELDS, Spec
-from worldflux.specs.schema import SCHEMA_RELPATH, load_schema
+from worldflux.speclang.model import RESERVED_CONFIG_FIELDS, Spec
+from worldflux.speclang.schema import SCHEMA_RELPATH, load_schema
 
 __all__ = [
     "MODELINE_PREFIX",
@@ -32,6 +33,7 @@ __all__ = [
     "load_schema",
     "load_spec_text",
     "load_specs",
+    "packaged_schema",
     "schema_path",
     "spec_files",
 ]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from importlib import resources
 from pathlib import Path
 
 from worldflux.core.exceptions import SpecError
-from worldflux.specs.issues import Issue, raise_if_any
-from worldflux.specs.model import Spec
-from worldflux.specs.schema import SCHEMA_RELPATH, load_schema, schema_issues, validator_for
-from worldflux.specs.semantic import check_spec, check_specs
-from worldflux.specs.yaml_io import YamlDocument, parse_yaml
+from worldflux.core.project import find_project, load_project
+from worldflux.speclang.issues import Issue, raise_if_any
+from worldflux.speclang.model import Spec
+from worldflux.speclang.schema import SCHEMA_FILE, load_schema, schema_issues, validator_for
+from worldflux.speclang.semantic import check_spec, check_specs
+from worldflux.speclang.yaml_io import YamlDocument, parse_yaml
 
 __all__ = [
     "MODELINE_PREFIX",
@@ -18,62 +21,68 @@ __all__ = [
     "find_root",
     "load_spec_text",
     "load_specs",
+    "packaged_schema",
     "schema_path",
     "spec_files",
 ]
 
-#: Where model specs live, relative to the project root.
+#: Where model specs live, relative to the project root (the default ``[tool.worldflux] specs``).
 SPECS_RELDIR = "specs/models"
 #: Every spec file starts with this editor modeline.
 MODELINE_PREFIX = "# yaml-language-server: $schema="
 
 
 def find_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The project tree to work on.
-
-    ``root`` when given; else the current directory when it holds ``specs/``; else the tree the
-    package was installed from (an editable install or a source checkout).
+    """The worldflux project to work on: ``root`` when given, else the project holding the
+    current directory (walking up, like git; see :mod:`worldflux.core.project`).
 
     Raises:
-        SpecError: no such tree.
+        SpecError: no such project, saying where it looked.
     """
     if root is not None:
         path = Path(root)
-        if not (path / "specs").is_dir():
-            raise SpecError(f"--root {path}: no specs/ directory there")
+        project = load_project(path)
+        if not project.models_dir.is_dir():
+            raise SpecError(
+                f"--root {path}: no {project.display(project.models_dir)}/ directory there "
+                "(a worldflux project keeps its specs in specs/models/*.yaml)"
+            )
         return path
-    cwd = Path.cwd()
-    if (cwd / "specs").is_dir():
-        return cwd
-    import worldflux
-
-    installed = Path(worldflux.__file__).resolve().parent.parent
-    if (installed / "specs").is_dir():
-        return installed
-    raise SpecError(
-        f"no specs/ directory in {cwd} or in {installed}; pass --root DIR (a worldflux checkout)"
-    )
+    found = find_project()
+    if found is None:
+        raise SpecError(
+            f"no worldflux project in {Path.cwd()} or any parent directory (looked for "
+            "specs/models/ or [tool.worldflux] in pyproject.toml); create "
+            "specs/models/<model_type>.yaml or pass --root DIR"
+        )
+    return found.root
 
 
-def schema_path(root: Path) -> Path:
-    """The spec schema of ``root`` (falling back to the installed tree's)."""
-    own = root / SCHEMA_RELPATH
-    if own.is_file():
-        return own
-    import worldflux
+def packaged_schema() -> Path:
+    """The spec schema shipped with worldflux (``worldflux.specs``, via importlib.resources)."""
+    return Path(str(resources.files("worldflux.specs").joinpath(SCHEMA_FILE)))
 
-    installed = Path(worldflux.__file__).resolve().parent.parent / SCHEMA_RELPATH
-    if installed.is_file():
-        return installed
-    raise SpecError(f"schema not found: {own}")
+
+def schema_path(root: Path | None) -> Path:
+    """The spec schema: the project's own copy when it has one (worldflux's tree), else the
+    packaged one.
+
+    Raises:
+        SpecError: neither exists (a broken install).
+    """
+    if root is not None:
+        own = load_project(root).specs_dir / SCHEMA_FILE
+        if own.is_file():
+            return own
+    packaged = packaged_schema()
+    if packaged.is_file():
+        return packaged
+    raise SpecError(f"schema not found: {packaged} (reinstall worldflux)")
 
 
 def spec_files(root: Path) -> list[Path]:
-    """``specs/models/*.yaml`` under ``root``, sorted by name (``.yml`` is reported as an error)."""
-    directory = root / SPECS_RELDIR
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    """``<specs>/models/*.yaml`` of the project at ``root``, sorted (``.yml`` is reported)."""
+    return load_project(root).spec_files()
 
 
 def _display(path: Path, root: Path) -> str:
@@ -83,7 +92,9 @@ def _display(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _parse(text: str, file: str, root: Path) -> tuple[Spec | None, list[Issue]]:
+def _parse(
+    text: str, file: str, root: Path | None, sha256: str = ""
+) -> tuple[Spec | None, list[Issue]]:
     parsed = parse_yaml(text, file)
     if isinstance(parsed, Issue):
         return None, [parsed]
@@ -106,7 +117,23 @@ def _parse(text: str, file: str, root: Path) -> tuple[Spec | None, list[Issue]]:
     if issues:
         return None, issues
     assert isinstance(doc.data, dict)
-    return Spec(source=file, data=doc.data, doc=doc), []
+    return Spec(source=file, data=doc.data, doc=doc, sha256=sha256), []
+
+
+def _golden_issues(spec: Spec, specs_dir: Path) -> list[Issue]:
+    """Golden files are relative to the specs directory and must exist (they ship with it)."""
+    issues = []
+    for i, golden in enumerate(spec.data.get("parity", {}).get("goldens", [])):
+        if ".." not in golden["file"].split("/") and not (specs_dir / golden["file"]).is_file():
+            issues.append(
+                spec.doc.issue(
+                    ("parity", "goldens", i, "file"),
+                    f"golden file {golden['file']!r} not found in {specs_dir} "
+                    "(paths are relative to the specs directory)",
+                    key=False,
+                )
+            )
+    return issues
 
 
 def load_spec_text(text: str, file: str = "spec.yaml", *, root: Path | None = None) -> Spec:
@@ -115,8 +142,7 @@ def load_spec_text(text: str, file: str = "spec.yaml", *, root: Path | None = No
     Raises:
         SpecError: every problem, as ``file:line:col: <json path>: <message>``.
     """
-    base = find_root(root)
-    spec, issues = _parse(text, file, base)
+    spec, issues = _parse(text, file, root)
     if spec is not None:
         issues = check_spec(spec)
     raise_if_any(issues, file)
@@ -132,17 +158,19 @@ def load_specs(root: Path, files: list[Path] | None = None) -> list[Spec]:
     """
     specs: list[Spec] = []
     issues: list[Issue] = []
+    specs_dir = load_project(root).specs_dir
     for path in files if files is not None else spec_files(root):
         file = _display(path, root)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
+            text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as error:
             issues.append(Issue(file, 0, 0, (), f"cannot read: {error}"))
             continue
-        spec, found = _parse(text, file, root)
+        spec, found = _parse(text, file, root, hashlib.sha256(raw).hexdigest())
         issues += found
         if spec is not None:
-            issues += check_spec(spec)
+            issues += check_spec(spec) + _golden_issues(spec, specs_dir)
             specs.append(spec)
     issues += check_specs(specs)
     raise_if_any(issues, "specs" if files is None else ", ".join(_display(f, root) for f in files))

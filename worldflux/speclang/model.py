@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from worldflux.specs.yaml_io import YamlDocument
+from worldflux.speclang.yaml_io import YamlDocument
 
 __all__ = ["RESERVED_CONFIG_FIELDS", "Spec"]
 
@@ -22,11 +22,14 @@ class Spec:
             (``specs/models/tdmpc2.yaml``); generated files name it in their header.
         data: the document as plain Python values.
         doc: the parsed YAML (for locating problems).
+        sha256: SHA-256 of the file's bytes ("" for a spec given as text); generated catalogs
+            record it so a stale generated package is detected.
     """
 
     source: str
     data: dict[str, Any]
     doc: YamlDocument = field(compare=False, repr=False)
+    sha256: str = field(default="", compare=False)
 
     @property
     def model_type(self) -> str:

@@ -12,10 +12,11 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from worldflux.core.exceptions import did_you_mean
-from worldflux.specs.issues import Issue
-from worldflux.specs.yaml_io import YamlDocument
+from worldflux.speclang.issues import Issue
+from worldflux.speclang.yaml_io import YamlDocument
 
 __all__ = [
+    "SCHEMA_FILE",
     "SCHEMA_RELPATH",
     "StrictValidator",
     "describe_error",
@@ -24,8 +25,10 @@ __all__ = [
     "validator_for",
 ]
 
-#: Where the schema lives, relative to the project root.
-SCHEMA_RELPATH = "specs/schema/model-spec.v1.schema.json"
+#: Where the schema lives, relative to the specs directory (and shipped as ``worldflux.specs``).
+SCHEMA_FILE = "schema/model-spec.v1.schema.json"
+#: ... and relative to worldflux's own tree.
+SCHEMA_RELPATH = f"specs/{SCHEMA_FILE}"
 
 _JSON_TYPES = {
     bool: "boolean",

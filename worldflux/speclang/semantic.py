@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from worldflux.core.exceptions import ConfigurationError, did_you_mean
 from worldflux.core.registry import SLOTS, get_component
 from worldflux.core.spec import TensorSpec, resolve_dim
-from worldflux.specs.issues import Issue, JsonPath
-from worldflux.specs.model import RESERVED_CONFIG_FIELDS, Spec
-from worldflux.specs.schema import StrictValidator, describe_error
+from worldflux.speclang.issues import Issue, JsonPath
+from worldflux.speclang.model import RESERVED_CONFIG_FIELDS, Spec
+from worldflux.speclang.schema import StrictValidator, describe_error
 
 __all__ = ["check_spec", "check_specs"]
 

@@ -9,7 +9,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from worldflux.specs.issues import Issue, JsonPath
+from worldflux.speclang.issues import Issue, JsonPath
 
 __all__ = ["YamlDocument", "locate", "parse_yaml", "to_plain"]
 

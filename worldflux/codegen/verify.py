@@ -1,0 +1,89 @@
+"""Check every preset's declared ``params`` by building it, before anything is written.
+
+The catalog shows each preset's parameter count; ``generate`` builds every preset of every spec
+on the meta device (no memory, no init cost) from the *rendered* config class and the spec's
+slots, counts the trainable parameters and fails at ``file:line:col`` of the wrong ``params``.
+Nothing is registered: the rendered code is executed in a private module.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from worldflux.core.project import load_project
+from worldflux.speclang import Issue, Spec
+from worldflux.speclang.issues import raise_if_any
+
+__all__ = ["count_preset_params", "verify_param_counts"]
+
+
+def _config_class(spec: Spec, text: str) -> Any:
+    """Execute the rendered config module privately and return its config class."""
+    name = f"_worldflux_verify_{spec.model_type}"
+    module = types.ModuleType(name)
+    module.__file__ = f"<generated config of {spec.source}>"
+    sys.modules[name] = module  # pydantic resolves postponed annotations through sys.modules
+    try:
+        exec(compile(text, module.__file__, "exec"), module.__dict__)
+        return getattr(module, spec.config_class_name)
+    finally:
+        del sys.modules[name]
+
+
+def count_preset_params(
+    spec: Spec, config_cls: Any, spec_constant: dict[str, Any]
+) -> dict[str, Any]:
+    """Preset -> trainable parameter count (or the exception that stopped its build)."""
+    import torch
+
+    from worldflux.core.model import SpecWorldModel
+    from worldflux.core.spec import ModelMaturity
+
+    model_cls = type(
+        spec.class_name,
+        (SpecWorldModel,),
+        {"SPEC": spec_constant, "maturity": ModelMaturity.parse(spec.data["maturity"])},
+    )
+    counts: dict[str, Any] = {}
+    for preset, body in sorted(spec.presets.items()):
+        try:
+            config = config_cls(model_type=spec.model_type, **body["config"])
+            with torch.device("meta"):
+                model = model_cls(config)
+            counts[preset] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        except Exception as error:  # reported at the preset, like a wrong count
+            counts[preset] = error
+    return counts
+
+
+def verify_param_counts(specs: list[Spec], files: Mapping[str, str], root: Any) -> None:
+    """Raise one SpecError listing every preset whose declared ``params`` is wrong.
+
+    Raises:
+        SpecError: ``file:line:col: $.presets.<p>.params: ... declares N, builds M``.
+    """
+    from worldflux.codegen.rendering import spec_constant
+
+    project = load_project(root)
+    gen = project.display(project.generated_dir)
+    issues: list[Issue] = []
+    for spec in specs:
+        config_cls = _config_class(spec, files[f"{gen}/configs/{spec.model_type}.py"])
+        counts = count_preset_params(spec, config_cls, spec_constant(spec))
+        for preset, found in counts.items():
+            path = ("presets", preset, "params")
+            declared = spec.presets[preset]["params"]
+            if isinstance(found, Exception):
+                message = f"preset {preset!r} does not build: {type(found).__name__}: {found}"
+            elif found != declared:
+                message = (
+                    f"preset {preset!r} declares params: {declared}, but it builds with {found} "
+                    f"trainable parameters (set params: {found})"
+                )
+            else:
+                continue
+            issues.append(spec.doc.issue(path, message, key=False))
+    raise_if_any(issues, "specs")
