@@ -34,7 +34,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ParityRow:
-    """One recomputed output against its golden value."""
+    """One recomputed output against its golden value.
+
+    The pass criterion is element-wise (``torch.allclose`` semantics): every element must satisfy
+    ``|ours - golden| <= atol + rtol * |golden|`` (plus an optional per-element extra allowance).
+    ``worst_ratio`` is the largest ``|d| / allowance`` over the tensor (``<= 1`` passes) and
+    ``worst_index`` where it occurs; ``max_abs`` / ``max_rel`` are reported for information only.
+    A row built without a comparison (``worst_ratio`` left at ``inf``) fails.
+    """
 
     name: str
     max_abs: float
@@ -43,18 +50,41 @@ class ParityRow:
     rtol: float
     shape: tuple[int, ...] = ()
     note: str = ""
+    worst_ratio: float = math.inf
+    worst_index: tuple[int, ...] = ()
 
     @property
     def passed(self) -> bool:
-        return math.isfinite(self.max_abs) and (
-            self.max_abs <= self.atol or self.max_rel <= self.rtol
-        )
+        return math.isfinite(self.max_abs) and self.worst_ratio <= 1.0
+
+    def summary(self) -> str:
+        """One line: worst ratio and where, the max errors and the tolerances."""
+        where = "[" + ", ".join(str(i) for i in self.worst_index) + "]"
+        return (
+            f"{self.name}: worst |d|/(atol+rtol|ref|) {self.worst_ratio:.3g} at {where}, "
+            f"max_abs {self.max_abs:.3g}, max_rel {self.max_rel:.3g} "
+            f"(atol {self.atol:g}, rtol {self.rtol:g}) {self.note}"
+        ).rstrip()
 
 
 def compare(
-    name: str, ours: Tensor, golden: Tensor, atol: float, rtol: float, note: str = ""
+    name: str,
+    ours: Tensor,
+    golden: Tensor,
+    atol: float,
+    rtol: float,
+    note: str = "",
+    *,
+    extra: Tensor | None = None,
 ) -> ParityRow:
-    """Max abs / max rel error of ``ours`` against ``golden`` (shapes must agree)."""
+    """Element-wise comparison of ``ours`` against ``golden`` (shapes must agree).
+
+    The allowance per element is ``atol + rtol * |golden| (+ extra)``, with ``extra`` an optional
+    non-negative tensor broadcastable to the golden's shape (e.g. a scale-aware rule per row).
+    Computed in float64. An element with allowance 0 passes only when it is exactly equal.
+    This is the one comparison every parity check (the families' handlers, ``worldflux parity
+    check`` and the conformance parity check) goes through.
+    """
     if tuple(ours.shape) != tuple(golden.shape):
         return ParityRow(
             name,
@@ -65,14 +95,27 @@ def compare(
             tuple(golden.shape),
             f"shape {list(ours.shape)} != golden {list(golden.shape)}",
         )
-    ours64, gold64 = ours.detach().double(), golden.detach().double()
+    ours64, gold64 = ours.detach().double().cpu(), golden.detach().double().cpu()
+    shape = tuple(golden.shape)
+    if ours64.numel() == 0:
+        return ParityRow(name, 0.0, 0.0, atol, rtol, shape, note, 0.0, ())
     diff = (ours64 - gold64).abs()
-    max_abs = float(diff.max()) if diff.numel() else 0.0
-    denom = gold64.abs().clamp_min(1e-12)
-    max_rel = float((diff / denom).max()) if diff.numel() else 0.0
+    allowance = atol + rtol * gold64.abs()
+    if extra is not None:
+        allowance = allowance + extra.detach().double().cpu()
+    allowance = allowance.expand_as(diff)
+    ratio = torch.where(
+        allowance > 0, diff / allowance.clamp_min(1e-300), torch.where(diff > 0, math.inf, 0.0)
+    )
+    ratio = torch.where(torch.isfinite(ours64) & torch.isfinite(gold64), ratio, math.inf)
+    flat = int(torch.argmax(torch.nan_to_num(ratio, nan=math.inf)))
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), shape)) if shape else ()
+    max_abs = float(diff.max())
+    max_rel = float((diff / gold64.abs().clamp_min(1e-12)).max())
     if not torch.isfinite(ours64).all():
         max_abs = max_rel = math.inf
-    return ParityRow(name, max_abs, max_rel, atol, rtol, tuple(golden.shape), note)
+    worst = float(ratio.reshape(-1)[flat])
+    return ParityRow(name, max_abs, max_rel, atol, rtol, shape, note, worst, index)
 
 
 class ParityHandler(Protocol):
@@ -103,7 +146,7 @@ def register_parity_handler(model_type: str, handler: ParityHandler) -> None:
 
 
 def _handler(model_id: str) -> ParityHandler:
-    import worldflux  # noqa: F401  (registers families and their handlers)
+    import worldflux.families  # noqa: F401  (registers the families and their parity handlers)
     from worldflux.core.registry import WorldModelRegistry
 
     model_type, _ = WorldModelRegistry.resolve(model_id)

@@ -18,15 +18,20 @@ def run(args: argparse.Namespace) -> int:
     rows = check_golden(args.model, args.golden)
     width = max([len(r.name) for r in rows] + [6])
     print(
-        f"{'output':<{width}}  {'max abs':>10}  {'max rel':>10}  {'atol':>8}  {'rtol':>8}  result"
+        f"{'output':<{width}}  {'worst':>8}  {'at index':<14}  {'max abs':>9}  {'max rel':>9}  "
+        f"{'atol':>7}  {'rtol':>7}  result"
     )
     for row in rows:
         status = "ok" if row.passed else "FAIL"
         note = f"  ({row.note})" if row.note else ""
+        where = "[" + ",".join(str(i) for i in row.worst_index) + "]"
         print(
-            f"{row.name:<{width}}  {row.max_abs:>10.3g}  {row.max_rel:>10.3g}  "
-            f"{row.atol:>8.1g}  {row.rtol:>8.1g}  {status}{note}"
+            f"{row.name:<{width}}  {row.worst_ratio:>8.3g}  {where:<14}  {row.max_abs:>9.3g}  "
+            f"{row.max_rel:>9.3g}  {row.atol:>7.1g}  {row.rtol:>7.1g}  {status}{note}"
         )
     failed = [r.name for r in rows if not r.passed]
-    print(f"{len(rows) - len(failed)}/{len(rows)} outputs within tolerance")
+    print(
+        f"{len(rows) - len(failed)}/{len(rows)} outputs within tolerance "
+        "(element-wise |d| <= atol + rtol*|golden|; worst = max |d| / that allowance)"
+    )
     return 1 if failed or not rows else 0
