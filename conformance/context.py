@@ -80,6 +80,11 @@ PROFILES: dict[str, Profile] = {
     "thorough": Profile("thorough", 100, 8, 8, True, False, 600.0, True, 60, 30),
 }
 
+#: Declarations of shipped model types that their spec cannot carry yet (the spec schema has no
+#: ``conformance`` block): DreamerV3 samples its posterior latent in eval mode too, as the
+#: official implementation does, so eval-mode determinism and batch equivalence do not apply.
+KNOWN_HINTS: dict[str, dict[str, Any]] = {"dreamerv3": {"stochastic_eval": True}}
+
 _COST_FACTOR = {Cost.CHEAP: 1.0, Cost.MEDIUM: 0.5, Cost.EXPENSIVE: 0.25}
 _BUDGET_FACTOR = {Cost.CHEAP: 1.0, Cost.MEDIUM: 2.0, Cost.EXPENSIVE: 4.0}
 
@@ -205,9 +210,10 @@ class CheckContext:
         return sorted(comp or ())
 
     def hints(self) -> dict[str, Any]:
-        """``seq_lens`` etc.: the spec's ``conformance`` block, the model's
+        """``seq_lens``, ``stochastic_eval``, ``loss_side_effects``, ``swap_candidates``:
+        :data:`KNOWN_HINTS`, the spec's ``conformance`` block, the model's
         ``conformance_hints`` attribute, then the run's hints (last wins)."""
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = dict(KNOWN_HINTS.get(self.target.model_type or "", {}))
         out.update(self.spec.get("conformance") or {})
         if self._prototype is not None:
             out.update(getattr(self._prototype, "conformance_hints", None) or {})

@@ -142,6 +142,28 @@ def rollout_consistency(ctx: CheckContext) -> None:
                 ),
                 "the trajectory does not start at the given state",
             )
+            # a second start state on the same model: a memoised or stale rollout shows here
+            seeded(seed + 2)
+            other = _encode(ctx, model, inputs["obs_alt"])
+            seeded(seed + 3)
+            again = as_trajectory(
+                ctx.call("rollout(state, actions)", model.rollout, other, actions), "rollout"
+            )
+            seeded(seed + 3)
+            first = as_state(
+                ctx.call("transition", model.transition, other, actions[:, 0]), "transition"
+            )
+            keys = _compared_keys(ctx, again.states, first)
+            _same(
+                tensors_equal(
+                    {k: again.states.index(1)[k] for k in keys},
+                    {k: first[k] for k in keys},
+                    atol=ATOL,
+                    rtol=RTOL,
+                    path="trajectory.states step 1 (second start state) vs transition",
+                ),
+                "rollout from a second start state != transition",
+            )
 
     ctx.property(prop)
 
@@ -605,21 +627,48 @@ def _reload(ctx: CheckContext, model: Any) -> Any:
     return fresh
 
 
+def _train_and_perturb(ctx: CheckContext, model: Any) -> None:
+    """One Adam step on a typical batch, then every persistent floating buffer scaled by
+    ``1 + 0.01 e``:
+    the state that is saved is no longer the state a fresh build starts from."""
+    minimal, typical = ctx.explicit_cases()
+    inputs = typical.materialize(ctx.contract)
+    set_mode(model, True)
+    params = [p for _, p in _trainable(model)] if hasattr(model, "named_parameters") else []
+    if params:
+        optimizer = torch.optim.Adam(params, lr=1e-2)
+        seeded(inputs["seed"])
+        out = as_loss(ctx.call("loss", model.loss, as_batch(inputs["batch"])), "loss")
+        ctx.call("loss.backward()", check_scalar(out.loss, "loss").backward)
+        optimizer.step()
+        optimizer.zero_grad()
+    gen = torch.Generator().manual_seed(ctx.options.seed)
+    saved = set(model.state_dict()) if hasattr(model, "state_dict") else set()
+    with torch.no_grad():  # persistent buffers only: non-persistent ones are constants
+        for name, buf in getattr(model, "named_buffers", lambda: iter(()))():
+            if name in saved and buf.is_floating_point() and buf.numel():
+                noise = torch.randn(buf.shape, generator=gen, dtype=torch.float32)
+                buf.mul_(1 + 0.01 * noise.to(buf.dtype))
+    del minimal
+
+
 @check(
     "serde.roundtrip",
-    clause="Saving and loading (save_pretrained / from_pretrained, or state_dict into a fresh "
-    "build) gives identical outputs for the same inputs and seed.",
+    clause="After an optimiser step and a perturbation of every floating buffer, saving and "
+    "loading (save_pretrained / from_pretrained, or state_dict into a fresh build) gives "
+    "identical outputs for the same inputs and seed.",
     levels=("n/a", "should", "must"),
     code="WFC701",
     cost=Cost.MEDIUM,
     example="""
-model.save_pretrained("ckpt"); again = type(model).from_pretrained("ckpt")
+train_one_step(model); model.save_pretrained("ckpt"); again = type(model).from_pretrained("ckpt")
 torch.manual_seed(0); a = model.loss(batch).loss; torch.manual_seed(0); b = again.loss(batch).loss
 assert torch.equal(a, b)
 """,
 )
 def serde_roundtrip(ctx: CheckContext) -> None:
     model = ctx.model()
+    _train_and_perturb(ctx, model)
     loaded = _reload(ctx, model)
     for m in (model, loaded):
         set_mode(m, False)
@@ -630,12 +679,16 @@ def serde_roundtrip(ctx: CheckContext) -> None:
             state = _encode(ctx, m, inputs["obs"])
             traj = as_trajectory(ctx.call("rollout", m.rollout, state, inputs["actions"]), "r")
             out = as_loss(ctx.call("loss", m.loss, as_batch(inputs["batch"])), "loss")
-        return {"encode": dict(state), "rollout": dict(traj.states), "loss": out.loss}
+        return {
+            "encode": dict(state),
+            "rollout": {**dict(traj.states), "rewards": traj.rewards},
+            "loss": out.loss,
+        }
 
     def prop(inputs: dict[str, Any]) -> None:
         _same(
             tensors_equal(run(model, inputs), run(loaded, inputs), path="outputs"),
-            "outputs differ after a save/load round trip",
+            "outputs differ after training, a save/load round trip",
         )
 
     ctx.property(prop)

@@ -230,7 +230,7 @@ class DiffusionHeads(Decoder):
         )
         return ModelOutput(
             predictions={
-                "obs": frames[:, -1],
+                "obs": frames[:, -1].clone(),  # a copy: outputs never alias the input state
                 "reward": self.reward(feats).squeeze(-1),
                 "continue": torch.sigmoid(self.cont(feats).squeeze(-1)),
             },
