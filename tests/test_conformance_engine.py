@@ -171,7 +171,7 @@ def test_should_failures_warn_with_codes_and_error_under_strict(tmp_path: Path) 
     result = report.results[0]
     assert result.passed and result.achieved_maturity == "skeleton"
     warns = result.warnings()
-    assert warns and {w.code for w in warns} == {"WFC201", "WFC202", "WFC203", "WFC204"}
+    assert warns and {w.code for w in warns} == {"WFC201", "WFC202", "WFC203", "WFC204", "WFC206"}
     assert not strict.passed and strict.results[0].failures()
     # checked against EXPERIMENTAL the same model fails: negative inputs are MUST there
     assert experimental.results[0].achieved_maturity == "skeleton"
