@@ -38,7 +38,14 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The fast test suite (slow-marked tests excluded)."""
-    session.run("pytest", "-m", "not slow", *session.posargs)
+    session.run("pytest", "-m", "not slow and not wheel", *session.posargs)
+
+
+@nox.session
+def wheel(session: nox.Session) -> None:
+    """Build the wheel, install it in a fresh venv, use it outside the checkout (README command,
+    a user project, the example plugin)."""
+    session.run("pytest", "-m", "wheel", *session.posargs)
 
 
 @nox.session
@@ -74,3 +81,4 @@ def ci(session: nox.Session) -> None:
     session.notify("typecheck")
     session.notify("generate", ["--check"])
     session.notify("tests")
+    session.notify("wheel")

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: repo directory -> the package it ships as
 PACKAGE_ROOTS = {"worldflux": "worldflux", "generated": "worldflux.generated"}
 PACKAGE_ROOTS["conformance"] = "worldflux.conformance"
+PACKAGE_ROOTS["specs"] = "worldflux.specs"  # data: built-in specs, the schema, the goldens
 #: modules `import worldflux` must not pull in (heavy, or only needed by one subcommand)
 LAZY_MODULES = ("hypothesis", "jsonschema", "datamodel_code_generator", "gymnasium", "ruamel")
 COPY_IGNORE = shutil.ignore_patterns(
@@ -69,6 +70,7 @@ def test_package_list_matches_the_tree() -> None:
         "worldflux": "worldflux",
         "worldflux.generated": "generated",
         "worldflux.conformance": "conformance",
+        "worldflux.specs": "specs",
     }
 
 
@@ -80,10 +82,12 @@ def test_metadata_pins_and_console_script() -> None:
     for name in ("pydantic", "jsonschema", "hypothesis", "ruamel.yaml", "safetensors"):
         assert any(d.startswith(name) for d in deps), name
     assert any(d.startswith("pydantic>=2") for d in deps)
-    dev = project["optional-dependencies"]["dev"]
-    for name in ("ruff", "datamodel-code-generator"):
-        pins = [d for d in dev if d.split("==")[0] == name]
+    extras = project["optional-dependencies"]
+    dev, codegen = extras["dev"], extras["codegen"]
+    for name in ("ruff", "datamodel-code-generator"):  # `worldflux generate` for wheel users
+        pins = [d for d in codegen if d.split("==")[0] == name]
         assert len(pins) == 1 and "==" in pins[0], f"{name} must be pinned exactly"
+    assert any(d.startswith("worldflux[") and "codegen" in d for d in dev)
     for name in ("pytest", "nox", "mypy"):
         assert any(d.startswith(name) for d in dev), name
     assert project["scripts"] == {"worldflux": "worldflux.cli:main"}

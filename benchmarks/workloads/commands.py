@@ -1,4 +1,5 @@
-"""Wall-clock workloads that run a fresh interpreter: ``import worldflux`` and two CLI commands.
+"""Wall-clock workloads that run a fresh interpreter: ``import worldflux``, CLI start-up and two
+CLI commands.
 
 Each op is one subprocess with the worker's thread count exported (``OMP_NUM_THREADS``,
 ``MKL_NUM_THREADS``). A command that exits 0 or 1 (1 = "a check failed", e.g. a stale generated
@@ -21,9 +22,11 @@ from benchmarks.harness import Prepared, RunSettings, Target, Workload
 
 __all__ = ["WORKLOADS", "child_env", "run_command"]
 
+#: `import worldflux` is lazy (no torch); the cold cost of a usable API is the import plus the
+#: first registry lookup, which imports torch, the model code and every source's catalog.
 _IMPORT_CODE = (
     "import time; t0 = time.perf_counter(); import torch; t1 = time.perf_counter(); "
-    "import worldflux; t2 = time.perf_counter(); "
+    "import worldflux; worldflux.list_models(); t2 = time.perf_counter(); "
     "print('IMPORT_SECONDS', repr(t2 - t0), repr(t1 - t0))"
 )
 
@@ -112,10 +115,60 @@ def _cli_workload(
     return prepare
 
 
+def _startup_workload(args: Sequence[str]) -> Callable[[RunSettings], Prepared]:
+    """A ``prepare`` timing ``python -X importtime -m worldflux.cli ARGS`` (the wall time of the
+    whole process; details keep how many modules it imported and the slowest, from importtime)."""
+
+    def prepare(settings: RunSettings) -> Prepared:
+        argv = [sys.executable, "-X", "importtime", "-m", "worldflux.cli", *args]
+        details: dict[str, Any] = {"command": argv}
+
+        def op() -> float:
+            wall, done = run_command(argv, settings.threads, 120.0, accept=(0,))
+            rows = [
+                line.split("|")
+                for line in done.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line
+            ]
+            cumulative = sorted(
+                ((int(r[1]), r[2].strip()) for r in rows if r[1].strip().isdigit()), reverse=True
+            )
+            details["modules_imported"] = len(rows)
+            details["torch_imported"] = any(name == "torch" for _, name in cumulative)
+            details["slowest_us"] = cumulative[:5]
+            return wall
+
+        return Prepared(op=op, count_flops=False, details=details)
+
+    return prepare
+
+
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
+        name="cli.help",
+        description="`worldflux --help` in a fresh interpreter (no torch, no model code)",
+        unit="s",
+        prepare=_startup_workload(["--help"]),
+        target=Target(0.5, scales_with_calibration=False),
+        runs=5,
+        warmup=1,
+        quick_runs=2,
+        timeout_s=300.0,
+    ),
+    Workload(
+        name="cli.models_list",
+        description="`worldflux models list` in a fresh interpreter (catalogs only, no torch)",
+        unit="s",
+        prepare=_startup_workload(["models", "list"]),
+        target=Target(0.5, scales_with_calibration=False),
+        runs=5,
+        warmup=1,
+        quick_runs=2,
+        timeout_s=300.0,
+    ),
+    Workload(
         name="import.cold",
-        description="`import worldflux` in a fresh interpreter (torch included)",
+        description="`import worldflux` + first registry lookup in a fresh interpreter (torch)",
         unit="s",
         prepare=_prepare_import,
         target=Target(2.0, scales_with_calibration=False),

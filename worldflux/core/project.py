@@ -8,8 +8,9 @@ directory. ``[tool.worldflux]`` may set:
 ``generated``  where ``worldflux generate`` writes the generated package (default ``"generated"``)
 ``package``    the import name of that package when it is importable (e.g. ``"mypkg.generated"``
                in a plugin); by default it is imported from its directory
-``imports``    modules imported before the models are built (your own slot implementations),
-               with the project root on ``sys.path``
+``imports``    modules imported before the models are built (your own slot implementations)
+``path``       directories put on ``sys.path`` for ``imports`` and ``package`` (default ``["."]``;
+               ``["src"]`` for a src layout)
 ``builtin``    true only in worldflux's own tree (its models are the built-in ones)
 
 Stdlib only: discovery runs before anything heavy is imported.
@@ -35,6 +36,7 @@ CONFIG_KEYS: dict[str, type] = {
     "generated": str,
     "package": str,
     "imports": list,
+    "path": list,
     "builtin": bool,
 }
 
@@ -49,6 +51,7 @@ class Project:
         generated_dir: where the generated package lives.
         package: the generated package's import name, or None (imported from its directory).
         imports: modules to import before building models (custom slot implementations).
+        path: directories put on ``sys.path`` for ``imports`` and ``package``.
         builtin: True for worldflux's own tree.
     """
 
@@ -57,6 +60,7 @@ class Project:
     generated_dir: Path
     package: str | None = None
     imports: tuple[str, ...] = field(default_factory=tuple)
+    path: tuple[Path, ...] = field(default_factory=tuple)
     builtin: bool = False
 
     @property
@@ -71,15 +75,21 @@ class Project:
             p for p in self.models_dir.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
         )
 
+    def add_to_sys_path(self) -> None:
+        """Put the project's ``path`` directories first on ``sys.path`` (once)."""
+        for directory in reversed(self.path):
+            if str(directory) not in sys.path:
+                sys.path.insert(0, str(directory))
+
     def import_modules(self) -> None:
-        """Import ``imports`` (custom slot implementations register on import), with the project
-        root first on ``sys.path``.
+        """Import ``imports`` (custom slot implementations register on import), with the
+        project's ``path`` on ``sys.path``.
 
         Raises:
             SpecError: a module that does not import, naming it and the pyproject key.
         """
-        if self.imports and str(self.root) not in sys.path:
-            sys.path.insert(0, str(self.root))
+        if self.imports:
+            self.add_to_sys_path()
         for module in self.imports:
             try:
                 importlib.import_module(module)
@@ -119,10 +129,9 @@ def _tool_table(pyproject: Path) -> dict[str, Any] | None:
                 f"{pyproject}: [tool.worldflux]: unknown key {key!r}"
                 + did_you_mean(key, CONFIG_KEYS)
             )
-        if not isinstance(value, expected) or (
-            expected is list and not all(isinstance(v, str) for v in value)
-        ):
-            wanted = "a list of module names" if expected is list else expected.__name__
+        is_list_of_str = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not (is_list_of_str if expected is list else isinstance(value, expected)):
+            wanted = "a list of strings" if expected is list else expected.__name__
             raise SpecError(
                 f"{pyproject}: [tool.worldflux] {key}: expected {wanted}, found {value!r}"
             )
@@ -144,6 +153,7 @@ def load_project(root: str | os.PathLike[str]) -> Project:
         generated_dir=base / table.get("generated", "generated"),
         package=table.get("package"),
         imports=tuple(table.get("imports", ())),
+        path=tuple(base / entry for entry in table.get("path", ["."])),
         builtin=bool(table.get("builtin", False)),
     )
 

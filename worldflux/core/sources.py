@@ -24,6 +24,7 @@ import importlib.util
 import sys
 import threading
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -50,7 +51,7 @@ __all__ = [
 BUILTIN_PACKAGE = "worldflux.generated"
 #: Entry-point group through which installed packages ship whole models.
 MODELS_ENTRY_POINT_GROUP = "worldflux.models"
-#: Import name of the current project's generated package (unless ``[tool.worldflux] package``).
+#: Import-name prefix of a project's generated package (unless ``[tool.worldflux] package``).
 PROJECT_PACKAGE = "worldflux_project_generated"
 
 
@@ -132,9 +133,10 @@ def unload_generated(package: str) -> None:
 def _source(kind: str, name: str, package: str, project: Project | None = None) -> ModelSource:
     """Read ``<package>.catalog`` into a ModelSource (cheap: constants only)."""
     catalog = importlib.import_module(f"{package}.catalog")
-    root = Path(str(getattr(sys.modules[package], "__file__", "") or "")).parent
     rel = getattr(catalog, "SPECS_DIR", None)
-    specs_dir = (root / rel).resolve() if isinstance(rel, str) and root != Path() else None
+    specs_dir = None
+    if isinstance(rel, str):  # the specs ship beside the generated package (wheel, plugin)
+        specs_dir = Path(str(resources.files(package).joinpath(rel))).resolve()
     entries = dict(getattr(catalog, "MODEL_CATALOG", {}))
     types = tuple(
         getattr(catalog, "MODEL_TYPES", ()) or sorted({e["type"] for e in entries.values()})
@@ -185,6 +187,13 @@ def _stale(project: Project, catalog: Any) -> list[str]:
     return problems
 
 
+def _project_package(project: Project) -> str:
+    """The import name of a project's generated package: one per project root, so several
+    projects can be seen in one process (``conformance replay``, tests)."""
+    digest = hashlib.sha256(str(project.root).encode()).hexdigest()[:10]
+    return f"{PROJECT_PACKAGE}_{digest}"
+
+
 def _project_source(project: Project) -> ModelSource | None:
     if project.builtin or not project.spec_files():
         return None
@@ -194,9 +203,8 @@ def _project_source(project: Project) -> ModelSource | None:
             f"project {project.root}: no generated code in {project.display(project.generated_dir)}"
             f"/ for its specs; {hint}"
         )
-    if str(project.root) not in sys.path:
-        sys.path.insert(0, str(project.root))
-    package = project.package or PROJECT_PACKAGE
+    project.add_to_sys_path()
+    package = project.package or _project_package(project)
     if project.package is None and package not in sys.modules:
         import_generated(project.generated_dir, package, register=False)
     source = _source("project", str(project.root), package, project)
@@ -261,9 +269,12 @@ def discover(start: Path | None = None) -> list[ModelSource]:
     with _lock:
         if key not in _discovered:
             sources = [_source("built-in", "worldflux", BUILTIN_PACKAGE), *_plugin_sources()]
-            own = _project_source(project) if project is not None else None
-            if own is not None:
-                sources.append(own)
+            installed = {s.package for s in sources}
+            if project is not None and project.package not in installed:
+                # (a plugin's own source tree, when it is also installed, is that plugin)
+                own = _project_source(project)
+                if own is not None:
+                    sources.append(own)
             _check_conflicts(sources)
             _discovered[key] = sources
         return _discovered[key]
@@ -279,26 +290,36 @@ def catalog_entries(start: Path | None = None) -> dict[str, dict[str, Any]]:
 
 
 def ensure_registered() -> None:
-    """Register every source's catalog, aliases and model classes (once per source)."""
-    from worldflux.core.registry import WorldModelRegistry
+    """Register every source's catalog, aliases and model classes (once per source).
 
+    Raises:
+        ConfigurationError / SpecError / ImportError: a source that cannot register (it is tried
+            again at the next lookup, so the error is never swallowed into a silent miss).
+    """
     with _lock:
         for source in discover():
             if source.package in _registered:
                 continue
-            _registered.add(source.package)
-            if source.project is not None:
-                source.project.import_modules()
-            for model_type in source.types:
-                if not WorldModelRegistry.is_registered(model_type):
-                    importlib.import_module(f"{source.package}.models.{model_type}")
-                _origin[model_type] = source
-            for model_id, entry in source.catalog.items():
-                WorldModelRegistry.register_catalog_entry(
-                    model_id, {**entry, "source": source.label}
-                )
-            for alias, target in source.aliases.items():
-                WorldModelRegistry.register_alias(alias, target)
+            _registered.add(source.package)  # first: registering re-enters the registry
+            try:
+                _register(source)
+            except BaseException:
+                _registered.discard(source.package)
+                raise
+
+
+def _register(source: ModelSource) -> None:
+    from worldflux.core.registry import WorldModelRegistry
+
+    if source.project is not None:
+        source.project.import_modules()
+    for model_type in source.types:  # importing a module registers its class once
+        importlib.import_module(f"{source.package}.models.{model_type}")
+        _origin[model_type] = source
+    for model_id, entry in source.catalog.items():
+        WorldModelRegistry.register_catalog_entry(model_id, {**entry, "source": source.label})
+    for alias, target in source.aliases.items():
+        WorldModelRegistry.register_alias(alias, target)
 
 
 def source_of(model_type: str) -> ModelSource | None:
@@ -308,7 +329,16 @@ def source_of(model_type: str) -> ModelSource | None:
 
 
 def reset() -> None:
-    """Forget discovered sources (tests that change directory between projects)."""
+    """Forget every discovered source; unregister and unload plugin and project models (tests,
+    or after installing a plugin in a running process). Built-in models stay registered."""
+    from worldflux.core.registry import WorldModelRegistry
+
     with _lock:
+        for model_type, source in list(_origin.items()):
+            if source.kind == "built-in":
+                continue
+            WorldModelRegistry.unregister(model_type)
+            del _origin[model_type]
+            _registered.discard(source.package)
+            unload_generated(source.package)
         _discovered.clear()
-        _registered.discard(PROJECT_PACKAGE)

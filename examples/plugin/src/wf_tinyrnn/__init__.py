@@ -1,0 +1,1 @@
+"""worldflux-tinyrnn: an example worldflux plugin (models + a slot implementation)."""
