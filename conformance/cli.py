@@ -40,6 +40,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run_p.add_argument("--report", type=_csv, default=[], metavar="FMTS", help="json,junit,md")
     run_p.add_argument("--report-dir", metavar="DIR", help="where reports and crash files go")
     run_p.add_argument("--strict", action="store_true", help="SHOULD failures are errors")
+    run_p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="intra-op torch threads during the run (default 1; 0 keeps torch's default)",
+    )
     listing = sub.add_parser("list-checks", help="print the check x maturity obligation matrix")
     listing.add_argument("--level", choices=LEVEL_CHOICES, help="only checks that apply here")
     listing.add_argument(
@@ -69,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from worldflux.conformance.engine import DEFAULT_CRASH_DIR, make_options, run_targets
+    from worldflux.conformance.engine import (
+        DEFAULT_CRASH_DIR,
+        cache_dir,
+        make_options,
+        run_targets,
+    )
     from worldflux.conformance.registry import select_checks
     from worldflux.conformance.report import render_scoreboard, write_reports
     from worldflux.conformance.target import resolve_all, resolve_target
@@ -81,7 +93,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.spec and (args.all or len(args.targets) != 1):
         raise ConfigurationError("--spec describes exactly one TARGET (not --all)")
     select_checks(args.checks, args.exclude_checks)  # usage errors before any work
-    options = make_options(args.profile, args.seed, args.max_examples, args.time_budget)
+    options = make_options(
+        args.profile, args.seed, args.max_examples, args.time_budget, threads=args.threads or None
+    )
     targets = resolve_all() if args.all else []
     targets += [resolve_target(t, args.spec) for t in args.targets]
     report_dir = Path(args.report_dir) if args.report_dir else None
@@ -97,9 +111,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(render_scoreboard(report))
     if args.report:
-        for path in write_reports(
-            report, report_dir or Path(".worldflux/conformance"), args.report
-        ):
+        for path in write_reports(report, report_dir or cache_dir(), args.report):
             print(f"wrote {path}")
     return 0 if report.passed else 1
 

@@ -100,6 +100,7 @@ class RunOptions:
         time_budget: overrides the per-check budget (seconds) of a cheap check.
         hints: per-run hints: ``seq_lens`` (training batch lengths), ``swap_candidates``
             (slot -> implementation keys to try in ``slots.swap``).
+        threads: intra-op torch threads for the run (None: leave as is).
     """
 
     profile: Profile = field(default_factory=lambda: PROFILES["dev"])
@@ -107,6 +108,7 @@ class RunOptions:
     max_examples: int | None = None
     time_budget: float | None = None
     hints: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = 1
 
     def examples(self, cost: Cost) -> int:
         base = self.max_examples if self.max_examples is not None else self.profile.max_examples
@@ -249,6 +251,11 @@ class CheckContext:
         kwargs: dict[str, Any] = {}
         if not profile.database:
             kwargs["database"] = None
+        else:  # never the CWD's .hypothesis/
+            from hypothesis.database import DirectoryBasedExampleDatabase
+            from worldflux.conformance.engine import cache_dir
+
+            kwargs["database"] = DirectoryBasedExampleDatabase(str(cache_dir() / "hypothesis"))
         return settings(
             max_examples=self.options.examples(self.info.cost),
             deadline=None,

@@ -42,7 +42,19 @@ __all__ = [
 ]
 
 CRASH_FORMAT = "worldflux-conformance-crash/1"
-DEFAULT_CRASH_DIR = Path(".worldflux") / "conformance" / "crashes"
+
+
+def cache_dir() -> Path:
+    """Where the suite writes by default (never the CWD): ``$WORLDFLUX_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/worldflux``, else ``~/.cache/worldflux``; then ``/conformance``."""
+    root = os.environ.get("WORLDFLUX_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = str(Path(xdg) / "worldflux") if xdg else str(Path.home() / ".cache" / "worldflux")
+    return Path(root) / "conformance"
+
+
+DEFAULT_CRASH_DIR = cache_dir() / "crashes"
 SUITE_VERSION = "1"
 
 
@@ -52,6 +64,7 @@ def make_options(
     max_examples: int | None = None,
     time_budget: float | None = None,
     hints: dict[str, Any] | None = None,
+    threads: int | None = 1,
 ) -> RunOptions:
     """RunOptions for a profile name; a random seed is drawn (and reported) for dev/thorough.
 
@@ -63,7 +76,7 @@ def make_options(
     chosen = PROFILES[profile]
     if seed is None:
         seed = random.SystemRandom().randrange(2**31) if chosen.random_seed else 0
-    return RunOptions(chosen, int(seed), max_examples, time_budget, dict(hints or {}))
+    return RunOptions(chosen, int(seed), max_examples, time_budget, dict(hints or {}), threads)
 
 
 def _describe(error: BaseException) -> str:
@@ -322,17 +335,23 @@ def run_targets(
     options = options or make_options()
     selected = select_checks(checks, exclude_checks)
     start = time.perf_counter()
-    results = [
-        run_target(
-            t,
-            selected,
-            options,
-            level=level,
-            strict=strict,
-            crash_dir=None if crash_dir is None else Path(crash_dir),
-        )
-        for t in targets
-    ]
+    threads = torch.get_num_threads()
+    if options.threads:  # small models: one intra-op thread is faster and immune to contention
+        torch.set_num_threads(int(options.threads))
+    try:
+        results = [
+            run_target(
+                t,
+                selected,
+                options,
+                level=level,
+                strict=strict,
+                crash_dir=None if crash_dir is None else Path(crash_dir),
+            )
+            for t in targets
+        ]
+    finally:
+        torch.set_num_threads(threads)
     env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("WORLDFLUX_")}
     return ConformanceReport(
         results=results,
@@ -359,6 +378,7 @@ def check_model(
     crash_dir: str | Path | None = DEFAULT_CRASH_DIR,
     time_budget: float | None = None,
     hints: dict[str, Any] | None = None,
+    threads: int | None = 1,
 ) -> ConformanceReport:
     """Check one target and return the report (data, not a crash).
 
@@ -373,12 +393,13 @@ def check_model(
         crash_dir: where falsifying inputs are saved (None: not saved).
         time_budget: per-check budget in seconds for a cheap check (medium x2, expensive x4).
         hints: ``seq_lens``, ``swap_candidates`` (see :class:`RunOptions`).
+        threads: intra-op torch threads during the run (default 1; None keeps the current).
 
     Raises:
         WorldFluxError: only for usage errors (unknown target, unreadable spec, bad check id).
     """
     resolved = resolve_target(target, spec)
-    options = make_options(profile, seed, max_examples, time_budget, hints)
+    options = make_options(profile, seed, max_examples, time_budget, hints, threads)
     return run_targets(
         [resolved],
         level=level,
