@@ -174,3 +174,65 @@ def test_gumbel_sample_follows_the_weights() -> None:
     counts = torch.bincount(gumbel_sample(probs), minlength=3).float() / 4000
     assert torch.allclose(counts, probs[0], atol=0.03)
     assert int(gumbel_sample(torch.tensor([[0.0, 1.0, 0.0]]))[0]) == 1
+
+
+# -- MPPI weighting ------------------------------------------------------------------------------
+def test_mppi_elite_weights_are_monotone_in_value_and_exact(point_model: PointModel) -> None:
+    """Official weights: softmax(temperature * V) over the elites, so a better elite never weighs
+    less; a sign error (softmax(-temperature * V)) reverses the order and fails here."""
+    planner = _planner(point_model, "mppi")
+    gen = torch.Generator().manual_seed(5)
+    value = torch.randn(3, 64, generator=gen) * 4.0
+    weights = planner.elite_weights(value)
+    assert torch.allclose(weights.sum(1), torch.ones(3))
+    assert torch.allclose(weights, torch.softmax(0.5 * value, 1), atol=1e-7)
+    order = value.argsort(1)
+    ranked = torch.gather(weights, 1, order)
+    assert bool((ranked[:, 1:] >= ranked[:, :-1]).all())
+    assert torch.equal(weights.argmax(1), value.argmax(1))
+
+
+OPTIMUM = 0.37
+
+
+class QuadDecoder(Decoder):
+    """1-D quadratic return: reward = -30 (z - 0.37)^2 with z = the last action."""
+
+    def __init__(self, ctx: BuildContext, params: Any) -> None:
+        super().__init__()
+
+    def forward(self, state: State) -> ModelOutput:
+        z = state["latent"][..., 0]
+        reward = -30.0 * (z - OPTIMUM) ** 2
+        return ModelOutput({"reward": reward, "continue": torch.ones_like(reward)}, state)
+
+
+class QuadModel(PointModel):
+    SPEC = {  # noqa: RUF012
+        **PointModel.SPEC,
+        "slots": {**PointModel.SPEC["slots"], "decoder": {"impl": "wftest/quad_decoder"}},
+    }
+
+
+@pytest.fixture
+def quad_model(point_model: PointModel) -> Iterator[QuadModel]:
+    register_component("decoder", "wftest/quad_decoder")(QuadDecoder)
+    try:
+        yield QuadModel(PointConfig(obs_shape=(1,), action_dim=1))
+    finally:
+        unregister_component("decoder", "wftest/quad_decoder")
+
+
+@pytest.mark.parametrize("elites", [64, 512])
+def test_mppi_finds_the_optimum_of_a_1d_quadratic(quad_model: QuadModel, elites: int) -> None:
+    """With every sample an elite (512 of 512) only the weighting can pull the mean to the
+    optimum; with the official 64 elites the weighting still decides within the elite set."""
+    torch.manual_seed(6)
+    quad_model.planner = _planner(quad_model, "mppi", num_elites=elites)
+    obs = torch.zeros(16, 1)
+    action = quad_model.plan(obs, eval_mode=True, t0=True)  # an elite drawn by weight, per row
+    mean = quad_model.planner._prev_mean  # [H, B, 1]
+    assert torch.allclose(mean, torch.full_like(mean, OPTIMUM), atol=0.15), mean[:, :, 0]
+    assert abs(float(mean.mean()) - OPTIMUM) < 0.05, mean[:, :, 0]
+    assert abs(float(action.mean()) - OPTIMUM) < 0.05, action[:, 0]
+    assert torch.allclose(action, torch.full_like(action, OPTIMUM), atol=0.3), action[:, 0]
