@@ -201,3 +201,31 @@ def test_resume_refuses_another_environment(tmp_path: Path, toy2: None) -> None:
     config.env_id = "MountainCarContinuous-v0"
     with pytest.raises(CheckpointError, match="env_id"):
         train(config, resume=True)
+
+
+def test_contract_fingerprint_mismatch_is_refused_with_the_exact_error(
+    tmp_path: Path, toy2: None
+) -> None:
+    """Same parameter names and shapes, different stored fingerprint: only the fingerprint check
+    can refuse this checkpoint, and it must do so with its own message (nothing loaded)."""
+    import re
+
+    trainer = make_trainer()
+    trainer.train_step(batch())
+    save_training_checkpoint(tmp_path / "ckpt", trainer)
+    meta_path = tmp_path / "ckpt" / "model" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    want = trainer.model.bound_contract().fingerprint()
+    assert meta["contract_fingerprint"] == want
+    meta["contract_fingerprint"] = "0123456789abcdef"
+    meta_path.write_text(json.dumps(meta))
+    fresh = make_trainer(1)
+    before = everything(fresh.model)
+    expected = (
+        f"{meta_path}: contract fingerprint '0123456789abcdef' differs from the model's "
+        f"{want!r} (another preset, environment or spec)"
+    )
+    with pytest.raises(CheckpointError, match=re.escape(expected) + "$"):
+        load_training_checkpoint(tmp_path / "ckpt", fresh)
+    assert all(torch.equal(v, before[k]) for k, v in everything(fresh.model).items())
+    assert fresh.step == 0
