@@ -311,3 +311,60 @@ class BufferNotLoaded(Planner):
 def test_serde_perturbs_buffers(tmp_path: Path) -> None:
     result = _run(BufferNotLoaded, "serde.roundtrip", tmp_path)
     assert result.status == "fail", result.message
+
+
+# -- io.loss / io.rollout.shapes: one breaker per output comparison ------------------------------
+def _output_breaker(change: str) -> type[SpecWorldModel]:
+    class Broken(Planner):
+        def loss(self, batch: Any) -> LossOutput:
+            out = super().loss(batch)
+            if change == "loss_not_tensor":
+                return LossOutput(float(out.loss.detach()), out.components)  # type: ignore[arg-type]
+            if change == "loss_integer":
+                return LossOutput(out.loss.round().long(), out.components)
+            if change == "loss_nan":
+                return LossOutput(out.loss * float("nan"), out.components)
+            if change == "loss_component_shape":
+                return LossOutput(
+                    out.loss, {**out.components, "reward": out.components["reward"].reshape(1)}
+                )
+            return out
+
+        def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
+            t = super().rollout(state, actions, validate=validate)
+            rewards, actions_out = t.rewards, t.actions
+            if change == "rewards_not_tensor":
+                rewards = rewards.tolist()
+            elif change == "rewards_shape":
+                rewards = rewards[:, :-1]
+            elif change == "rewards_integer":
+                rewards = rewards.round().long()
+            elif change == "rewards_nan":
+                rewards = rewards * float("nan")
+            elif change == "actions_shape":
+                actions_out = actions_out[:, :-1]
+            return Trajectory(t.states, actions_out, rewards, t.continues, t.predictions)
+
+    return Broken
+
+
+#: output comparison -> words its failure message must contain
+OUTPUT_BRANCHES = {
+    "loss_not_tensor": "expected a scalar tensor",
+    "loss_integer": "expected a floating tensor",
+    "loss_nan": "expected a finite value",
+    "loss_component_shape": "components['reward']",
+    "rewards_not_tensor": "expected a Tensor",
+    "rewards_shape": "trajectory.rewards: expected shape",
+    "rewards_integer": "expected a floating dtype",
+    "rewards_nan": "expected finite values",
+    "actions_shape": "trajectory.actions",
+}
+
+
+@pytest.mark.parametrize("branch", sorted(OUTPUT_BRANCHES))
+def test_output_checks_catch_each_comparison(branch: str, tmp_path: Path) -> None:
+    check_id = "io.loss" if branch.startswith("loss") else "io.rollout.shapes"
+    result = _run(_output_breaker(branch), check_id, tmp_path)
+    assert result.status == "fail", f"{branch}: passed ({result.message})"
+    assert OUTPUT_BRANCHES[branch] in result.message, result.message
