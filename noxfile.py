@@ -75,10 +75,24 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def mutate(session: nox.Session) -> None:
+    """Mutation testing of conformance/checks: prints the kill rate, fails below 90%."""
+    session.run("python", "tests/conformance_mutation.py", "--min-rate", "0.9", *session.posargs)
+
+
+@nox.session(name="conformance-ci")
+def conformance_ci(session: nox.Session) -> None:
+    """Every shipped model must pass the conformance suite at the ci profile (exit 0)."""
+    session.run("worldflux", "conformance", "run", "--all", "--profile", "ci")
+
+
+@nox.session
 def ci(session: nox.Session) -> None:
-    """Everything CI checks: lint, types, generated code up to date, fast tests."""
+    """Everything CI checks: lint, types, generated code up to date, fast tests, and every
+    shipped model conformant at the ci profile."""
     session.notify("lint")
     session.notify("typecheck")
     session.notify("generate", ["--check"])
     session.notify("tests")
+    session.notify("conformance-ci")
     session.notify("wheel")
