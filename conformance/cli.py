@@ -18,6 +18,18 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _size(text: str) -> int:
+    """``8G`` / ``512M`` / ``1000000`` -> bytes."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    text = text.strip().upper().removesuffix("B")
+    factor = units.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in units else text
+    try:
+        return int(float(number) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 8G, 512M)") from None
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``run`` / ``list-checks`` / ``explain`` / ``replay`` subcommands."""
     sub = parser.add_subparsers(dest="conformance_command", required=True, metavar="ACTION")
@@ -40,6 +52,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run_p.add_argument("--report", type=_csv, default=[], metavar="FMTS", help="json,junit,md")
     run_p.add_argument("--report-dir", metavar="DIR", help="where reports and crash files go")
     run_p.add_argument("--strict", action="store_true", help="SHOULD failures are errors")
+    run_p.add_argument(
+        "--isolate",
+        action="store_true",
+        help="one subprocess per check (untrusted targets); default: one per target",
+    )
+    run_p.add_argument(
+        "--in-process", action="store_true", help="no subprocesses (debuggers, profilers)"
+    )
+    run_p.add_argument(
+        "--memory-limit",
+        type=_size,
+        metavar="SIZE",
+        help="address-space limit of each subprocess, e.g. 8G (exceeding it fails the check)",
+    )
     run_p.add_argument(
         "--threads",
         type=int,
@@ -93,8 +119,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.spec and (args.all or len(args.targets) != 1):
         raise ConfigurationError("--spec describes exactly one TARGET (not --all)")
     select_checks(args.checks, args.exclude_checks)  # usage errors before any work
+    if args.isolate and args.in_process:
+        raise ConfigurationError("--isolate and --in-process exclude each other")
+    isolate = None if args.in_process else ("check" if args.isolate else "target")
     options = make_options(
-        args.profile, args.seed, args.max_examples, args.time_budget, threads=args.threads or None
+        args.profile,
+        args.seed,
+        args.max_examples,
+        args.time_budget,
+        threads=args.threads or None,
+        isolate=isolate,
+        memory_limit=args.memory_limit,
     )
     targets = resolve_all() if args.all else []
     targets += [resolve_target(t, args.spec) for t in args.targets]

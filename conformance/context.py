@@ -101,6 +101,8 @@ class RunOptions:
         hints: per-run hints: ``seq_lens`` (training batch lengths), ``swap_candidates``
             (slot -> implementation keys to try in ``slots.swap``).
         threads: intra-op torch threads for the run (None: leave as is).
+        isolate: None, ``"target"`` or ``"check"`` (subprocess per target / per check).
+        memory_limit: address-space limit in bytes of each isolated subprocess.
     """
 
     profile: Profile = field(default_factory=lambda: PROFILES["dev"])
@@ -109,6 +111,8 @@ class RunOptions:
     time_budget: float | None = None
     hints: dict[str, Any] = field(default_factory=dict)
     threads: int | None = 1
+    isolate: str | None = None
+    memory_limit: int | None = None
 
     def examples(self, cost: Cost) -> int:
         base = self.max_examples if self.max_examples is not None else self.profile.max_examples

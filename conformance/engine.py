@@ -65,6 +65,8 @@ def make_options(
     time_budget: float | None = None,
     hints: dict[str, Any] | None = None,
     threads: int | None = 1,
+    isolate: str | None = None,
+    memory_limit: int | None = None,
 ) -> RunOptions:
     """RunOptions for a profile name; a random seed is drawn (and reported) for dev/thorough.
 
@@ -76,7 +78,18 @@ def make_options(
     chosen = PROFILES[profile]
     if seed is None:
         seed = random.SystemRandom().randrange(2**31) if chosen.random_seed else 0
-    return RunOptions(chosen, int(seed), max_examples, time_budget, dict(hints or {}), threads)
+    if isolate not in (None, "target", "check"):
+        raise ConfigurationError(f"isolate: expected 'target' or 'check', found {isolate!r}")
+    return RunOptions(
+        chosen,
+        int(seed),
+        max_examples,
+        time_budget,
+        dict(hints or {}),
+        threads,
+        isolate,
+        memory_limit,
+    )
 
 
 def _describe(error: BaseException) -> str:
@@ -292,6 +305,16 @@ def run_target(
             crash_dir=crash_dir,
         )
         results.append(result)
+    return finish_target(target, required, results, build_error)
+
+
+def finish_target(
+    target: Target,
+    required: ModelMaturity,
+    results: list[CheckResult],
+    build_error: str | None,
+) -> TargetResult:
+    """The TargetResult of ``results``: achieved maturity and verdict."""
     achieved = achieved_level(results, required)
     rank = -1 if achieved == "none" else ModelMaturity(achieved).rank
     passed = rank >= required.rank and not any(r.status == "fail" for r in results)
@@ -338,9 +361,12 @@ def run_targets(
     threads = torch.get_num_threads()
     if options.threads:  # small models: one intra-op thread is faster and immune to contention
         torch.set_num_threads(int(options.threads))
+    runner: Any = run_target
+    if options.isolate:
+        from worldflux.conformance.isolation import run_target_isolated as runner
     try:
         results = [
-            run_target(
+            runner(
                 t,
                 selected,
                 options,
@@ -379,6 +405,8 @@ def check_model(
     time_budget: float | None = None,
     hints: dict[str, Any] | None = None,
     threads: int | None = 1,
+    isolate: str | None = None,
+    memory_limit: int | None = None,
 ) -> ConformanceReport:
     """Check one target and return the report (data, not a crash).
 
@@ -394,12 +422,18 @@ def check_model(
         time_budget: per-check budget in seconds for a cheap check (medium x2, expensive x4).
         hints: ``seq_lens``, ``swap_candidates`` (see :class:`RunOptions`).
         threads: intra-op torch threads during the run (default 1; None keeps the current).
+        isolate: None (in this process), ``"target"`` (one subprocess per target) or
+            ``"check"`` (one per check): a target that exits, crashes or leaves threads
+            running fails the check that was running, in a temporary CWD (writes reported).
+        memory_limit: bytes of address space of each subprocess (``isolate`` only).
 
     Raises:
         WorldFluxError: only for usage errors (unknown target, unreadable spec, bad check id).
     """
     resolved = resolve_target(target, spec)
-    options = make_options(profile, seed, max_examples, time_budget, hints, threads)
+    options = make_options(
+        profile, seed, max_examples, time_budget, hints, threads, isolate, memory_limit
+    )
     return run_targets(
         [resolved],
         level=level,
