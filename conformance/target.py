@@ -217,10 +217,20 @@ def load_conformance_spec(path: str | Path) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise SpecError(f"{file}: no such spec file")
+    from worldflux.speclang.budget import check_budget, read_spec_file
+
+    raw, unreadable = read_spec_file(file, str(file))  # untrusted: bounded before parsing
+    try:
+        text = raw.decode("utf-8") if raw is not None else ""
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{file}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    over = unreadable or check_budget(text, str(file))
+    if over is not None:
+        raise SpecError(str(over))
     try:
         from ruamel.yaml import YAML
 
-        data = YAML(typ="safe").load(file.read_text())
+        data = YAML(typ="safe").load(text)
     except Exception as error:
         raise SpecError(f"{file}: not valid YAML/JSON ({error})") from None
     if not isinstance(data, dict):
@@ -228,7 +238,7 @@ def load_conformance_spec(path: str | Path) -> dict[str, Any]:
     if "spec_version" in data:  # a full model spec: the spec loader validates it (located errors)
         from worldflux.speclang import load_spec_text
 
-        data = dict(load_spec_text(file.read_text(), str(file), root=_spec_root(file)).data)
+        data = dict(load_spec_text(text, str(file)).data)
     if "maturity" not in data:
         raise SpecError(f"{file}: missing key 'maturity' (reference | experimental | skeleton)")
     try:
@@ -240,14 +250,6 @@ def load_conformance_spec(path: str | Path) -> dict[str, Any]:
     except (ValueError, TypeError, ConfigurationError) as error:
         raise SpecError(f"{file}: {error}") from None
     return dict(data)
-
-
-def _spec_root(file: Path) -> Path | None:
-    """The directory above ``file`` holding ``specs/schema`` (None: the loader's default)."""
-    for candidate in file.resolve().parents:
-        if (candidate / "specs" / "schema").is_dir():
-            return candidate
-    return None
 
 
 def _external(

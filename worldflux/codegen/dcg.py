@@ -14,6 +14,7 @@ from typing import Any
 
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.speclang import SCHEMA_RELPATH, Spec
+from worldflux.speclang.issues import raise_if_any
 
 __all__ = [
     "DCG_VERSION",
@@ -155,10 +156,13 @@ def render_config(spec: Spec, header: str) -> str:
             formatters=[],
         )
     except Exception as error:  # a schema datamodel-codegen cannot turn into a class
-        raise ConfigurationError(
-            f"{spec.source}: $.config: datamodel-codegen cannot generate the config class: "
-            f"{type(error).__name__}: {error}"
-        ) from error
+        issue = spec.doc.issue(
+            ("config",),
+            "datamodel-codegen cannot generate the config class from these properties: "
+            f"{type(error).__name__}: {' '.join(str(error).split())[:300]}",
+        )
+        raise_if_any([issue], spec.source)
+        raise  # pragma: no cover - raise_if_any always raises for one issue
     text = str(generated)
     text = text.rstrip("\n") + "\n"
     match = _CONFIG_ANCHOR.search(text)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from worldflux.core.exceptions import SpecError
 from worldflux.core.project import find_project, load_project
+from worldflux.speclang.budget import check_budget, read_spec_file, value_issues
 from worldflux.speclang.issues import Issue, raise_if_any
 from worldflux.speclang.model import Spec
 from worldflux.speclang.schema import SCHEMA_FILE, load_schema, schema_issues, validator_for
@@ -95,11 +96,14 @@ def _display(path: Path, root: Path) -> str:
 def _parse(
     text: str, file: str, root: Path | None, sha256: str = ""
 ) -> tuple[Spec | None, list[Issue]]:
+    over = check_budget(text, file)  # size, characters, depth, nodes, aliases: before parsing
+    if over is not None:
+        return None, [over]
     parsed = parse_yaml(text, file)
     if isinstance(parsed, Issue):
         return None, [parsed]
     doc: YamlDocument = parsed
-    issues: list[Issue] = []
+    issues: list[Issue] = value_issues(doc)
     if file.endswith(".yml"):
         issues.append(Issue(file, 1, 1, (), "spec files end in .yaml"))
     if not text.startswith(MODELINE_PREFIX):
@@ -118,6 +122,12 @@ def _parse(
         return None, issues
     assert isinstance(doc.data, dict)
     return Spec(source=file, data=doc.data, doc=doc, sha256=sha256), []
+
+
+def _position(raw: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of byte ``offset``."""
+    line = raw.count(b"\n", 0, offset) + 1
+    return line, offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
 
 
 def _golden_issues(spec: Spec, specs_dir: Path) -> list[Issue]:
@@ -161,11 +171,15 @@ def load_specs(root: Path, files: list[Path] | None = None) -> list[Spec]:
     specs_dir = load_project(root).specs_dir
     for path in files if files is not None else spec_files(root):
         file = _display(path, root)
+        raw, unreadable = read_spec_file(path, file)
+        if raw is None:
+            issues += [unreadable] if unreadable is not None else []
+            continue
         try:
-            raw = path.read_bytes()
             text = raw.decode("utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            issues.append(Issue(file, 0, 0, (), f"cannot read: {error}"))
+        except UnicodeDecodeError as error:
+            line, col = _position(raw, error.start)
+            issues.append(Issue(file, line, col, (), f"not UTF-8 text: {error.reason}"))
             continue
         spec, found = _parse(text, file, root, hashlib.sha256(raw).hexdigest())
         issues += found

@@ -45,10 +45,26 @@ def _is_strict_integer(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-#: Draft 2020-12 where ``integer`` means an int: YAML tells ``512`` from ``512.0``, and a float
-#: where an int is declared would reach torch as a float.
+@cache
+def anchored(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled so a final ``$`` means the end of the string (``\\Z``): Python's
+    ``$`` also matches before a trailing newline, so ``"my-alias\\n"`` would pass ``^...$``."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    if validator.is_type(instance, "string") and not anchored(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+#: Draft 2020-12 where ``integer`` means an int (YAML tells ``512`` from ``512.0``, and a float
+#: where an int is declared would reach torch as a float) and ``pattern`` is anchored at the end
+#: of the string (no trailing newline sneaks past ``$``).
 StrictValidator: Any = validators.extend(
     Draft202012Validator,
+    validators={"pattern": _pattern},
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer),
 )
 
@@ -92,7 +108,7 @@ def _additional(doc: YamlDocument, error: ValidationError) -> list[Issue]:
     instance = error.instance if isinstance(error.instance, dict) else {}
     issues = []
     for key in sorted(instance):
-        if key in allowed or any(re.search(p, key) for p in patterns):
+        if key in allowed or any(anchored(p).search(key) for p in patterns):
             continue
         path = (*error.absolute_path, key)
         if allowed:

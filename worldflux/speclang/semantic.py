@@ -275,7 +275,45 @@ def check_spec(spec: Spec) -> list[Issue]:
     issues += _preset_issues(spec)
     issues += _contract_issues(spec)
     issues += _parity_issues(spec)
+    issues += _class_name_issues(spec)
     return issues
+
+
+#: Names the generated modules import or define beside the model and config classes.
+GENERATED_MODULE_NAMES = frozenset(
+    {
+        "Any",
+        "ClassVar",
+        "ConfigDict",
+        "Field",
+        "Literal",
+        "ModelMaturity",
+        "PositiveFloat",
+        "PositiveInt",
+        "SpecWorldModel",
+        "WorldModelConfig",
+        "WorldModelRegistry",
+        "annotations",
+        "confloat",
+        "conint",
+        "constr",
+    }
+)
+
+
+def _class_name_issues(spec: Spec) -> list[Issue]:
+    """``class_name`` and ``<class_name>Config`` must not shadow what generated code imports."""
+    clashes = sorted({spec.class_name, spec.config_class_name} & GENERATED_MODULE_NAMES)
+    if not clashes:
+        return []
+    return [
+        spec.doc.issue(
+            ("class_name",),
+            f"class_name {spec.class_name!r} makes the generated class {clashes[0]!r}, a name the "
+            "generated module imports; choose another (e.g. 'MyModelWorldModel')",
+            key=False,
+        )
+    ]
 
 
 def check_specs(specs: Iterable[Spec]) -> list[Issue]:
