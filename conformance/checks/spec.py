@@ -268,6 +268,11 @@ parity: {param_counts: {obs_shape: [24], action_dim: 6, counts: {ci: 12345, 5m: 
 """,
 )
 def parity_param_counts(ctx: CheckContext) -> None:
+    if ctx.target.model_type is None:  # an external target: its own facts, n/a without
+        from worldflux.conformance.checks.external_parity import external_param_counts
+
+        external_param_counts(ctx)
+        return
     facts = _parity(ctx).get("param_counts")
     if not isinstance(facts, dict) or not facts.get("counts"):
         raise CheckFailed("parity.param_counts: missing (expected obs_shape, action_dim, counts)")
@@ -329,6 +334,11 @@ rows = worldflux.parity.check_golden("tdmpc2:ci", path); assert all(r.passed for
 def parity_goldens(ctx: CheckContext) -> None:
     from worldflux.parity import check_golden
 
+    if ctx.target.model_type is None:  # an external target: its own goldens, n/a without
+        from worldflux.conformance.checks.external_parity import external_goldens
+
+        external_goldens(ctx)
+        return
     goldens = _parity(ctx).get("goldens")
     if not goldens:
         raise CheckFailed("parity.goldens: a REFERENCE model must list at least one golden file")
