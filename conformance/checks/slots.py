@@ -80,7 +80,7 @@ def _exercise(
     clause="Each composable slot replaced by another registered implementation of that slot "
     "still passes the I/O checks, and a spy shows rollout and loss really call it. An "
     "implementation that cannot serve the model must refuse at build with ConfigurationError.",
-    levels=("n/a", "should", "must"),
+    levels=("n/a", "must", "must"),
     code="WFC801",
     cost=Cost.EXPENSIVE,
     example="""
