@@ -349,13 +349,13 @@ def as_trajectory(value: Any, what: str) -> Trajectory:
     """A Trajectory (or any object with states / actions / rewards / continues / predictions)."""
     if isinstance(value, Trajectory):
         return value
-    needed = ("states", "actions", "rewards", "continues")
+    needed = ("states", "actions", "rewards")
     if all(hasattr(value, n) for n in needed):
         return Trajectory(
             states=as_state(value.states, f"{what}.states"),
             actions=value.actions,
             rewards=value.rewards,
-            continues=value.continues,
+            continues=getattr(value, "continues", None),
             predictions=dict(getattr(value, "predictions", {}) or {}),
         )
     raise CheckFailed(f"{what}: expected a Trajectory, found {_kind(value)}")

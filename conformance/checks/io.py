@@ -121,7 +121,8 @@ def _float_tensor(value: Any, what: str, shape: tuple[int, ...]) -> None:
 @check(
     "io.rollout.shapes",
     clause="rollout(state, actions [B, H, ...]) returns a Trajectory: states [B, H+1, ...] "
-    "(start included), actions [B, H, ...], rewards and continues [B, H], every declared "
+    "(start included), actions [B, H, ...], rewards [B, H], continues [B, H] (may be None "
+    "without the continue_pred capability), every declared "
     "prediction [B, H, ...]; all finite.",
     levels=MUST,
     code="WFC104",
@@ -149,7 +150,8 @@ def io_rollout_shapes(ctx: CheckContext) -> None:
                 f"found {list(traj.actions.shape)}"
             )
         _float_tensor(traj.rewards, "trajectory.rewards", (b, h))
-        _float_tensor(traj.continues, "trajectory.continues", (b, h))
+        if traj.continues is not None or Capability.CONTINUE_PRED in ctx.capabilities():
+            _float_tensor(traj.continues, "trajectory.continues", (b, h))
         validated(
             lambda: contract.validate_predictions(
                 traj.predictions, (b, h), "trajectory.predictions"
