@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 import torch
+from _checkpoint_helpers import edit_json, reseal, snapshot, unit_dir, version_dir, write_sealed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import worldflux.core.checkpoint as checkpoint
+import worldflux.core.checkpoint_store as store
 from worldflux.core.exceptions import CheckpointError
 from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry
@@ -40,10 +42,6 @@ def outputs(model: WorldModel, batch: Batch) -> dict[str, torch.Tensor]:
     }
 
 
-def snapshot(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
-
-
 @pytest.fixture
 def saved(toy_model: WorldModel, tmp_path: Path) -> Path:
     return toy_model.save_pretrained(tmp_path / "ckpt")
@@ -52,12 +50,14 @@ def saved(toy_model: WorldModel, tmp_path: Path) -> Path:
 def test_round_trip_gives_identical_outputs(
     toy_model: WorldModel, toy_batch: Batch, saved: Path
 ) -> None:
-    assert sorted(p.name for p in saved.iterdir()) == [
+    assert sorted(p.name for p in saved.iterdir()) == ["CHECKPOINT", version_dir(saved).name]
+    assert sorted(p.name for p in version_dir(saved).iterdir()) == [
         "config.json",
+        "manifest.json",
         "metadata.json",
         "model.safetensors",
     ]
-    metadata = json.loads((saved / "metadata.json").read_text())
+    metadata = json.loads((version_dir(saved) / "metadata.json").read_text())
     assert metadata["contract_fingerprint"] == toy_model.bound_contract().fingerprint()
     assert metadata["trainable_parameters"] == toy_model.num_parameters()
     assert metadata["model_type"] == "wf_toy" and metadata["maturity"] == "experimental"
@@ -163,7 +163,8 @@ def test_overwriting_a_checkpoint_replaces_it(
     toy_model.save_pretrained(saved)
     loaded = WorldModel.from_pretrained(saved)
     assert torch.equal(outputs(loaded, toy_batch)["loss"], outputs(toy_model, toy_batch)["loss"])
-    assert sorted(p.name for p in saved.parent.iterdir()) == ["ckpt"]  # no temp/backup left
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["ckpt"]
+    assert len(list(saved.iterdir())) == 2  # the pointer and one version: no temp/old left
 
 
 def test_a_failed_save_leaves_the_existing_checkpoint_untouched(
@@ -171,11 +172,10 @@ def test_a_failed_save_leaves_the_existing_checkpoint_untouched(
 ) -> None:
     before = snapshot(saved)
 
-    def half_then_crash(tensors: dict[str, torch.Tensor], filename: str, **_: Any) -> None:
-        Path(filename).write_bytes(b"partial")
+    def crash(tensors: dict[str, torch.Tensor], metadata: Any = None) -> bytes:
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint, "save_file", half_then_crash)
+    monkeypatch.setattr(checkpoint, "save_safetensors", crash)
     with torch.no_grad():
         next(toy_model.parameters()).add_(1.0)
     with pytest.raises(OSError, match="disk full"):
@@ -184,25 +184,23 @@ def test_a_failed_save_leaves_the_existing_checkpoint_untouched(
     assert sorted(p.name for p in saved.parent.iterdir()) == ["ckpt"]
 
 
-def test_a_failed_rename_restores_the_old_checkpoint(
-    toy_model: WorldModel, saved: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_failed_pointer_replace_keeps_the_old_checkpoint(
+    toy_model: WorldModel, saved: Path, toy_batch: Batch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = snapshot(saved)
-    real = checkpoint.os.replace
-    calls: list[tuple[str, str]] = []
+    expected = outputs(WorldModel.from_pretrained(saved), toy_batch)["loss"]
 
     def flaky(src: Any, dst: Any) -> None:
-        calls.append((str(src), str(dst)))
-        if len(calls) == 2:  # the move of the new directory into place
-            raise OSError("rename failed")
-        real(src, dst)
+        raise OSError("rename failed")
 
-    monkeypatch.setattr(checkpoint.os, "replace", flaky)
+    monkeypatch.setattr(store.os, "replace", flaky)
+    with torch.no_grad():
+        next(toy_model.parameters()).add_(1.0)
     with pytest.raises(OSError, match="rename failed"):
         toy_model.save_pretrained(saved)
-    monkeypatch.setattr(checkpoint.os, "replace", real)
+    monkeypatch.undo()
     assert snapshot(saved) == before
-    assert sorted(p.name for p in saved.parent.iterdir()) == ["ckpt"]
+    assert torch.equal(outputs(WorldModel.from_pretrained(saved), toy_batch)["loss"], expected)
 
 
 def test_save_refuses_to_replace_unrelated_directories(
@@ -224,49 +222,69 @@ def test_save_refuses_to_replace_unrelated_directories(
 
 
 # -- bad checkpoints: always CheckpointError, never a half-loaded model ---------------------------
+# (the hostile corpus with time and memory limits is tests/reliability/)
 def truncate(path: Path) -> None:
-    weights = path / "model.safetensors"
+    weights = unit_dir(path) / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
 
 
+def flip_byte(path: Path) -> None:
+    weights = unit_dir(path) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x01  # inside the last tensor's data
+    weights.write_bytes(bytes(data))
+
+
 def garble(path: Path) -> None:
-    (path / "model.safetensors").write_bytes(b"\x00" * 64)
+    write_sealed(unit_dir(path), "model.safetensors", b"\x00" * 64)
+
+
+def retype(path: Path) -> None:
+    """One weight stored as float16 (consistently sealed): must not be cast silently."""
+    from safetensors.torch import load_file, save_file
+
+    weights = unit_dir(path) / "model.safetensors"
+    state = load_file(str(weights))
+    key = sorted(state)[0]
+    state[key] = state[key].half()
+    save_file(state, str(weights))
+    reseal(unit_dir(path))
 
 
 def drop_tensor(path: Path) -> None:
     from safetensors.torch import load_file, save_file
 
-    state = load_file(str(path / "model.safetensors"))
+    weights = unit_dir(path) / "model.safetensors"
+    state = load_file(str(weights))
     state.pop(sorted(state)[0])
-    save_file(state, str(path / "model.safetensors"))
+    save_file(state, str(weights))
+    reseal(unit_dir(path))
 
 
 def reshape_config(path: Path) -> None:
     """A consistent config + metadata for latent_dim 16 next to weights for latent_dim 8."""
-    doc = json.loads((path / "config.json").read_text())
+    unit = unit_dir(path)
+    doc = json.loads((unit / "config.json").read_text())
     doc["config"]["latent_dim"] = 16
-    (path / "config.json").write_text(json.dumps(doc))
+    (unit / "config.json").write_text(json.dumps(doc))
     wide = create_world_model("wf_toy:ci", obs_shape=(5,), action_dim=3, latent_dim=16)
-    edit("metadata.json", contract_fingerprint=wide.bound_contract().fingerprint())(path)
+    edit_json(unit, "metadata.json", contract_fingerprint=wide.bound_contract().fingerprint())
 
 
 def edit(file: str, **changes: Any) -> Callable[[Path], None]:
-    def apply(path: Path) -> None:
-        doc = json.loads((path / file).read_text())
-        doc.update(changes)
-        (path / file).write_text(json.dumps(doc))
-
-    return apply
+    return lambda path: edit_json(unit_dir(path), file, **changes)
 
 
 def remove(file: str) -> Callable[[Path], None]:
-    return lambda path: (path / file).unlink()
+    return lambda path: (unit_dir(path) / file).unlink()
 
 
 CORRUPTIONS: dict[str, tuple[Callable[[Path], Any], str]] = {
-    "truncated weights": (truncate, r"model\.safetensors: corrupt or unreadable"),
-    "garbage weights": (garble, r"model\.safetensors: corrupt or unreadable"),
+    "truncated weights": (truncate, r"model\.safetensors: \d+ bytes, the manifest says"),
+    "flipped byte in tensor data": (flip_byte, r"model\.safetensors: content hash differs"),
+    "garbage weights (sealed)": (garble, r"model\.safetensors: corrupt or unreadable"),
+    "float16 weight (sealed)": (retype, r"does not match the model: wrong dtype 1: .*float16"),
     "missing tensor": (drop_tensor, r"does not match the model: missing 1"),
     "mis-shaped config": (reshape_config, r"does not match the model: mis-shaped"),
     "other fingerprint": (
@@ -290,10 +308,18 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], Any], str]] = {
     "missing weights": (remove("model.safetensors"), r"model\.safetensors: missing"),
     "missing config": (remove("config.json"), r"config\.json: missing"),
     "bad json": (
-        lambda p: (p / "metadata.json").write_text("{not json"),
+        lambda p: write_sealed(unit_dir(p), "metadata.json", b"{not json"),
         r"metadata\.json: not valid JSON",
     ),
-    "bad dtype": (edit("metadata.json", dtype="int8"), "dtype 'int8' is not one of"),
+    "bad dtype": (edit("metadata.json", dtype="int8"), "field 'dtype' 'int8' is not one of"),
+    "no pointer (format 1 layout)": (
+        lambda p: (p / "CHECKPOINT").unlink(),
+        r"CHECKPOINT: missing \(not a worldflux checkpoint, or one written by a worldflux before",
+    ),
+    "unlisted file": (
+        lambda p: (unit_dir(p) / "extra.bin").write_bytes(b"x"),
+        r"holds files not in its manifest: \['extra\.bin'\]",
+    ),
 }
 
 

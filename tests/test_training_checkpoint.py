@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _checkpoint_helpers import edit_json, reseal, snapshot, unit_dir, version_dir, write_sealed
 from safetensors.torch import load_file
 
 import worldflux
+import worldflux.core.checkpoint_store as store
 from worldflux.core.exceptions import CheckpointError
 from worldflux.core.types import Batch
 from worldflux.training.checkpoint import (
@@ -82,8 +84,10 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path: Path, toy2: 
     for key in a:
         assert torch.equal(a[key], b[key]), key
     # optimiser states too
-    sa = load_file(str(tmp_path / "straight" / "checkpoint" / "optimizers.safetensors"))
-    sb = load_file(str(tmp_path / "resumed" / "checkpoint" / "optimizers.safetensors"))
+    sa = load_file(
+        str(version_dir(tmp_path / "straight" / "checkpoint") / "optimizers.safetensors")
+    )
+    sb = load_file(str(version_dir(tmp_path / "resumed" / "checkpoint") / "optimizers.safetensors"))
     assert sa.keys() == sb.keys() and all(torch.equal(sa[x], sb[x]) for x in sa)
     # the metrics of the resumed run continue the first part without duplicates
     lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
@@ -95,9 +99,12 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path: Path, toy2: 
 
 def test_checkpoint_layout(tmp_path: Path, toy2: None) -> None:
     train(run_config(tmp_path / "run", 60))
-    root = tmp_path / "run" / "checkpoint"
+    path = tmp_path / "run" / "checkpoint"
+    root = version_dir(path)
+    assert {p.name for p in path.iterdir()} == {"CHECKPOINT", root.name}
     names = {p.name for p in root.iterdir()}
     assert names == {
+        "manifest.json",
         "model",
         "optimizers.safetensors",
         "replay.json",
@@ -109,8 +116,8 @@ def test_checkpoint_layout(tmp_path: Path, toy2: None) -> None:
     assert set(state["rng"]) == {"torch", "numpy", "python"}
     assert state["replay"]["total"] == 62  # 2 episodes of 30 transitions = 62 rows
     assert "np_random" in state["extra"]["env"]
-    # the model part is an ordinary pretrained directory
-    model = worldflux.WorldModel.from_pretrained(root / "model")
+    # the model part loads like a pretrained checkpoint
+    model = worldflux.WorldModel.from_pretrained(path)
     assert model.model_type == "training_toy"
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
 
@@ -142,13 +149,17 @@ def test_failed_write_keeps_the_previous_checkpoint(
     save_training_checkpoint(tmp_path / "ckpt", trainer, replay, {"tag": "old"})
     trainer.train_step(batch())
 
-    def broken(self: ReplayBuffer, directory: Path) -> None:
-        raise OSError("disk full")
+    before = snapshot(tmp_path / "ckpt")
 
-    monkeypatch.setattr(ReplayBuffer, "save", broken)
+    def broken(label: str) -> None:
+        if label.endswith("replay.safetensors"):
+            raise OSError("disk full")
+
+    monkeypatch.setattr(store, "step_hook", broken)
     with pytest.raises(OSError, match="disk full"):
         save_training_checkpoint(tmp_path / "ckpt", trainer, replay, {"tag": "new"})
     monkeypatch.undo()
+    assert snapshot(tmp_path / "ckpt") == before
     fresh = make_trainer(1)
     loaded = load_training_checkpoint(tmp_path / "ckpt", fresh)
     assert loaded.extra == {"tag": "old"} and loaded.step == 1 and fresh.step == 1
@@ -184,9 +195,13 @@ def test_mismatching_or_corrupt_checkpoints_are_refused_untouched(
     with pytest.raises(CheckpointError, match=r"contract fingerprint|mis-shaped"):
         load_training_checkpoint(tmp_path / "ckpt", other)
     assert all(torch.equal(v, before[k]) for k, v in everything(other.model).items())
-    (tmp_path / "ckpt" / "optimizers.safetensors").write_bytes(b"garbage")
     fresh = make_trainer(1)
     before = everything(fresh.model)
+    optim = version_dir(tmp_path / "ckpt") / "optimizers.safetensors"
+    optim.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"optimizers\.safetensors: 7 bytes, the manifest"):
+        load_training_checkpoint(tmp_path / "ckpt", fresh)
+    write_sealed(version_dir(tmp_path / "ckpt"), "optimizers.safetensors", b"garbage")
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
         load_training_checkpoint(tmp_path / "ckpt", fresh)
     assert all(torch.equal(v, before[k]) for k, v in everything(fresh.model).items())
@@ -213,12 +228,13 @@ def test_contract_fingerprint_mismatch_is_refused_with_the_exact_error(
     trainer = make_trainer()
     trainer.train_step(batch())
     save_training_checkpoint(tmp_path / "ckpt", trainer)
-    meta_path = tmp_path / "ckpt" / "model" / "metadata.json"
+    meta_path = unit_dir(tmp_path / "ckpt") / "metadata.json"
     meta = json.loads(meta_path.read_text())
     want = trainer.model.bound_contract().fingerprint()
     assert meta["contract_fingerprint"] == want
     meta["contract_fingerprint"] = "0123456789abcdef"
     meta_path.write_text(json.dumps(meta))
+    reseal(meta_path.parent)  # a consistent checkpoint: only the fingerprint differs
     fresh = make_trainer(1)
     before = everything(fresh.model)
     expected = (
@@ -229,3 +245,90 @@ def test_contract_fingerprint_mismatch_is_refused_with_the_exact_error(
         load_training_checkpoint(tmp_path / "ckpt", fresh)
     assert all(torch.equal(v, before[k]) for k, v in everything(fresh.model).items())
     assert fresh.step == 0
+
+
+# -- all-or-nothing loads: a bad part fails before the trainer or the global RNGs are touched ----
+def _edit_state(**changes: object) -> Callable[[Path], None]:
+    return lambda root: edit_json(root, "training_state.json", **changes)
+
+
+def _edit_rng(part: str, **changes: object) -> Callable[[Path], None]:
+    def apply(root: Path) -> None:
+        rng = json.loads((root / "training_state.json").read_text())["rng"]
+        if isinstance(rng[part], dict):
+            rng[part].update(changes)
+        else:
+            rng[part] = changes["value"]
+        edit_json(root, "training_state.json", rng=rng)
+
+    return apply
+
+
+def _rename_optimizer(root: Path) -> None:
+    optimizers = json.loads((root / "training_state.json").read_text())["optimizers"]
+    optimizers["renamed"] = optimizers.pop("model")
+    edit_json(root, "training_state.json", optimizers=optimizers)
+
+
+def _half_exp_avg(root: Path) -> None:
+    from safetensors.torch import save_file
+
+    tensors = load_file(str(root / "optimizers.safetensors"))
+    key = next(k for k in sorted(tensors) if k.endswith("exp_avg"))
+    tensors[key] = tensors[key].half()
+    save_file(tensors, str(root / "optimizers.safetensors"))
+    reseal(root)
+
+
+def _replay_capacity(capacity: int) -> Callable[[Path], None]:
+    def apply(root: Path) -> None:
+        layout = json.loads((root / "replay.json").read_text())
+        layout["capacity"] = capacity
+        edit_json(root, "replay.json", **layout)
+        edit_json(root, "training_state.json", replay=layout)
+
+    return apply
+
+
+BAD_STATES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "torch rng too short": (
+        _edit_rng("torch", value="AAAA"),
+        r"field 'rng\.torch' is not a torch RNG state",
+    ),
+    "numpy rng keys": (_edit_rng("numpy", keys=[1, 2, 3]), r"field 'rng\.numpy'"),
+    "python rng internal": (_edit_rng("python", internal=["x"]), r"field 'rng\.python'"),
+    "training format 1": (_edit_state(format_version=1), "format_version 1 is not supported"),
+    "negative step": (_edit_state(step=-1), "field 'step' must be a non-negative integer"),
+    "optimizer names": (_rename_optimizer, r"field 'optimizers' names \['policy', 'renamed'\]"),
+    "float16 exp_avg": (_half_exp_avg, r"exp_avg' is torch\.float16 \[\d+(, \d+)*\], the param"),
+    "replay of 12 TB": (_replay_capacity(10**12), r"replay buffer \(capacity x row\) needs \d+"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STATES))
+def test_a_bad_part_fails_before_the_trainer_or_the_rngs_are_touched(
+    case: str, tmp_path: Path, toy2: None
+) -> None:
+    trainer = make_trainer()
+    trainer.train_step(batch())
+    replay = ReplayBuffer(16, (3,), 1)
+    replay.begin_episode(np.zeros(3, dtype=np.float32))
+    replay.add(np.zeros(1, dtype=np.float32), 1.0, False, False, np.ones(3, dtype=np.float32))
+    save_training_checkpoint(tmp_path / "ckpt", trainer, replay, {"tag": "x"})
+    corrupt, message = BAD_STATES[case]
+    corrupt(version_dir(tmp_path / "ckpt"))
+    fresh = make_trainer(1)
+    fresh.train_step(batch())  # an optimiser state that a half-done load would overwrite
+    model_before = everything(fresh.model)
+    optim_before = {k: o.state_dict() for k, o in fresh.optimizers.items()}
+    optim_before = json.loads(json.dumps(optim_before, default=lambda t: t.tolist()))
+    torch.manual_seed(5)
+    np.random.seed(5)
+    random.seed(5)
+    rng_before = get_rng_state()
+    with pytest.raises(CheckpointError, match=message):
+        load_training_checkpoint(tmp_path / "ckpt", fresh)
+    assert all(torch.equal(v, model_before[k]) for k, v in everything(fresh.model).items())
+    optim_after = {k: o.state_dict() for k, o in fresh.optimizers.items()}
+    assert json.loads(json.dumps(optim_after, default=lambda t: t.tolist())) == optim_before
+    assert fresh.step == 1 and get_rng_state() == rng_before

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _checkpoint_helpers import version_dir
 from safetensors.torch import load_file
 
 import worldflux
@@ -164,10 +165,11 @@ def test_two_processes_average_gradients_and_stay_identical(tmp_path: Path) -> N
         assert diff > 1e-5, variant
     # the loop: per-rank checkpoints with identical weights, different experience, one log
     run = tmp_path / "run"
-    w0 = load_file(str(run / "checkpoint-rank0" / "model" / "model.safetensors"))
-    w1 = load_file(str(run / "checkpoint-rank1" / "model" / "model.safetensors"))
+    ck0, ck1 = (version_dir(run / f"checkpoint-rank{r}") for r in (0, 1))
+    w0 = load_file(str(ck0 / "model" / "model.safetensors"))
+    w1 = load_file(str(ck1 / "model" / "model.safetensors"))
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
-    r0 = (run / "checkpoint-rank0" / "replay.safetensors").read_bytes()
-    r1 = (run / "checkpoint-rank1" / "replay.safetensors").read_bytes()
+    r0 = (ck0 / "replay.safetensors").read_bytes()
+    r1 = (ck1 / "replay.safetensors").read_bytes()
     assert r0 != r1  # each rank collected its own episodes
     assert (run / "metrics.jsonl").is_file() and not (run / "checkpoint").exists()

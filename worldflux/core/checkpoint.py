@@ -1,106 +1,75 @@
-"""Atomic save / all-or-nothing load of a WorldModel directory.
+"""Save / verified all-or-nothing load of a WorldModel checkpoint.
 
-Layout of a checkpoint directory:
+A checkpoint path is a crash-safe store (:mod:`worldflux.core.checkpoint_store`: a ``CHECKPOINT``
+pointer naming the current version directory). A model version directory holds::
+
     model.safetensors   every tensor of ``state_dict()`` (trainable, targets and buffers)
-    config.json         ``{"model_type": ..., "config": {...}}``
-    metadata.json       worldflux version, maturity, contract fingerprint, parameter count
+    config.json         ``{"model_type": ..., "config": {...}, "component_overrides": {...}}``
+    metadata.json       format version, worldflux version, maturity, contract fingerprint, ...
+    manifest.json       size and SHA-256 of each file (verified on load)
+
+Loading reads and verifies everything through :mod:`worldflux.core.checkpoint_io` (bounded,
+hashed, exact dtypes), builds the model on the ``meta`` device first (no memory; at most a few
+registrations per stored tensor) to compare every name, shape and dtype with the file, and only
+then builds and fills the real model. Every failure is a :class:`CheckpointError`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save as save_safetensors
+from torch.nn.modules import module as torch_module
 
+from worldflux.core.checkpoint_io import (
+    CheckpointUnit,
+    TensorInfo,
+    check_allocation,
+    exact_header_check,
+)
+from worldflux.core.checkpoint_store import UnitWriter, resolve, write_checkpoint
 from worldflux.core.exceptions import CheckpointError, WorldFluxError
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
 
-__all__ = ["atomic_write_dir", "check_state_dict", "load_pretrained", "save_pretrained"]
+__all__ = [
+    "FORMAT_VERSION",
+    "check_state_dict",
+    "load_pretrained",
+    "model_unit",
+    "save_pretrained",
+    "write_model_unit",
+]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 METADATA = "metadata.json"
-FORMAT_VERSION = 1
-#: The names a checkpoint directory may hold (anything else makes it non-replaceable).
-CHECKPOINT_FILES = frozenset({WEIGHTS, CONFIG, METADATA})
-
-
-def atomic_write_dir(target: Path, fill: Any, replaceable: frozenset[str] | None = None) -> Path:
-    """Create ``target`` by filling a temporary sibling with ``fill(tmp_dir)`` and renaming it.
-
-    An error while filling (or renaming) leaves any existing ``target`` untouched.
-
-    Args:
-        target: the directory to create or replace.
-        fill: writes the files into the temporary directory it is given.
-        replaceable: when given, an existing non-empty ``target`` is replaced only if it holds
-            nothing but these names (so a typo cannot wipe an unrelated directory).
-
-    Raises:
-        CheckpointError: ``target`` is a file, or holds files that are not ``replaceable``.
-    """
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise CheckpointError(f"{target}: exists and is not a directory")
-    if replaceable is not None and target.is_dir():
-        foreign = sorted(p.name for p in target.iterdir() if p.name not in replaceable)
-        if foreign:
-            raise CheckpointError(
-                f"{target}: exists and holds files that are not part of a worldflux checkpoint "
-                f"({', '.join(foreign[:5])}); refusing to replace it, choose an empty or new "
-                "directory"
-            )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        fill(tmp)
-        _fsync_tree(tmp)
-        os.chmod(tmp, 0o755)
-        if target.exists():
-            backup = Path(
-                tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
-            )
-            os.rmdir(backup)
-            os.replace(target, backup)
-            try:
-                os.replace(tmp, target)
-            except BaseException:
-                os.replace(backup, target)  # put the old checkpoint back
-                raise
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
-
-
-def _fsync_tree(directory: Path) -> None:
-    """Flush every file of ``directory`` to disk before it is renamed into place."""
-    for path in directory.iterdir():
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
+#: 2: crash-safe versioned store, manifest with SHA-256 per file, exact dtypes.
+FORMAT_VERSION = 2
+#: Files of the format-1 layout, replaced when a new checkpoint is saved over one.
+LEGACY_FILES = frozenset({WEIGHTS, CONFIG, METADATA})
 
 
 def save_pretrained(model: WorldModel, directory: str | Path) -> Path:
-    """Write ``model`` to ``directory`` (weights, config, metadata) atomically.
+    """Write ``model`` to ``directory`` (weights, config, metadata) crash-safely.
 
     Raises:
         CheckpointError: the model type is not registered, a slot holds a module that is not a
             registered implementation (neither could be rebuilt), or ``directory`` holds
             unrelated files.
     """
+    fill = model_unit_filler(model)
+    return write_checkpoint(Path(directory), "model", FORMAT_VERSION, fill, legacy=LEGACY_FILES)
+
+
+def model_unit_filler(model: WorldModel) -> Callable[[UnitWriter], None]:
+    """Check that ``model`` can be saved and return the writer of its files."""
     from worldflux import __version__
     from worldflux.core.registry import WorldModelRegistry
 
@@ -134,17 +103,20 @@ def save_pretrained(model: WorldModel, directory: str | Path) -> Path:
         "trainable_parameters": model.num_parameters(),
         "dtype": str(model._float_dtype()).removeprefix("torch."),
     }
-    try:
-        config_text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    except TypeError as error:
-        raise CheckpointError(f"cannot save the config as JSON: {error}") from None
 
-    def fill(tmp: Path) -> None:
-        save_file(_dedupe_shared(state), str(tmp / WEIGHTS), metadata={"format": "pt"})
-        (tmp / CONFIG).write_text(config_text)
-        (tmp / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    def fill(writer: UnitWriter) -> None:
+        writer.write_bytes(WEIGHTS, save_safetensors(_dedupe_shared(state), {"format": "pt"}))
+        writer.write_json(CONFIG, config)
+        writer.write_json(METADATA, metadata)
 
-    return atomic_write_dir(Path(directory), fill, replaceable=CHECKPOINT_FILES)
+    return fill
+
+
+def write_model_unit(model: WorldModel, writer: UnitWriter) -> None:
+    """Write ``model`` as a nested unit (e.g. ``model/`` of a training checkpoint)."""
+    fill = model_unit_filler(model)
+    fill(writer)
+    writer.close()
 
 
 def _dedupe_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -159,116 +131,168 @@ def _dedupe_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing (expected a worldflux checkpoint file)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
-
-
 def check_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Raise CheckpointError naming each missing, unexpected or mis-shaped entry; loads nothing."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mis_shaped = sorted(
-        f"{k}: expected {list(own[k].shape)}, found {list(state[k].shape)}"
-        for k in set(own) & set(state)
-        if tuple(own[k].shape) != tuple(state[k].shape)
-    )
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)}: {', '.join(missing[:10])}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:10])}")
-    if mis_shaped:
-        problems.append(f"mis-shaped {len(mis_shaped)}: {'; '.join(mis_shaped[:10])}")
-    if problems:
-        raise CheckpointError(f"{source} does not match the model: " + " | ".join(problems))
+    """Raise CheckpointError naming each missing, unexpected, mis-shaped or wrongly typed entry
+    of ``state`` against ``module``; loads nothing."""
+    infos = {k: TensorInfo(v.dtype, tuple(v.shape)) for k, v in state.items()}
+    exact_header_check(module.state_dict(), "the model")(infos, Path(source))
+
+
+def model_unit(directory: str | Path) -> CheckpointUnit:
+    """The verified model unit at ``directory`` (a model checkpoint, or the model of a training
+    checkpoint); stale temporaries of killed saves are removed on the way."""
+    version = resolve(Path(directory))
+    root = version / "model" if (version / "model").is_dir() else version
+    return CheckpointUnit(root, "model", FORMAT_VERSION)
+
+
+def read_model_documents(unit: CheckpointUnit) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``config.json`` and ``metadata.json`` of a model unit, with every field type-checked."""
+    config_doc, metadata = unit.json(CONFIG), unit.json(METADATA)
+    config_path, meta_path = unit.root / CONFIG, unit.root / METADATA
+    version = metadata.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{meta_path}: format_version {version!r} is not supported (expected "
+            f"{FORMAT_VERSION}; written by another worldflux version?)"
+        )
+    model_type = config_doc.get("model_type")
+    if not isinstance(model_type, str) or not isinstance(config_doc.get("config"), dict):
+        raise CheckpointError(f"{config_path}: expected keys 'model_type' and 'config'")
+    if metadata.get("model_type") != model_type:
+        raise CheckpointError(
+            f"{unit.root}: config.json says model type {model_type!r}, metadata.json says "
+            f"{metadata.get('model_type')!r}; the checkpoint was assembled from two models"
+        )
+    if not isinstance(metadata.get("contract_fingerprint"), str):
+        raise CheckpointError(f"{meta_path}: field 'contract_fingerprint' must be a string")
+    overrides = config_doc.get("component_overrides") or {}
+    if not isinstance(overrides, dict) or not all(
+        isinstance(v, dict)
+        and isinstance(v.get("impl"), str)
+        and isinstance(v.get("params") or {}, dict)
+        for v in overrides.values()
+    ):
+        raise CheckpointError(
+            f"{config_path}: field 'component_overrides' must map slots to {{impl, params}}"
+        )
+    config_doc["component_overrides"] = overrides
+    return config_doc, metadata
+
+
+def check_fingerprint(metadata: Mapping[str, Any], model: WorldModel, meta_path: Path) -> None:
+    """The stored contract fingerprint must be the model's."""
+    found, want = metadata.get("contract_fingerprint"), model.bound_contract().fingerprint()
+    if found != want:
+        raise CheckpointError(
+            f"{meta_path}: contract fingerprint {found!r} differs from the model's {want!r} "
+            "(another preset, environment or spec)"
+        )
+
+
+@contextmanager
+def bounded_construction(limit: int, source: Path) -> Iterator[None]:
+    """Refuse (CheckpointError) a module construction in this thread that registers more than
+    ``limit`` parameters, buffers and submodules: a config cannot make a build run for hours."""
+    count, thread = [0], threading.get_ident()
+
+    def hook(*_: Any) -> None:
+        if threading.get_ident() == thread:
+            count[0] += 1
+            if count[0] > limit:
+                raise CheckpointError(
+                    f"{source}: the config builds a model with more than {limit} parameters, "
+                    "buffers and modules; the weights file holds far fewer tensors"
+                )
+
+    handles = [
+        torch_module.register_module_parameter_registration_hook(hook),
+        torch_module.register_module_buffer_registration_hook(hook),
+        torch_module.register_module_module_registration_hook(hook),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def load_pretrained(
     directory: str | Path, expected: type | None = None, device: str | torch.device = "cpu"
 ) -> WorldModel:
-    """Rebuild and load a model saved by :func:`save_pretrained`.
+    """Rebuild and load a model saved by :func:`save_pretrained` (or the model of a training
+    checkpoint).
 
     Raises:
-        CheckpointError: missing/corrupt files, a different model type, a changed contract, or a
-            state dict that does not match; the model is then not returned at all.
+        CheckpointError: missing/corrupt/oversized files, a content hash that differs, a
+            different model type, a changed contract, or a state dict whose names, shapes or
+            dtypes differ; the model is then not returned at all.
     """
     from worldflux.core.registry import WorldModelRegistry
 
-    root = Path(directory)
-    if not root.is_dir():
-        raise CheckpointError(f"{root}: no such checkpoint directory")
-    config_doc = _read_json(root / CONFIG)
-    metadata = _read_json(root / METADATA)
-    version = metadata.get("format_version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise CheckpointError(
-            f"{root / METADATA}: format_version {version!r} is not supported "
-            f"(expected 1..{FORMAT_VERSION}; a newer worldflux wrote it?)"
-        )
-    model_type = config_doc.get("model_type")
-    if not isinstance(model_type, str) or not isinstance(config_doc.get("config"), dict):
-        raise CheckpointError(f"{root / CONFIG}: expected keys 'model_type' and 'config'")
-    if metadata.get("model_type", model_type) != model_type:
-        raise CheckpointError(
-            f"{root}: config.json says model type {model_type!r}, metadata.json says "
-            f"{metadata.get('model_type')!r}; the checkpoint was assembled from two models"
-        )
-    overrides = config_doc.get("component_overrides") or {}
-    if not isinstance(overrides, dict) or not all(
-        isinstance(v, dict) and isinstance(v.get("impl"), str) for v in overrides.values()
-    ):
-        raise CheckpointError(
-            f"{root / CONFIG}: 'component_overrides' must map slots to {{impl, params}}"
-        )
-    dtype = _parse_dtype(metadata.get("dtype", "float32"), root / METADATA)
+    unit = model_unit(directory)
+    config_doc, metadata = read_model_documents(unit)
+    config_path, meta_path = unit.root / CONFIG, unit.root / METADATA
+    model_type = config_doc["model_type"]
+    dtype = _parse_dtype(metadata.get("dtype", "float32"), meta_path)
     try:
         model_cls = WorldModelRegistry.get(model_type)
         config = WorldModelRegistry.get_config_class(model_type)(**config_doc["config"])
     except WorldFluxError as error:
-        raise CheckpointError(
-            f"{root / CONFIG}: cannot rebuild the model: {error.message}"
-        ) from None
+        raise CheckpointError(f"{config_path}: cannot rebuild the model: {error.message}") from None
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{config_path}: field 'config' is invalid ({error})") from None
     if expected is not None and not issubclass(model_cls, expected):
         raise CheckpointError(
-            f"{root}: holds a {model_type!r} model ({model_cls.__name__}), "
+            f"{unit.root}: holds a {model_type!r} model ({model_cls.__name__}), "
             f"not a {expected.__name__}"
         )
-    try:
-        model = model_cls(config)
-        for slot, entry in overrides.items():
-            model.swap_component(slot, entry["impl"], entry.get("params") or None)
-    except WorldFluxError as error:
-        raise CheckpointError(
-            f"{root / CONFIG}: cannot rebuild the model: {error.message}"
-        ) from None
-    if dtype != torch.float32:
-        model = model.to(dtype)
-    found = metadata.get("contract_fingerprint")
-    want = model.bound_contract().fingerprint()
-    if found != want:
-        raise CheckpointError(
-            f"{root / METADATA}: contract fingerprint {found!r} differs from the model's {want!r}; "
-            "the spec changed since this checkpoint was written"
-        )
-    weights = root / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{weights}: corrupt or unreadable ({error})") from None
-    check_state_dict(model, state, str(weights))
-    model.load_state_dict(state, strict=True)
+    weights = unit.tensor_file(WEIGHTS)
+    overrides = config_doc["component_overrides"]
+    limit = 8 * len(weights.infos) + 4096
+
+    def build(on_meta: bool, swaps: bool) -> WorldModel:
+        try:
+            with bounded_construction(limit, config_path):
+                with torch.device("meta") if on_meta else _no_context():
+                    model = model_cls(config)
+                    for slot, entry in overrides.items() if swaps else ():
+                        model.swap_component(slot, entry["impl"], entry.get("params") or None)
+        except CheckpointError:
+            raise
+        except WorldFluxError as error:
+            raise CheckpointError(
+                f"{config_path}: cannot rebuild the model: {error.message}"
+            ) from None
+        return model if dtype == torch.float32 else model.to(dtype)
+
+    try:  # sizes first, on the meta device (allocates nothing)
+        sized: WorldModel | None = build(on_meta=True, swaps=False)
+    except CheckpointError:
+        raise
+    except Exception:  # a model that cannot be built on meta: its real build is bounded below
+        sized = None
+    if sized is not None and not overrides:
+        check_fingerprint(metadata, sized, meta_path)
+        exact_header_check(sized.state_dict(), "the model")(weights.infos, weights.path)
+    elif sized is not None:  # swapped slots change the state: bound the base model's size
+        need = sum(t.numel() * t.element_size() for t in sized.state_dict().values())
+        check_allocation(need, "the model the config describes", config_path)
+        if need > 4 * len(weights.data) + (64 << 20):
+            raise CheckpointError(
+                f"{config_path}: the config describes a model of {need} bytes, the weights "
+                f"file holds {len(weights.data)}"
+            )
+    model = build(on_meta=False, swaps=True)
+    check_fingerprint(metadata, model, meta_path)
+    exact_header_check(model.state_dict(), "the model")(weights.infos, weights.path)
+    model.load_state_dict(weights.load(), strict=True)
     return model.to(device)
+
+
+@contextmanager
+def _no_context() -> Iterator[None]:
+    yield
 
 
 def _parse_dtype(name: Any, source: Path) -> torch.dtype:
@@ -279,5 +303,5 @@ def _parse_dtype(name: Any, source: Path) -> torch.dtype:
         "bfloat16": torch.bfloat16,
     }
     if name not in dtypes:
-        raise CheckpointError(f"{source}: dtype {name!r} is not one of {', '.join(dtypes)}")
+        raise CheckpointError(f"{source}: field 'dtype' {name!r} is not one of {', '.join(dtypes)}")
     return dtypes[name]

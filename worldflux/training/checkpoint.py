@@ -1,21 +1,26 @@
 """Training checkpoints: everything needed to continue a run bitwise exactly (on CPU).
 
-Layout of a checkpoint directory (written atomically: filled in a temporary sibling, then renamed):
+This layer only maps trainer state to and from the checkpoint module
+(:mod:`worldflux.core.checkpoint_store` writes crash-safely, :mod:`worldflux.core.checkpoint_io`
+reads with bounds and hashes, :mod:`worldflux.core.checkpoint_state` validates). A version
+directory of a training checkpoint holds::
 
-    model/                    the model, as ``WorldModel.save_pretrained`` writes it
-                              (model.safetensors + config.json + metadata.json; loadable alone)
+    model/                    the model unit (as ``save_pretrained`` writes it, own manifest)
     optimizers.safetensors    every tensor of every optimiser state (exp_avg, step, ...)
     training_state.json       optimiser state structure and hyperparameters (tensors referenced by
                               key), RNG states (torch, numpy, python), trainer step, replay
                               position, and the run loop's own state (env RNG, counters)
     replay.safetensors        replay rows + sampling generator   (when a buffer is saved)
     replay.json               replay layout and position
+    manifest.json             size and SHA-256 of every file above
+
+Loading reads and validates all of it before the trainer is touched, and restores the
+optimisers if applying fails: a failed load leaves the trainer and the global RNGs as they were.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,11 +29,28 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save as save_safetensors
 from torch import Tensor
 
-from worldflux.core.checkpoint import atomic_write_dir, check_state_dict, save_pretrained
+from worldflux.core.checkpoint import (
+    FORMAT_VERSION,
+    check_fingerprint,
+    read_model_documents,
+    write_model_unit,
+)
+from worldflux.core.checkpoint_io import (
+    LIMITS,
+    CheckpointUnit,
+    check_allocation,
+    exact_header_check,
+)
+from worldflux.core.checkpoint_state import (
+    ReplayLayout,
+    decode_optimizers,
+    parse_replay_layout,
+    parse_rng,
+)
+from worldflux.core.checkpoint_store import UnitWriter, resolve, write_checkpoint
 from worldflux.core.exceptions import CheckpointError
 from worldflux.training.replay import ReplayBuffer
 from worldflux.training.trainer import Trainer
@@ -38,13 +60,18 @@ __all__ = [
     "LoadedCheckpoint",
     "get_rng_state",
     "load_training_checkpoint",
+    "read_training_extra",
     "save_training_checkpoint",
     "set_rng_state",
 ]
 
 STATE_FILE = "training_state.json"
 OPTIM_FILE = "optimizers.safetensors"
-FORMAT_VERSION = 1
+REPLAY_FILE = "replay.safetensors"
+REPLAY_META = "replay.json"
+_ARRAYS = ("obs", "actions", "rewards", "terminated", "truncated", "is_first", "episode")
+#: Names of the format-1 layout, replaced when a new checkpoint is saved over one.
+LEGACY = frozenset({"model", OPTIM_FILE, STATE_FILE, REPLAY_FILE, REPLAY_META})
 
 
 # -- RNG ----------------------------------------------------------------------------------------
@@ -67,21 +94,8 @@ def get_rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore :func:`get_rng_state` output."""
-    raw = np.frombuffer(base64.b64decode(state["torch"]), dtype=np.uint8).copy()
-    torch.set_rng_state(torch.from_numpy(raw))
-    npy = state["numpy"]
-    np.random.set_state(
-        (
-            npy["kind"],
-            np.asarray(npy["keys"], dtype=np.uint32),
-            npy["pos"],
-            npy["has_gauss"],
-            npy["cached_gaussian"],
-        )
-    )
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    """Restore :func:`get_rng_state` output (validated first: CheckpointError, nothing set)."""
+    parse_rng(dict(state), Path("rng state")).apply()
 
 
 # -- optimiser state <-> (JSON, tensors) --------------------------------------------------------
@@ -105,33 +119,17 @@ def _encode(value: Any, prefix: str, tensors: dict[str, Tensor]) -> Any:
     )
 
 
-def _decode(value: Any, tensors: Mapping[str, Tensor], source: str) -> Any:
-    if isinstance(value, dict):
-        if "__tensor__" in value:
-            key = value["__tensor__"]
-            if key not in tensors:
-                raise CheckpointError(f"{source}: tensor {key!r} is missing")
-            return tensors[key]
-        if "__items__" in value:
-            return {k: _decode(v, tensors, source) for k, v in value["__items__"]}
-        if "__tuple__" in value:
-            return tuple(_decode(v, tensors, source) for v in value["__tuple__"])
-        return {k: _decode(v, tensors, source) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v, tensors, source) for v in value]
-    return value
-
-
-# -- save / load --------------------------------------------------------------------------------
+# -- save ---------------------------------------------------------------------------------------
 def save_training_checkpoint(
     directory: str | Path,
     trainer: Trainer,
     replay: ReplayBuffer | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write model, optimisers, RNG states, step, replay and ``extra`` (JSON-able) atomically.
+    """Write model, optimisers, RNG states, step, replay and ``extra`` (JSON-able) crash-safely.
 
-    An existing checkpoint at ``directory`` is replaced only once the new one is complete.
+    A save interrupted at any point (an error, or the process killed) leaves the previous or
+    the new checkpoint loadable at ``directory``.
     """
     tensors: dict[str, Tensor] = {}
     trainer_state = trainer.state_dict()
@@ -143,17 +141,24 @@ def save_training_checkpoint(
         "replay": None if replay is None else replay.state(),
         "extra": dict(extra or {}),
     }
+    replay_tensors: dict[str, Tensor] = {}
+    if replay is not None:
+        rows = replay.size
+        replay_tensors = {name: getattr(replay, name)[:rows].contiguous() for name in _ARRAYS}
+        replay_tensors["generator"] = replay.generator.get_state()
 
-    def fill(tmp: Path) -> None:
-        save_pretrained(trainer.model, tmp / "model")
-        save_file(tensors, str(tmp / OPTIM_FILE))
+    def fill(writer: UnitWriter) -> None:
+        write_model_unit(trainer.model, writer.subunit("model", "model"))
+        writer.write_bytes(OPTIM_FILE, save_safetensors(tensors))
         if replay is not None:
-            replay.save(tmp)
-        (tmp / STATE_FILE).write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+            writer.write_bytes(REPLAY_FILE, save_safetensors(replay_tensors))
+            writer.write_json(REPLAY_META, document["replay"])
+        writer.write_json(STATE_FILE, document)
 
-    return atomic_write_dir(Path(directory), fill)
+    return write_checkpoint(Path(directory), "training", FORMAT_VERSION, fill, legacy=LEGACY)
 
 
+# -- load ---------------------------------------------------------------------------------------
 @dataclass
 class LoadedCheckpoint:
     """What :func:`load_training_checkpoint` gives back besides the restored trainer."""
@@ -163,20 +168,64 @@ class LoadedCheckpoint:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_state(root: Path) -> dict[str, Any]:
-    path = root / STATE_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing (not a worldflux training checkpoint)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
-    if data.get("format_version") != FORMAT_VERSION:
+def _open(directory: str | Path) -> tuple[CheckpointUnit, dict[str, Any]]:
+    """The verified training unit and its checked ``training_state.json``."""
+    unit = CheckpointUnit(
+        resolve(Path(directory)), "training", FORMAT_VERSION, subdirs=frozenset({"model"})
+    )
+    path = unit.root / STATE_FILE
+    document = unit.json(STATE_FILE, LIMITS.max_state_json_bytes)
+    version = document.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: expected format_version {FORMAT_VERSION}, "
-            f"found {data.get('format_version')!r}"
+            f"{path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})"
         )
-    return dict(data)
+    step = document.get("step")
+    if type(step) is not int or not 0 <= step < 1 << 62:
+        raise CheckpointError(f"{path}: field 'step' must be a non-negative integer")
+    if not isinstance(document.get("extra"), dict):
+        raise CheckpointError(f"{path}: field 'extra' must be an object")
+    return unit, document
+
+
+def read_training_extra(directory: str | Path) -> dict[str, Any]:
+    """The verified ``extra`` (loop state) of the training checkpoint at ``directory``."""
+    return dict(_open(directory)[1]["extra"])
+
+
+def _read_replay(unit: CheckpointUnit, document: dict[str, Any]) -> ReplayBuffer:
+    meta_path = unit.root / REPLAY_META
+    raw = unit.json(REPLAY_META)
+    if raw != document.get("replay"):
+        raise CheckpointError(f"{unit.root / STATE_FILE}: field 'replay' differs from {meta_path}")
+    layout: ReplayLayout = parse_replay_layout(raw, meta_path)
+    check_allocation(
+        layout.capacity * layout.row_bytes(), "the replay buffer (capacity x row)", meta_path
+    )
+    expected = {
+        name: torch.empty(shape, dtype=dtype, device="meta")
+        for name, (dtype, shape) in layout.expected(layout.size).items()
+    }
+    tensors = unit.tensors(REPLAY_FILE, exact_header_check(expected, "replay.json"))
+    try:
+        torch.Generator().set_state(tensors["generator"])
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{unit.root / REPLAY_FILE}: tensor 'generator' is not a generator state ({error})"
+        ) from None
+    buffer = ReplayBuffer(
+        layout.capacity,
+        layout.obs_shape,
+        layout.action_dim,
+        layout.action_type,
+        obs_dtype=layout.obs_dtype,
+    )
+    buffer.total, buffer.episodes = layout.total, layout.episodes
+    buffer.episode_open = layout.episode_open
+    for name in _ARRAYS:
+        getattr(buffer, name)[: layout.size] = tensors[name]
+    buffer.generator.set_state(tensors["generator"])
+    return buffer
 
 
 def load_training_checkpoint(
@@ -185,49 +234,47 @@ def load_training_checkpoint(
     """Restore weights, optimiser states, step and (optionally) the global RNG states into
     ``trainer``; return the replay buffer (if saved) and the loop's ``extra`` state.
 
-    Everything is read and checked before anything is loaded, so a bad checkpoint leaves the
-    trainer untouched.
+    Every file is read, hashed, bounded and validated (model type, contract fingerprint, every
+    weight's name, shape and dtype, the optimiser structure, RNG states, the replay layout and
+    its memory) before anything is applied; a failed load leaves the trainer and the global RNGs
+    exactly as they were.
 
     Raises:
-        CheckpointError: missing/corrupt files, a different model type or contract, or weights /
-            optimisers that do not match.
+        CheckpointError: naming the file and the field.
     """
-    root = Path(directory)
-    if not root.is_dir():
-        raise CheckpointError(f"{root}: no such checkpoint directory")
-    document = _read_state(root)
+    unit, document = _open(directory)
+    state_path = unit.root / STATE_FILE
     model = trainer.model
-    meta_path = root / "model" / "metadata.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{meta_path}: unreadable ({error})") from None
-    if meta.get("model_type") != model.model_type:
+    model_unit = CheckpointUnit(unit.root / "model", "model", FORMAT_VERSION)
+    _, metadata = read_model_documents(model_unit)
+    meta_path = model_unit.root / "metadata.json"
+    if metadata["model_type"] != model.model_type:
         raise CheckpointError(
-            f"{meta_path}: holds a {meta.get('model_type')!r} model, not {model.model_type!r}"
+            f"{meta_path}: holds a {metadata['model_type']!r} model, not {model.model_type!r}"
         )
-    want = model.bound_contract().fingerprint()
-    if meta.get("contract_fingerprint") != want:
-        raise CheckpointError(
-            f"{meta_path}: contract fingerprint {meta.get('contract_fingerprint')!r} differs "
-            f"from the model's {want!r} (another preset, environment or spec)"
-        )
-    weights_path = root / "model" / "model.safetensors"
-    try:
-        weights = load_file(str(weights_path))
-        opt_tensors = load_file(str(root / OPTIM_FILE))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{root}: corrupt or unreadable tensors ({error})") from None
-    check_state_dict(model, weights, str(weights_path))
-    optimizers = _decode(document["optimizers"], opt_tensors, str(root / OPTIM_FILE))
-    replay = ReplayBuffer.load(root) if document.get("replay") is not None else None
-    model.load_state_dict(weights, strict=True)
+    check_fingerprint(metadata, model, meta_path)
+    weights = model_unit.tensors(
+        "model.safetensors", exact_header_check(model.state_dict(), "the model")
+    )
+    opt_tensors = unit.tensors(OPTIM_FILE, lambda infos, path: None)
+    optimizers = decode_optimizers(
+        document.get("optimizers"), opt_tensors, trainer.optimizers, state_path
+    )
+    rng = parse_rng(document.get("rng"), state_path)
+    replay = _read_replay(unit, document) if document.get("replay") is not None else None
+    backup = {
+        "step": trainer.step,
+        "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
+    }
     try:
         trainer.load_state_dict({"step": document["step"], "optimizers": optimizers})
-    except (ValueError, KeyError) as error:
+    except Exception as error:
+        trainer.load_state_dict(backup)
         raise CheckpointError(
-            f"{root / STATE_FILE}: optimiser state does not fit ({error})"
+            f"{state_path}: field 'optimizers' does not fit the trainer ({error})"
         ) from None
+    with torch.no_grad():
+        model.load_state_dict(weights, strict=True)
     if restore_rng:
-        set_rng_state(document["rng"])
-    return LoadedCheckpoint(step=int(document["step"]), replay=replay, extra=document["extra"])
+        rng.apply()
+    return LoadedCheckpoint(step=document["step"], replay=replay, extra=document["extra"])

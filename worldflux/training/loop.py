@@ -31,8 +31,8 @@ from worldflux.core.registry import WorldModelRegistry
 from worldflux.runtime import tune_cpu_allocator
 from worldflux.training.actors import RandomActor, make_actor
 from worldflux.training.checkpoint import (
-    STATE_FILE,
     load_training_checkpoint,
+    read_training_extra,
     save_training_checkpoint,
 )
 from worldflux.training.distributed import DistributedContext, init_from_environment
@@ -160,13 +160,10 @@ def _build_model(config: RunConfig, env: GymEnv) -> WorldModel:
 
 def _check_resume(config: RunConfig, ckpt: Path) -> None:
     """Refuse to resume with another model, environment, observation mode or seed."""
-    path = ckpt / STATE_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; there is no checkpoint to resume from")
-    try:
-        saved = json.loads(path.read_text())["extra"]["run"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path}: holds no run configuration ({error})") from None
+    path = ckpt
+    saved = read_training_extra(ckpt).get("run")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: holds no run configuration (field 'extra.run')")
     for key in _FIXED_ON_RESUME:
         if saved.get(key) != getattr(config, key):
             raise CheckpointError(
