@@ -186,6 +186,7 @@ def kill_suite(tmp: Path) -> list[tuple[str, str, Callable[[], bool]]]:
     """(check id, name, run) where ``run()`` is True when the expectation holds."""
     sys.path.insert(0, str(ROOT / "tests"))
     import test_conformance_branches as br
+    import test_conformance_cases as tc
     import test_conformance_defects as de
     import test_conformance_meta as me
     from worldflux.conformance.engine import check_model
@@ -307,6 +308,12 @@ def kill_suite(tmp: Path) -> list[tuple[str, str, Callable[[], bool]]]:
             toy(br.BufferNotLoaded, "serde.roundtrip", "fail"),
         )
     )
+    for case in tc.CASES:
+
+        def run_case(case: Any = case) -> bool:
+            return tc.run_case(case, tmp, time_budget=10.0)
+
+        cases.append((case[0], f"case {case[1].__name__} {case[2]}", run_case))
     for defect, cid in de.DEFECTS.items():
         cases.append((cid, f"defect {defect.__name__}", external(defect, cid, "fail")))
     for cid in sorted(set(de.DEFECTS.values())):

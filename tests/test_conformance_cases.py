@@ -1,0 +1,183 @@
+"""More expectations on the checks, as one table (also the mutation runner's kill suite):
+a toy that is right only in eval mode must pass everything, and one breaker per remaining
+comparison (each call of no_mutation, each branch of the bounds, empty-batch and size checks,
+non-finite gradients, a prediction missing at run time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from test_conformance_meta import (
+    BROKEN,
+    MissingPrediction,
+    Planner,
+    _toy,
+    good_spec,
+    run_one,
+    spec_with,
+)
+from torch import Tensor
+from worldflux.conformance.toys import registered
+
+from worldflux.core.exceptions import ContractViolation
+from worldflux.core.model import SpecWorldModel
+from worldflux.core.types import LossOutput, ModelOutput, State, Trajectory
+
+
+class TrainModeNoise(Planner):
+    """Dropout-like: noisy in train mode, exact in eval mode (a correct model)."""
+
+    def decode(self, state: State, *, validate: bool = True) -> ModelOutput:
+        out = super().decode(state, validate=validate)
+        if not self.training:
+            return out
+        r = out.predictions["reward"]
+        return ModelOutput({**out.predictions, "reward": r + 0.05 * torch.randn_like(r)})
+
+
+def _mutator(where: str) -> type[SpecWorldModel]:
+    class Mutates(Planner):
+        def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
+            out = super().transition(state, action, validate=validate)
+            if where == "action" and action.is_floating_point():
+                action.mul_(0.5)
+            if where == "state":
+                state["latent"].add_(1.0)
+            return out
+
+        def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
+            out = super().rollout(state, actions, validate=validate)
+            if where == "actions" and actions.is_floating_point():
+                actions.mul_(0.5)
+            return out
+
+        def loss(self, batch: Any) -> LossOutput:
+            out = super().loss(batch)
+            if where == "batch":
+                batch["rewards"].add_(1.0)
+            return out
+
+    return Mutates
+
+
+class LenientSize(Planner):
+    """Pads or truncates observation features instead of rejecting them."""
+
+    def encode(
+        self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+    ) -> State:
+        if isinstance(obs, Tensor) and obs.dim() == 2 and obs.shape[-1] != 4:
+            obs = torch.nn.functional.pad(obs, (0, max(0, 4 - obs.shape[-1])))[:, :4]
+        return super().encode(obs, state, action, validate=validate)
+
+
+def _bounds(kind: str) -> type[SpecWorldModel]:
+    class Bounds(Planner):
+        def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
+            if action.is_floating_point() and bool((action.abs() > 1).any()):
+                if kind == "raises":
+                    raise ValueError("action out of range")
+                if kind == "vague":
+                    raise ContractViolation("out of range")
+                if kind == "rejects":
+                    raise ContractViolation("action: expected values in [-1, 1]")
+                if kind == "wrong_shape":
+                    return State(latent=torch.zeros(action.shape[0], 3))
+            return super().transition(state, action, validate=validate)
+
+    return Bounds
+
+
+def _empty(kind: str) -> type[SpecWorldModel]:
+    class Empty(Planner):
+        def __init__(self, config: Any = None) -> None:
+            super().__init__(config)
+            if kind.startswith("declared"):
+                self.validate_inputs = False
+
+        def loss(self, batch: Any) -> LossOutput:
+            if kind in ("loss_accepts", "declared") and batch["obs"].shape[0] == 0:
+                return LossOutput(
+                    torch.zeros(()),
+                    {
+                        "dynamics": torch.zeros(()),
+                        "reward": torch.zeros(()),
+                        "recon": torch.zeros(()),
+                    },
+                )
+            return super().loss(batch)
+
+        def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
+            if kind == "transition_accepts" and action.shape[0] == 0:
+                return State(latent=state["latent"])
+            return super().transition(state, action, validate=validate)
+
+    return Empty
+
+
+class NaNGrad(Planner):
+    """A finite loss whose gradient is NaN (sqrt at 0 times 0)."""
+
+    def loss(self, batch: Any) -> LossOutput:
+        out = super().loss(batch)
+        first = next(self.parameters())
+        nan_grad = torch.sqrt((first - first.detach()).abs().sum())
+        return LossOutput(out.loss + nan_grad, out.components)
+
+
+def _declared_empty() -> dict[str, Any]:
+    return spec_with(io_contract__empty_batch="empty")
+
+
+#: (check id, toy base, expected status, words in the message, spec, discrete)
+CASES: list[tuple[str, type[SpecWorldModel], str, str, Any, bool]] = [
+    *[
+        (cid, TrainModeNoise, "pass", "", None, False)
+        for cid in sorted(BROKEN)
+        if not cid.startswith(("spec.", "registry.", "parity."))
+    ],
+    *[
+        (cid, TrainModeNoise, "pass", "", None, False)
+        for cid in (
+            "batch.equivalence",
+            "determinism.eval",
+            "io.strided",
+            "numeric.no_alias",
+            "numeric.loss_pure",
+        )
+    ],
+    ("numeric.no_mutation", _mutator("action"), "fail", "transition modified", None, False),
+    ("numeric.no_mutation", _mutator("state"), "fail", "input state", None, False),
+    ("numeric.no_mutation", _mutator("actions"), "fail", "rollout modified", None, False),
+    ("numeric.no_mutation", _mutator("batch"), "fail", "loss modified", None, False),
+    ("negative.obs_size", LenientSize, "fail", "one extra feature", None, False),
+    ("negative.action_bounds", _bounds("raises"), "fail", "ValueError", None, False),
+    ("negative.action_bounds", _bounds("vague"), "fail", "does not name", None, False),
+    ("negative.action_bounds", _bounds("rejects"), "pass", "", None, False),
+    ("negative.action_bounds", _bounds("wrong_shape"), "fail", "latent", None, False),
+    ("negative.empty_batch", _empty("loss_accepts"), "fail", "loss(batch", None, False),
+    ("negative.empty_batch", _empty("transition_accepts"), "fail", "transition", None, False),
+    ("negative.empty_batch", _empty("declared"), "pass", "", _declared_empty, False),
+    ("negative.empty_batch", Planner, "fail", "B = 0", _declared_empty, False),
+    ("numeric.grad_flow", NaNGrad, "fail", "non-finite", None, False),
+    ("io.capability_outputs", MissingPrediction, "fail", "does not return", None, False),
+]
+
+
+def run_case(case: tuple[Any, ...], tmp: Path, **kw: Any) -> bool:
+    """True when the check's outcome on the toy is the expected one."""
+    check_id, base, expect, words, spec, discrete = case
+    the_spec = spec() if callable(spec) else good_spec(discrete=discrete)
+    with registered(_toy("wfc_case", base, the_spec)):
+        result = run_one("wfc_case", check_id, tmp, **kw)
+    return result.status == expect and words in (result.message or "")
+
+
+@pytest.mark.parametrize(
+    "case", CASES, ids=[f"{c[0]}-{c[1].__name__}-{c[2]}-{c[3][:12]}" for c in CASES]
+)
+def test_case(case: tuple[Any, ...], tmp_path: Path) -> None:
+    assert run_case(case, tmp_path), case
