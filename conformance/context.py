@@ -184,7 +184,8 @@ class CheckContext:
             raise CheckFailed(f"the model could not be built: {self.build_error}")
         try:
             return copy.deepcopy(self._prototype)
-        except Exception:  # not deep-copyable (a generator, a lambda...): rebuild, same seed
+        except Exception as error:  # not deep-copyable: rebuild (slow; serde.copyable fails)
+            self.notes.append(f"deepcopy failed ({type(error).__name__}: {error}); rebuilt")
             return self.call("building the model", self.build, self.options.seed)
 
     def build(self, seed: int) -> Any:

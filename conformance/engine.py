@@ -105,6 +105,14 @@ def _describe(error: BaseException) -> str:
     return text
 
 
+def _traceback(error: BaseException) -> str:
+    """The formatted traceback, with the chained cause (the target's own frames) included."""
+    import traceback
+
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return text[-8000:]
+
+
 def _blob(error: BaseException) -> str | None:
     for note in getattr(error, "__notes__", []) or []:
         if "@reproduce_failure" in str(note):
@@ -176,9 +184,10 @@ def _save_crash(
         "cwd": str(Path.cwd()),  # import root of `pkg.module:attr` targets and project models
         "check": result.id,
         "message": result.message,
+        "traceback": result.traceback,
         "seed": options.seed,
         "profile": options.profile.name,
-        "hints": dict(options.hints),
+        "hints": _hints(ctx),
         "inputs": ctx.recorded,
         "hypothesis_blob": blob,
         "versions": _versions(),
@@ -190,6 +199,14 @@ def _save_crash(
     except Exception:  # an unwritable crash dir must not hide the failure itself
         return None
     return path
+
+
+def _hints(ctx: CheckContext) -> dict[str, Any]:
+    """Every hint in effect (known, spec, model attribute, run), for the crash file."""
+    try:
+        return dict(ctx.hints())
+    except Exception:
+        return dict(ctx.options.hints)
 
 
 def run_check(
@@ -238,6 +255,7 @@ def run_check(
     except BaseException as caught:  # the target may raise anything, SystemExit included
         error = caught
         result.status, result.message = "fail", _describe(caught)
+        result.traceback = _traceback(caught)
     if info.allows_reseed:
         problems = [p for p in problems if not p.startswith("reseeded")]
     if problems:

@@ -48,6 +48,7 @@ class CheckResult:
     duration_s: float = 0.0
     repro: str | None = None
     crash_file: str | None = None
+    traceback: str | None = None
 
     @property
     def violated(self) -> bool:

@@ -66,6 +66,12 @@ class NaNOutOfBounds(Planner):
         return State(latent=s["latent"] * torch.sqrt(1 - action[:, :1] ** 2).mean())
 
 
+class NotCopyable(Planner):
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.lock = threading.Lock()  # deepcopy: cannot pickle '_thread.lock'
+
+
 #: the new checks: check id -> broken base class
 NEW_BROKEN: dict[str, type[SpecWorldModel]] = {
     "batch.equivalence": BatchCoupled,
@@ -75,6 +81,7 @@ NEW_BROKEN: dict[str, type[SpecWorldModel]] = {
     "numeric.loss_pure": LossSideEffect,
     "negative.action_bounds": NaNOutOfBounds,
     "negative.empty_batch": NoValidation,
+    "serde.copyable": NotCopyable,
 }
 
 

@@ -279,6 +279,14 @@ class CachedRollout(PlainWorldAdapter):
         return cache[key]
 
 
+class HoldsALock(PlainWorldAdapter):
+    """Keeps a threading.Lock: not deep-copyable (the suite would silently rebuild it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+
 #: defect -> the check expected to catch it (the fast tests run that check only).
 DEFECTS: dict[type[PlainWorldAdapter], str] = {
     PerSampleLoss: "io.loss",
@@ -307,6 +315,7 @@ DEFECTS: dict[type[PlainWorldAdapter], str] = {
     NaNOutsideBounds: "negative.action_bounds",
     SqueezedPredictions: "io.decode",
     CachedRollout: "rollout.consistency",
+    HoldsALock: "serde.copyable",
 }
 
 

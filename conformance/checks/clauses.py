@@ -291,3 +291,66 @@ def numeric_loss_pure(ctx: CheckContext) -> None:
                 )
 
     ctx.property(prop)
+
+
+def _tied_groups(model: Any) -> list[list[str]]:
+    """Names of parameters/buffers sharing one storage (tied weights), in groups of >= 2."""
+    named = getattr(model, "named_parameters", None)
+    if named is None:
+        return []
+    by_ptr: dict[int, list[str]] = {}
+    for name, tensor in named(remove_duplicate=False):
+        by_ptr.setdefault(tensor.untyped_storage().data_ptr(), []).append(name)
+    return sorted(sorted(names) for names in by_ptr.values() if len(names) > 1)
+
+
+@check(
+    "serde.copyable",
+    clause="copy.deepcopy(model) works and the copy gives identical eval outputs; parameters "
+    "that share storage (tied weights) in the model still share it in the copy and after a "
+    "state_dict round trip into a fresh build.",
+    levels=SHOULD_MUST,
+    code="WFC702",
+    cost=Cost.CHEAP,
+    example="""
+twin = copy.deepcopy(model)
+assert twin.decoder.weight.data_ptr() == twin.encoder.weight.data_ptr()   # still tied
+""",
+)
+def serde_copyable(ctx: CheckContext) -> None:
+    import copy
+
+    original = ctx.build(ctx.options.seed)
+    try:
+        twin = copy.deepcopy(original)
+    except Exception as error:
+        raise CheckFailed(
+            f"copy.deepcopy(model) raised {type(error).__name__}: {error} (the suite then "
+            "rebuilds the model for every check, which is slow; make the adapter copyable)"
+        ) from error
+    tied = _tied_groups(original)
+    if _tied_groups(twin) != tied:
+        raise CheckFailed(
+            f"tied parameters {tied} are no longer shared after deepcopy: {_tied_groups(twin)}"
+        )
+    fresh = ctx.call("building the model", ctx.build, ctx.options.seed + 1)
+    ctx.call("load_state_dict", fresh.load_state_dict, original.state_dict())
+    if _tied_groups(fresh) != tied:
+        raise CheckFailed(
+            f"tied parameters {tied} are no longer shared after load_state_dict into a fresh "
+            f"build: {_tied_groups(fresh)}"
+        )
+    for model in (original, twin):
+        set_mode(model, False)
+
+    def prop(inputs: dict[str, Any]) -> None:
+        _same(
+            tensors_equal(
+                eval_outputs(ctx, original, inputs, inputs["seed"]),
+                eval_outputs(ctx, twin, inputs, inputs["seed"]),
+                path="output",
+            ),
+            "a deep copy gives different outputs",
+        )
+
+    ctx.property(prop)
