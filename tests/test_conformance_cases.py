@@ -128,6 +128,36 @@ class NaNGrad(Planner):
         return LossOutput(out.loss + nan_grad, out.components)
 
 
+class Acting(Planner):
+    """The policy and value capabilities: act(obs, carry) and value(state)."""
+
+    @property
+    def can_act(self) -> bool:
+        return True
+
+    def act(self, obs: Tensor, carry: Any = None, **_: Any) -> tuple[Tensor, Any]:
+        return self.plan(obs), carry
+
+    def value(self, state: State) -> Tensor:
+        return state["latent"].mean(-1)
+
+
+class WildActor(Acting):
+    def act(self, obs: Tensor, carry: Any = None, **_: Any) -> tuple[Tensor, Any]:
+        return self.plan(obs) * 10 + 5, carry
+
+
+class ShapelessValue(Acting):
+    def value(self, state: State) -> Tensor:
+        return state["latent"].mean()
+
+
+def _acting() -> dict[str, Any]:
+    spec = good_spec()
+    spec["capabilities"] = [*spec["capabilities"], "policy", "value"]
+    return spec
+
+
 def _declared_empty() -> dict[str, Any]:
     return spec_with(io_contract__empty_batch="empty")
 
@@ -164,6 +194,10 @@ CASES: list[tuple[str, type[SpecWorldModel], str, str, Any, bool]] = [
     ("negative.empty_batch", Planner, "fail", "B = 0", _declared_empty, False),
     ("numeric.grad_flow", NaNGrad, "fail", "non-finite", None, False),
     ("io.capability_outputs", MissingPrediction, "fail", "does not return", None, False),
+    ("planning.policy", Acting, "pass", "", _acting, False),
+    ("planning.policy", WildActor, "fail", "expected actions in", _acting, False),
+    ("planning.value", Acting, "pass", "", _acting, False),
+    ("planning.value", ShapelessValue, "fail", "expected a [B]", _acting, False),
 ]
 
 

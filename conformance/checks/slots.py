@@ -1,4 +1,5 @@
-"""Slot swaps (``slots.swap``) and planning (``planning.act``)."""
+"""Slot swaps (``slots.swap``), planning (``planning.act``), the policy and value capabilities
+(``planning.policy``, ``planning.value``)."""
 
 from __future__ import annotations
 
@@ -170,5 +171,86 @@ def planning_act(ctx: CheckContext) -> None:
                     f"plan(obs): expected actions in [{low}, {high}], found values in "
                     f"[{float(action.min()):.4g}, {float(action.max()):.4g}]"
                 )
+
+    ctx.property(prop)
+
+
+@check(
+    "planning.policy",
+    clause="A model declaring the policy capability acts with act(obs) -> (actions [B, A] inside "
+    "[low, high] or [B] valid indices, carry), finite; the carry feeds the next call.",
+    levels=("should", "must", "must"),
+    code="WFC902",
+    cost=Cost.MEDIUM,
+    capability=Capability.POLICY,
+    example="""
+action, carry = model.act(obs)                     # [B, action_dim]
+action, carry = model.act(obs, carry)
+""",
+)
+def planning_policy(ctx: CheckContext) -> None:
+    model, contract = ctx.model(), ctx.contract
+    act = getattr(model, "act", None)
+    if not callable(act) or getattr(model, "can_act", True) is False:
+        raise NotExercised("declares the policy capability but exposes no act(obs) to call")
+
+    def prop(inputs: dict[str, Any]) -> None:
+        seeded(inputs["seed"])
+        b = batch_size(inputs)
+        carry = None
+        for step in range(2):
+            with torch.no_grad():
+                out = ctx.call("act(obs, carry)", act, inputs["obs"], carry)
+            if not isinstance(out, tuple) or len(out) != 2:
+                raise CheckFailed(f"act(obs, carry): expected (action, carry), found {out!r}")
+            action, carry = out
+            validated(lambda: contract.validate_action(action, (b,), f"act step {step}"))  # noqa: B023
+            _within_bounds(contract, action, "act(obs)")
+
+    ctx.property(prop)
+
+
+def _within_bounds(contract: Any, action: Any, what: str) -> None:
+    if contract.action.kind != "continuous":
+        return
+    low, high = float(contract.action.low), float(contract.action.high)
+    if bool((action < low - 1e-6).any()) or bool((action > high + 1e-6).any()):
+        raise CheckFailed(
+            f"{what}: expected actions in [{low}, {high}], found values in "
+            f"[{float(action.min()):.4g}, {float(action.max()):.4g}]"
+        )
+
+
+@check(
+    "planning.value",
+    clause="A model declaring the value capability estimates value(state) -> [B] finite floats "
+    "(or a ModelOutput / dict with a 'value' prediction from decode).",
+    levels=("should", "must", "must"),
+    code="WFC903",
+    cost=Cost.CHEAP,
+    capability=Capability.VALUE,
+    example="""
+v = model.value(model.encode(obs))                 # [B]
+""",
+)
+def planning_value(ctx: CheckContext) -> None:
+    model = ctx.model()
+    fn = getattr(model, "value", None)
+    if not callable(fn):
+        raise NotExercised("declares the value capability but exposes no value(state) to call")
+
+    def prop(inputs: dict[str, Any]) -> None:
+        seeded(inputs["seed"])
+        b = batch_size(inputs)
+        with torch.no_grad():
+            state = as_state(ctx.call("encode(obs)", model.encode, inputs["obs"]), "encode")
+            value = ctx.call("value(state)", fn, state)
+        if isinstance(value, dict) or hasattr(value, "predictions"):
+            value = dict(getattr(value, "predictions", value)).get("value")
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != (b,):
+            shape = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise CheckFailed(f"value(state): expected a [B] = [{b}] tensor, found {shape}")
+        if not value.is_floating_point() or not bool(value.isfinite().all()):
+            raise CheckFailed("value(state): expected finite floating values")
 
     ctx.property(prop)
