@@ -227,6 +227,22 @@ class CheckContext:
         out.update(self.options.hints)
         return out
 
+    def action_conditioned(self) -> set[str]:
+        """Predictions that depend on the state *and* the action (hint ``action_conditioned``,
+        e.g. ``[reward]``): ``predict(state, action)`` returns them, ``decode(state)`` need not."""
+        return {str(k) for k in self.hints().get("action_conditioned") or ()}
+
+    def decode_contract(self) -> ModelIOContract:
+        """The bound contract without the action-conditioned predictions (what decode owes)."""
+        import dataclasses
+
+        skip = self.action_conditioned()
+        contract = self.contract
+        if not skip:
+            return contract
+        kept = {k: v for k, v in contract.predictions.items() if k not in skip}
+        return dataclasses.replace(contract, predictions=kept)
+
     # -- calling the target --------------------------------------------------------------------
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the target; any exception becomes a CheckFailed naming the call.

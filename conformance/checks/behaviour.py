@@ -63,7 +63,8 @@ def _same(found: str, what: str) -> None:
     "rollout.consistency",
     clause="In eval mode with the same seed, rollout(state, actions) equals H repeated "
     "transition + decode calls: states[:, 0] is the start state, states[:, t+1], rewards, "
-    "continues and predictions match step by step.",
+    "continues and predictions match step by step (action-conditioned predictions: "
+    "predict(states[:, t], actions[:, t])).",
     levels=SHOULD_MUST,
     code="WFC301",
     cost=Cost.MEDIUM,
@@ -76,6 +77,7 @@ assert torch.allclose(traj.states["latent"][:, 1], s1["latent"])
 def rollout_consistency(ctx: CheckContext) -> None:
     model = ctx.model()
     set_mode(model, False)
+    conditioned = ctx.action_conditioned()
 
     def prop(inputs: dict[str, Any]) -> None:
         seed, actions = inputs["seed"], inputs["actions"]
@@ -89,10 +91,16 @@ def rollout_consistency(ctx: CheckContext) -> None:
             seeded(seed + 1)
             state = start
             for t in range(int(actions.shape[1])):
+                before = state
                 state = as_state(
                     ctx.call("transition", model.transition, state, actions[:, t]), "transition"
                 )
                 preds = predictions_of(ctx.call("decode", model.decode, state), "decode")
+                if conditioned:  # r_t = f(s_t, a_t): from the state before the step
+                    extra = predictions_of(
+                        ctx.call("predict", model.predict, before, actions[:, t]), "predict"
+                    )
+                    preds.update({k: extra[k] for k in conditioned if k in extra})
                 step = traj.states.index(t + 1)
                 keys = _compared_keys(ctx, step, state)
                 found = tensors_equal(
@@ -342,7 +350,7 @@ for b in (1, 3):
 """,
 )
 def batch_polymorphism(ctx: CheckContext) -> None:
-    model, contract = ctx.model(), ctx.contract
+    model, contract = ctx.model(), ctx.decode_contract()
 
     def prop(inputs: dict[str, Any]) -> None:
         for b in sorted({1, batch_size(inputs)}):

@@ -84,7 +84,8 @@ def io_transition(ctx: CheckContext) -> None:
 @check(
     "io.decode",
     clause="decode(state) returns every declared prediction [B, *shape] (e.g. reward [B], "
-    "continue [B]), of its declared dtype, finite.",
+    "continue [B]), of its declared dtype, finite; action-conditioned predictions (hint "
+    "action_conditioned) come from predict(state, action) instead.",
     levels=MUST,
     code="WFC103",
     example="""
@@ -93,16 +94,33 @@ assert predictions["reward"].shape == (4,)
 """,
 )
 def io_decode(ctx: CheckContext) -> None:
-    model, contract = ctx.model(), ctx.contract
+    model, contract, full = ctx.model(), ctx.decode_contract(), ctx.contract
+    conditioned = ctx.action_conditioned()
 
     def prop(inputs: dict[str, Any]) -> None:
         seeded(inputs["seed"])
         with torch.no_grad():
             state = _encode(ctx, model, inputs["obs"])
             out = ctx.call("decode(state)", model.decode, state)
+            extra = (
+                predictions_of(
+                    ctx.call("predict(state, action)", model.predict, state, inputs["action"]),
+                    "predict(state, action)",
+                )
+                if conditioned
+                else {}
+            )
         preds = predictions_of(out, "decode(state)")
         b = batch_size(inputs)
         validated(lambda: contract.validate_predictions(preds, (b,), "decode(state).predictions"))
+        for key in sorted(conditioned):
+            if key not in extra:
+                raise CheckFailed(f"predict(state, action) lacks the prediction {key!r}")
+            validated(
+                lambda k=key: full.predictions[k].validate(  # type: ignore[misc]
+                    f"predict(state, action)[{k!r}]", extra[k], (b,)
+                )
+            )
 
     ctx.property(prop)
 
@@ -233,7 +251,8 @@ def io_capability_outputs(ctx: CheckContext) -> None:
         with torch.no_grad():
             state = _encode(ctx, model, inputs["obs"])
             preds = predictions_of(ctx.call("decode(state)", model.decode, state), "decode")
-        absent = [f"{c} -> {k}" for c, k in wanted if k not in preds]
+        skip = ctx.action_conditioned()
+        absent = [f"{c} -> {k}" for c, k in wanted if k not in preds and k not in skip]
         if absent:
             raise CheckFailed(f"decode(state) does not return the prediction of {absent}")
 

@@ -214,7 +214,9 @@ def negative_action_bounds(ctx: CheckContext) -> None:
             try:
                 contract.validate_state(nxt, (b,), "transition(state, out-of-bounds action)")
                 preds = predictions_of(ctx.call("decode", model.decode, nxt), "decode")
-                contract.validate_predictions(preds, (b,), "decode after out-of-bounds action")
+                ctx.decode_contract().validate_predictions(
+                    preds, (b,), "decode after out-of-bounds action"
+                )
             except ContractViolation as error:
                 raise CheckFailed(error.message) from None
 
