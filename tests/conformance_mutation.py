@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECKS = ROOT / "conformance" / "checks"
 PACKAGE = "worldflux.conformance.checks"
 #: the modules mutated by default (spec.py holds spec/registry/parity checks, tested elsewhere)
-DEFAULT_MODULES = ("common", "io", "negative", "behaviour", "clauses", "slots")
+DEFAULT_MODULES = ("common", "io", "negative", "behaviour", "clauses", "slots", "training")
 SWAPS: dict[type, type] = {
     ast.Eq: ast.NotEq,
     ast.NotEq: ast.Eq,
@@ -153,6 +153,7 @@ def installed(module: str, code: types.CodeType, modules: tuple[str, ...]) -> It
     """Run with ``module`` replaced by ``code`` (checks re-registered, dependants re-bound)."""
     from worldflux.conformance import registry
 
+    registry._load()
     saved_checks = dict(registry._CHECKS)
     saved_modules = {m: sys.modules[f"{PACKAGE}.{m}"] for m in modules}
     try:
