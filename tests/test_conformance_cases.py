@@ -158,6 +158,120 @@ def _acting() -> dict[str, Any]:
     return spec
 
 
+def _size(repairs: str) -> type[SpecWorldModel]:
+    class Size(Planner):
+        def encode(
+            self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+        ) -> State:
+            if isinstance(obs, Tensor) and obs.dim() == 2:
+                if repairs == "extra" and obs.shape[-1] > 4:
+                    obs = obs[:, :4]
+                if repairs == "missing" and obs.shape[-1] < 4:
+                    obs = torch.nn.functional.pad(obs, (0, 4 - obs.shape[-1]))
+            return super().encode(obs, state, action, validate=validate)
+
+    return Size
+
+
+class RaisesValueError(Planner):
+    def encode(
+        self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+    ) -> State:
+        if isinstance(obs, Tensor) and obs.dim() != 2:
+            raise ValueError("bad rank")
+        return super().encode(obs, state, action, validate=validate)
+
+
+class LenientRollout(Planner):
+    """rollout repairs invalid actions (transition still rejects them)."""
+
+    def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
+        if self.config.action_type == "discrete":
+            actions = actions.long().clamp(0, 2)
+        elif actions.shape[-1] != 2:
+            actions = torch.nn.functional.pad(actions, (0, 2 - actions.shape[-1]))[..., :2]
+        return super().rollout(state, actions, validate=validate)
+
+
+class NaNDecodeOutOfBounds(Planner):
+    def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
+        out = super().transition(state, action, validate=validate)
+        if bool((action.abs() > 1).any()):
+            return State(latent=out["latent"] * 0 + 1e6)
+        return out
+
+    def decode(self, state: State, *, validate: bool = True) -> ModelOutput:
+        out = super().decode(state, validate=validate)
+        if bool((state["latent"].abs() > 1e5).any()):
+            r = out.predictions["reward"]
+            return ModelOutput({**out.predictions, "reward": r * float("nan")})
+        return out
+
+
+def _empty_broken(where: str) -> type[SpecWorldModel]:
+    class EmptyBroken(Planner):
+        def __init__(self, config: Any = None) -> None:
+            super().__init__(config)
+            self.validate_inputs = False
+
+        def encode(
+            self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+        ) -> State:
+            out = super().encode(obs, state, action, validate=validate)
+            if where == "encode" and obs.shape[0] == 0:
+                return State(latent=out["latent"][:, :3])
+            return out
+
+        def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
+            out = super().transition(state, action, validate=validate)
+            if where == "transition" and action.shape[0] == 0:
+                return State(latent=out["latent"][:, :3])
+            return out
+
+        def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
+            t = super().rollout(state, actions, validate=validate)
+            if where == "rollout" and actions.shape[0] == 0:
+                states = State({k: v[:, 1:] for k, v in t.states.items()})
+                return Trajectory(states, t.actions, t.rewards, t.continues, t.predictions)
+            return t
+
+        def loss(self, batch: Any) -> LossOutput:
+            if batch["obs"].shape[0] == 0:
+                zero = torch.zeros(())
+                return LossOutput(zero, {"dynamics": zero, "reward": zero, "recon": zero})
+            return super().loss(batch)
+
+    return EmptyBroken
+
+
+def _trajectory_breaker(change: str) -> type[SpecWorldModel]:
+    class Broken(Planner):
+        def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
+            t = super().rollout(state, actions, validate=validate)
+            preds = dict(t.predictions)
+            conts: Any = t.continues
+            if change == "no_continues":
+                conts = None
+            if change == "prediction_missing":
+                preds.pop("obs")
+            return Trajectory(t.states, t.actions, t.rewards, conts, preds)
+
+    return Broken
+
+
+class NoisyEverywhere(Planner):
+    def decode(self, state: State, *, validate: bool = True) -> ModelOutput:
+        out = super().decode(state, validate=validate)
+        r = out.predictions["reward"]
+        return ModelOutput({**out.predictions, "reward": r + 0.01 * torch.randn_like(r)})
+
+
+def _stochastic() -> dict[str, Any]:
+    spec = good_spec()
+    spec["conformance"] = {**spec["conformance"], "stochastic_eval": True}
+    return spec
+
+
 def _declared_empty() -> dict[str, Any]:
     return spec_with(io_contract__empty_batch="empty")
 
@@ -194,6 +308,47 @@ CASES: list[tuple[str, type[SpecWorldModel], str, str, Any, bool]] = [
     ("negative.empty_batch", Planner, "fail", "B = 0", _declared_empty, False),
     ("numeric.grad_flow", NaNGrad, "fail", "non-finite", None, False),
     ("io.capability_outputs", MissingPrediction, "fail", "does not return", None, False),
+    ("negative.obs_size", _size("extra"), "fail", "one extra feature", None, False),
+    ("negative.obs_size", _size("missing"), "fail", "one feature missing", None, False),
+    ("negative.obs_rank", RaisesValueError, "fail", "found ValueError", None, False),
+    ("negative.action", LenientRollout, "fail", "rollout(state, invalid", None, False),
+    ("negative.action", LenientRollout, "fail", "rollout(state, invalid", None, True),
+    ("negative.action_bounds", NaNDecodeOutOfBounds, "fail", "finite", None, False),
+    (
+        "negative.empty_batch",
+        _empty_broken("encode"),
+        "fail",
+        "encode(B = 0)",
+        _declared_empty,
+        False,
+    ),
+    (
+        "negative.empty_batch",
+        _empty_broken("transition"),
+        "fail",
+        "transition(B = 0)",
+        _declared_empty,
+        False,
+    ),
+    (
+        "negative.empty_batch",
+        _empty_broken("rollout"),
+        "fail",
+        "rollout(B = 0)",
+        _declared_empty,
+        False,
+    ),
+    ("io.rollout.shapes", _trajectory_breaker("no_continues"), "fail", "continues", None, False),
+    (
+        "io.rollout.shapes",
+        _trajectory_breaker("prediction_missing"),
+        "fail",
+        "trajectory.predictions",
+        None,
+        False,
+    ),
+    ("determinism.eval", NoisyEverywhere, "skip", "stochastic_eval", _stochastic, False),
+    ("batch.equivalence", NoisyEverywhere, "skip", "stochastic_eval", _stochastic, False),
     ("planning.policy", Acting, "pass", "", _acting, False),
     ("planning.policy", WildActor, "fail", "expected actions in", _acting, False),
     ("planning.value", Acting, "pass", "", _acting, False),
