@@ -16,7 +16,9 @@ then builds and fills the real model. Every failure is a :class:`CheckpointError
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 from torch.nn.modules import module as torch_module
 
+from worldflux.core import checkpoint_io
 from worldflux.core.checkpoint_io import (
     CheckpointUnit,
     TensorInfo,
@@ -191,28 +194,53 @@ def check_fingerprint(metadata: Mapping[str, Any], model: WorldModel, meta_path:
 
 
 @contextmanager
-def bounded_construction(limit: int, source: Path) -> Iterator[None]:
+def bounded_construction(
+    limit: int, source: Path, seconds: float | None = None, elements: int | None = None
+) -> Iterator[None]:
     """Refuse (CheckpointError) a module construction in this thread that registers more than
-    ``limit`` parameters, buffers and submodules: a config cannot make a build run for hours."""
-    count, thread = [0], threading.get_ident()
+    ``limit`` parameters, buffers and submodules, parameters and buffers of more than
+    ``elements`` elements in all, or runs longer than ``seconds`` (checked at every Python call
+    through ``sys.settrace`` for this thread): a config cannot make a build run for hours. A
+    tracer already set (a debugger, coverage) is paused meanwhile."""
+    count, size, thread = [0], [0], threading.get_ident()
+    budget = checkpoint_io.LIMITS.max_build_seconds if seconds is None else seconds
+    deadline = time.monotonic() + budget
 
-    def hook(*_: Any) -> None:
-        if threading.get_ident() == thread:
-            count[0] += 1
-            if count[0] > limit:
+    def hook(module: Any, name: str, value: Any) -> None:
+        if threading.get_ident() != thread:
+            return
+        count[0] += 1
+        if count[0] > limit:
+            raise CheckpointError(
+                f"{source}: the config builds a model with more than {limit} parameters, "
+                "buffers and modules; the weights file holds far fewer tensors"
+            )
+        if isinstance(value, torch.Tensor):
+            size[0] += value.numel()
+            if elements is not None and size[0] > elements:
                 raise CheckpointError(
-                    f"{source}: the config builds a model with more than {limit} parameters, "
-                    "buffers and modules; the weights file holds far fewer tensors"
+                    f"{source}: the config builds a model of more than {elements} elements; "
+                    "the weights file holds far fewer"
                 )
+
+    def tracer(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and time.monotonic() > deadline:
+            raise CheckpointError(
+                f"{source}: building the model the config describes takes longer than "
+                f"{budget} s (sizes are checked on the meta device)"
+            )
 
     handles = [
         torch_module.register_module_parameter_registration_hook(hook),
         torch_module.register_module_buffer_registration_hook(hook),
         torch_module.register_module_module_registration_hook(hook),
     ]
+    previous = sys.gettrace()
+    sys.settrace(tracer)
     try:
         yield
     finally:
+        sys.settrace(previous)
         for handle in handles:
             handle.remove()
 
@@ -250,10 +278,13 @@ def load_pretrained(
     weights = unit.tensor_file(WEIGHTS)
     overrides = config_doc["component_overrides"]
     limit = 8 * len(weights.infos) + 4096
+    stored = sum(i.nbytes // max(1, i.dtype.itemsize) for i in weights.infos.values())
+    elements = 4 * stored + (16 << 20) if overrides else 2 * stored + (1 << 20)
 
     def build(on_meta: bool, swaps: bool) -> WorldModel:
         try:
-            with bounded_construction(limit, config_path):
+            budget = None if on_meta else float("inf")  # the real build matches the file
+            with bounded_construction(limit, config_path, budget, elements):
                 with torch.device("meta") if on_meta else _no_context():
                     model = model_cls(config)
                     for slot, entry in overrides.items() if swaps else ():

@@ -66,6 +66,7 @@ class CheckpointLimits:
         max_header_bytes: largest safetensors header.
         max_tensors: most tensors in one safetensors file.
         memory_fraction: share of the available memory one allocation may take.
+        max_build_seconds: longest build of a model on the meta device (size check).
     """
 
     max_json_bytes: int = 4 << 20
@@ -75,6 +76,7 @@ class CheckpointLimits:
     max_header_bytes: int = 16 << 20
     max_tensors: int = 200_000
     memory_fraction: float = 0.8
+    max_build_seconds: float = 10.0
 
 
 #: The limits in force (tests replace it with ``dataclasses.replace``).

@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 from torch import Tensor
 
+from worldflux.core import checkpoint_io
 from worldflux.core.checkpoint import (
     FORMAT_VERSION,
     check_fingerprint,
@@ -39,7 +40,6 @@ from worldflux.core.checkpoint import (
     write_model_unit,
 )
 from worldflux.core.checkpoint_io import (
-    LIMITS,
     CheckpointUnit,
     check_allocation,
     exact_header_check,
@@ -174,7 +174,7 @@ def _open(directory: str | Path) -> tuple[CheckpointUnit, dict[str, Any]]:
         resolve(Path(directory)), "training", FORMAT_VERSION, subdirs=frozenset({"model"})
     )
     path = unit.root / STATE_FILE
-    document = unit.json(STATE_FILE, LIMITS.max_state_json_bytes)
+    document = unit.json(STATE_FILE, checkpoint_io.LIMITS.max_state_json_bytes)
     version = document.get("format_version")
     if type(version) is not int or version != FORMAT_VERSION:
         raise CheckpointError(
