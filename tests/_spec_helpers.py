@@ -34,6 +34,19 @@ def dump(data: dict[str, Any]) -> str:
     return MODELINE + out.getvalue()
 
 
+def set_measured_params(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every preset's ``params`` set to the count its build has (what
+    ``worldflux generate`` verifies), for tests that change a spec's structure."""
+    from worldflux.codegen.verify import measured_params
+    from worldflux.speclang import load_spec_text
+
+    spec = load_spec_text(dump(data), f"specs/models/{data['model_type']}.yaml")
+    for preset, count in measured_params(spec).items():
+        assert isinstance(count, int), f"preset {preset!r} does not build: {count}"
+        data["presets"][preset]["params"] = count
+    return data
+
+
 def make_root(tmp: Path, specs: dict[str, str] | None = None, *, pyproject: bool = True) -> Path:
     """A project tree under ``tmp``: the schema, ``specs/models/<name>.yaml`` for each entry."""
     root = tmp / "project"

@@ -400,6 +400,7 @@ def test_catalogue_covers_the_issue_workloads() -> None:
         "cli.conformance_ci",
     }
     extra = {"dreamerv3.rollout.b16", "dreamerv3.rollout.b1024"}  # model.rollout incl. decode
+    extra |= {"cli.help", "cli.models_list"}  # CLI start-up (no torch): <= 0.5 s
     assert {w.name for w in WORKLOADS} == issue_workloads | extra
     assert all(w.runs >= 5 for w in WORKLOADS)
 

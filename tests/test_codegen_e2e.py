@@ -123,7 +123,7 @@ def test_composable_slot_can_be_swapped(generated_toy: type[SpecWorldModel]) -> 
 
 def test_a_spec_without_hyperparameters(tmp_path: Path) -> None:
     """An empty ``config`` still gives a config class (env fields only) and a working model."""
-    from _spec_helpers import dump, fixture_data
+    from _spec_helpers import dump, fixture_data, set_measured_params
 
     data = fixture_data()
     data["config"] = {"properties": {}}
@@ -134,7 +134,7 @@ def test_a_spec_without_hyperparameters(tmp_path: Path) -> None:
     data["slots"]["action_conditioner"] = {"impl": "concat"}
     data["slots"]["dynamics_model"] = {"impl": "mlp_dynamics", "params": {"hidden": 4}}
     data["slots"]["decoder"]["params"] = {"hidden": 4, "layers": 1}
-    root = make_root(tmp_path, {"toy_generic": dump(data)})
+    root = make_root(tmp_path, {"toy_generic": dump(set_measured_params(data))})
     assert main(["--root", str(root)]) == 0
     package = f"wf_e2e_generated_{next(_counter)}"
     WorldModelRegistry.unregister("toy_generic")

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 import torch
-from _spec_helpers import REPO, dump, fixture_data, make_root, single_torch_thread  # noqa: F401
+from _spec_helpers import (  # noqa: F401
+    REPO,
+    dump,
+    fixture_data,
+    make_root,
+    set_measured_params,
+    single_torch_thread,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -242,6 +249,7 @@ def _batch(spec: dict[str, Any], b: int = 2, t: int = 3) -> dict[str, torch.Tens
 def test_valid_specs_generate_importable_registered_buildable_models(spec: dict[str, Any]) -> None:
     model_type = spec["model_type"]
     package = f"wf_prop_generated_{next(_packages)}"
+    spec = set_measured_params(spec)  # generate verifies every preset's declared count
     with tempfile.TemporaryDirectory() as tmp:
         root = make_root(Path(tmp), {model_type: dump(spec)})
         (loaded,) = load_specs(root)
@@ -256,6 +264,8 @@ def test_valid_specs_generate_importable_registered_buildable_models(spec: dict[
             for preset in spec["presets"]:
                 model = worldflux.create_world_model(f"{model_type}:{preset}")
                 assert isinstance(model, cls)
+                trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+                assert trainable == spec["presets"][preset]["params"]
                 batch = _batch(spec)
                 out = model.loss(batch)
                 assert set(out.components) == set(spec["io_contract"]["loss_components"])

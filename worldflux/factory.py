@@ -17,6 +17,7 @@ from torch import nn
 from worldflux.core.exceptions import ConfigurationError, ModelNotFoundError, did_you_mean
 from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry
+from worldflux.core.sources import source_of
 from worldflux.core.spec import ModelMaturity
 
 __all__ = [
@@ -131,7 +132,9 @@ def list_models(
 
 
 def get_model_info(model: str) -> dict[str, Any]:
-    """Catalog data for an id or alias: description, params, type, maturity, presets, aliases."""
+    """Catalog data for an id or alias: description, params, type, maturity, presets, aliases,
+    and where it comes from (``source``: built-in / plugin:<dist> / project:<root>;
+    ``spec_file``)."""
     model_type, preset = WorldModelRegistry.resolve(model)
     model_cls = WorldModelRegistry.get(model_type)
     catalog = WorldModelRegistry.catalog()
@@ -144,6 +147,10 @@ def get_model_info(model: str) -> dict[str, Any]:
     if entry is None:
         entry = {"type": model_type, "maturity": model_cls.maturity.value}
     info = dict(entry)
+    source = source_of(model_type)
+    if source is not None:
+        info["source"] = source.label
+        info["spec_file"] = source.spec_file(model_type)
     info.update(
         {
             "id": model_id,

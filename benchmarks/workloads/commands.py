@@ -145,6 +145,17 @@ def _startup_workload(args: Sequence[str]) -> Callable[[RunSettings], Prepared]:
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
+        name="import.cold",
+        description="`import worldflux` + first registry lookup in a fresh interpreter (torch)",
+        unit="s",
+        prepare=_prepare_import,
+        target=Target(2.0, scales_with_calibration=False),
+        runs=5,
+        warmup=1,
+        quick_runs=2,
+        timeout_s=600.0,
+    ),
+    Workload(
         name="cli.help",
         description="`worldflux --help` in a fresh interpreter (no torch, no model code)",
         unit="s",
@@ -165,17 +176,6 @@ WORKLOADS: tuple[Workload, ...] = (
         warmup=1,
         quick_runs=2,
         timeout_s=300.0,
-    ),
-    Workload(
-        name="import.cold",
-        description="`import worldflux` + first registry lookup in a fresh interpreter (torch)",
-        unit="s",
-        prepare=_prepare_import,
-        target=Target(2.0, scales_with_calibration=False),
-        runs=5,
-        warmup=1,
-        quick_runs=2,
-        timeout_s=600.0,
     ),
     Workload(
         name="cli.generate_check",

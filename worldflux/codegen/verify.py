@@ -17,7 +17,7 @@ from worldflux.core.project import load_project
 from worldflux.speclang import Issue, Spec
 from worldflux.speclang.issues import raise_if_any
 
-__all__ = ["count_preset_params", "verify_param_counts"]
+__all__ = ["count_preset_params", "measured_params", "verify_param_counts"]
 
 
 def _config_class(spec: Spec, text: str) -> Any:
@@ -57,6 +57,16 @@ def count_preset_params(
         except Exception as error:  # reported at the preset, like a wrong count
             counts[preset] = error
     return counts
+
+
+def measured_params(spec: Spec) -> dict[str, Any]:
+    """Preset -> trainable parameter count (or the exception its build raised), from the spec
+    alone (the config class is rendered, not formatted: formatting changes no behaviour)."""
+    from worldflux.codegen.dcg import render_config
+    from worldflux.codegen.rendering import header_for, spec_constant
+
+    config_cls = _config_class(spec, render_config(spec, header_for(spec.source)))
+    return count_preset_params(spec, config_cls, spec_constant(spec))
 
 
 def verify_param_counts(specs: list[Spec], files: Mapping[str, str], root: Any) -> None:
