@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from test_conformance_branches import NotCopyable
 from test_conformance_meta import (
     BROKEN,
     MissingPrediction,
@@ -272,6 +273,77 @@ def _stochastic() -> dict[str, Any]:
     return spec
 
 
+class Tied(Planner):
+    """A correct model with tied weights (a second module sharing the encoder's weight)."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        first = next(self.observation_encoder.parameters())
+        self.echo = torch.nn.Linear(first.shape[1], first.shape[0], bias=False)
+        self.echo.weight = first
+
+
+class UntiedOnLoad(Tied):
+    def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        out = super().load_state_dict(state_dict, *args, **kwargs)
+        self.echo.weight = torch.nn.Parameter(self.echo.weight.detach().clone())
+        return out
+
+
+class UntiedOnCopy(Tied):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        import copy as _copy
+
+        clone = _copy.copy(self)
+        clone.__dict__ = {k: _copy.deepcopy(v, memo) for k, v in self.__dict__.items()}
+        clone._modules = dict(clone._modules)
+        echo = _copy.deepcopy(self.echo)
+        echo.weight = torch.nn.Parameter(self.echo.weight.detach().clone())
+        clone._modules["echo"] = echo
+        return clone
+
+
+class DriftingCopy(Planner):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        import copy as _copy
+
+        clone = _copy.copy(self)
+        clone.__dict__ = {k: _copy.deepcopy(v, memo) for k, v in self.__dict__.items()}
+        with torch.no_grad():
+            for p in clone.parameters():
+                p.add_(0.1)
+        return clone
+
+
+def _side_effect(mode: str) -> type[SpecWorldModel]:
+    class SideEffect(Planner):
+        def __init__(self, config: Any = None) -> None:
+            super().__init__(config)
+            self.register_buffer("calls", torch.zeros(()))
+
+        def loss(self, batch: Any) -> LossOutput:
+            if self.training == (mode == "train"):
+                with torch.no_grad():
+                    self.calls.add_(1.0)
+            return super().loss(batch)
+
+    return SideEffect
+
+
+class StridedState(Planner):
+    def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
+        latent = state["latent"]
+        raw = torch.as_strided(latent, latent.shape, (latent.shape[1], 1))
+        return super().transition(State(latent=raw), action, validate=validate)
+
+
+class StridedBatch(Planner):
+    def loss(self, batch: Any) -> LossOutput:
+        obs = batch["obs"]
+        raw = torch.as_strided(obs, obs.shape, (obs.shape[1] * obs.shape[2], obs.shape[2], 1))
+        return super().loss({**batch, "obs": raw})
+
+
 def _declared_empty() -> dict[str, Any]:
     return spec_with(io_contract__empty_batch="empty")
 
@@ -349,6 +421,15 @@ CASES: list[tuple[str, type[SpecWorldModel], str, str, Any, bool]] = [
     ),
     ("determinism.eval", NoisyEverywhere, "skip", "stochastic_eval", _stochastic, False),
     ("batch.equivalence", NoisyEverywhere, "skip", "stochastic_eval", _stochastic, False),
+    ("serde.copyable", NotCopyable, "fail", "copy.deepcopy(model) raised", None, False),
+    ("serde.copyable", Tied, "pass", "", None, False),
+    ("serde.copyable", UntiedOnLoad, "fail", "after load_state_dict", None, False),
+    ("serde.copyable", UntiedOnCopy, "fail", "after deepcopy", None, False),
+    ("serde.copyable", DriftingCopy, "fail", "deep copy gives different outputs", None, False),
+    ("numeric.loss_pure", _side_effect("train"), "fail", "train mode", None, False),
+    ("numeric.loss_pure", _side_effect("eval"), "fail", "eval mode", None, False),
+    ("io.strided", StridedState, "fail", "non-contiguous state", None, False),
+    ("io.strided", StridedBatch, "fail", "non-contiguous batch", None, False),
     ("planning.policy", Acting, "pass", "", _acting, False),
     ("planning.policy", WildActor, "fail", "expected actions in", _acting, False),
     ("planning.value", Acting, "pass", "", _acting, False),
