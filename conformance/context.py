@@ -372,7 +372,7 @@ def as_trajectory(value: Any, what: str) -> Trajectory:
             states=as_state(value.states, f"{what}.states"),
             actions=value.actions,
             rewards=value.rewards,
-            continues=getattr(value, "continues", None),
+            continues=getattr(value, "continues", None),  # type: ignore[arg-type]
             predictions=dict(getattr(value, "predictions", {}) or {}),
         )
     raise CheckFailed(f"{what}: expected a Trajectory, found {_kind(value)}")

@@ -381,7 +381,9 @@ def run_targets(
         torch.set_num_threads(int(options.threads))
     runner: Any = run_target
     if options.isolate:
-        from worldflux.conformance.isolation import run_target_isolated as runner
+        from worldflux.conformance.isolation import run_target_isolated
+
+        runner = run_target_isolated
     try:
         results = [
             runner(

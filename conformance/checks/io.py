@@ -117,7 +117,7 @@ def io_decode(ctx: CheckContext) -> None:
             if key not in extra:
                 raise CheckFailed(f"predict(state, action) lacks the prediction {key!r}")
             validated(
-                lambda k=key: full.predictions[k].validate(  # type: ignore[misc]
+                lambda k=key: full.predictions[k].validate(
                     f"predict(state, action)[{k!r}]", extra[k], (b,)
                 )
             )
