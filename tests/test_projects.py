@@ -1,4 +1,4 @@
-"""User projects and plugins (worldflux.core.project / sources): discovery, one registry, no
+"""User projects and plugins (worldflux.discovery.project / sources): discovery, one registry, no
 silent shadowing, stale generated code, ``models list``. In-process and fast; the wheel tests
 (tests/test_wheel.py) run the same stories from a fresh install."""
 
@@ -14,10 +14,10 @@ from _spec_helpers import MODELINE, dump, fixture_data
 
 import worldflux
 from worldflux.codegen.cli import main as generate
-from worldflux.core import sources
 from worldflux.core.exceptions import ConfigurationError, SpecError
-from worldflux.core.project import find_project, load_project
 from worldflux.core.registry import WorldModelRegistry
+from worldflux.discovery import sources
+from worldflux.discovery.project import find_project, load_project
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,13 +7,15 @@ Quick start:
 
 Importing the package is cheap (no torch): every public name is imported on first use, and the
 models of every source (built-in, ``worldflux.models`` plugins, the project of the current
-directory) register on the first registry lookup (see :mod:`worldflux.core.sources`).
+directory) register on the first registry lookup (see :mod:`worldflux.discovery`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from worldflux.core.registry import add_loader
+from worldflux.discovery import load_components, load_models
 from worldflux.lazy import lazy_exports
 
 __version__ = "0.1.0"
@@ -33,6 +35,11 @@ _CORE = (
     "WorldModelRegistry",
 )
 _FACTORY = ("MODEL_ALIASES", "MODEL_CATALOG", "create_world_model", "get_model_info", "list_models")
+
+# The registries fill themselves on first use through worldflux.discovery (core imports nothing
+# above it); registering the loaders is cheap (no torch, no pydantic).
+add_loader("components", load_components)
+add_loader("models", load_models)
 
 __getattr__ = lazy_exports(
     "worldflux",

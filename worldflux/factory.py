@@ -2,8 +2,8 @@
 
 ``MODEL_CATALOG`` and ``MODEL_ALIASES`` are the built-in catalog (``generated/catalog.py``,
 written by ``nox -s generate`` from the specs). The registry also holds the models of installed
-plugins and of the current project (:mod:`worldflux.core.sources`); ``list_models()`` lists them
-all.
+plugins and of the current project (:mod:`worldflux.discovery.sources`); ``list_models()``
+lists them all.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from torch import nn
 from worldflux.core.exceptions import ConfigurationError, ModelNotFoundError, did_you_mean
 from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry
-from worldflux.core.sources import source_of
 from worldflux.core.spec import ModelMaturity
+from worldflux.discovery.sources import source_of
 
 __all__ = [
     "MODEL_ALIASES",

@@ -111,7 +111,7 @@ def format_table(catalog: dict[str, dict[str, Any]], width: int | None = None) -
 
 def _all_entries() -> dict[str, dict[str, Any]]:
     """Every source's catalog, plus models registered by hand in this process (``python``)."""
-    from worldflux.core.sources import catalog_entries
+    from worldflux.discovery.sources import catalog_entries
 
     entries = catalog_entries()
     registry = sys.modules.get("worldflux.core.registry")  # imported only if something registered

@@ -305,7 +305,7 @@ def spec_dirs(ctx: CheckContext) -> list[Path]:
     registered it (built-in: the installed ``worldflux.specs``; a plugin's or project's own), and
     for ``--spec FILE`` the directory holding that file (``specs/`` when it sits in
     ``specs/models/``). Never a guess from the current directory."""
-    from worldflux.core.sources import source_of
+    from worldflux.discovery.sources import source_of
 
     dirs: list[Path] = []
     source = source_of(ctx.target.model_type) if ctx.target.model_type else None

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from worldflux.codegen.rendering import render
     from worldflux.codegen.sync import apply, check_report, dry_run_report, plan
     from worldflux.codegen.verify import verify_param_counts
-    from worldflux.core.project import load_project
+    from worldflux.discovery.project import load_project
     from worldflux.speclang import find_root, load_specs
 
     root = find_root(args.root)

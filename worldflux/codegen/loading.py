@@ -2,11 +2,11 @@
 
 Generated modules import each other relatively (``from ..configs.x import XConfig``), so any
 generated directory can be imported under a fresh package name. The implementation lives with
-the model sources (:mod:`worldflux.core.sources`), which import a project's package the same way.
+the model sources (:mod:`worldflux.discovery.sources`), which import a project's package so.
 """
 
 from __future__ import annotations
 
-from worldflux.core.sources import import_generated, unload_generated
+from worldflux.discovery.sources import import_generated, unload_generated
 
 __all__ = ["import_generated", "unload_generated"]

@@ -19,8 +19,8 @@ from worldflux.codegen.dcg import SPEC_MODELS_RELPATH, render_config, render_spe
 from worldflux.codegen.docs import SPEC_REFERENCE_RELPATH, render_spec_reference
 from worldflux.codegen.formatting import format_python
 from worldflux.codegen.literal import py_literal, sorted_tree
-from worldflux.core.project import load_project
 from worldflux.core.registry import SLOTS
+from worldflux.discovery.project import load_project
 from worldflux.speclang import Spec, load_schema, schema_path
 
 __all__ = ["REGENERATE_COMMAND", "catalog_data", "header_for", "render", "spec_constant"]
@@ -162,7 +162,7 @@ def render(specs: list[Spec], root: Path) -> dict[str, str]:
     python[f"{gen}/__init__.py"] = _package_init(
         all_specs,
         "Machine-written code (worldflux.codegen). ``catalog`` lists the models; the registry "
-        "imports ``models/<type>`` on its first lookup (worldflux.core.sources).",
+        "imports ``models/<type>`` on its first lookup (worldflux.discovery.sources).",
         [],
     )
     python[f"{gen}/configs/__init__.py"] = _package_init(

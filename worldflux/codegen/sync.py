@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from worldflux.codegen.rendering import REGENERATE_COMMAND
-from worldflux.core.project import load_project
+from worldflux.discovery.project import load_project
 
 __all__ = ["DIFF_LINE_LIMIT", "Plan", "apply", "check_report", "dry_run_report", "plan"]
 

@@ -13,7 +13,7 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from worldflux.core.project import load_project
+from worldflux.discovery.project import load_project
 from worldflux.speclang import Issue, Spec
 from worldflux.speclang.issues import raise_if_any
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel
-
 from worldflux.core.exceptions import ConfigurationError, ModelNotFoundError, did_you_mean
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from worldflux.core.config import WorldModelConfig
     from worldflux.core.model import WorldModel
 
@@ -28,6 +28,7 @@ __all__ = [
     "SLOTS",
     "ComponentEntry",
     "WorldModelRegistry",
+    "add_loader",
     "get_component",
     "list_components",
     "register_component",
@@ -211,10 +212,24 @@ def _load_entry_point(ep: importlib.metadata.EntryPoint) -> None:
         )
 
 
+#: What fills the registries on first use. Core imports nothing above it: the top-level package
+#: installs worldflux.discovery's loaders here (``add_loader``), so any import of worldflux gets
+#: them before its first lookup.
+_loaders: dict[str, list[Callable[[], None]]] = {"components": [], "models": []}
+
+
+def add_loader(kind: str, loader: Callable[[], None]) -> None:
+    """Run ``loader`` before component lookups that miss (``kind="components"``) or before every
+    model lookup (``kind="models"``; it must be cheap once done). Idempotent per loader."""
+    if kind not in _loaders:
+        raise ConfigurationError(f"loader kind {kind!r}: expected 'components' or 'models'")
+    if loader not in _loaders[kind]:
+        _loaders[kind].append(loader)
+
+
 def _builtins() -> None:
-    # Importing worldflux registers the built-in components; do it lazily for direct core users.
-    import worldflux.components
-    import worldflux.families  # noqa: F401
+    for loader in _loaders["components"]:
+        loader()
 
 
 def get_component(kind: str, key: str) -> ComponentEntry:
@@ -250,17 +265,17 @@ def list_components(kind: str | None = None) -> dict[str, list[str]]:
 
 
 def _ensure_sources() -> None:
-    """Register the models of every source (built-in, plugins, project) on first lookup."""
-    from worldflux.core.sources import ensure_registered
-
-    ensure_registered()
+    """Register the models of every source (built-in, plugins, project) before a lookup."""
+    for loader in _loaders["models"]:
+        loader()
 
 
 class WorldModelRegistry:
     """The registry of model types, aliases and catalog entries (class-level, process-wide).
 
-    Lookups first register every model source once (:mod:`worldflux.core.sources`): the built-in
-    models, installed ``worldflux.models`` plugins and the project of the current directory.
+    Lookups first run the model loaders (:func:`add_loader`; worldflux installs
+    :func:`worldflux.discovery.load_models`: the built-in models, installed ``worldflux.models``
+    plugins and the project of the current directory).
     """
 
     #: slot name -> model attribute (the five slots of the Model Developer Guide)

@@ -7,8 +7,8 @@ constants only (``MODEL_TYPES``, ``MODEL_CATALOG``, ``MODEL_ALIASES``, ``SPECS_D
 - built-in: ``worldflux.generated`` (its specs ship as ``worldflux.specs``);
 - plugins: every ``worldflux.models`` entry point names the generated package of an installed
   distribution (``myplugin = "myplugin.generated"``);
-- project: the worldflux project holding the current directory (see :mod:`worldflux.core.project`),
-  its generated package imported from its directory.
+- project: the worldflux project holding the current directory
+  (:mod:`worldflux.discovery.project`), its generated package imported from its directory.
 
 Catalogs are read without importing torch (``worldflux models list`` stays fast); the model
 classes are imported on the first registry lookup. A model type or alias that two sources declare
@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from worldflux.core.exceptions import ConfigurationError, SpecError
-from worldflux.core.project import Project, find_project
+from worldflux.discovery.project import Project, find_project
 
 __all__ = [
     "BUILTIN_PACKAGE",

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from worldflux.core.exceptions import SpecError
-from worldflux.core.project import find_project, load_project
+from worldflux.discovery.project import find_project, load_project
 from worldflux.speclang.budget import check_budget, read_spec_file, value_issues
 from worldflux.speclang.issues import Issue, raise_if_any
 from worldflux.speclang.model import Spec
@@ -35,7 +35,7 @@ MODELINE_PREFIX = "# yaml-language-server: $schema="
 
 def find_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The worldflux project to work on: ``root`` when given, else the project holding the
-    current directory (walking up, like git; see :mod:`worldflux.core.project`).
+    current directory (walking up, like git; see :mod:`worldflux.discovery.project`).
 
     Raises:
         SpecError: no such project, saying where it looked.
