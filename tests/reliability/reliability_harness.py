@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["Outcome", "requires_fork", "run_bounded"]
+__all__ = ["Outcome", "record", "requires_fork", "run_bounded"]
 
 requires_fork = pytest.mark.skipif(
     not hasattr(os, "fork") or not sys.platform.startswith("linux"),
@@ -111,3 +111,19 @@ def run_bounded(
         return Outcome(None, "", 0.0, 0.0, f"exited {os.WEXITSTATUS(status)} without a report")
     data = json.loads(b"".join(chunks))
     return Outcome(data["error_type"], data["message"], data["seconds"], data["peak_mib"], "exited")
+
+
+def record(key: str, value: dict[str, Any]) -> None:
+    """Merge ``value`` under ``key`` into ``$WORLDFLUX_RELIABILITY_REPORT`` (when set)."""
+    target = os.environ.get("WORLDFLUX_RELIABILITY_REPORT")
+    if not target:
+        return
+    try:
+        with open(target) as handle:
+            report = json.load(handle)
+    except (OSError, ValueError):
+        report = {}
+    report[key] = value
+    with open(target, "w") as handle:
+        json.dump(report, handle, indent=1, sort_keys=True)
+        handle.write("\n")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 from _checkpoint_helpers import edit_json, reseal, unit_dir, version_dir, write_sealed
-from reliability_harness import Outcome, requires_fork, run_bounded
+from reliability_harness import Outcome, record, requires_fork, run_bounded
 from safetensors.torch import load_file, save_file
 
 import worldflux
@@ -31,7 +31,6 @@ from worldflux.training.trainer import Trainer
 
 pytestmark = requires_fork
 SECONDS, MEMORY_MIB = 20, 1024
-REPORT: dict[str, dict[str, Any]] = {}
 
 
 # -- model checkpoints (tdmpc2:ci) ---------------------------------------------------------------
@@ -176,7 +175,7 @@ def model_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _check(case: str, outcome: Outcome, message: str) -> None:
-    REPORT[case] = {"seconds": outcome.seconds, "peak_mib": outcome.peak_mib}
+    record(case, {"seconds": outcome.seconds, "peak_mib": outcome.peak_mib})
     assert outcome.status == "exited", f"{case}: {outcome.status}"
     assert outcome.error_type == "CheckpointError", f"{case}: {outcome}"
     assert outcome.seconds < SECONDS and outcome.peak_mib < MEMORY_MIB
@@ -311,12 +310,9 @@ def test_the_clean_checkpoints_load_within_the_same_limits(
     """The corpus' originals load under the same limits (the limits are not what refuses)."""
     outcome = run_bounded(lambda _: worldflux.WorldModel.from_pretrained(model_checkpoint))
     assert (outcome.status, outcome.error_type) == ("exited", None), outcome
-    REPORT["model: clean (loads)"] = {"seconds": outcome.seconds, "peak_mib": outcome.peak_mib}
+    record("model: clean (loads)", {"seconds": outcome.seconds, "peak_mib": outcome.peak_mib})
     outcome = run_bounded(
         lambda trainer: load_training_checkpoint(training_checkpoint, trainer), prepare=_trainer
     )
     assert (outcome.status, outcome.error_type) == ("exited", None), outcome
-    REPORT["training: clean (loads)"] = {"seconds": outcome.seconds, "peak_mib": outcome.peak_mib}
-    target = os.environ.get("WORLDFLUX_RELIABILITY_REPORT")
-    if target:
-        Path(target).write_text(json.dumps(REPORT, indent=1, sort_keys=True) + "\n")
+    record("training: clean (loads)", {"seconds": outcome.seconds, "peak_mib": outcome.peak_mib})

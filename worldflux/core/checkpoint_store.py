@@ -170,6 +170,7 @@ def resolve(target: Path) -> Path:
         raise CheckpointError(f"{target}: no such checkpoint directory")
     current = _read_pointer(target)
     if current is None:
+        cleanup_stale(target)  # a first save that was killed before it published anything
         raise CheckpointError(
             f"{target / POINTER}: missing (not a worldflux checkpoint, or one written by a "
             "worldflux before checkpoint format 2; re-save it with that version)"
