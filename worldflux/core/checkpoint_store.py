@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from worldflux.core.checkpoint_io import MANIFEST, read_regular_file
+from worldflux.core.checkpoint_io import MANIFEST, parse_json, read_regular_file
 from worldflux.core.exceptions import CheckpointError
 
 __all__ = ["POINTER", "UnitWriter", "cleanup_stale", "resolve", "write_checkpoint"]
@@ -171,6 +171,7 @@ def resolve(target: Path) -> Path:
     current = _read_pointer(target)
     if current is None:
         cleanup_stale(target)  # a first save that was killed before it published anything
+        _refuse_legacy(target)
         raise CheckpointError(
             f"{target / POINTER}: missing (not a worldflux checkpoint, or one written by a "
             "worldflux before checkpoint format 2; re-save it with that version)"
@@ -184,6 +185,24 @@ def resolve(target: Path) -> Path:
         raise CheckpointError(f"{version}: not a directory")
     cleanup_stale(target)
     return version
+
+
+def _refuse_legacy(target: Path) -> None:
+    """Name the file and field of a checkpoint written before format 2 (no pointer)."""
+    for name in ("metadata.json", "training_state.json"):
+        path = target / name
+        if not os.path.lexists(path):
+            continue
+        try:
+            doc = parse_json(read_regular_file(path, 1 << 20, name), path)
+            version = doc.get("format_version") if isinstance(doc, dict) else None
+        except CheckpointError:
+            version = "unreadable"
+        raise CheckpointError(
+            f"{path}: format_version {version!r} is not supported (expected 2: this worldflux "
+            "reads crash-safe checkpoints with a CHECKPOINT pointer); load it with the worldflux "
+            "that wrote it and save it again"
+        )
 
 
 def write_checkpoint(
