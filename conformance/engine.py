@@ -157,15 +157,6 @@ def _repro(target: Target, check: Check, options: RunOptions) -> str:
     )
 
 
-def absolute_ref(ref: str) -> str:
-    """``ref`` with a file path made absolute (``path/to/file.py:attr``), so a crash file
-    replays from any directory; ids and ``package.module:attr`` are kept as given."""
-    module, sep, attr = ref.rpartition(":")
-    if sep and (module.endswith(".py") or os.sep in module):
-        return f"{Path(module).resolve()}:{attr}"
-    return ref
-
-
 def _save_crash(
     ctx: CheckContext,
     result: CheckResult,
@@ -178,10 +169,10 @@ def _save_crash(
     payload = {
         "format": CRASH_FORMAT,
         "case_id": case_id,
-        "target": absolute_ref(ctx.target.ref),
+        "target": ctx.target.ref,  # file paths made absolute when the target was resolved
         "target_name": ctx.target.name,
-        "spec_file": str(Path(ctx.target.spec_file).resolve()) if ctx.target.spec_file else None,
-        "cwd": str(Path.cwd()),  # import root of `pkg.module:attr` targets and project models
+        "spec_file": ctx.target.spec_file,  # absolute
+        "cwd": ctx.target.cwd,  # import root of `pkg.module:attr` targets and project models
         "check": result.id,
         "message": result.message,
         "traceback": result.traceback,

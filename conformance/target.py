@@ -94,6 +94,8 @@ class Target:
         symbols: extra symbols that bind an external contract (``default_env``, ``symbols``).
         external: True when the target does not come from the registry.
         spec_file: the ``--spec`` file, if any.
+        cwd: the directory it was resolved from (the import root of ``package.module:attr``
+            targets and the project whose models were seen), for crash files and replay.
     """
 
     name: str
@@ -107,6 +109,16 @@ class Target:
     external: bool = False
     spec_file: str | None = None
     model_cls: type | None = None
+    cwd: str = field(default_factory=os.getcwd)
+
+
+def absolute_ref(ref: str) -> str:
+    """``ref`` with a file path made absolute (``path/to/file.py:attr``), so a crash file
+    replays from any directory; ids and ``package.module:attr`` are kept as given."""
+    module, sep, attr = ref.rpartition(":")
+    if sep and (module.endswith(".py") or os.sep in module):
+        return f"{Path(module).resolve()}:{attr}"
+    return ref
 
 
 def _registry() -> Any:
@@ -315,7 +327,7 @@ def resolve_target(target: Any, spec_file: str | Path | None = None) -> Target:
         ConfigurationError / SpecError: an import path or spec file that cannot be used.
     """
     spec = load_conformance_spec(spec_file) if spec_file is not None else None
-    spec_name = None if spec_file is None else str(spec_file)
+    spec_name = None if spec_file is None else str(Path(spec_file).resolve())
     if not isinstance(target, str):
         name = getattr(target, "__qualname__", None) or type(target).__name__
         return _external(name, "", target, spec, spec_name)
@@ -332,7 +344,7 @@ def resolve_target(target: Any, spec_file: str | Path | None = None) -> Target:
             return _registered(target, model_type, preset)
     if ":" not in target:
         raise ModelNotFoundError(f"target {target!r} is neither a registered id nor an import path")
-    return _external(target, target, _import_attr(target), spec, spec_name)
+    return _external(target, absolute_ref(target), _import_attr(target), spec, spec_name)
 
 
 def resolve_all() -> list[Target]:

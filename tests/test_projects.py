@@ -234,3 +234,55 @@ def test_examples_are_generated_and_up_to_date(capsys: pytest.CaptureFixture[str
         unregister_component("dynamics_model", "wf_tinyrnn/leaky")
         for name in [m for m in sys.modules if m.startswith("wf_tinyrnn")]:
             del sys.modules[name]
+
+
+def test_crash_files_replay_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A target given as a relative file path with a relative --spec: the crash file holds
+    absolute paths and the directory the run started in, so replay works from elsewhere."""
+    from worldflux.cli import main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(ROOT / "tests/external_model/tinyworld.yaml", work / "tiny.yaml")
+    (work / "broken.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests.external_model.adapter import TinyWorldAdapter\n"
+        "from worldflux.core.types import State\n\n"
+        "class Broken(TinyWorldAdapter):\n"
+        "    maturity = 'experimental'\n\n"
+        "    def encode(self, obs, *args, **kwargs):\n"
+        "        out = super().encode(obs, *args, **kwargs)\n"
+        "        return State(latent=out['latent'][:, :3])\n\n"
+        "def make():\n"
+        "    return Broken()\n"
+    )
+    monkeypatch.chdir(work)
+    reports = tmp_path / "reports"
+    args = ["run", "broken.py:make", "--spec", "tiny.yaml", "--checks", "io.encode"]
+    assert main(["conformance", *args, "--profile", "ci", "--report-dir", str(reports)]) == 1
+    capsys.readouterr()
+    crash = next((reports / "crashes").glob("*.pt"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["conformance", "replay", str(crash)]) == 1  # still failing, not unresolvable
+    out = capsys.readouterr()
+    assert "FAILED" in out.out and "Traceback" not in out.err
+
+
+def test_generate_refuses_a_spec_that_would_shadow_a_built_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _project(tmp_path, {"tdmpc2": _spec("tdmpc2", {"dreamer": "ci", "mine": "ci"})})
+    assert generate(["--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "specs/models/tdmpc2.yaml:" in err and "Traceback" not in err
+    assert "$.model_type: 'tdmpc2' is already the model type of" in err
+    assert "specs/models/tdmpc2.yaml (built-in)" in err
+    assert "$.aliases.dreamer: 'dreamer' is already the alias of" in err
+    assert "specs/models/dreamerv3.yaml (built-in)" in err
+    assert "'mine'" not in err
+    assert not (root / "generated").exists()

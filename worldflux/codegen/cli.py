@@ -36,13 +36,15 @@ def run(args: argparse.Namespace) -> int:
     """Run the generator; returns the exit code (spec errors raise SpecError -> exit 2)."""
     from worldflux.codegen.rendering import render
     from worldflux.codegen.sync import apply, check_report, dry_run_report, plan
-    from worldflux.codegen.verify import verify_param_counts
+    from worldflux.codegen.verify import shadowing_issues, verify_param_counts
     from worldflux.discovery.project import load_project
     from worldflux.speclang import find_root, load_specs
+    from worldflux.speclang.issues import raise_if_any
 
     root = find_root(args.root)
     load_project(root).import_modules()  # the project's own slot implementations, if any
     specs = load_specs(root)
+    raise_if_any(shadowing_issues(specs, load_project(root)), "specs")
     files = render(specs, root)
     verify_param_counts(specs, files, root)  # the catalog never shows an unchecked number
     result = plan(root, files)

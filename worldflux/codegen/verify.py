@@ -13,11 +13,43 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from worldflux.discovery.project import load_project
+from worldflux.discovery.project import Project, load_project
+from worldflux.discovery.sources import ModelSource
 from worldflux.speclang import Issue, Spec
-from worldflux.speclang.issues import raise_if_any
+from worldflux.speclang.issues import JsonPath, raise_if_any
 
-__all__ = ["count_preset_params", "measured_params", "verify_param_counts"]
+__all__ = ["count_preset_params", "measured_params", "shadowing_issues", "verify_param_counts"]
+
+
+def shadowing_issues(specs: list[Spec], project: Project) -> list[Issue]:
+    """A project's model types and aliases may not take a name that worldflux or an installed
+    plugin already declares (the message names the other spec file)."""
+    from worldflux.discovery.sources import other_sources
+
+    taken: dict[str, tuple[str, ModelSource]] = {}
+    for source in other_sources(project):
+        for model_type in source.types:
+            taken.setdefault(model_type, ("model type", source))
+        for alias in source.aliases:
+            taken.setdefault(alias, ("alias", source))
+    issues = []
+    for spec in specs:
+        names: list[tuple[JsonPath, str, bool]] = [(("model_type",), spec.model_type, False)]
+        names += [(("aliases", alias), alias, True) for alias in spec.aliases]
+        for path, name, key in names:
+            if name in taken:
+                what, source = taken[name]
+                model_type = name if what == "model type" else source.aliases[name].split(":")[0]
+                owner = source.spec_file(model_type)
+                issues.append(
+                    spec.doc.issue(
+                        path,
+                        f"{name!r} is already the {what} of {owner} ({source.label}); "
+                        "a project model may not shadow it: choose another name",
+                        key=key,
+                    )
+                )
+    return issues
 
 
 def _config_class(spec: Spec, text: str) -> Any:

@@ -41,6 +41,7 @@ __all__ = [
     "discover",
     "ensure_registered",
     "import_generated",
+    "other_sources",
     "reset",
     "source_of",
     "spec_sha256",
@@ -248,6 +249,13 @@ def _check_conflicts(sources: list[ModelSource]) -> None:
                     f"({previous[1].label})"
                 )
             alias_owner[alias] = (target, source)
+
+
+def other_sources(project: Project) -> list[ModelSource]:
+    """The built-in and plugin sources that are not ``project`` itself (what its specs may not
+    shadow; a plugin's own tree, installed too, is not counted against itself)."""
+    found = [_source("built-in", "worldflux", BUILTIN_PACKAGE), *_plugin_sources()]
+    return [s for s in found if s.package != project.package and not project.builtin]
 
 
 _lock = threading.RLock()
