@@ -165,3 +165,39 @@ def test_a_training_save_killed_at_every_step_leaves_the_old_or_the_new_checkpoi
 
         tally = _run_trials("training replace", base, tmp_path, save_new, which)
     assert tally["old"] >= 10 and tally["new"] >= 1
+
+
+def test_stale_temporaries_of_dead_processes_are_removed_by_the_next_save_and_load(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from _checkpoint_helpers import version_dir
+
+    toy_model = _model(0)
+    saved = toy_model.save_pretrained(tmp_path / "ckpt")
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    stale = [
+        f".tmp-{dead_pid}-0000abcd",
+        f"v000009-{dead_pid}-0000abcd",
+        f".tmp-{dead_pid}-0000beef.pointer",
+    ]
+    live = f".tmp-{os.getppid()}-0000abcd"  # a save in progress in a running process: kept
+    for name in [*stale[:2], live]:
+        (saved / name).mkdir()
+        (saved / name / "model.safetensors").write_bytes(b"\0" * 1024)
+    (saved / stale[2]).write_text("v000009\n")
+    toy_model.save_pretrained(saved)
+    names = {p.name for p in saved.iterdir()}
+    assert names == {"CHECKPOINT", version_dir(saved).name, live}
+    (saved / stale[0]).mkdir()
+    WorldModel.from_pretrained(saved)
+    assert {p.name for p in saved.iterdir()} == {"CHECKPOINT", version_dir(saved).name, live}

@@ -31,9 +31,9 @@ from torch.nn.modules import module as torch_module
 from worldflux.core import checkpoint_io
 from worldflux.core.checkpoint_io import (
     CheckpointUnit,
+    HeaderCheck,
     TensorInfo,
     check_allocation,
-    exact_header_check,
 )
 from worldflux.core.checkpoint_store import UnitWriter, resolve, write_checkpoint
 from worldflux.core.exceptions import CheckpointError, WorldFluxError
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT_VERSION",
     "check_state_dict",
+    "exact_header_check",
     "load_pretrained",
     "model_unit",
     "save_pretrained",
@@ -132,6 +133,34 @@ def _dedupe_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if ptr != -1:
             seen.add(ptr)
     return out
+
+
+def exact_header_check(expected: Mapping[str, torch.Tensor], what: str) -> HeaderCheck:
+    """A header check: exactly the names, shapes and dtypes of ``expected``."""
+
+    def check(infos: Mapping[str, TensorInfo], path: Path) -> None:
+        missing = sorted(set(expected) - set(infos))
+        unexpected = sorted(set(infos) - set(expected))
+        bad, dtypes = [], []
+        for key in sorted(set(expected) & set(infos)):
+            want, got = expected[key], infos[key]
+            if tuple(want.shape) != got.shape:
+                bad.append(f"{key}: expected {list(want.shape)}, found {list(got.shape)}")
+            elif want.dtype != got.dtype:
+                dtypes.append(f"{key}: expected {want.dtype}, found {got.dtype}")
+        problems = []
+        if missing:
+            problems.append(f"missing {len(missing)}: {', '.join(missing[:10])}")
+        if unexpected:
+            problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:10])}")
+        if bad:
+            problems.append(f"mis-shaped {len(bad)}: {'; '.join(bad[:10])}")
+        if dtypes:
+            problems.append(f"wrong dtype {len(dtypes)}: {'; '.join(dtypes[:10])}")
+        if problems:
+            raise CheckpointError(f"{path} does not match {what}: " + " | ".join(problems))
+
+    return check
 
 
 def check_state_dict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -44,7 +44,6 @@ __all__ = [
     "TensorInfo",
     "available_memory",
     "check_allocation",
-    "exact_header_check",
     "parse_json",
     "read_regular_file",
 ]
@@ -382,31 +381,3 @@ class TensorFile:
             if tensor.dtype != info.dtype or tuple(tensor.shape) != info.shape:
                 raise CheckpointError(f"{self.path}: tensor {key!r} decoded differently")
         return tensors
-
-
-def exact_header_check(expected: Mapping[str, torch.Tensor], what: str) -> HeaderCheck:
-    """A header check: exactly the names, shapes and dtypes of ``expected``."""
-
-    def check(infos: Mapping[str, TensorInfo], path: Path) -> None:
-        missing = sorted(set(expected) - set(infos))
-        unexpected = sorted(set(infos) - set(expected))
-        bad, dtypes = [], []
-        for key in sorted(set(expected) & set(infos)):
-            want, got = expected[key], infos[key]
-            if tuple(want.shape) != got.shape:
-                bad.append(f"{key}: expected {list(want.shape)}, found {list(got.shape)}")
-            elif want.dtype != got.dtype:
-                dtypes.append(f"{key}: expected {want.dtype}, found {got.dtype}")
-        problems = []
-        if missing:
-            problems.append(f"missing {len(missing)}: {', '.join(missing[:10])}")
-        if unexpected:
-            problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:10])}")
-        if bad:
-            problems.append(f"mis-shaped {len(bad)}: {'; '.join(bad[:10])}")
-        if dtypes:
-            problems.append(f"wrong dtype {len(dtypes)}: {'; '.join(dtypes[:10])}")
-        if problems:
-            raise CheckpointError(f"{path} does not match {what}: " + " | ".join(problems))
-
-    return check

@@ -36,13 +36,13 @@ from worldflux.core import checkpoint_io
 from worldflux.core.checkpoint import (
     FORMAT_VERSION,
     check_fingerprint,
+    exact_header_check,
     read_model_documents,
     write_model_unit,
 )
 from worldflux.core.checkpoint_io import (
     CheckpointUnit,
     check_allocation,
-    exact_header_check,
 )
 from worldflux.core.checkpoint_state import (
     ReplayLayout,
