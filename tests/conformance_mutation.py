@@ -315,6 +315,22 @@ def kill_suite(tmp: Path) -> list[tuple[str, str, Callable[[], bool]]]:
             return tc.run_case(case, tmp, time_budget=10.0)
 
         cases.append((case[0], f"case {case[1].__name__} {case[2]}", run_case))
+    import test_conformance_protocol as pr
+
+    protocol = [
+        (pr.WithPolicy, "numeric.grad_flow", "pass"),
+        (pr.WithPolicy, "numeric.learnability", "pass"),
+        (pr.PolicyWithoutObjective, "numeric.grad_flow", "fail"),
+        (pr.NoContinues, "io.rollout.shapes", "pass"),
+        (pr.NoContinues, "rollout.consistency", "pass"),
+        (pr.ActionReward, "io.decode", "pass"),
+        (pr.ActionReward, "io.capability_outputs", "pass"),
+        (pr.ActionReward, "rollout.consistency", "pass"),
+        (pr.ActionReward, "batch.polymorphism", "pass"),
+        (pr.ActionRewardFromNextState, "rollout.consistency", "fail"),
+    ]
+    for cls, cid, expect in protocol:
+        cases.append((cid, f"protocol {cls.__name__} {expect}", external(cls, cid, expect)))
     for defect, cid in de.DEFECTS.items():
         cases.append((cid, f"defect {defect.__name__}", external(defect, cid, "fail")))
     for cid in sorted(set(de.DEFECTS.values())):

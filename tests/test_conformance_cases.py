@@ -344,6 +344,70 @@ class StridedBatch(Planner):
         return super().loss({**batch, "obs": raw})
 
 
+def _b1(where: str) -> type[SpecWorldModel]:
+    """Breaks only at B = 1 (a squeeze), in one call."""
+
+    class AtB1(Planner):
+        def encode(
+            self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+        ) -> State:
+            out = super().encode(obs, state, action, validate=validate)
+            return State(latent=out["latent"].squeeze(0)) if where == "encode" else out
+
+        def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
+            out = super().transition(state, action, validate=validate)
+            return State(latent=out["latent"].squeeze(0)) if where == "transition" else out
+
+        def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
+            t = super().rollout(state, actions, validate=validate)
+            if where != "rollout":
+                return t
+            states = State({k: v.squeeze(0) for k, v in t.states.items()})
+            return Trajectory(states, t.actions, t.rewards, t.continues, t.predictions)
+
+        def loss(self, batch: Any) -> LossOutput:
+            out = super().loss(batch)
+            if where == "loss" and batch["obs"].shape[0] == 1:
+                return LossOutput(out.loss.reshape(1), out.components)
+            return out
+
+    AtB1.__name__ = f"AtB1_{where}"
+    return AtB1
+
+
+class PerInstanceOffset(Planner):
+    """Each instance draws a hidden offset outside the seeded RNG (not in the state_dict)."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        import random as _random
+
+        self.offset = _random.SystemRandom().random()
+
+    def decode(self, state: State, *, validate: bool = True) -> ModelOutput:
+        out = super().decode(state, validate=validate)
+        return ModelOutput({**out.predictions, "reward": out.predictions["reward"] + self.offset})
+
+
+class DriftsPerCall(Planner):
+    """Outputs drift with a hidden call counter."""
+
+    def encode(
+        self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+    ) -> State:
+        count = self.__dict__.get("_count", 0) + 1
+        self.__dict__["_count"] = count
+        out = super().encode(obs, state, action, validate=validate)
+        return State(latent=out["latent"] + 0.01 * count)
+
+
+class DropsStateKey(Planner):
+    def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
+        t = super().rollout(state, actions, validate=validate)
+        states = State({"other": t.states["latent"]})
+        return Trajectory(states, t.actions, t.rewards, t.continues, t.predictions)
+
+
 def _declared_empty() -> dict[str, Any]:
     return spec_with(io_contract__empty_batch="empty")
 
@@ -430,6 +494,13 @@ CASES: list[tuple[str, type[SpecWorldModel], str, str, Any, bool]] = [
     ("numeric.loss_pure", _side_effect("eval"), "fail", "eval mode", None, False),
     ("io.strided", StridedState, "fail", "non-contiguous state", None, False),
     ("io.strided", StridedBatch, "fail", "non-contiguous batch", None, False),
+    *[
+        ("batch.polymorphism", _b1(where), "fail", "B=1", None, False)
+        for where in ("encode", "transition", "rollout", "loss")
+    ],
+    ("determinism.seeded", PerInstanceOffset, "fail", "same weights, different", None, False),
+    ("determinism.seeded", DriftsPerCall, "fail", "on the same model differs", None, False),
+    ("rollout.consistency", DropsStateKey, "fail", "missing from the trajectory", None, False),
     ("planning.policy", Acting, "pass", "", _acting, False),
     ("planning.policy", WildActor, "fail", "expected actions in", _acting, False),
     ("planning.value", Acting, "pass", "", _acting, False),
