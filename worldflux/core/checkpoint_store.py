@@ -108,6 +108,8 @@ class UnitWriter:
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # our own leftovers: this process is not saving to this path right now
+    if os.name == "nt":
+        return True  # os.kill(pid, 0) would send CTRL_C_EVENT there: never guess, keep it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
