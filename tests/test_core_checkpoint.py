@@ -375,3 +375,11 @@ def test_format_1_checkpoints_are_refused_by_file_and_field_and_replaced_by_a_sa
     toy_model.save_pretrained(old)  # a save over it replaces the old layout
     assert sorted(p.name for p in old.iterdir()) == ["CHECKPOINT", version_dir(old).name]
     assert WorldModel.from_pretrained(old).config == toy_model.config
+
+
+def test_loading_leaves_the_global_torch_rng_alone(saved: Path) -> None:
+    """Rebuilding the model initialises parameters; that must not move the caller's RNG."""
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    WorldModel.from_pretrained(saved)
+    assert torch.equal(torch.get_rng_state(), before)

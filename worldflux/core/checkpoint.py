@@ -343,7 +343,8 @@ def load_pretrained(
                 f"{config_path}: the config describes a model of {need} bytes, the weights "
                 f"file holds {len(weights.data)}"
             )
-    model = build(on_meta=False, swaps=True)
+    with torch.random.fork_rng(devices=[]):  # building must not move the caller's RNG
+        model = build(on_meta=False, swaps=True)
     check_fingerprint(metadata, model, meta_path)
     exact_header_check(model.state_dict(), "the model")(weights.infos, weights.path)
     model.load_state_dict(weights.load(), strict=True)
