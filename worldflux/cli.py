@@ -26,7 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "conformance": ("worldflux.conformance.cli", "property-test models against their contracts"),
     "parity": ("worldflux.parity.cli", "check REFERENCE models against official golden tensors"),
-    "train": ("worldflux.training.cli", "train a model on a Gymnasium environment"),
+    "train": ("worldflux.training.cli", "train a model on a Gymnasium environment or a dataset"),
+    "dataset": ("worldflux.datasets.cli", "record and inspect offline episode datasets"),
     "plot": ("worldflux.training.plot", "draw learning curves of a training run to PNG"),
 }
 

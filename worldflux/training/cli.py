@@ -19,8 +19,14 @@ __all__ = ["configure", "parse_overrides", "run"]
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``worldflux train`` (cheap: imports nothing heavy)."""
     parser.add_argument("model", help="model id or alias, e.g. tdmpc2-ci or tdmpc2:ci")
-    parser.add_argument("--env", required=True, help="Gymnasium id, e.g. Pendulum-v1")
-    parser.add_argument("--steps", type=int, required=True, help="environment steps")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--env", help="Gymnasium id, e.g. Pendulum-v1")
+    source.add_argument(
+        "--dataset", metavar="PATH", help="train offline on an episode dataset (no environment)"
+    )
+    parser.add_argument(
+        "--steps", type=int, required=True, help="environment steps (with --dataset: updates)"
+    )
     parser.add_argument("--out", help="run directory (default runs/<model>-<env>-s<seed>)")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly")
     parser.add_argument("--seed", type=int, default=0)
@@ -69,8 +75,44 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _run_offline(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from worldflux.datasets.offline import OfflineConfig, train_offline
+
+    if args.resume:
+        raise ConfigurationError("--resume is not available with --dataset yet")
+    safe = args.model.replace(":", "-").replace("/", "-")
+    out = args.out or f"runs/{safe}-{Path(args.dataset).name}-s{args.seed}"
+    summary = train_offline(
+        OfflineConfig(
+            model=args.model,
+            dataset=args.dataset,
+            updates=args.steps,
+            out=str(out),
+            seed=args.seed,
+            batch_size=args.batch_size,
+            seq_len=args.seq_len,
+            log_every=args.log_every,
+            model_overrides=parse_overrides(args.set),
+            grad_clip=args.grad_clip,
+        )
+    )
+    last_val = f", validation loss {summary.val_losses[-1][1]:.4g}" if summary.val_losses else ""
+    print(
+        f"trained {args.model} on {args.dataset}: {summary.updates} updates "
+        f"({summary.train_episodes} train / {summary.val_episodes} validation episodes), "
+        f"loss {summary.first_loss:.4g} -> {summary.last_loss:.4g}{last_val}; "
+        f"model in {summary.out}/model"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    if args.dataset:
+        return _run_offline(args)
 
     from worldflux.training.loop import RunConfig, train
 
