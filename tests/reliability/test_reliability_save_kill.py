@@ -201,3 +201,49 @@ def test_stale_temporaries_of_dead_processes_are_removed_by_the_next_save_and_lo
     (saved / stale[0]).mkdir()
     WorldModel.from_pretrained(saved)
     assert {p.name for p in saved.iterdir()} == {"CHECKPOINT", version_dir(saved).name, live}
+
+
+_SAVER = """
+import sys, torch, worldflux
+torch.set_num_threads(1)
+model = worldflux.create_world_model("tdmpc2:5m", obs_shape=(3,), action_dim=1)
+for i in range(1, 10_000):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float(i))
+    model.save_pretrained(sys.argv[1])
+    print(i, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_saving_process_killed_at_random_times_leaves_a_loadable_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """No hook: a real interpreter saving a 31 MB model in a loop, SIGKILLed at random times
+    (inside writes, fsyncs, renames, the deletion of the old version)."""
+    import random
+    import subprocess
+    import sys
+    import time
+
+    rng = random.Random(0)
+    path, survived = tmp_path / "ckpt", 0
+    for trial in range(8):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SAVER, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None
+        first = int(proc.stdout.readline())  # one complete save of this process
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        rest = proc.stdout.read().split()
+        proc.wait()
+        done = int(rest[-1]) if rest else first
+        loaded = WorldModel.from_pretrained(path).requires_grad_(False)
+        value = float(next(loaded.parameters()).flatten()[0])
+        assert value in (float(done), float(done + 1)), (trial, done, value)
+        assert all(float(p.flatten()[0]) == value for p in loaded.parameters())
+        assert len(list(path.iterdir())) == 2  # pointer + one version: leftovers removed
+        survived += 1
+    record("save-kill: random times (tdmpc2:5m, real process)", {"trials": 8, "survived": survived})
