@@ -147,3 +147,25 @@ def test_record_train_offline_and_reject_a_mismatch(
     err = capsys.readouterr().err
     assert "expects shape [5], the dataset has [3]" in err and "Traceback" not in err
     assert not bad.exists(), "nothing may be written before the dataset is accepted"
+
+
+def test_eval_reports_errors_against_exact_baselines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On episodes whose observation[1] counts the step, copy-last's error at horizon h is
+    exactly h**2 / 3 (one of three coordinates is off by h); the report has every curve."""
+    import worldflux
+
+    dataset = _write(tmp_path / "data", [12] * 6)
+    model = worldflux.create_world_model("tdmpc2:ci", obs_shape=(3,), action_dim=1)
+    model.save_pretrained(tmp_path / "run" / "model")
+    args = ["eval", str(tmp_path / "run"), "--dataset", str(dataset.root), "--horizon", "4"]
+    assert main([*args, "--windows", "8"]) == 0
+    report = json.loads((tmp_path / "run" / "eval" / "eval.json").read_text())
+    assert report["format"] == "worldflux-eval" and report["horizon"] == 4
+    assert report["copy_last_mse"] == pytest.approx([h * h / 3 for h in range(1, 5)])
+    assert report["obs_mse"] is None and len(report["probe_obs_mse"]) == 4  # latent-only decoder
+    for key in ("reward_mse", "continue_mse", "latent_mse", "mean_mse"):
+        assert len(report[key]) == 4 and all(v >= 0 for v in report[key]), key
+    assert (tmp_path / "run" / "eval" / "error_vs_horizon.png").stat().st_size > 1000
+    assert "copy_last_mse  h=1..4: 0.3333, 1.333, 3, 5.333" in capsys.readouterr().out

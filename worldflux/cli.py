@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "parity": ("worldflux.parity.cli", "check REFERENCE models against official golden tensors"),
     "train": ("worldflux.training.cli", "train a model on a Gymnasium environment or a dataset"),
     "dataset": ("worldflux.datasets.cli", "record and inspect offline episode datasets"),
+    "eval": ("worldflux.evaluation.cli", "open-loop prediction error of a trained model"),
     "plot": ("worldflux.training.plot", "draw learning curves of a training run to PNG"),
 }
 

@@ -1,0 +1,156 @@
+"""What a world model predicts, measured on held-out episodes.
+
+For ``W`` windows of ``C + H + 1`` steps drawn from held-out episodes: the model encodes the
+first ``C + 1`` observations (teacher forcing, carrying its state), then rolls out open loop for
+``H`` steps with the recorded actions. Per open-loop step ``h = 1..H``:
+
+- ``obs_mse``: mean squared error of the decoded observation (models with an ``obs`` prediction),
+  next to ``copy_last_mse`` (predict the last observed frame) and ``mean_mse`` (predict the mean
+  observation of the training episodes);
+- ``probe_obs_mse`` (latent-only models): the same error through a ridge-regression probe from
+  the latent state to the observation, fitted on teacher-forced states of training windows;
+- ``reward_mse`` and ``continue_mse`` against the recorded reward and ``1 - terminated``;
+- ``latent_mse``: open-loop latent state against the teacher-forced one (latent consistency).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from worldflux.core.model import WorldModel
+from worldflux.core.types import Batch, State
+from worldflux.datasets.format import EpisodeDataset
+from worldflux.datasets.sampler import WindowSampler
+
+__all__ = ["EvalResult", "evaluate_predictions"]
+
+
+@dataclass
+class EvalResult:
+    """Per-horizon errors (lists of length H; None where the model has no such prediction)."""
+
+    horizon: int
+    context: int
+    windows: int
+    obs_mse: list[float] | None = None
+    copy_last_mse: list[float] | None = None
+    mean_mse: list[float] | None = None
+    probe_obs_mse: list[float] | None = None
+    reward_mse: list[float] | None = None
+    continue_mse: list[float] | None = None
+    latent_mse: list[float] | None = None
+    example: dict[str, Tensor] = field(default_factory=dict, repr=False)
+
+
+def _features(state: State) -> Tensor:
+    """Every floating state tensor ``[B, ...]`` flattened and concatenated: ``[B, F]``."""
+    parts = [v.flatten(1).float() for _, v in sorted(state.items()) if v.is_floating_point()]
+    return torch.cat(parts, dim=1)
+
+
+def _per_step(errors: Tensor) -> list[float]:
+    """``[B, H, ...]`` squared errors -> mean per horizon step."""
+    flat = errors.reshape(errors.shape[0], errors.shape[1], -1)
+    return [float(v) for v in flat.mean(dim=(0, 2))]
+
+
+def _teacher_forced(model: WorldModel, batch: Batch, steps: int) -> list[State]:
+    """States after encoding observations ``0..steps-1`` with the recorded actions."""
+    states: list[State] = []
+    state: State | None = None
+    for t in range(steps):
+        obs = _at(batch["obs"], t)
+        action = None if t == 0 else batch["actions"][:, t - 1]
+        state = model.encode(obs, state, action)
+        states.append(state)
+    return states
+
+
+def _at(obs: Any, t: int) -> Any:
+    return {k: v[:, t] for k, v in obs.items()} if isinstance(obs, dict) else obs[:, t]
+
+
+def _mean_obs(dataset: EpisodeDataset, episodes: list[int]) -> Tensor | None:
+    total: Tensor | None = None
+    count = 0
+    for index in episodes:
+        obs = dataset.episode(index).observations
+        if isinstance(obs, dict):
+            return None
+        raw = torch.from_numpy(obs)
+        value = raw.float() / 255.0 if raw.dtype == torch.uint8 else raw.float()
+        total = value.sum(0) if total is None else total + value.sum(0)
+        count += value.shape[0]
+    return None if total is None else total / max(count, 1)
+
+
+def _fit_probe(features: Tensor, targets: Tensor, ridge: float = 1e-3) -> Tensor:
+    """Ridge regression ``[F + 1, D]`` from features ``[N, F]`` to targets ``[N, D]``."""
+    x = torch.cat([features, torch.ones(features.shape[0], 1)], dim=1).double()
+    gram = x.T @ x + ridge * torch.eye(x.shape[1], dtype=torch.float64)
+    return torch.linalg.solve(gram, x.T @ targets.double()).float()
+
+
+def _probe(weights: Tensor, features: Tensor) -> Tensor:
+    return torch.cat([features, torch.ones(features.shape[0], 1)], dim=1) @ weights
+
+
+@torch.no_grad()
+def evaluate_predictions(
+    model: WorldModel,
+    dataset: EpisodeDataset,
+    *,
+    eval_episodes: list[int],
+    train_episodes: list[int],
+    horizon: int = 5,
+    context: int = 1,
+    windows: int = 64,
+    seed: int = 0,
+) -> EvalResult:
+    """Open-loop prediction errors of ``model`` on ``windows`` windows of ``eval_episodes``."""
+    model.eval()
+    steps = context + horizon + 1
+    batch = WindowSampler(dataset, eval_episodes, seed=seed).sample(windows, steps)
+    forced = _teacher_forced(model, batch, steps)
+    start = forced[context]
+    actions = batch["actions"][:, context : context + horizon]
+    trajectory = model.rollout(start, actions)
+    result = EvalResult(horizon=horizon, context=context, windows=windows)
+    open_loop = [
+        State({k: v[:, h] for k, v in trajectory.states.items()}) for h in range(1, horizon + 1)
+    ]
+    result.latent_mse = [
+        float(((_features(a) - _features(b)) ** 2).mean())
+        for a, b in zip(open_loop, forced[context + 1 :], strict=True)
+    ]
+    rewards = batch["rewards"][:, context : context + horizon]
+    result.reward_mse = _per_step((trajectory.rewards.float() - rewards) ** 2)
+    alive = 1.0 - batch["terminated"][:, context : context + horizon].float()
+    result.continue_mse = _per_step((trajectory.continues.float() - alive) ** 2)
+    obs = batch["obs"]
+    if isinstance(obs, dict):
+        return result
+    truth = obs[:, context + 1 : context + 1 + horizon].float()
+    last = obs[:, context : context + 1].float().expand_as(truth)
+    result.copy_last_mse = _per_step((last - truth) ** 2)
+    mean = _mean_obs(dataset, train_episodes or eval_episodes)
+    if mean is not None:
+        result.mean_mse = _per_step((mean.expand_as(truth) - truth) ** 2)
+    predicted = trajectory.predictions.get("obs")
+    if predicted is not None and tuple(predicted.shape) == tuple(truth.shape):
+        result.obs_mse = _per_step((predicted.float() - truth) ** 2)
+        result.example = {"truth": truth[0], "prediction": predicted[0].float()}
+    else:
+        fit = WindowSampler(dataset, train_episodes or eval_episodes, seed=seed + 1)
+        fit_batch = fit.sample(max(windows, 32), steps)
+        states = _teacher_forced(model, fit_batch, steps)
+        features = torch.cat([_features(s) for s in states])
+        targets = torch.cat([fit_batch["obs"][:, t].flatten(1).float() for t in range(steps)])
+        weights = _fit_probe(features, targets)
+        probed = torch.stack([_probe(weights, _features(s)) for s in open_loop], dim=1)
+        result.probe_obs_mse = _per_step((probed - truth.flatten(2)) ** 2)
+    return result
