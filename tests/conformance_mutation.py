@@ -328,6 +328,7 @@ def kill_suite(tmp: Path) -> list[tuple[str, str, Callable[[], bool]]]:
         (pr.ActionReward, "rollout.consistency", "pass"),
         (pr.ActionReward, "batch.polymorphism", "pass"),
         (pr.ActionRewardFromNextState, "rollout.consistency", "fail"),
+        (pr.ComposableWithoutSwap, "slots.swap", "fail"),
     ]
     for cls, cid, expect in protocol:
         cases.append((cid, f"protocol {cls.__name__} {expect}", external(cls, cid, expect)))

@@ -408,6 +408,47 @@ class DropsStateKey(Planner):
         return Trajectory(states, t.actions, t.rewards, t.continues, t.predictions)
 
 
+class BareActor(Acting):
+    def act(self, obs: Tensor, carry: Any = None, **_: Any) -> Any:
+        return self.plan(obs)
+
+
+class WideActor(Acting):
+    def act(self, obs: Tensor, carry: Any = None, **_: Any) -> tuple[Tensor, Any]:
+        action = self.plan(obs)
+        return torch.cat([action, action], dim=-1), carry
+
+
+class DictValue(Acting):
+    def value(self, state: State) -> Any:
+        return {"value": state["latent"].mean(-1)}
+
+
+class NaNValue(Acting):
+    def value(self, state: State) -> Tensor:
+        return state["latent"].mean(-1) * float("nan")
+
+
+class Frozen(Planner):
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+
+class BadObjectives(Planner):
+    def objectives(self) -> Any:
+        return [self.loss]
+
+
+class MismatchedOptimizers(Planner):
+    def objectives(self) -> dict[str, Any]:
+        return {"model": self.loss}
+
+    def optimizers(self) -> dict[str, Any]:
+        return {"other": torch.optim.SGD(self.parameters(), lr=1e-3)}
+
+
 def _declared_empty() -> dict[str, Any]:
     return spec_with(io_contract__empty_batch="empty")
 
@@ -501,6 +542,16 @@ CASES: list[tuple[str, type[SpecWorldModel], str, str, Any, bool]] = [
     ("determinism.seeded", PerInstanceOffset, "fail", "same weights, different", None, False),
     ("determinism.seeded", DriftsPerCall, "fail", "on the same model differs", None, False),
     ("rollout.consistency", DropsStateKey, "fail", "missing from the trajectory", None, False),
+    ("planning.policy", BareActor, "fail", "expected (action, carry)", _acting, False),
+    ("planning.policy", WideActor, "fail", "act step", _acting, False),
+    ("planning.policy", Planner, "not-exercised", "no act", _acting, False),
+    ("planning.value", DictValue, "pass", "", _acting, False),
+    ("planning.value", NaNValue, "fail", "finite", _acting, False),
+    ("planning.value", Planner, "not-exercised", "no value", _acting, False),
+    ("numeric.grad_flow", Frozen, "fail", "no trainable parameters", None, False),
+    ("numeric.learnability", Frozen, "fail", "no trainable parameters", None, False),
+    ("numeric.grad_flow", BadObjectives, "fail", "objectives() must return", None, False),
+    ("numeric.learnability", MismatchedOptimizers, "fail", "one optimizer per", None, False),
     ("planning.policy", Acting, "pass", "", _acting, False),
     ("planning.policy", WildActor, "fail", "expected actions in", _acting, False),
     ("planning.value", Acting, "pass", "", _acting, False),

@@ -110,6 +110,12 @@ class ActionRewardFromNextState(ActionReward):
         )
 
 
+class ComposableWithoutSwap(PlainWorldAdapter):
+    """Declares a composable slot but offers no swap_component (slots.swap is a MUST)."""
+
+    composable_support = ("observation_encoder",)
+
+
 def _statuses(cls: type, tmp: Path, checks: list[str]) -> dict[str, str]:
     report = check_model(cls, profile="ci", seed=0, checks=checks, crash_dir=tmp, strict=True)
     return {c.id: c.status for c in report.results[0].checks}
@@ -139,3 +145,8 @@ def test_action_conditioned_predictions(tmp_path: Path) -> None:
     assert set(_statuses(ActionReward, tmp_path, checks).values()) == {"pass"}
     found = _statuses(ActionRewardFromNextState, tmp_path, ["rollout.consistency"])
     assert found == {"rollout.consistency": "fail"}
+
+
+def test_declared_composable_slots_must_be_swappable(tmp_path: Path) -> None:
+    found = _statuses(ComposableWithoutSwap, tmp_path, ["slots.swap"])
+    assert found == {"slots.swap": "fail"}
