@@ -169,3 +169,22 @@ def test_eval_reports_errors_against_exact_baselines(
         assert len(report[key]) == 4 and all(v >= 0 for v in report[key]), key
     assert (tmp_path / "run" / "eval" / "error_vs_horizon.png").stat().st_size > 1000
     assert "copy_last_mse  h=1..4: 0.3333, 1.333, 3, 5.333" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "updates"), [("tdmpc2:ci", 1500), ("dreamerv3:ci", 600)])
+def test_trained_offline_beats_copy_last_at_horizon_1(
+    tmp_path: Path, model: str, updates: int
+) -> None:
+    """The documented run (docs/evaluation.md) at its sizes: record Pendulum with a random
+    policy, train offline, evaluate on the validation episodes."""
+    data, run = tmp_path / "pendulum", tmp_path / "run"
+    record = ["--env", "Pendulum-v1", "--episodes", "40", "--max-episode-steps", "200"]
+    assert main(["dataset", "record", *record, "--out", str(data)]) == 0
+    train = ["train", model, "--dataset", str(data), "--out", str(run), "--threads", "1"]
+    assert main([*train, "--steps", str(updates)]) == 0
+    assert main(["eval", str(run), "--dataset", str(data), "--horizon", "10"]) == 0
+    report = json.loads((run / "eval" / "eval.json").read_text())
+    error = report["obs_mse"] or report["probe_obs_mse"]
+    assert error[0] < report["copy_last_mse"][0], report
+    assert error[-1] < report["copy_last_mse"][-1] and error[-1] < report["mean_mse"][-1], report

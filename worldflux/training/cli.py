@@ -82,6 +82,10 @@ def _run_offline(args: argparse.Namespace) -> int:
 
     if args.resume:
         raise ConfigurationError("--resume is not available with --dataset yet")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     safe = args.model.replace(":", "-").replace("/", "-")
     out = args.out or f"runs/{safe}-{Path(args.dataset).name}-s{args.seed}"
     summary = train_offline(
