@@ -223,6 +223,12 @@ def _optim(path: Path) -> None:
     reseal(root)
 
 
+def _link_model(path: Path) -> None:
+    root = version_dir(path)
+    shutil.move(str(root / "model"), str(path.parent / "elsewhere"))
+    (root / "model").symlink_to(path.parent / "elsewhere")
+
+
 def _rng(path: Path) -> None:
     root = version_dir(path)
     rng = json.loads((root / "training_state.json").read_text())["rng"]
@@ -251,6 +257,10 @@ TRAINING_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "training_state.json of 40 MB": (
         lambda p: write_sealed(version_dir(p), "training_state.json", b" " * (40 << 20) + b"{}"),
         r"training_state\.json: \d+ bytes, more than the limit",
+    ),
+    "model/ is a symbolic link to another checkpoint's model": (
+        lambda p: _link_model(p),
+        r"/model: not a directory \(or a symbolic link to one\)",
     ),
     "training_state.json of format 1": (
         _state(format_version=1),

@@ -282,6 +282,12 @@ class CheckpointUnit:
         self, root: Path, kind: str, format_version: int, subdirs: frozenset[str] = frozenset()
     ) -> None:
         self.root = root
+        try:
+            mode = os.lstat(root).st_mode
+        except OSError:
+            raise CheckpointError(f"{root}: missing (expected a checkpoint directory)") from None
+        if not stat.S_ISDIR(mode):
+            raise CheckpointError(f"{root}: not a directory (or a symbolic link to one)")
         path = root / MANIFEST
         doc = parse_json(read_regular_file(path, LIMITS.max_json_bytes, "manifest"), path)
         if not isinstance(doc, dict):
