@@ -233,3 +233,37 @@ def test_value_loss_regularises_towards_the_slow_critic() -> None:
     loss = obj(model, batch).components["value"]
     grads = torch.autograd.grad(loss, list(obj.val.parameters()), allow_unused=True)
     assert any(g is not None and bool(g.abs().sum() > 0) for g in grads)
+
+
+# -- replay windows across episode boundaries ------------------------------------------------------
+def test_dreamerv3_trains_on_episodes_shorter_than_its_windows(tmp_path: Any) -> None:
+    """The official replay samples chunks across episode boundaries. Confined to one episode,
+    windows of 16 rows never contain an episode shorter than 15 steps, so a world model never sees
+    the quick failures of a bad policy (on CartPole most episodes of a collapsing policy). Episodes
+    here are cut at 8 steps: without windows across episodes not a single update could run."""
+    from worldflux.training import ReplayBuffer, RunConfig, train
+
+    replay = ReplayBuffer(100, obs_shape=(2,), action_dim=2, action_type="discrete")
+    for length in (3, 4, 2):
+        replay.begin_episode(torch.zeros(2))
+        for step in range(length):
+            replay.add(1, 1.0, step == length - 1, False, torch.ones(2))
+    assert replay.num_windows(6) == 0 and replay.num_windows(6, cross_episodes=True) == 7
+    batch = replay.sample(32, 6, cross_episodes=True)
+    assert bool(batch["is_first"][:, 1:].any())  # windows hold episode starts inside them
+    assert objective_of(build()).crosses_episodes
+    summary = train(
+        RunConfig(
+            model="dreamerv3:ci",
+            env_id="CartPole-v1",
+            steps=24,
+            out=str(tmp_path / "run"),
+            seed_steps=20,
+            pretrain_updates=2,
+            max_episode_steps=8,
+            batch_size=2,
+            progress=False,
+            threads=1,
+        )
+    )
+    assert summary.updates == 6

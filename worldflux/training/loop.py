@@ -346,15 +346,23 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
 
     sampleable = [False]
 
+    # an objective that resets its carry at is_first (DreamerV3) trains on windows across episode
+    # boundaries, as the official replay does: otherwise episodes shorter than seq_len (early
+    # failures) would never be trained on
+    cross = bool(getattr(trainer.objective, "crosses_episodes", False))
+
     def update(n: int) -> None:
-        """``n`` updates; none until some episode holds ``seq_len`` steps (short episodes)."""
+        """``n`` updates; none until some episode holds ``seq_len`` steps (short episodes), or,
+        for objectives with ``crosses_episodes``, until the buffer holds ``seq_len`` rows."""
         nonlocal last_metrics, window_updates
         if n > 0 and not sampleable[0]:
-            sampleable[0] = replay.num_windows(seq_len) > 0
+            sampleable[0] = replay.num_windows(seq_len, cross) > 0
             if not sampleable[0]:
                 return
         for _ in range(n):
-            batch = replay.sample(batch_size, seq_len, normalize_images=normalize)
+            batch = replay.sample(
+                batch_size, seq_len, normalize_images=normalize, cross_episodes=cross
+            )
             last_metrics = trainer.train_step(batch).metrics
             window_updates += 1
 

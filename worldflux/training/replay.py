@@ -160,8 +160,11 @@ class ReplayBuffer:
             self.episode_open = False
 
     # -- sampling ---------------------------------------------------------------------------
-    def num_windows(self, seq_len: int) -> int:
-        """How many distinct ``seq_len`` windows lie inside one episode (O(size))."""
+    def num_windows(self, seq_len: int, cross_episodes: bool = False) -> int:
+        """How many distinct ``seq_len`` windows lie inside one episode (O(size)), or, with
+        ``cross_episodes``, how many windows of ``seq_len`` consecutive rows exist at all."""
+        if cross_episodes:
+            return max(0, self.size - seq_len + 1)
         return int(self._valid_starts(seq_len).numel())
 
     def _valid_starts(self, seq_len: int) -> Tensor:
@@ -177,8 +180,10 @@ class ReplayBuffer:
         last = self.episode[(starts + seq_len - 1) % self.capacity]
         return first == last
 
-    def sample_indices(self, batch_size: int, seq_len: int) -> Tensor:
-        """Logical start indices ``[B]`` of windows that stay inside one episode.
+    def sample_indices(self, batch_size: int, seq_len: int, cross_episodes: bool = False) -> Tensor:
+        """Logical start indices ``[B]`` of windows that stay inside one episode (or, with
+        ``cross_episodes``, of any ``seq_len`` consecutive rows: uniform over the buffer, the
+        official DreamerV3 replay; the model must then reset its carry at ``is_first``).
 
         Rejection sampling over all starts (vectorised), with an exact fallback when most starts
         are invalid. Uses only the buffer's own generator.
@@ -197,6 +202,8 @@ class ReplayBuffer:
                 f"replay sample: a window of {seq_len} steps needs at least {seq_len} rows, "
                 f"the buffer holds {self.size}"
             )
+        if cross_episodes:
+            return self._oldest + torch.randint(count, (batch_size,), generator=self.generator)
         chosen: list[Tensor] = []
         need = batch_size
         for _ in range(4):
@@ -223,14 +230,16 @@ class ReplayBuffer:
         seq_len: int,
         device: torch.device | str | None = None,
         normalize_images: bool = True,
+        cross_episodes: bool = False,
     ) -> Batch:
-        """A Batch of ``[B, T, ...]`` windows inside episodes.
+        """A Batch of ``[B, T, ...]`` windows inside episodes (any ``T`` consecutive rows with
+        ``cross_episodes``; ``is_first`` marks where a new episode starts inside a window).
 
         Keys: ``obs [B, T, *obs_shape]`` (uint8 frames become float32 in ``[0, 1]`` when
         ``normalize_images``), ``actions [B, T, A]`` float32 (or ``[B, T]`` int64),
         ``rewards [B, T]`` float32, ``terminated``, ``truncated``, ``is_first`` ``[B, T]`` bool.
         """
-        starts = self.sample_indices(batch_size, seq_len)
+        starts = self.sample_indices(batch_size, seq_len, cross_episodes)
         return self.gather(starts, seq_len, device=device, normalize_images=normalize_images)
 
     def gather(

@@ -103,6 +103,11 @@ class DreamerObjective(Objective):
     copy of the critic, not trainable) and ``retnorm`` (return percentiles)."""
 
     slow_count: Tensor
+    #: The loss resets the carry and masks targets at ``is_first``, so the training loop may
+    #: sample replay windows across episode boundaries, as the official replay does. Windows
+    #: confined to one episode would never contain an episode shorter than the window: the
+    #: early failures a policy must learn to avoid would be invisible to the world model.
+    crosses_episodes = True
 
     def __init__(self, ctx: BuildContext, params: DreamerObjectiveParams) -> None:
         super().__init__()
