@@ -120,6 +120,27 @@ def _how_it_ended(exitcode: int | None, timed_out: bool) -> str:
     return f"the process exited with code {exitcode} (os._exit or sys.exit in the target?)"
 
 
+_WARM = False
+
+
+def _warm_up() -> None:
+    """Pay one-time lazy costs in the parent, not once per forked child: torch's meta-device
+    decompositions pull in ``torch._dynamo`` (about 1000 modules, 2 s, on first use);
+    Hypothesis' stateful module."""
+    global _WARM
+    if _WARM:
+        return
+    _WARM = True
+    import hypothesis.stateful  # noqa: F401
+    import torch
+    import torch._decomp.decompositions_for_rng
+    import torch._dynamo
+
+    with torch.device("meta"):
+        torch.nn.Linear(4, 4)
+    torch.nn.Linear(4, 4)(torch.zeros(1, 4)).sum().backward()
+
+
 def _fail(check: Check, required: ModelMaturity, message: str, strict: bool) -> CheckResult:
     obligation = check.info.obligation(required)
     status = "warn" if obligation is Obligation.SHOULD and not strict else "fail"
@@ -148,6 +169,7 @@ def run_target_isolated(
     from worldflux.conformance import engine
 
     required = engine._required(target, level)
+    _warm_up()
     pending = [c for c in checks if c.info.obligation(required) is not Obligation.NA]
     order = [c.info.id for c in pending]
     results: dict[str, CheckResult] = {}
