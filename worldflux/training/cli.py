@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from worldflux.core.exceptions import ConfigurationError
@@ -16,41 +17,74 @@ from worldflux.core.exceptions import ConfigurationError
 __all__ = ["configure", "parse_overrides", "run"]
 
 
+#: CLI option -> RunConfig field, for the options a resumed run may also be given.
+_FIELDS = {
+    "env": "env_id",
+    "steps": "steps",
+    "seed": "seed",
+    "obs": "obs_mode",
+    "image_size": "image_size",
+    "batch_size": "batch_size",
+    "seq_len": "seq_len",
+    "seed_steps": "seed_steps",
+    "pretrain_updates": "pretrain_updates",
+    "updates_per_step": "updates_per_step",
+    "replay_capacity": "replay_capacity",
+    "checkpoint_every": "checkpoint_every",
+    "checkpoint_minutes": "checkpoint_minutes",
+    "log_every": "log_every",
+    "max_episode_steps": "max_episode_steps",
+    "grad_clip": "grad_clip",
+    "eval_every": "eval_every",
+    "eval_episodes": "eval_episodes",
+    "threads": "threads",
+}
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``worldflux train`` (cheap: imports nothing heavy)."""
-    parser.add_argument("model", help="model id or alias, e.g. tdmpc2-ci or tdmpc2:ci")
-    source = parser.add_mutually_exclusive_group(required=True)
+    """Arguments of ``worldflux train`` (cheap: imports nothing heavy). Options left out take
+    RunConfig's defaults, or with ``--resume`` the run's own recorded settings."""
+    parser.add_argument(
+        "model", nargs="?", help="model id or alias, e.g. tdmpc2-ci (not needed with --resume)"
+    )
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--env", help="Gymnasium id, e.g. Pendulum-v1")
     source.add_argument(
         "--dataset", metavar="PATH", help="train offline on an episode dataset (no environment)"
     )
-    parser.add_argument(
-        "--steps", type=int, required=True, help="environment steps (with --dataset: updates)"
-    )
+    parser.add_argument("--steps", type=int, help="environment steps (with --dataset: updates)")
     parser.add_argument("--out", help="run directory (default runs/<model>-<env>-s<seed>)")
-    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--obs", choices=["vector", "image"], default="vector", help="observation kind"
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR exactly (its settings are read from DIR/run.json; "
+        "options given here, such as a larger --steps, override them)",
     )
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--obs", choices=["vector", "image"], help="observation kind")
+    parser.add_argument("--image-size", type=int)
     parser.add_argument("--batch-size", type=int, help="default: the model config's, else 32")
     parser.add_argument("--seq-len", type=int, help="default: horizon + 1, else 16")
     parser.add_argument("--seed-steps", type=int, help="random-action steps before training")
     parser.add_argument("--pretrain-updates", type=int, help="updates when seeding ends")
-    parser.add_argument("--updates-per-step", type=float, default=1.0)
-    parser.add_argument("--replay-capacity", type=int)
-    parser.add_argument("--checkpoint-every", type=int, default=5000)
-    parser.add_argument("--log-every", type=int, default=250)
+    parser.add_argument("--updates-per-step", type=float)
+    parser.add_argument(
+        "--replay-capacity", type=int, help="default: the whole run, kept on --resume"
+    )
+    parser.add_argument("--checkpoint-every", type=int, help="env steps (default 5000)")
+    parser.add_argument(
+        "--checkpoint-minutes", type=float, help="also every N minutes (default 10)"
+    )
+    parser.add_argument("--log-every", type=int)
     parser.add_argument("--max-episode-steps", type=int)
     parser.add_argument("--grad-clip", type=float)
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
-    parser.add_argument("--eval-every", type=int, default=0, help="env steps between evaluations")
-    parser.add_argument("--eval-episodes", type=int, default=1)
+    parser.add_argument("--eval-every", type=int, help="env steps between evaluations")
+    parser.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default 1)")
     parser.add_argument(
         "--set",
         action="append",
-        default=[],
+        default=None,
         metavar="KEY=VALUE",
         help="model config override (VALUE parsed as JSON when possible); repeatable",
     )
@@ -86,19 +120,22 @@ def _run_offline(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.model is None or args.steps is None:
+        raise ConfigurationError("worldflux train --dataset needs MODEL and --steps (updates)")
     safe = args.model.replace(":", "-").replace("/", "-")
-    out = args.out or f"runs/{safe}-{Path(args.dataset).name}-s{args.seed}"
+    seed = args.seed or 0
+    out = args.out or f"runs/{safe}-{Path(args.dataset).name}-s{seed}"
     summary = train_offline(
         OfflineConfig(
             model=args.model,
             dataset=args.dataset,
             updates=args.steps,
             out=str(out),
-            seed=args.seed,
+            seed=seed,
             batch_size=args.batch_size,
             seq_len=args.seq_len,
-            log_every=args.log_every,
-            model_overrides=parse_overrides(args.set),
+            log_every=args.log_every or 50,
+            model_overrides=parse_overrides(args.set or []),
             grad_clip=args.grad_clip,
         )
     )
@@ -112,53 +149,89 @@ def _run_offline(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields the command line sets explicitly."""
+    given = {field: getattr(args, name) for name, field in _FIELDS.items()}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.set is not None:
+        given["model_overrides"] = parse_overrides(args.set)
+    if args.model is not None:
+        given["model"] = args.model
+    return given
+
+
+def _config(args: argparse.Namespace) -> tuple[Any, bool]:
+    """The run to do, and whether it resumes one."""
     from pathlib import Path
 
-    if args.dataset:
-        return _run_offline(args)
+    from worldflux.training.loop import RUN_FILE, RunConfig
 
-    from worldflux.training.loop import RunConfig, train
-
-    out = args.out or args.resume
-    if out is None:
-        safe = args.model.replace(":", "-").replace("/", "-")
-        out = f"runs/{safe}-{args.env}-s{args.seed}"
-    if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+    given = _given(args)
+    if args.resume is None:
+        missing = [
+            flag
+            for flag, key in (("MODEL", "model"), ("--env", "env_id"), ("--steps", "steps"))
+            if key not in given
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"worldflux train needs {', '.join(missing)} (or --resume DIR)"
+            )
+        safe = given["model"].replace(":", "-").replace("/", "-")
+        out = args.out or f"runs/{safe}-{given['env_id']}-s{given.get('seed', 0)}"
+        return RunConfig(out=str(out), progress=not args.no_progress, **given), False
+    run_dir = Path(args.resume)
+    if args.out and Path(args.out).resolve() != run_dir.resolve():
         raise ConfigurationError(
             f"--resume {args.resume} and --out {args.out}: a resumed run continues in its own "
             "directory; give one of them"
         )
-    config = RunConfig(
-        model=args.model,
-        env_id=args.env,
-        steps=args.steps,
-        out=str(out),
-        seed=args.seed,
-        obs_mode=args.obs,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        seq_len=args.seq_len,
-        seed_steps=args.seed_steps,
-        pretrain_updates=args.pretrain_updates,
-        updates_per_step=args.updates_per_step,
-        replay_capacity=args.replay_capacity,
-        checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every,
-        max_episode_steps=args.max_episode_steps,
-        model_overrides=parse_overrides(args.set),
-        grad_clip=args.grad_clip,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        progress=not args.no_progress,
-        threads=args.threads,
-    )
-    summary = train(config, resume=args.resume is not None)
+    record = run_dir / RUN_FILE
+    try:
+        saved = json.loads(record.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigurationError(
+            f"--resume {run_dir}: cannot read {record} ({type(error).__name__}); "
+            "is it a worldflux run directory?"
+        ) from None
+    fields = set(RunConfig.__dataclass_fields__)
+    settings = {k: v for k, v in saved.items() if k in fields} if isinstance(saved, dict) else {}
+    changed = {k: (settings.get(k), v) for k, v in given.items() if settings.get(k) != v}
+    for key, (before, after) in sorted(changed.items()):
+        print(f"resume: {key} {before!r} -> {after!r}")
+    settings.update(given, out=str(run_dir), progress=not args.no_progress)
+    return RunConfig(**settings), True
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dataset:
+        return _run_offline(args)
+
+    from worldflux.training.checkpoint import read_training_extra
+    from worldflux.training.interrupts import TrainingInterrupted
+    from worldflux.training.loop import checkpoint_dir, train
+
+    config, resume = _config(args)
+    if resume:
+        from pathlib import Path
+
+        from worldflux.training.distributed import init_from_environment
+
+        ckpt = checkpoint_dir(Path(config.out), init_from_environment())
+        step = read_training_extra(ckpt).get("loop", {}).get("env_step", "?")
+        print(f"resumed at step {step} of {config.steps} ({config.out})")
+    try:
+        summary = train(config, resume=resume)
+    except TrainingInterrupted as stopped:
+        print(f"worldflux train: {stopped.message}", file=sys.stderr)
+        return 130
     last = summary.returns[-10:]
     mean = sum(last) / len(last) if last else float("nan")
+    final = f"; final evaluation {summary.eval_returns[-1]:.1f}" if summary.eval_returns else ""
     print(
         f"trained {config.model} on {config.env_id}: {summary.env_steps} env steps, "
         f"{summary.updates} updates, {summary.episodes} episodes, "
-        f"mean return of the last {len(last)} episodes {mean:.1f}; run directory {summary.out}"
+        f"mean return of the last {len(last)} episodes {mean:.1f}{final}; "
+        f"run directory {summary.out}"
     )
     return 0

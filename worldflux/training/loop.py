@@ -14,10 +14,12 @@ average gradients; rank 0 logs, every rank checkpoints its own state (``checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from worldflux.training.checkpoint import (
 from worldflux.training.distributed import DistributedContext, init_from_environment
 from worldflux.training.envs import GymEnv, ObsMode
 from worldflux.training.errors import TrainingError
+from worldflux.training.interrupts import StopRequest, TrainingInterrupted
 from worldflux.training.metrics import MetricsLogger, Progress
 from worldflux.training.replay import ReplayBuffer
 from worldflux.training.trainer import Trainer, TrainerConfig
@@ -67,6 +70,8 @@ class RunConfig:
         updates_per_step: updates per environment step after the seed phase (may be < 1).
         replay_capacity: rows kept (default: enough for the whole run, at most 1M).
         checkpoint_every: env steps between checkpoints (taken at the next episode end).
+        checkpoint_minutes: also checkpoint at the next episode end once this many minutes have
+            passed since the last checkpoint (0: off); the run's end always checkpoints.
         log_every: env steps between ``train`` records.
         max_episode_steps: override the environment's time limit.
         model_overrides: config overrides for ``create_world_model``.
@@ -75,6 +80,8 @@ class RunConfig:
             episodes on a separate environment instance with ``eval_mode=True`` at the next
             episode end and logs an ``eval`` record (``eval_return``: their mean).
         eval_episodes: episodes per evaluation.
+        final_eval: evaluate ``eval_episodes`` episodes at the end of the run (unless an
+            evaluation just ran at that step).
         progress: draw the progress bar.
         threads: torch intra-op threads (None keeps torch's default; 1 is fastest for small
             models on a busy machine).
@@ -94,12 +101,14 @@ class RunConfig:
     updates_per_step: float = 1.0
     replay_capacity: int | None = None
     checkpoint_every: int = 5000
+    checkpoint_minutes: float = 10.0
     log_every: int = 250
     max_episode_steps: int | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)
     grad_clip: float | None = None
     eval_every: int = 0
     eval_episodes: int = 1
+    final_eval: bool = True
     progress: bool = True
     threads: int | None = None
 
@@ -124,6 +133,18 @@ class RunSummary:
 def checkpoint_dir(out: Path, dist: DistributedContext) -> Path:
     """``out/checkpoint`` (one process) or ``out/checkpoint-rank<r>``."""
     return out / ("checkpoint" if not dist.enabled else f"checkpoint-rank{dist.rank}")
+
+
+@contextlib.contextmanager
+def isolated_rng() -> Iterator[None]:
+    """Run a block without moving torch's, numpy's or Python's global random streams."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng():
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
 
 
 def _seed_everything(seed: int) -> None:
@@ -278,6 +299,7 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
             returns.append(total)
         mean = sum(returns) / len(returns)
         loop["eval_returns"].append(mean)
+        loop["last_eval_step"] = loop["env_step"]
         record("eval", {"eval_return": mean, "eval_returns": returns})
 
     if resume:
@@ -296,6 +318,9 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         if loop["episode_open"]:
             replay.episode_open = False  # the open episode cannot be continued: start afresh
             loop["episode_open"] = False
+        if config.replay_capacity is None and capacity > replay.capacity:
+            replay = replay.grown(capacity)  # a longer run keeps every row (default capacity)
+            derived["replay_capacity"] = capacity
     else:
         replay = ReplayBuffer(
             capacity,
@@ -345,6 +370,14 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
             )
 
     sampleable = [False]
+    stop = StopRequest()
+    last_save = [time.perf_counter()]
+
+    def checkpoint_due() -> bool:
+        if loop["env_step"] >= loop["next_checkpoint"]:
+            return True
+        minutes = config.checkpoint_minutes
+        return bool(minutes) and time.perf_counter() - last_save[0] >= 60.0 * minutes
 
     # an objective that resets its carry at is_first (DreamerV3) trains on windows across episode
     # boundaries, as the official replay does: otherwise episodes shorter than seq_len (early
@@ -366,6 +399,7 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
             last_metrics = trainer.train_step(batch).metrics
             window_updates += 1
 
+    stop.install()  # Ctrl-C / SIGTERM: finish this episode, checkpoint, exit (resumable)
     try:
         while loop["env_step"] < config.steps:
             if not loop["episode_open"]:
@@ -408,10 +442,13 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
                     evaluate()
                     while loop["next_eval"] <= loop["env_step"]:
                         loop["next_eval"] += config.eval_every
-                if loop["env_step"] >= loop["next_checkpoint"]:
+                if checkpoint_due() or stop.requested:
                     save()
+                    last_save[0] = time.perf_counter()
                     while loop["next_checkpoint"] <= loop["env_step"]:
                         loop["next_checkpoint"] += config.checkpoint_every
+                if stop.requested:
+                    raise TrainingInterrupted(loop["env_step"], out, stop.signal_name)
             if loop["env_step"] % config.log_every == 0 or loop["env_step"] == config.steps:
                 now = time.perf_counter()
                 elapsed = max(now - window_start, 1e-9)
@@ -432,10 +469,17 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
             else:
                 progress.update(loop["env_step"], {"return": loop["episode_return"]})
         save()
+        just_evaluated = loop.get("last_eval_step") == loop["env_step"]
+        if config.final_eval and config.eval_episodes > 0 and not just_evaluated:
+            # every run ends with evidence of how the agent acts; after the checkpoint and with
+            # the random streams restored, so a resumed run continues exactly as if it had not
+            with isolated_rng():
+                evaluate()
     except KeyboardInterrupt:
-        # keep the last complete checkpoint; the interrupted part is redone on resume
+        # a second Ctrl-C: keep the last complete checkpoint; resume redoes what came after it
         raise
     finally:
+        stop.restore()
         progress.close()
         if logger is not None:
             logger.close()

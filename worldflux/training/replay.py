@@ -264,6 +264,29 @@ class ReplayBuffer:
         )
         return batch if device is None else batch.to(device)
 
+    def grown(self, capacity: int) -> ReplayBuffer:
+        """A copy with room for ``capacity`` rows, every held row kept at its logical index (so
+        sampling is exactly what a buffer of that capacity from the start would give, as long as
+        nothing was evicted yet) and the generator state carried over.
+
+        Raises:
+            ReplayError: ``capacity`` is smaller than the current one.
+        """
+        if capacity < self.capacity:
+            raise ReplayError(
+                f"replay grow: expected a capacity >= {self.capacity}, found {capacity}"
+            )
+        bigger = ReplayBuffer(
+            capacity, self.obs_shape, self.action_dim, self.action_type, self.obs_dtype
+        )
+        logical = torch.arange(self._oldest, self.total)
+        for name in _ARRAYS:
+            getattr(bigger, name)[logical % capacity] = getattr(self, name)[logical % self.capacity]
+        bigger.total, bigger.episodes = self.total, self.episodes
+        bigger.episode_open = self.episode_open
+        bigger.generator.set_state(self.generator.get_state())
+        return bigger
+
     # -- persistence ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """JSON-able position and layout (the arrays are saved separately)."""
