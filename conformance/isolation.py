@@ -56,6 +56,9 @@ def _child(
 
     code = 0
     try:
+        import faulthandler
+
+        faulthandler.disable()  # a target's segfault is reported as a FAIL, not a dump
         if options.memory_limit:
             import resource
 
