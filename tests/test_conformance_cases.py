@@ -401,6 +401,22 @@ class DriftsPerCall(Planner):
         return State(latent=out["latent"] + 0.01 * count)
 
 
+class TransitionDouble(Planner):
+    """transition returns float64 states (the layout changes along a program)."""
+
+    def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
+        out = super().transition(state, action, validate=validate)
+        return State(latent=out["latent"].double())
+
+
+class DecoderNotLoaded(Planner):
+    """load_state_dict skips the decoder: a loaded model decodes with fresh weights."""
+
+    def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        kept = {k: v for k, v in state_dict.items() if not k.startswith("decoder")}
+        return super().load_state_dict(kept, strict=False)
+
+
 class DropsStateKey(Planner):
     def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
         t = super().rollout(state, actions, validate=validate)
@@ -542,6 +558,15 @@ CASES: list[tuple[str, type[SpecWorldModel], str, str, Any, bool]] = [
     ("determinism.seeded", PerInstanceOffset, "fail", "same weights, different", None, False),
     ("determinism.seeded", DriftsPerCall, "fail", "on the same model differs", None, False),
     ("rollout.consistency", DropsStateKey, "fail", "missing from the trajectory", None, False),
+    ("rollout.state_machine", TransitionDouble, "fail", "layout changed", None, False),
+    (
+        "rollout.state_machine",
+        DecoderNotLoaded,
+        "fail",
+        "decode changed after save/load",
+        None,
+        False,
+    ),
     ("planning.policy", BareActor, "fail", "expected (action, carry)", _acting, False),
     ("planning.policy", WideActor, "fail", "act step", _acting, False),
     ("planning.policy", Planner, "not-exercised", "no act", _acting, False),

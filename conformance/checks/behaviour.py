@@ -299,10 +299,12 @@ def rollout_state_machine(ctx: CheckContext) -> None:
             inputs = case.materialize(contract)
             self.inputs = inputs
             first = self._do({"op": "encode", "obs": inputs["obs"], "batch": case.batch})
-            # every program rolls out at least once, so re-entrancy is always exercised
+            # every program runs each operation at least once (re-entrancy, layout, save/load)
             self._do(
                 {"op": "rollout", "state": first, "actions": inputs["actions"], "seed": case.seed}
             )
+            self._do({"op": "transition", "state": first, "action": inputs["action"]})
+            self._do({"op": "save_load", "state": first, "seed": case.seed})
             return first
 
         @rule(target=states, alt=st.booleans())
