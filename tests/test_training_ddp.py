@@ -80,6 +80,24 @@ WORKER = textwrap.dedent(
             )
         )
         print(f"rank {ctx.rank} returns {summary.returns}")
+        # CartPole: each rank's episodes end at different steps, so "is there a 20-step window
+        # yet" differs between ranks; the loop must decide it collectively or deadlock
+        cartpole = train(
+            RunConfig(
+                model="training_toy:ci",
+                env_id="CartPole-v1",
+                steps=80,
+                out=str(out / "cartpole"),
+                seed=1,
+                seed_steps=5,
+                pretrain_updates=1,
+                batch_size=4,
+                seq_len=20,
+                log_every=20,
+                progress=False,
+            )
+        )
+        print(f"rank {ctx.rank} cartpole lengths {cartpole.episodes} updates {cartpole.updates}")
     dist.barrier()
     dist.destroy_process_group()
     """
@@ -173,3 +191,5 @@ def test_two_processes_average_gradients_and_stay_identical(tmp_path: Path) -> N
     r1 = (ck1 / "replay.safetensors").read_bytes()
     assert r0 != r1  # each rank collected its own episodes
     assert (run / "metrics.jsonl").is_file() and not (run / "checkpoint").exists()
+    updates = {line.split()[-1] for line in proc.stdout.splitlines() if "cartpole" in line}
+    assert len(updates) == 1, proc.stdout  # unequal episodes, equal (collective) update counts

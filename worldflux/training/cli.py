@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -225,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stopped:
         print(f"worldflux train: {stopped.message}", file=sys.stderr)
         return 130
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun, rank 0 alone reports (each rank logs nothing else either)
     last = summary.returns[-10:]
     mean = sum(last) / len(last) if last else float("nan")
     final = f"; final evaluation {summary.eval_returns[-1]:.1f}" if summary.eval_returns else ""

@@ -73,6 +73,15 @@ class DistributedContext:
         if self.enabled:
             dist.barrier()
 
+    def all_true(self, flag: bool) -> bool:
+        """True when ``flag`` holds on every rank: a decision every rank takes together, so
+        all of them issue the same collectives (e.g. "can we sample a batch yet")."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+
     def all_equal(self, value: float) -> bool:
         """True when ``value`` is the same on every rank (used to check replicas agree)."""
         if not self.enabled:

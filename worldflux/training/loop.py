@@ -389,7 +389,8 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         for objectives with ``crosses_episodes``, until the buffer holds ``seq_len`` rows."""
         nonlocal last_metrics, window_updates
         if n > 0 and not sampleable[0]:
-            sampleable[0] = replay.num_windows(seq_len, cross) > 0
+            # collective: ranks whose episodes differ in length must still agree
+            sampleable[0] = dist.all_true(replay.num_windows(seq_len, cross) > 0)
             if not sampleable[0]:
                 return
         for _ in range(n):
