@@ -21,10 +21,11 @@ from test_conformance_meta import (
     spec_with,
 )
 from torch import Tensor
-from worldflux.conformance.toys import registered
+from worldflux.conformance.toys import ToyMLPEncoder, registered
 
 from worldflux.core.exceptions import ContractViolation
 from worldflux.core.model import SpecWorldModel
+from worldflux.core.registry import register_component
 from worldflux.core.types import LossOutput, ModelOutput, State, Trajectory
 
 
@@ -465,12 +466,35 @@ class MismatchedOptimizers(Planner):
         return {"other": torch.optim.SGD(self.parameters(), lr=1e-3)}
 
 
+@register_component("observation_encoder", "wf_conformance_toy/encoder_nan_at_b3", override=True)
+class NaNAtB3Encoder(ToyMLPEncoder):
+    """Serves small batches (passes the swap probe), NaN from B = 3 on."""
+
+    def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
+        out = super().forward(obs)
+        if out["latent"].shape[0] >= 3:
+            return State(latent=out["latent"] * float("nan"))
+        return out
+
+
+@register_component("observation_encoder", "wf_conformance_toy/encoder_nan", override=True)
+class NaNEncoder(ToyMLPEncoder):
+    """Always NaN: refused by swap_component's probe."""
+
+    def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
+        return State(latent=super().forward(obs)["latent"] * float("nan"))
+
+
+def _swap_to(key: str) -> dict[str, Any]:
+    return {"swap_candidates": {"observation_encoder": [key]}}
+
+
 def _declared_empty() -> dict[str, Any]:
     return spec_with(io_contract__empty_batch="empty")
 
 
 #: (check id, toy base, expected status, words in the message, spec, discrete)
-CASES: list[tuple[str, type[SpecWorldModel], str, str, Any, bool]] = [
+CASES: list[tuple[Any, ...]] = [
     *[
         (cid, TrainModeNoise, "pass", "", None, False)
         for cid in sorted(BROKEN)
@@ -584,9 +608,22 @@ CASES: list[tuple[str, type[SpecWorldModel], str, str, Any, bool]] = [
 ]
 
 
+#: slots.swap cases: (expected status, words, the candidate implementation key)
+SWAP_CASES = [
+    ("fail", "expected finite values", "wf_conformance_toy/encoder_nan_at_b3"),
+    ("not-exercised", "refused", "wf_conformance_toy/encoder_nan"),
+]
+CASES += [
+    ("slots.swap", Planner, expect, words, None, False, _swap_to(key))
+    for expect, words, key in SWAP_CASES
+]
+
+
 def run_case(case: tuple[Any, ...], tmp: Path, **kw: Any) -> bool:
     """True when the check's outcome on the toy is the expected one."""
-    check_id, base, expect, words, spec, discrete = case
+    check_id, base, expect, words, spec, discrete = case[:6]
+    if len(case) > 6:
+        kw["hints"] = case[6]
     the_spec = spec() if callable(spec) else good_spec(discrete=discrete)
     with registered(_toy("wfc_case", base, the_spec)):
         result = run_one("wfc_case", check_id, tmp, **kw)
