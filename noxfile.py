@@ -17,9 +17,10 @@ PACKAGES = ["worldflux", "conformance", "generated", "tests", "benchmarks", "nox
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check + ruff format --check."""
+    """ruff check + ruff format --check + import-linter layer contracts."""
     session.run("ruff", "check", *PACKAGES)
     session.run("ruff", "format", "--check", *PACKAGES)
+    session.run("lint-imports")  # the layer contracts in pyproject.toml [tool.importlinter]
 
 
 @nox.session

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 from worldflux.core.registry import add_loader
 from worldflux.discovery import load_components, load_models
 from worldflux.lazy import lazy_exports
-
-__version__ = "0.1.0"
+from worldflux.version import __version__
 
 _CORE = (
     "Batch",

@@ -48,7 +48,7 @@ def _chosen(argv: Sequence[str]) -> str | None:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported and configured (``--help`` stays cheap:
     the other subcommands are listed by name and help line only)."""
-    from worldflux import __version__
+    from worldflux.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="worldflux",

@@ -74,8 +74,8 @@ def save_pretrained(model: WorldModel, directory: str | Path) -> Path:
 
 def model_unit_filler(model: WorldModel) -> Callable[[UnitWriter], None]:
     """Check that ``model`` can be saved and return the writer of its files."""
-    from worldflux import __version__
     from worldflux.core.registry import WorldModelRegistry
+    from worldflux.version import __version__
 
     registered = WorldModelRegistry._models.get(model.model_type)
     if registered is not type(model):
