@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare with a baseline report (default benchmarks/baseline.json)",
     )
     parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run git revision REV (a temporary worktree) interleaved with this tree and "
+        "print per-workload ratios with their band over --rounds (exit 1 when a workload is "
+        "slower in every round by more than --tolerance)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--baseline)")
+    parser.add_argument(
         "--from",
         dest="from_report",
         type=Path,
@@ -225,6 +233,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"[bench] updated {DEFAULT_BASELINE}", file=sys.stderr)
         print(format_table(report))
         failed = report["summary"]["error"] > 0
+        if args.baseline is not None:
+            from benchmarks.baseline_rev import format_ratios, interleaved, worktree
+
+            settings = RunSettings(args.threads, args.quick, args.runs, args.warmup)
+            with worktree(args.baseline) as tree:
+                ratios = interleaved(workloads, tree, settings, args.rounds, args.tolerance)
+            print(format_ratios(ratios, args.baseline, args.tolerance))
+            failed = failed or any(r.verdict == "slower" for r in ratios)
         if args.compare is not None:
             comparisons = compare(report, load_report(args.compare), args.tolerance)
             print(format_comparison(comparisons, args.tolerance))

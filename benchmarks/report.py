@@ -371,12 +371,13 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def format_table(report: Mapping[str, Any]) -> str:
-    """A plain-text table: the raw figure (median, best..worst), efficiency, floor, the target
-    and reference scaled to this run's calibration, the figure normalised to 206 GFLOP/s, and
-    whether the target is met."""
+    """A plain-text table of this run alone: the raw figure (median, best..worst), the
+    efficiency against this run's own matmul calibration (achieved / calibrated FLOP/s) and the
+    floor (the figure at efficiency 1). Nothing is normalised to another machine and no
+    absolute target decides anything: ``--baseline REV`` compares revisions in one run."""
     header = (
         f"{'workload':<24} {'figure':>9} {'unit':<14} {'best..worst':>17} {'eff':>5} "
-        f"{'floor':>8} {'target*':>8} {'ref*':>8} {'@206':>8}  status"
+        f"{'floor':>8} {'cal GF/s':>8}"
     )
     lines = [header, "-" * len(header)]
     for w in report["workloads"]:
@@ -384,16 +385,13 @@ def format_table(report: Mapping[str, Any]) -> str:
             reason = (w.get("reason") or "").splitlines()[0][:80] if w.get("reason") else ""
             lines.append(f"{w['name']:<24} {w['status']}: {reason}")
             continue
-        value, target = w["value"], w.get("target")
+        value = w["value"]
         eff = w.get("efficiency")
-        status = "-" if target is None else ("met" if target["met"] else "MISSED")
         lines.append(
             f"{w['name']:<24} {_fmt(value['median']):>9} {w['unit']:<14} "
             f"{_fmt(value['best']) + '..' + _fmt(value['worst']):>17} "
             f"{'-' if eff is None else f'{eff:.0%}':>5} {_fmt(w.get('floor')):>8} "
-            f"{_fmt(target['scaled_value'] if target else None):>8} "
-            f"{_fmt(target.get('scaled_reference') if target else None):>8} "
-            f"{_fmt(w.get('value_at_reference')):>8}  {status}"
+            f"{_fmt(w.get('calibration_gflops')):>8}"
         )
     summary = report["summary"]
     cal = summary.get("calibration_gflops")
@@ -404,8 +402,8 @@ def format_table(report: Mapping[str, Any]) -> str:
             + ("  [DEPRESSED: figures are suspect]" if summary["depressed_calibration"] else "")
         )
     lines.append(
-        "* scaled by calibration / 206 GFLOP/s (compute-bound workloads); @206: the figure "
-        "normalised run by run to a 206 GFLOP/s machine, which decides 'met'"
+        "eff: achieved FLOP/s over the same run's calibrated matmul FLOP/s; compare revisions "
+        "with --baseline REV (interleaved, ratios with their band)"
     )
     return "\n".join(lines)
 

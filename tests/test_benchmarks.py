@@ -455,3 +455,55 @@ def test_median_record_keeps_the_middle_process() -> None:
     assert len(chosen["details"]["process_calibrated_times"]) == 3
     assert median_record([skipped]) is skipped
     assert median_record(records[:1])["details"] == {}
+
+
+# -- --baseline REV: interleaved ratios with a noise band -----------------------------------------
+def test_a_verdict_needs_every_round_outside_the_tolerance() -> None:
+    from benchmarks.baseline_rev import judge
+
+    spike = judge("w", [1.02, 46.0, 0.99], tolerance=0.1)  # one round hit a load spike
+    assert spike.verdict == "same" and spike.median == 1.02
+    assert judge("w", [1.3, 1.25, 1.4], 0.1).verdict == "slower"
+    assert judge("w", [0.5, 0.55, 0.6], 0.1).verdict == "faster"
+    band = judge("w", [0.8, 1.0], 0.1)
+    assert (band.low, band.high, band.median, band.rounds) == (0.8, 1.0, 0.9, 2)
+
+
+def test_baseline_worktree_imports_that_revision_whole() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.baseline_rev import worktree
+
+    code = "import worldflux.generated, worldflux.specs; print(worldflux.generated.__file__)"
+    with worktree("HEAD") as tree:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=tree, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().startswith(str(tree))
+    assert not tree.exists()
+
+
+def test_the_table_judges_nothing_against_another_machine() -> None:
+    from benchmarks.report import format_table
+
+    report = {
+        "workloads": [
+            {
+                "name": "w",
+                "status": "ok",
+                "unit": "s",
+                "value": {"median": 1.0, "best": 0.9, "worst": 1.1},
+                "efficiency": 0.5,
+                "floor": 0.5,
+                "calibration_gflops": 371.0,
+                "target": {"met": False},
+            }
+        ],
+        "summary": {"calibration_gflops": None, "depressed_calibration": False},
+    }
+    table = format_table(report)
+    assert "MISSED" not in table and "@206" not in table and "50%" in table
