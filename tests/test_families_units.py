@@ -25,9 +25,9 @@ from test_families_harness import (
 )
 
 from worldflux.core.types import State
-from worldflux.families.diffusion.edm import EDM, sinusoidal_embedding
 from worldflux.families.renderer3d.slots import render_gaussians
-from worldflux.families.token.transformer import causal_mask
+from worldflux.families.shared.edm import EDM, sinusoidal_embedding
+from worldflux.families.shared.transformer import causal_mask
 from worldflux.families.vjepa2.slots import block_causal_mask
 
 
@@ -231,7 +231,7 @@ def test_gan_generator_loss_does_not_train_the_discriminator() -> None:
 @pytest.mark.parametrize(
     ("family", "module"),
     [
-        ("jepa", "worldflux.families.jepa.hparams"),
+        ("jepa", "worldflux.families.shared.hparams"),
         ("vjepa2", "worldflux.families.vjepa2.hparams"),
         ("token", "worldflux.families.token.hparams"),
         ("diffusion", "worldflux.families.diffusion.hparams"),

@@ -29,6 +29,7 @@ __all__ = [
     "ComponentEntry",
     "WorldModelRegistry",
     "add_loader",
+    "ensure_components",
     "get_component",
     "list_components",
     "register_component",
@@ -230,6 +231,13 @@ def add_loader(kind: str, loader: Callable[[], None]) -> None:
 def _builtins() -> None:
     for loader in _loaders["components"]:
         loader()
+
+
+def ensure_components() -> None:
+    """Run the component loaders and plugins now (every family's registrations, parity
+    handlers included), without naming any module above core."""
+    _builtins()
+    load_plugins()
 
 
 def get_component(kind: str, key: str) -> ComponentEntry:

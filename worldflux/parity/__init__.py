@@ -146,8 +146,9 @@ def register_parity_handler(model_type: str, handler: ParityHandler) -> None:
 
 
 def _handler(model_id: str) -> ParityHandler:
-    import worldflux.families  # noqa: F401  (registers the families and their parity handlers)
-    from worldflux.core.registry import WorldModelRegistry
+    from worldflux.core.registry import WorldModelRegistry, ensure_components
+
+    ensure_components()  # the families register their parity handlers on import
 
     model_type, _ = WorldModelRegistry.resolve(model_id)
     handler = _handlers.get(model_type)

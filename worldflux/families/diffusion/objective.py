@@ -12,22 +12,13 @@ from torch.nn import functional as F
 from worldflux.core.components import BuildContext, Objective
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
-from worldflux.core.types import Batch, LossOutput, State
-from worldflux.families.jepa.objective import masked_mean
+from worldflux.core.types import Batch, LossOutput
+from worldflux.families.shared.tensors import masked_mean, reset_where
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
 
-__all__ = ["DiffusionObjective", "DiffusionObjectiveParams", "reset_where", "scaled_action"]
-
-
-def reset_where(is_first: Tensor, initial: State, state: State) -> State:
-    """Per sample: ``initial`` where ``is_first [B]`` is true, else ``state``."""
-    out = {}
-    for key, value in state.items():
-        mask = is_first.view(-1, *([1] * (value.dim() - 1)))
-        out[key] = torch.where(mask, initial[key].to(value.dtype), value)
-    return State(out)
+__all__ = ["DiffusionObjective", "DiffusionObjectiveParams", "scaled_action"]
 
 
 def scaled_action(action_input: Tensor, keep: Tensor) -> Tensor:

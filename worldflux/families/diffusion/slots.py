@@ -22,9 +22,10 @@ from worldflux.core.components import (
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.diffusion.edm import EDM, sinusoidal_embedding
 from worldflux.families.diffusion.hparams import hp
-from worldflux.families.jepa.hparams import mlp, obs_numel, require_dims, swap_guard
+from worldflux.families.shared.edm import EDM, sinusoidal_embedding
+from worldflux.families.shared.hparams import mlp, obs_numel, require_dims, swap_guard
+from worldflux.families.shared.tensors import shift_in
 
 __all__ = [
     "DiffusionActionEmbedding",
@@ -32,13 +33,7 @@ __all__ = [
     "DiffusionDynamics",
     "DiffusionFrames",
     "DiffusionHeads",
-    "shift_in",
 ]
-
-
-def shift_in(window: Tensor, new: Tensor) -> Tensor:
-    """Drop the oldest entry of ``window [B, K, ...]`` and append ``new [B, ...]``."""
-    return torch.cat([window[:, 1:], new.unsqueeze(1).to(window.dtype)], dim=1)
 
 
 @register_component("observation_encoder", "diffusion.frames")

@@ -12,7 +12,7 @@ from worldflux.core.components import BuildContext, Objective
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import Batch, LossOutput, State
-from worldflux.families.jepa.objective import masked_mean
+from worldflux.families.shared.tensors import masked_mean
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel

@@ -19,8 +19,8 @@ from worldflux.core.components import BuildContext, DynamicsModel
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.diffusion.edm import EDM, sinusoidal_embedding
-from worldflux.families.jepa.hparams import require_dims
+from worldflux.families.shared.edm import EDM, sinusoidal_embedding
+from worldflux.families.shared.hparams import require_dims
 
 __all__ = ["DEFAULTS", "DiTBlock", "DiTDynamics", "hp"]
 

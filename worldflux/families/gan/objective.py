@@ -17,7 +17,7 @@ from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import Batch, LossOutput, State
 from worldflux.families.gan.slots import hp
-from worldflux.families.jepa.hparams import mlp, require_dims
+from worldflux.families.shared.hparams import mlp, require_dims
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel

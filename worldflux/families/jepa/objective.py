@@ -6,27 +6,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor
 from torch.nn import functional as F
 
 from worldflux.core.components import BuildContext, Objective
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import Batch, LossOutput, State
+from worldflux.families.shared.tensors import masked_mean
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
 
-__all__ = ["JEPAObjective", "JEPAObjectiveParams", "masked_mean"]
-
-
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x`` over entries where ``mask`` (same leading shape) is 1; 0 when none is."""
-    mask = mask.to(x.dtype)
-    while mask.dim() < x.dim():
-        mask = mask.unsqueeze(-1)
-    mask = mask.expand_as(x)
-    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+__all__ = ["JEPAObjective", "JEPAObjectiveParams"]
 
 
 class JEPAObjectiveParams(BaseModel):

@@ -17,7 +17,7 @@ from worldflux.core.components import BuildContext, Decoder, DynamicsModel, Obse
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.jepa.hparams import hp, mlp, obs_numel, require_dims
+from worldflux.families.shared.hparams import hp, mlp, obs_numel, require_dims
 
 __all__ = ["JEPAEncoder", "JEPAHeads", "JEPAPredictor"]
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from worldflux.core.components import BuildContext, DynamicsModel
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.jepa.hparams import mlp, require_dims
+from worldflux.families.shared.hparams import mlp, require_dims
 
 __all__ = ["DEFAULTS", "SemiImplicitEuler", "hp"]
 

@@ -19,7 +19,7 @@ from worldflux.core.components import BuildContext, Decoder
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.jepa.hparams import mlp, require_dims
+from worldflux.families.shared.hparams import mlp, require_dims
 
 __all__ = ["DEFAULTS", "GaussianRenderer", "hp", "render_gaussians"]
 

@@ -20,7 +20,7 @@ from worldflux.components.conditioners import action_features
 from worldflux.core.components import ActionConditioner, BuildContext, DynamicsModel
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.jepa.hparams import require_dims
+from worldflux.families.shared.hparams import require_dims
 
 __all__ = ["DEFAULTS", "DiagonalSSM", "SSMActionInput", "hp"]
 

@@ -24,10 +24,10 @@ from worldflux.core.components import (
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.diffusion.slots import shift_in
-from worldflux.families.jepa.hparams import mlp, obs_numel, require_dims
+from worldflux.families.shared.hparams import mlp, obs_numel, require_dims
+from worldflux.families.shared.tensors import shift_in
+from worldflux.families.shared.transformer import Transformer, causal_mask
 from worldflux.families.token.hparams import hp
-from worldflux.families.token.transformer import Transformer, causal_mask
 
 __all__ = ["TokenActionEmbedding", "TokenDecoder", "TokenTransformer", "Tokenizer"]
 

@@ -25,9 +25,9 @@ from worldflux.core.components import (
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.diffusion.slots import shift_in
-from worldflux.families.jepa.hparams import mlp, require_dims, swap_guard
-from worldflux.families.token.transformer import Transformer
+from worldflux.families.shared.hparams import mlp, require_dims, swap_guard
+from worldflux.families.shared.tensors import shift_in
+from worldflux.families.shared.transformer import Transformer
 from worldflux.families.vjepa2.hparams import hp, patch_grid
 
 __all__ = ["VJEPA2Action", "VJEPA2Encoder", "VJEPA2Heads", "VJEPA2Predictor", "block_causal_mask"]
