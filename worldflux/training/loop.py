@@ -43,6 +43,7 @@ from worldflux.training.errors import TrainingError
 from worldflux.training.interrupts import StopRequest, TrainingInterrupted
 from worldflux.training.metrics import MetricsLogger, Progress
 from worldflux.training.replay import ReplayBuffer
+from worldflux.training.resume_state import check_resume_state
 from worldflux.training.trainer import Trainer, TrainerConfig
 
 __all__ = ["RUN_FILE", "RunConfig", "RunSummary", "checkpoint_dir", "train"]
@@ -303,6 +304,7 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         record("eval", {"eval_return": mean, "eval_returns": returns})
 
     if resume:
+        check_resume_state(read_training_extra(ckpt), ckpt)  # before anything is restored
         loaded = load_training_checkpoint(ckpt, trainer)
         if loaded.replay is None:
             raise CheckpointError(f"{ckpt}: holds no replay buffer; cannot resume collection")
