@@ -83,7 +83,8 @@ PROFILES: dict[str, Profile] = {
 #: Declarations of shipped model types that their spec cannot carry yet (the spec schema has no
 #: ``conformance`` block): DreamerV3 samples its posterior latent in eval mode too, as the
 #: official implementation does, so eval-mode determinism and batch equivalence do not apply.
-KNOWN_HINTS: dict[str, dict[str, Any]] = {"dreamerv3": {"stochastic_eval": True}}
+#: Hints of targets that cannot declare them (none today: specs have a ``conformance:`` block).
+KNOWN_HINTS: dict[str, dict[str, Any]] = {}
 
 _COST_FACTOR = {Cost.CHEAP: 1.0, Cost.MEDIUM: 0.5, Cost.EXPENSIVE: 0.25}
 _BUDGET_FACTOR = {Cost.CHEAP: 1.0, Cost.MEDIUM: 2.0, Cost.EXPENSIVE: 4.0}
@@ -220,8 +221,11 @@ class CheckContext:
         """``seq_lens``, ``stochastic_eval``, ``loss_side_effects``, ``swap_candidates``:
         :data:`KNOWN_HINTS`, the spec's ``conformance`` block, the model's
         ``conformance_hints`` attribute, then the run's hints (last wins)."""
-        out: dict[str, Any] = dict(KNOWN_HINTS.get(self.target.model_type or "", {}))
+        model_type = self.target.model_type or getattr(self._prototype, "model_type", None)
+        out: dict[str, Any] = dict(KNOWN_HINTS.get(model_type or "", {}))
         out.update(self.spec.get("conformance") or {})
+        if not self.spec and self._prototype is not None:  # an instance of a spec model
+            out.update((getattr(self._prototype, "SPEC", None) or {}).get("conformance") or {})
         if self._prototype is not None:
             out.update(getattr(self._prototype, "conformance_hints", None) or {})
         out.update(self.options.hints)

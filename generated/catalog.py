@@ -32,7 +32,7 @@ SPECS_DIR = "../specs"
 SPEC_SHA256: dict[str, str] = {
     "diffusion": "782817319d75939fd436dc72ace48a2a2541c6522892670cfed6fab1cb756a5f",
     "dit": "1fc1af5d62b36cfd18fa6085f6bc488accecb2ce9266f22c81093161ea1113fc",
-    "dreamerv3": "7a5aa9185986b3e0ad9ef538bc1de3c6fba1c6a15070538605e7dfda56b68bf0",
+    "dreamerv3": "c971447aea273bf9c68b5f59f5a7a74e2ee489bb09f42b22ef528817e01325ae",
     "gan": "de7123f86d5ae75937253a498be0865ca6e6328c511def59e403757b38cccc41",
     "jepa": "3bca5438b36217515b5efaa789e14465c75aa59b52bdd8fae319aeeec227586d",
     "physics": "4831c4868877ebef49bd3266b1e39d563b23b342351ec437cfba96d2aaf01477",

@@ -278,6 +278,44 @@ class ParamCounts(BaseModel):
     """
 
 
+class SeqLen(RootModel[int]):
+    root: Annotated[int, Field(ge=2, le=256)]
+
+
+class ActionConditionedItem(RootModel[str]):
+    root: Annotated[str, Field(pattern="^[a-z][a-z0-9_]*$")]
+
+
+class ConformanceHints(BaseModel):
+    """
+    Declarations the conformance suite reads from the model's spec (docs/conformance.md, "Hints").
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    stochastic_eval: bool | None = None
+    """
+    The model samples in eval mode as part of its algorithm (DreamerV3's posterior): determinism.eval and batch.equivalence are then n/a.
+    """
+    seq_lens: Annotated[list[SeqLen] | None, Field(max_length=8, min_length=1)] = None
+    """
+    Training batch lengths T the suite uses (default [2, 3, 4]).
+    """
+    action_conditioned: list[ActionConditionedItem] | None = None
+    """
+    Predictions that depend on the state and the action, served by predict(state, action) instead of decode(state).
+    """
+    loss_side_effects: list[str] | None = None
+    """
+    State-dict entries loss() may change (e.g. BatchNorm running statistics).
+    """
+    swap_candidates: dict[str, list[str]] | None = None
+    """
+    Slot -> registry keys slots.swap tries (default: every registered implementation of the slot).
+    """
+
+
 class Golden(BaseModel):
     """
     A golden file recorded from the upstream code and the preset it proves.
@@ -500,6 +538,10 @@ class ModelSpec(BaseModel):
     reference: Reference | None = None
     """
     Where the model comes from: paper and upstream code.
+    """
+    conformance: ConformanceHints | None = None
+    """
+    How the conformance suite exercises this model (hints; every key optional).
     """
     parity: Parity | None = None
     """

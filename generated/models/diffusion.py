@@ -93,5 +93,6 @@ class DiffusionWorldModel(SpecWorldModel):
         "preset_params": {"base": 4887514, "ci": 3830},
         "aliases": {"diamond": "base", "diffusion": "base", "diffusion-ci": "ci"},
         "parity": {},
+        "conformance": {},
         "reference": {"code": "eloialonso/diamond", "paper": "arXiv:2405.12399"},
     }

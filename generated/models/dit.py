@@ -97,5 +97,6 @@ class DiTWorldModel(SpecWorldModel):
         "preset_params": {"base": 1856954, "ci": 4614},
         "aliases": {"dit": "base", "dit-ci": "ci"},
         "parity": {},
+        "conformance": {},
         "reference": {"code": "facebookresearch/DiT", "paper": "arXiv:2212.09748"},
     }

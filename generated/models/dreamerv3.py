@@ -151,5 +151,6 @@ class DreamerV3WorldModel(SpecWorldModel):
                 "obs_shape": [24],
             },
         },
+        "conformance": {"stochastic_eval": True},
         "reference": {"code": "danijar/dreamerv3@e3f0224", "paper": "arXiv:2301.04104"},
     }

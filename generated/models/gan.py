@@ -102,5 +102,6 @@ class GANWorldModel(SpecWorldModel):
         "preset_params": {"base": 947995, "ci": 4267},
         "aliases": {"gan": "base", "gan-ci": "ci"},
         "parity": {},
+        "conformance": {},
         "reference": {},
     }

@@ -85,5 +85,6 @@ class JEPAWorldModel(SpecWorldModel):
         "preset_params": {"base": 1205762, "ci": 1362},
         "aliases": {"jepa": "base", "jepa-ci": "ci"},
         "parity": {},
+        "conformance": {},
         "reference": {"code": "facebookresearch/ijepa", "paper": "arXiv:2301.08243"},
     }

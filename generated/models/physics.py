@@ -92,5 +92,6 @@ class PhysicsWorldModel(SpecWorldModel):
         "preset_params": {"base": 483682, "ci": 3486},
         "aliases": {"physics": "base", "physics-ci": "ci"},
         "parity": {},
+        "conformance": {},
         "reference": {},
     }

@@ -92,5 +92,6 @@ class Renderer3DWorldModel(SpecWorldModel):
         "preset_params": {"base": 663781, "ci": 2977},
         "aliases": {"renderer3d": "base", "renderer3d-ci": "ci"},
         "parity": {},
+        "conformance": {},
         "reference": {},
     }

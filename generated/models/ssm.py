@@ -82,5 +82,6 @@ class SSMWorldModel(SpecWorldModel):
         "preset_params": {"base": 611866, "ci": 2906},
         "aliases": {"ssm": "base", "ssm-ci": "ci"},
         "parity": {},
+        "conformance": {},
         "reference": {"code": "state-spaces/mamba", "paper": "arXiv:2312.00752"},
     }

@@ -156,6 +156,7 @@ class TDMPC2WorldModel(SpecWorldModel):
                 "obs_shape": [24],
             },
         },
+        "conformance": {},
         "reference": {
             "code": "nicklashansen/tdmpc2@e9f5932",
             "notes": "Single-task, state observations, not episodic (no termination head; `terminated` still cuts the TD bootstrap, `truncated` does not). The policy loss in `loss()` uses the pre-step Q weights so one backward serves both optimisers; `objective.update()` runs the exact official order (world-model step, policy step with post-step Q weights, Polyak update). MPPI evaluates only the two sampled Q heads for the bootstrap (the official code evaluates all and subsamples).",

@@ -98,5 +98,6 @@ class TokenWorldModel(SpecWorldModel):
         "preset_params": {"base": 9091098, "ci": 5962},
         "aliases": {"iris": "base", "token": "base", "token-ci": "ci"},
         "parity": {},
+        "conformance": {},
         "reference": {"code": "eloialonso/iris", "paper": "arXiv:2209.00588"},
     }

@@ -104,5 +104,6 @@ class VJEPA2WorldModel(SpecWorldModel):
         "preset_params": {"base": 4884354, "ci": 8850},
         "aliases": {"vjepa2": "base", "vjepa2-ac": "base", "vjepa2-ci": "ci"},
         "parity": {},
+        "conformance": {},
         "reference": {"code": "facebookresearch/vjepa2", "paper": "arXiv:2506.09985"},
     }

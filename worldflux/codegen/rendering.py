@@ -93,6 +93,7 @@ def spec_constant(spec: Spec) -> dict[str, Any]:
         "preset_params": {name: spec.presets[name]["params"] for name in sorted(spec.presets)},
         "aliases": dict(sorted(spec.aliases.items())),
         "parity": sorted_tree(data.get("parity", {})),
+        "conformance": sorted_tree(data.get("conformance", {})),
         "reference": sorted_tree(data.get("reference", {})),
     }
 

@@ -68,5 +68,6 @@ class TinyRNNWorldModel(SpecWorldModel):
         "preset_params": {"ci": 1293, "small": 15141},
         "aliases": {"tinyrnn": "small", "tinyrnn-ci": "ci"},
         "parity": {},
+        "conformance": {},
         "reference": {"notes": "worldflux example of a plugin package (examples/plugin)"},
     }
