@@ -80,10 +80,8 @@ PROFILES: dict[str, Profile] = {
     "thorough": Profile("thorough", 100, 8, 8, True, False, 600.0, True, 60, 30),
 }
 
-#: Declarations of shipped model types that their spec cannot carry yet (the spec schema has no
-#: ``conformance`` block): DreamerV3 samples its posterior latent in eval mode too, as the
-#: official implementation does, so eval-mode determinism and batch equivalence do not apply.
-#: Hints of targets that cannot declare them (none today: specs have a ``conformance:`` block).
+#: Hints of targets that cannot declare them (none today: a model spec declares its hints in its
+#: ``conformance:`` block, e.g. DreamerV3's ``stochastic_eval``).
 KNOWN_HINTS: dict[str, dict[str, Any]] = {}
 
 _COST_FACTOR = {Cost.CHEAP: 1.0, Cost.MEDIUM: 0.5, Cost.EXPENSIVE: 0.25}
