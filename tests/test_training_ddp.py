@@ -193,3 +193,52 @@ def test_two_processes_average_gradients_and_stay_identical(tmp_path: Path) -> N
     assert (run / "metrics.jsonl").is_file() and not (run / "checkpoint").exists()
     updates = {line.split()[-1] for line in proc.stdout.splitlines() if "cartpole" in line}
     assert len(updates) == 1, proc.stdout  # unequal episodes, equal (collective) update counts
+
+
+PEER_DIES = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+
+    import torch
+
+    from worldflux.core.exceptions import WorldFluxError
+    from worldflux.training.distributed import init_from_environment
+    from worldflux.training.loop import RunConfig, train
+    from worldflux.training.toy import registered_toy_model
+    from worldflux.training import trainer as trainer_module
+
+    torch.set_num_threads(1)
+    ctx = init_from_environment(timeout_s=30)
+    if ctx.rank == 1:  # this rank dies after its third update
+        step = trainer_module.Trainer.train_step
+
+        def dying(self, batch):
+            if self.step == 3:
+                os._exit(0)
+            return step(self, batch)
+
+        trainer_module.Trainer.train_step = dying
+    with registered_toy_model():
+        try:
+            train(RunConfig(model="training_toy:ci", env_id="Pendulum-v1", steps=60,
+                            out=sys.argv[1], max_episode_steps=15, seed_steps=15,
+                            pretrain_updates=1, batch_size=4, progress=False))
+        except WorldFluxError as error:
+            print(f"rank {ctx.rank} error: {error}", flush=True)
+            os._exit(3)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_dead_peer_is_an_error_naming_the_rank_and_the_step(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(PEER_DIES)
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2"]
+    cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--max-restarts=0"]
+    cmd += [str(script), str(tmp_path / "run")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    out = proc.stdout + proc.stderr
+    assert "rank 0 error: [WF700] rank 0 of 2: a collective failed at env step" in out, out[-3000:]

@@ -390,17 +390,25 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         """``n`` updates; none until some episode holds ``seq_len`` steps (short episodes), or,
         for objectives with ``crosses_episodes``, until the buffer holds ``seq_len`` rows."""
         nonlocal last_metrics, window_updates
-        if n > 0 and not sampleable[0]:
-            # collective: ranks whose episodes differ in length must still agree
-            sampleable[0] = dist.all_true(replay.num_windows(seq_len, cross) > 0)
-            if not sampleable[0]:
-                return
-        for _ in range(n):
-            batch = replay.sample(
-                batch_size, seq_len, normalize_images=normalize, cross_episodes=cross
-            )
-            last_metrics = trainer.train_step(batch).metrics
-            window_updates += 1
+        try:
+            if n > 0 and not sampleable[0]:
+                # collective: ranks whose episodes differ in length must still agree
+                sampleable[0] = dist.all_true(replay.num_windows(seq_len, cross) > 0)
+                if not sampleable[0]:
+                    return
+            for _ in range(n):
+                batch = replay.sample(
+                    batch_size, seq_len, normalize_images=normalize, cross_episodes=cross
+                )
+                last_metrics = trainer.train_step(batch).metrics
+                window_updates += 1
+        except RuntimeError as error:
+            if not dist.enabled:
+                raise
+            raise TrainingError(  # a collective timed out or another rank died
+                f"rank {dist.rank} of {dist.world_size}: a collective failed at env step "
+                f"{loop['env_step']}, update {trainer.step}: {' '.join(str(error).split())[:300]}"
+            ) from error
 
     stop.install()  # Ctrl-C / SIGTERM: finish this episode, checkpoint, exit (resumable)
     try:
