@@ -363,9 +363,6 @@ def parity_goldens(ctx: CheckContext) -> None:
             problems.append(f"{rel}: check_golden compared nothing")
         for row in rows:
             if not row.passed:
-                problems.append(
-                    f"{rel}: {row.name} max_abs {row.max_abs:.3g} (atol {row.atol:g}), "
-                    f"max_rel {row.max_rel:.3g} (rtol {row.rtol:g}) {row.note}".rstrip()
-                )
+                problems.append(f"{rel}: {row.summary()}")  # worst element and where
     if problems:
         raise CheckFailed("; ".join(problems))
