@@ -31,6 +31,8 @@ __all__ = [
 SPECS_RELDIR = "specs/models"
 #: Every spec file starts with this editor modeline.
 MODELINE_PREFIX = "# yaml-language-server: $schema="
+#: The schema's ``$id``, what a spec outside worldflux's tree points its modeline at.
+SCHEMA_ID = "https://worldflux.dev/schema/model-spec.v1.schema.json"
 
 
 def find_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -113,8 +115,9 @@ def _parse(
                 1,
                 1,
                 (),
-                f"the first line must be the modeline `{MODELINE_PREFIX}"
-                "../schema/model-spec.v1.schema.json`",
+                f"the first line must be the modeline `{MODELINE_PREFIX}{SCHEMA_ID}` "
+                "(or a path to the schema: ../schema/model-spec.v1.schema.json in worldflux's "
+                "own tree)",
             )
         )
     issues += schema_issues(doc, validator_for(load_schema(schema_path(root))))
