@@ -193,3 +193,25 @@ def test_dreamerv3_collects_with_its_own_policy(tmp_path: Path) -> None:
     )
     assert summary.actor == "policy"
     assert summary.env_steps == 30 and summary.updates > 0
+
+
+def test_deepmind_control_suite_tasks_train(tmp_path: Path, toy: None) -> None:
+    """``dmc:<domain>-<task>``: flattened proprio vectors, a bounded Box, the 1000-step time
+    limit as a truncation, rendered frames for pixels; the loop trains on it."""
+    pytest.importorskip("dm_control")
+    from worldflux.training.envs import GymEnv
+
+    env = GymEnv("dmc:cartpole-swingup", seed=0)
+    assert env.spec.obs_shape == (5,) and env.spec.action_type == "continuous"
+    assert env.time_limit == 1000
+    state = env.rng_state()
+    first = env.reset()
+    env.set_rng_state(state)
+    assert np.array_equal(env.reset(), first)  # the task's RNG is saved and restored
+    frames = GymEnv("dmc:cartpole-swingup", seed=0, obs_mode="image", image_size=32)
+    frame = frames.reset()
+    assert frame.shape == (3, 32, 32) and frame.dtype == np.uint8 and frame.min() < frame.max()
+    with pytest.raises(ConfigurationError, match="did you mean 'cartpole-swingup'"):
+        GymEnv("dmc:cartpole-swingpu")
+    summary = train(small_run(tmp_path / "dmc", env_id="dmc:cartpole-swingup"))
+    assert summary.model.config.obs_shape == (5,) and summary.env_steps == 40

@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from worldflux.core.exceptions import ConfigurationError
+from worldflux.training.dmc import DMC_PREFIX, make_dmc
 
 __all__ = ["EnvSpec", "GymEnv", "ObsMode"]
 
@@ -51,11 +52,32 @@ def _import_gymnasium() -> Any:
     return gymnasium
 
 
+def _jsonable(value: Any) -> Any:
+    """A bit generator's state with numpy arrays as lists (MT19937 keeps a uint32 key array)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _arrays_like(value: Any, template: Any) -> Any:
+    """``value`` (from :func:`_jsonable`) with lists back as arrays where ``template`` has them."""
+    if isinstance(template, dict) and isinstance(value, dict):
+        return {
+            k: _arrays_like(value[k], template[k]) if k in template else value[k] for k in value
+        }
+    if isinstance(template, np.ndarray):
+        return np.asarray(value, dtype=template.dtype)
+    return value
+
+
 class GymEnv:
     """One Gymnasium environment.
 
     Args:
-        env_id: e.g. ``"Pendulum-v1"``, ``"CartPole-v1"`` (MuJoCo ids need ``mujoco``).
+        env_id: e.g. ``"Pendulum-v1"``, ``"CartPole-v1"`` (MuJoCo ids need ``mujoco``), or a
+            DeepMind Control Suite task ``"dmc:cartpole-swingup"`` (``worldflux[dmc]``).
         obs_mode: ``"vector"`` (the environment's Box observation) or ``"image"`` (rendered
             ``rgb_array`` frames resized to ``image_size``, channel-first uint8).
         image_size: side of the square frames.
@@ -84,7 +106,12 @@ class GymEnv:
         if max_episode_steps is not None:
             kwargs["max_episode_steps"] = int(max_episode_steps)
         try:
-            self.env = gym.make(env_id, **kwargs)
+            if env_id.startswith(DMC_PREFIX):  # DeepMind Control Suite (worldflux.training.dmc)
+                self.env = make_dmc(env_id, int(seed), render_size=int(image_size))
+                if max_episode_steps is not None:
+                    self.env = gym.wrappers.TimeLimit(self.env, int(max_episode_steps))
+            else:
+                self.env = gym.make(env_id, **kwargs)
         except gym.error.Error as error:
             raise ConfigurationError(f"environment {env_id!r}: {error}") from None
         except (ImportError, ModuleNotFoundError) as error:
@@ -98,7 +125,9 @@ class GymEnv:
         self.seeded = False
         self.action_low, self.action_high = float(action_low), float(action_high)
         self.spec = self._make_spec(gym)
-        limit = getattr(self.env.spec, "max_episode_steps", None)
+        limit = getattr(self.env.spec, "max_episode_steps", None) or getattr(
+            self.env.unwrapped, "max_steps", None
+        )
         #: the episode time limit in steps, or None when the environment has none
         self.time_limit: int | None = int(limit) if limit else None
 
@@ -165,11 +194,15 @@ class GymEnv:
     # -- state ----------------------------------------------------------------------------------
     def rng_state(self) -> dict[str, Any]:
         """The environment RNG (JSON-able) and whether the first seeded reset happened."""
-        return {"seeded": self.seeded, "np_random": self.env.np_random.bit_generator.state}
+        return {
+            "seeded": self.seeded,
+            "np_random": _jsonable(self.env.np_random.bit_generator.state),
+        }
 
     def set_rng_state(self, state: dict[str, Any]) -> None:
         self.seeded = bool(state["seeded"])
-        self.env.np_random.bit_generator.state = state["np_random"]
+        generator = self.env.np_random.bit_generator
+        generator.state = _arrays_like(state["np_random"], generator.state)
 
     def close(self) -> None:
         self.env.close()
