@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -261,6 +262,7 @@ def other_sources(project: Project) -> list[ModelSource]:
 _lock = threading.RLock()
 _discovered: dict[str, list[ModelSource]] = {}
 _registered: set[str] = set()
+_settled: set[str] = set()  # working directories whose sources are all registered
 _origin: dict[str, ModelSource] = {}
 
 
@@ -304,6 +306,9 @@ def ensure_registered() -> None:
         ConfigurationError / SpecError / ImportError: a source that cannot register (it is tried
             again at the next lookup, so the error is never swallowed into a silent miss).
     """
+    cwd = os.getcwd()
+    if cwd in _settled:  # every lookup calls this: no filesystem walk once a directory is done
+        return
     with _lock:
         for source in discover():
             if source.package in _registered:
@@ -314,6 +319,7 @@ def ensure_registered() -> None:
             except BaseException:
                 _registered.discard(source.package)
                 raise
+        _settled.add(cwd)
 
 
 def _register(source: ModelSource) -> None:
@@ -350,3 +356,4 @@ def reset() -> None:
             _registered.discard(source.package)
             unload_generated(source.package)
         _discovered.clear()
+        _settled.clear()
