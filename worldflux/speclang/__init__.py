@@ -10,7 +10,6 @@ symbols). Every problem is reported as ``path:line:col: <json path>: <message>``
 from worldflux.speclang.issues import Issue, json_path
 from worldflux.speclang.loader import (
     MODELINE_PREFIX,
-    SPECS_RELDIR,
     find_root,
     load_spec_text,
     load_specs,
@@ -25,7 +24,6 @@ __all__ = [
     "MODELINE_PREFIX",
     "RESERVED_CONFIG_FIELDS",
     "SCHEMA_RELPATH",
-    "SPECS_RELDIR",
     "Issue",
     "Spec",
     "find_root",

@@ -18,7 +18,6 @@ from worldflux.speclang.yaml_io import YamlDocument, parse_yaml
 
 __all__ = [
     "MODELINE_PREFIX",
-    "SPECS_RELDIR",
     "find_root",
     "load_spec_text",
     "load_specs",
@@ -27,8 +26,6 @@ __all__ = [
     "spec_files",
 ]
 
-#: Where model specs live, relative to the project root (the default ``[tool.worldflux] specs``).
-SPECS_RELDIR = "specs/models"
 #: Every spec file starts with this editor modeline.
 MODELINE_PREFIX = "# yaml-language-server: $schema="
 #: The schema's ``$id``, what a spec outside worldflux's tree points its modeline at.
