@@ -110,6 +110,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _default_out(model: str, source: str, seed: int) -> str:
+    """``runs/<model>-<env or dataset>-s<seed>`` with path separators out of the model id."""
+    safe = model.replace(":", "-").replace("/", "-")
+    return f"runs/{safe}-{source.replace('/', '-')}-s{seed}"
+
+
 def _run_offline(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -123,9 +129,8 @@ def _run_offline(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.model is None or args.steps is None:
         raise ConfigurationError("worldflux train --dataset needs MODEL and --steps (updates)")
-    safe = args.model.replace(":", "-").replace("/", "-")
     seed = args.seed or 0
-    out = args.out or f"runs/{safe}-{Path(args.dataset).name}-s{seed}"
+    out = args.out or _default_out(args.model, Path(args.dataset).name, seed)
     summary = train_offline(
         OfflineConfig(
             model=args.model,
@@ -178,8 +183,7 @@ def _config(args: argparse.Namespace) -> tuple[Any, bool]:
             raise ConfigurationError(
                 f"worldflux train needs {', '.join(missing)} (or --resume DIR)"
             )
-        safe = given["model"].replace(":", "-").replace("/", "-")
-        out = args.out or f"runs/{safe}-{given['env_id']}-s{given.get('seed', 0)}"
+        out = args.out or _default_out(given["model"], given["env_id"], given.get("seed", 0))
         return RunConfig(out=str(out), progress=not args.no_progress, **given), False
     run_dir = Path(args.resume)
     if args.out and Path(args.out).resolve() != run_dir.resolve():
