@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import tempfile
 import traceback
@@ -50,8 +51,10 @@ def _child(
     required: ModelMaturity,
     strict: bool,
     crash_dir: Path | None,
+    cwd: str,
 ) -> None:
-    """Runs in the subprocess: build, run ``checks``, send results, ``os._exit``."""
+    """Runs in the subprocess, in the empty directory ``cwd`` (the parent's to remove): build,
+    run ``checks``, send results, ``os._exit``."""
     from worldflux.conformance import engine
 
     code = 0
@@ -68,7 +71,6 @@ def _child(
             target = replace(target, spec_file=str(Path(target.spec_file).resolve()))
         if crash_dir is not None:
             crash_dir = Path(crash_dir).resolve()
-        cwd = tempfile.mkdtemp(prefix="wf-conformance-cwd-")
         os.chdir(cwd)
         conn.send(("start", None))
         prototype, contract, build_error = engine._prepare(target, options)
@@ -182,9 +184,10 @@ def run_target_isolated(
         batch = pending[:1] if options.isolate == "check" else list(pending)
         budget = GRACE_S + sum(options.budget(c.info.cost) for c in batch)
         reader, writer = context.Pipe(duplex=False)
+        workdir = tempfile.mkdtemp(prefix="wf-conformance-cwd-")
         child = context.Process(
             target=_child,
-            args=(writer, target, batch, options, required, strict, crash_dir),
+            args=(writer, target, batch, options, required, strict, crash_dir, workdir),
             daemon=True,
         )
         child.start()
@@ -217,6 +220,7 @@ def run_target_isolated(
         if child.is_alive():
             child.kill()
             child.join()
+        shutil.rmtree(workdir, ignore_errors=True)
         pending = [c for c in pending if c.info.id not in results]
         if finished:
             continue

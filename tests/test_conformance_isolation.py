@@ -88,3 +88,18 @@ def test_writes_into_the_cwd_are_reported(tmp_path: Path) -> None:
         strict=True,
     )
     assert strict.results[0].checks[0].status == "fail"
+
+
+@pytest.mark.parametrize("cls", [WritesIntoCwd, ExitsInDecode])
+def test_the_temporary_working_directories_are_removed(
+    cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every subprocess's scratch CWD is gone afterwards, even when the target killed it."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    _run(cls, tmp_path, isolate="check")
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("wf-")] == []
