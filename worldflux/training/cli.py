@@ -35,6 +35,7 @@ _FIELDS = {
     "checkpoint_minutes": "checkpoint_minutes",
     "log_every": "log_every",
     "max_episode_steps": "max_episode_steps",
+    "action_repeat": "action_repeat",
     "grad_clip": "grad_clip",
     "eval_every": "eval_every",
     "eval_episodes": "eval_episodes",
@@ -77,7 +78,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--checkpoint-minutes", type=float, help="also every N minutes (default 10)"
     )
     parser.add_argument("--log-every", type=int)
-    parser.add_argument("--max-episode-steps", type=int)
+    parser.add_argument("--max-episode-steps", type=int, help="time limit, in agent steps")
+    parser.add_argument(
+        "--action-repeat",
+        type=int,
+        help="simulator steps per agent step (action held, rewards summed; default 1); "
+        "--steps and the other step counts are agent steps",
+    )
     parser.add_argument("--grad-clip", type=float)
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
     parser.add_argument("--eval-every", type=int, help="env steps between evaluations")

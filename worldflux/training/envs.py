@@ -84,6 +84,9 @@ class GymEnv:
         max_episode_steps: override the registered time limit.
         seed: seeds the first reset; later resets continue the environment's own RNG.
         action_low, action_high: the range the model's continuous actions live in.
+        action_repeat: simulator steps per :meth:`step` (the action is held, rewards are summed,
+            and the repeat stops early at a termination or truncation); the time limit is then
+            counted in these agent steps (``ceil(limit / action_repeat)``).
     """
 
     def __init__(
@@ -95,8 +98,14 @@ class GymEnv:
         seed: int = 0,
         action_low: float = -1.0,
         action_high: float = 1.0,
+        action_repeat: int = 1,
     ) -> None:
         gym = _import_gymnasium()
+        if type(action_repeat) is not int or action_repeat < 1:
+            raise ConfigurationError(
+                f"action_repeat: expected an integer >= 1, found {action_repeat!r}"
+            )
+        self.action_repeat = action_repeat
         if obs_mode not in ("vector", "image"):
             raise ConfigurationError(f"obs_mode: expected 'vector' or 'image', found {obs_mode!r}")
         kwargs: dict[str, Any] = {}
@@ -107,11 +116,15 @@ class GymEnv:
             kwargs["max_episode_steps"] = int(max_episode_steps)
         try:
             if env_id.startswith(DMC_PREFIX):  # DeepMind Control Suite (worldflux.training.dmc)
-                self.env = make_dmc(env_id, int(seed), render_size=int(image_size))
+                self.env = make_dmc(
+                    env_id, int(seed), action_repeat=action_repeat, render_size=int(image_size)
+                )
+                self._repeat_here = 1  # the DMC environment repeats inside its own step
                 if max_episode_steps is not None:
                     self.env = gym.wrappers.TimeLimit(self.env, int(max_episode_steps))
             else:
                 self.env = gym.make(env_id, **kwargs)
+                self._repeat_here = action_repeat
         except gym.error.Error as error:
             raise ConfigurationError(f"environment {env_id!r}: {error}") from None
         except (ImportError, ModuleNotFoundError) as error:
@@ -125,9 +138,11 @@ class GymEnv:
         self.seeded = False
         self.action_low, self.action_high = float(action_low), float(action_high)
         self.spec = self._make_spec(gym)
-        limit = getattr(self.env.spec, "max_episode_steps", None) or getattr(
-            self.env.unwrapped, "max_steps", None
-        )
+        limit = getattr(self.env.spec, "max_episode_steps", None)
+        if limit:
+            limit = -(-int(limit) // action_repeat)  # counted in agent steps
+        else:
+            limit = getattr(self.env.unwrapped, "max_steps", None)  # DMC: already divided
         #: the episode time limit in steps, or None when the environment has none
         self.time_limit: int | None = int(limit) if limit else None
 
@@ -188,8 +203,14 @@ class GymEnv:
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool]:
         """Apply a model action; returns ``(next_obs, reward, terminated, truncated)``."""
-        obs, reward, terminated, truncated, _ = self.env.step(self.env_action(action))
-        return self._observe(obs), float(reward), bool(terminated), bool(truncated)
+        env_action = self.env_action(action)
+        total = 0.0
+        for _ in range(self._repeat_here):
+            obs, reward, terminated, truncated, _ = self.env.step(env_action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return self._observe(obs), total, bool(terminated), bool(truncated)
 
     # -- state ----------------------------------------------------------------------------------
     def rng_state(self) -> dict[str, Any]:

@@ -50,7 +50,15 @@ __all__ = ["RUN_FILE", "RunConfig", "RunSummary", "checkpoint_dir", "train"]
 
 RUN_FILE = "run.json"
 #: fields that must match when resuming (the rest, such as ``steps``, may change)
-_FIXED_ON_RESUME = ("model", "env_id", "obs_mode", "image_size", "max_episode_steps", "seed")
+_FIXED_ON_RESUME = (
+    "model",
+    "env_id",
+    "obs_mode",
+    "image_size",
+    "max_episode_steps",
+    "action_repeat",
+    "seed",
+)
 
 
 @dataclass
@@ -74,7 +82,9 @@ class RunConfig:
         checkpoint_minutes: also checkpoint at the next episode end once this many minutes have
             passed since the last checkpoint (0: off); the run's end always checkpoints.
         log_every: env steps between ``train`` records.
-        max_episode_steps: override the environment's time limit.
+        max_episode_steps: override the environment's time limit (in agent steps).
+        action_repeat: simulator steps per agent step (the action is held and rewards summed);
+            ``steps``, ``seed_steps``, ``eval_every`` and the other step counts are agent steps.
         model_overrides: config overrides for ``create_world_model``.
         grad_clip: see :class:`TrainerConfig`.
         eval_every: env steps between evaluations (0: none); each runs ``eval_episodes``
@@ -105,6 +115,7 @@ class RunConfig:
     checkpoint_minutes: float = 10.0
     log_every: int = 250
     max_episode_steps: int | None = None
+    action_repeat: int = 1
     model_overrides: dict[str, Any] = field(default_factory=dict)
     grad_clip: float | None = None
     eval_every: int = 0
@@ -186,8 +197,9 @@ def _check_resume(config: RunConfig, ckpt: Path) -> None:
     saved = read_training_extra(ckpt).get("run")
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path}: holds no run configuration (field 'extra.run')")
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     for key in _FIXED_ON_RESUME:
-        if saved.get(key) != getattr(config, key):
+        if saved.get(key, defaults.get(key)) != getattr(config, key):
             raise CheckpointError(
                 f"{path}: the run used {key}={saved.get(key)!r}, the resume asks for "
                 f"{getattr(config, key)!r}"
@@ -222,6 +234,7 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
         obs_mode=config.obs_mode,
         image_size=config.image_size,
         max_episode_steps=config.max_episode_steps,
+        action_repeat=config.action_repeat,
         seed=rank_seed,
     )
     model = _build_model(config, env)
@@ -273,6 +286,7 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
                 obs_mode=config.obs_mode,
                 image_size=config.image_size,
                 max_episode_steps=config.max_episode_steps,
+                action_repeat=config.action_repeat,
                 seed=rank_seed + 500,
             )
             made.action_low, made.action_high = action_low, action_high
