@@ -18,6 +18,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from torch import Tensor
 from worldflux.conformance.guard import global_snapshot, manual_seed, snapshot_changes
+from worldflux.conformance.profiles import PROFILES, Profile
 from worldflux.conformance.registry import CheckInfo, Cost
 from worldflux.conformance.strategies import Case, cases, clone_tree
 from worldflux.conformance.target import Target
@@ -47,38 +48,6 @@ class CheckSkipped(Exception):
 class NotExercised(Exception):
     """The check applies but nothing could exercise it (status ``not-exercised``)."""
 
-
-@dataclass(frozen=True)
-class Profile:
-    """Hypothesis and size settings of a run.
-
-    Attributes:
-        max_examples: examples for a cheap check (medium: half, expensive: a quarter, min 1).
-        max_batch, max_horizon: upper bounds of ``B`` and ``H``.
-        shrink: shrink failing examples (slower, smaller repros).
-        database: keep Hypothesis's example database (dev only).
-        budget_s: wall-clock budget of a cheap check (medium x2, expensive x4).
-        random_seed: draw a fresh seed per run unless ``--seed`` is given.
-        learn_steps: optimiser steps of ``numeric.learnability``.
-    """
-
-    name: str
-    max_examples: int
-    max_batch: int
-    max_horizon: int
-    shrink: bool
-    database: bool
-    budget_s: float
-    random_seed: bool
-    learn_steps: int
-    state_machine_steps: int
-
-
-PROFILES: dict[str, Profile] = {
-    "dev": Profile("dev", 6, 4, 4, True, True, 60.0, True, 12, 8),
-    "ci": Profile("ci", 3, 3, 3, False, False, 30.0, False, 6, 6),
-    "thorough": Profile("thorough", 100, 8, 8, True, False, 600.0, True, 60, 30),
-}
 
 #: Hints of targets that cannot declare them (none today: a model spec declares its hints in its
 #: ``conformance:`` block, e.g. DreamerV3's ``stochastic_eval``).

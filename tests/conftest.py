@@ -1,6 +1,7 @@
 """Shared test set-up: Hypothesis profiles and a toy spec-declared world model.
 
-Hypothesis profiles (choose with ``HYPOTHESIS_PROFILE=dev|ci|thorough``; default ``ci``):
+Hypothesis profiles (choose with ``HYPOTHESIS_PROFILE=dev|ci|thorough``; default ``ci``) are the
+conformance suite's, from :mod:`worldflux.conformance.profiles`: one set for both.
     dev       few examples, fast local iteration
     ci        derandomized, no example database, no deadline: reproducible on any machine
     thorough  many examples, for a nightly or a bug hunt
@@ -23,10 +24,11 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from pydantic import BaseModel, Field
 from torch import Tensor, nn
 from torch.nn import functional as F
+from worldflux.conformance.profiles import register_hypothesis_profiles
 
 from worldflux.core.components import (
     ActionConditioner,
@@ -42,22 +44,8 @@ from worldflux.core.model import SpecWorldModel, WorldModel
 from worldflux.core.registry import WorldModelRegistry, register_component, unregister_component
 from worldflux.core.types import Batch, LossOutput, ModelOutput, State, Trajectory
 
-# -- Hypothesis profiles -------------------------------------------------------------------------
-settings.register_profile(
-    "dev", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile(
-    "ci",
-    max_examples=30,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+# -- Hypothesis profiles: the conformance suite's (worldflux.conformance.profiles) --------------
+register_hypothesis_profiles()
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -225,7 +213,7 @@ TOY_SPEC: dict[str, Any] = {
     },
     "objective": {"impl": "wftest/objective"},
     "io_contract": {
-        "observation": {"obs": {"shape": ["*obs_shape"], "dtype": "float32"}},
+        "observation": {"obs": {"shape": ["*obs_shape"], "dtype": "float"}},
         "action": {"kind": "continuous", "dim": "action_dim", "low": -1.0, "high": 1.0},
         "state": {"latent": {"shape": ["latent_dim"], "dtype": "float32"}},
         "predictions": {"reward": {"shape": []}, "continue": {"shape": []}},
