@@ -51,11 +51,11 @@ class Variant:
 
 
 def _accepts(spec: TensorSpec, dtype: torch.dtype) -> bool:
-    """The contract's dtype rule: a declared float accepts every floating dtype."""
-    declared = spec.torch_dtype
-    if declared.is_floating_point:
+    """The contract's dtype rule: ``float`` accepts every floating dtype, any other declared
+    dtype (``float32`` included) only itself."""
+    if spec.dtype == "float":
         return dtype.is_floating_point
-    return dtype == declared
+    return dtype == spec.torch_dtype
 
 
 def first_modality(contract: ModelIOContract, obs: Any) -> tuple[str, TensorSpec, Tensor]:

@@ -30,17 +30,17 @@ SPECS_DIR = "../specs"
 
 #: model type -> SHA-256 of its spec file when generated (a changed spec means stale code).
 SPEC_SHA256: dict[str, str] = {
-    "diffusion": "782817319d75939fd436dc72ace48a2a2541c6522892670cfed6fab1cb756a5f",
-    "dit": "1fc1af5d62b36cfd18fa6085f6bc488accecb2ce9266f22c81093161ea1113fc",
-    "dreamerv3": "c971447aea273bf9c68b5f59f5a7a74e2ee489bb09f42b22ef528817e01325ae",
-    "gan": "de7123f86d5ae75937253a498be0865ca6e6328c511def59e403757b38cccc41",
-    "jepa": "3bca5438b36217515b5efaa789e14465c75aa59b52bdd8fae319aeeec227586d",
-    "physics": "4831c4868877ebef49bd3266b1e39d563b23b342351ec437cfba96d2aaf01477",
-    "renderer3d": "16d835a64daa2cd3476306723b8c7be7af25a867a197f37402c2cf63d3c0e514",
-    "ssm": "f56db3be65827614409aa3da2bc7a255bbb36a2cee22eafff4257aadbd87a538",
-    "tdmpc2": "67f9a56e3aa61481cbed9c02233be635607bd8015d83f3b3788a1445e63d87c5",
-    "token": "e101a170abee946176b1de33c81594410417ac01329c010cf8af285341211466",
-    "vjepa2": "c0a55c7f64d64ef10a856155be2d9d0baca9f6cfdea37f6762f7a2a1fbaf2d59",
+    "diffusion": "202b6403f69e1ad564e6faff0cc9a431d2d4882ab4f8330e0dca7a4e19e4bd48",
+    "dit": "94ccdf3529f9086e2d92d2721945b4d1305e4c776941a755d92e68db95b99dd8",
+    "dreamerv3": "2163d77716ec97e6308290b751121ca78988fe913c7c0bd55d5cd1b485eb2c76",
+    "gan": "ad7e6d5b6c7c437f03a65286171b0c96130a538fe02ca22787c2071cb21ba7b2",
+    "jepa": "9685708a852077894194b2e3cf4962485f2ec5b079acf3357e62d060188935b3",
+    "physics": "8218bde7caabe0d58d7489c947d37ddd8c8ddc412fa2c52f5e2c797d7449bf8e",
+    "renderer3d": "e0e89b639b6d7cc5370dbaae17eb1f89c2c3e524c7d020089573d200bb363760",
+    "ssm": "8d7176efc36ea50876fb3b286c065b506d115f900ab1272eb57f720e2a8fb300",
+    "tdmpc2": "29c48aaba3bed5374ce8d5b65c6beef9261a5a0e41f2a3f85e7afa2bd5ac1465",
+    "token": "538d27bff56ae45285e8ae42be3bde3d016bd49e9149a4a6e64c92599db65da7",
+    "vjepa2": "50cbc43bcb40178723b2b44c918c4816b1d2314f576c9a7292fbfe12e7986dee",
 }
 
 #: ``type:preset`` -> description, params, type, default_obs, maturity, presets, aliases.

@@ -123,7 +123,7 @@ class TensorSpec(BaseModel):
         | None
     ) = None
     """
-    Element type; `float` accepts any floating dtype. Defaults to float32.
+    Element type, exact: `float32` accepts float32 only (float64 inputs are refused); `float` accepts any floating dtype (the model casts). Defaults to float32.
     """
     low: float | None = None
     """

@@ -582,7 +582,14 @@ CASES: list[tuple[Any, ...]] = [
     ("determinism.seeded", PerInstanceOffset, "fail", "same weights, different", None, False),
     ("determinism.seeded", DriftsPerCall, "fail", "on the same model differs", None, False),
     ("rollout.consistency", DropsStateKey, "fail", "missing from the trajectory", None, False),
-    ("rollout.state_machine", TransitionDouble, "fail", "layout changed", None, False),
+    (
+        "rollout.state_machine",
+        TransitionDouble,
+        "fail",
+        "expected dtype float32, found float64",
+        None,
+        False,
+    ),
     (
         "rollout.state_machine",
         DecoderNotLoaded,

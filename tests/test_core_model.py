@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -211,6 +212,24 @@ def test_other_float_dtypes_are_cast_to_the_model_dtype(toy_model: WorldModel) -
     init = toy_model.initial_state(3)
     assert isinstance(init, State) and len(init) == 0
     assert toy_model.encode(obs, state=init)["latent"].shape == (3, 8)
+
+
+def test_a_declared_float32_is_exact_and_follows_the_models_precision(
+    toy_model: WorldModel,
+) -> None:
+    """``float32`` observations refuse float64; a converted model's states are its dtype, and
+    its checkpoint fingerprint is the declared contract's."""
+    strict = toy_model.declared_contract()
+    obs_spec = replace(strict.observation["obs"], dtype="float32")
+    with pytest.raises(ContractViolation, match="obs: expected dtype float32, found float64"):
+        obs_spec.validate("obs", obs_batch().double(), (3,))
+    assert toy_model.bound_contract().state["latent"].dtype == "float32"
+    toy_model.double()
+    assert toy_model.bound_contract().state["latent"].dtype == "float64"
+    assert toy_model.bound_contract().observation["obs"].dtype == "float"
+    assert toy_model.declared_contract().state["latent"].dtype == "float32"
+    with pytest.raises(ContractViolation, match=r"state\['latent'\]: expected dtype float64"):
+        toy_model.transition(State(latent=torch.zeros(3, 8)), actions(h=1)[:, 0])
 
 
 def test_inputs_follow_the_model_to_its_device(toy_model: WorldModel) -> None:

@@ -38,8 +38,9 @@ lead_dims = st.lists(small_dim, min_size=1, max_size=2).map(tuple)
 
 
 def accepts(declared: str, dtype: torch.dtype) -> bool:
-    """The documented dtype rule: a declared float accepts every floating dtype."""
-    if declared == "float" or DTYPES[declared] in FLOATS:
+    """The documented dtype rule: ``float`` accepts every floating dtype, any other declared
+    dtype (``float32`` included) exactly itself."""
+    if declared == "float":
         return dtype in FLOATS
     return dtype == DTYPES[declared]
 
@@ -383,3 +384,23 @@ def test_validate_state_predictions_and_loss() -> None:
 def test_tensor_spec_dict_round_trip(shape: tuple[int, ...], declared: str) -> None:
     spec = TensorSpec(shape=shape, dtype=declared, low=-1.0, high=None)
     assert TensorSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_checkpoints_from_before_exact_dtypes_keep_loading() -> None:
+    """Observations now declared ``float`` were ``float32``: the old fingerprint is accepted,
+    any other change of the contract is not."""
+    base = {
+        "observation": {"obs": {"shape": [4], "dtype": "float"}},
+        "action": {"kind": "continuous", "dim": 2},
+        "state": {"latent": {"shape": [3], "dtype": "float32"}},
+    }
+    contract = ModelIOContract.from_dict(base).bind()
+    old = ModelIOContract.from_dict(
+        {**base, "observation": {"obs": {"shape": [4], "dtype": "float32"}}}
+    ).bind()
+    other = ModelIOContract.from_dict(
+        {**base, "state": {"latent": {"shape": [3], "dtype": "float64"}}}
+    ).bind()
+    assert old.fingerprint() != contract.fingerprint()
+    assert old.fingerprint() in contract.accepted_fingerprints()
+    assert other.fingerprint() not in contract.accepted_fingerprints()

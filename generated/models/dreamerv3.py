@@ -88,7 +88,7 @@ class DreamerV3WorldModel(SpecWorldModel):
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
             "loss_components": ["dyn", "rep", "rec", "rew", "con", "policy", "value", "repval"],
-            "observation": {"obs": {"dtype": "float32", "shape": ["*obs_shape"]}},
+            "observation": {"obs": {"dtype": "float", "shape": ["*obs_shape"]}},
             "predictions": {
                 "continue": {"high": 1.0, "low": 0.0, "shape": []},
                 "obs": {"shape": ["*obs_shape"]},

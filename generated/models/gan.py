@@ -82,7 +82,7 @@ class GANWorldModel(SpecWorldModel):
                 "generator",
                 "discriminator",
             ],
-            "observation": {"obs": {"dtype": "float32", "shape": ["*obs_shape"]}},
+            "observation": {"obs": {"dtype": "float", "shape": ["*obs_shape"]}},
             "predictions": {
                 "continue": {"high": 1.0, "low": 0.0, "shape": []},
                 "obs": {"shape": ["*obs_shape"]},

@@ -107,7 +107,7 @@ class TDMPC2WorldModel(SpecWorldModel):
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated"],
             "loss_components": ["consistency", "reward", "value", "policy"],
-            "observation": {"obs": {"dtype": "float32", "shape": ["*obs_shape"]}},
+            "observation": {"obs": {"dtype": "float", "shape": ["*obs_shape"]}},
             "predictions": {
                 "continue": {"high": 1.0, "low": 0.0, "shape": []},
                 "reward": {"shape": []},

@@ -79,7 +79,7 @@ class TokenWorldModel(SpecWorldModel):
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
             "loss_components": ["reconstruction", "vq", "tokens", "reward", "continue"],
-            "observation": {"obs": {"dtype": "float32", "shape": ["*obs_shape"]}},
+            "observation": {"obs": {"dtype": "float", "shape": ["*obs_shape"]}},
             "predictions": {
                 "continue": {"high": 1.0, "low": 0.0, "shape": []},
                 "obs": {"shape": ["*obs_shape"]},

@@ -103,7 +103,7 @@ def model_unit_filler(model: WorldModel) -> Callable[[UnitWriter], None]:
         "worldflux_version": __version__,
         "model_type": model.model_type,
         "maturity": model.maturity.value,
-        "contract_fingerprint": model.bound_contract().fingerprint(),
+        "contract_fingerprint": model.declared_contract().fingerprint(),
         "trainable_parameters": model.num_parameters(),
         "dtype": str(model._float_dtype()).removeprefix("torch."),
     }
@@ -214,8 +214,9 @@ def read_model_documents(unit: CheckpointUnit) -> tuple[dict[str, Any], dict[str
 
 def check_fingerprint(metadata: Mapping[str, Any], model: WorldModel, meta_path: Path) -> None:
     """The stored contract fingerprint must be the model's."""
-    found, want = metadata.get("contract_fingerprint"), model.bound_contract().fingerprint()
-    if found != want:
+    contract = model.declared_contract()
+    found, want = metadata.get("contract_fingerprint"), contract.fingerprint()
+    if found not in contract.accepted_fingerprints():
         raise CheckpointError(
             f"{meta_path}: contract fingerprint {found!r} differs from the model's {want!r} "
             "(another preset, environment or spec)"

@@ -117,6 +117,7 @@ class WorldModel(nn.Module, ABC):
         self.composable_support: set[str] = set()
         self.validate_inputs = True
         self._bound: ModelIOContract | None = None
+        self._bound_at: tuple[ModelIOContract, torch.dtype, ModelIOContract] | None = None
         for attr in SLOTS.values():
             setattr(self, attr, None)
 
@@ -126,7 +127,19 @@ class WorldModel(nn.Module, ABC):
         return ModelIOContract()
 
     def bound_contract(self) -> ModelIOContract:
-        """The contract with every symbol resolved from the config (cached)."""
+        """The contract with every symbol resolved from the config, at the model's precision
+        (its ``float32`` tensors are float64 after ``model.double()``; cached)."""
+        declared, dtype = self.declared_contract(), self._float_dtype()
+        if dtype == torch.float32:
+            return declared
+        cached = self._bound_at
+        if cached is None or cached[0] is not declared or cached[1] != dtype:
+            cached = self._bound_at = (declared, dtype, declared.at_precision(dtype))
+        return cached[2]
+
+    def declared_contract(self) -> ModelIOContract:
+        """The contract with every symbol resolved, with the spec's own dtypes (what checkpoint
+        fingerprints hash, so a converted model's checkpoint loads into a fresh build)."""
         if self._bound is None:
             self._bound = self.io_contract().bind(
                 self.config, self.config.obs_shape, self.config.action_dim

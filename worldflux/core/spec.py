@@ -166,7 +166,8 @@ class TensorSpec:
     Attributes:
         shape: per-sample dims, without the leading batch/time dims.
         dtype: one of ``float32``, ``float64``, ``float16``, ``bfloat16``, ``int64``, ``int32``,
-            ``uint8``, ``bool``. ``"float"`` accepts any floating dtype.
+            ``uint8``, ``bool``, each meaning exactly that dtype; ``"float"`` accepts any
+            floating dtype (the model casts).
         low, high: inclusive value bounds, or None.
     """
 
@@ -264,12 +265,9 @@ class TensorSpec:
             raise ContractViolation(f"{name}: expected finite values, found NaN or inf")
 
     def _check_dtype(self, name: str, tensor: torch.Tensor) -> None:
-        if self.dtype == "float":
+        if self.dtype == "float":  # any floating dtype: the model casts as it needs
             ok = tensor.is_floating_point()
-        elif self.dtype in ("float32", "float64", "float16", "bfloat16"):
-            # any floating dtype is accepted where a float is declared; models cast as needed
-            ok = tensor.is_floating_point()
-        else:
+        else:  # exact: a declared float32 is float32, never float64 or float16
             ok = tensor.dtype == _DTYPES[self.dtype]
         if not ok:
             raise ContractViolation(
@@ -293,6 +291,11 @@ class TensorSpec:
             low=data.get("low"),
             high=data.get("high"),
         )
+
+
+def _fingerprint(contract: Mapping[str, Any]) -> str:
+    text = json.dumps(contract, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _pretty_shape(
@@ -429,8 +432,37 @@ class ModelIOContract:
 
     def fingerprint(self) -> str:
         """A stable hash of the contract, stored in checkpoints to detect mismatches."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _fingerprint(self.to_dict())
+
+    def accepted_fingerprints(self) -> set[str]:
+        """:meth:`fingerprint` and those of the same contract as earlier releases wrote it:
+        observations declared ``float`` were ``float32`` before dtypes became exact."""
+        legacy = self.to_dict()
+        for spec in legacy["observation"].values():
+            if spec["dtype"] == "float":
+                spec["dtype"] = "float32"
+        return {self.fingerprint(), _fingerprint(legacy)}
+
+    def at_precision(self, dtype: torch.dtype) -> ModelIOContract:
+        """The contract of a model converted to ``dtype`` (``model.double()``,
+        ``model.to(torch.bfloat16)``): every ``float32`` tensor it produces (states and
+        predictions) is ``dtype`` instead (the declared ``float32`` is the model's precision,
+        float32 unless it is converted). Observations keep their declared dtype: they describe
+        the data, which the model casts to its precision."""
+        if dtype == torch.float32:
+            return self
+        name = str(dtype).removeprefix("torch.")
+
+        def convert(group: Mapping[str, TensorSpec]) -> dict[str, TensorSpec]:
+            return {
+                k: replace(v, dtype=name) if v.dtype == "float32" else v for k, v in group.items()
+            }
+
+        return replace(
+            self,
+            state=convert(self.state),
+            predictions=convert(self.predictions),
+        )
 
     # -- binding ------------------------------------------------------------------------------
     def symbols(self) -> set[str]:

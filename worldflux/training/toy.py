@@ -290,7 +290,7 @@ def _spec(two_stage: bool) -> dict[str, Any]:
         "composable": [],
         "maturity": "experimental",
         "io_contract": {
-            "observation": {"obs": {"shape": ["*obs_shape"], "dtype": "float32"}},
+            "observation": {"obs": {"shape": ["*obs_shape"], "dtype": "float"}},
             "action": {"kind": "continuous", "dim": "action_dim", "low": -1.0, "high": 1.0},
             "state": {"latent": {"shape": ["latent_dim"], "dtype": "float32"}},
             "predictions": {"reward": {"shape": []}, "continue": {"shape": []}},
