@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 import torch
 from test_families_harness import (
-    check_contract,
     load_spec,
     random_actions,
     random_batch,
@@ -41,7 +40,6 @@ def test_ci_alias_builds_the_generated_model(family: str) -> None:
     assert model.maturity == ModelMaturity(spec["maturity"])
     assert model.num_parameters() == spec["presets"]["ci"]["params"]
     assert tuple(model.config.obs_shape) == tuple(spec["default_env"]["obs_shape"])
-    check_contract(model)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

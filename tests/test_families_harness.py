@@ -1,35 +1,30 @@
-"""Shared harness for the non-REFERENCE family tests (tests/test_families_*.py).
+"""Shared helpers of the non-REFERENCE family tests (tests/test_families_*.py).
 
-It builds a test-local :class:`SpecWorldModel` subclass straight from ``specs/models/<family>.yaml``
-(config class from the spec's ``config`` properties, ``SPEC`` from its slots / objective /
-io_contract, presets from its presets), so the slots are exercised exactly as the shipped spec
-wires them, independently of the generator. The model type is ``wftest_<family>``; it is
-registered only inside :func:`registered`.
-
-The ``check_*`` functions are the maturity obligations (ARCHITECTURE.md) as plain assertions.
+The maturity obligations themselves are judged by the conformance engine
+(tests/test_families_maturity.py); this module only builds the shipped models and their inputs:
+:func:`registered` gives a family's generated, registered model and config classes,
+:func:`build` a seeded model of a preset, ``random_*`` valid inputs, and :func:`check_overfit`
+the family-specific "its own loss term decreases" test.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
-from pydantic import Field, create_model
 from ruamel.yaml import YAML
 
 from worldflux.core.config import WorldModelConfig
-from worldflux.core.exceptions import ContractViolation, WorldFluxError
-from worldflux.core.model import SpecWorldModel, WorldModel
+from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry
-from worldflux.core.types import Batch, State
+from worldflux.core.types import Batch
 
 ROOT = Path(__file__).resolve().parent.parent
-_TYPES: dict[str, Any] = {"integer": int, "number": float, "boolean": bool, "string": str}
+
+Classes = tuple[type[WorldModel], type[WorldModelConfig]]
 
 
 def load_spec(family: str) -> dict[str, Any]:
@@ -37,41 +32,6 @@ def load_spec(family: str) -> dict[str, Any]:
     data = YAML(typ="safe").load((ROOT / "specs" / "models" / f"{family}.yaml").read_text())
     assert isinstance(data, dict)
     return data
-
-
-def _config_class(family: str, spec: dict[str, Any]) -> type[WorldModelConfig]:
-    fields: dict[str, Any] = {}
-    for name, prop in spec["config"]["properties"].items():
-        kind = tuple if prop["type"] == "array" else _TYPES[prop["type"]]
-        default = tuple(prop["default"]) if kind is tuple else prop["default"]
-        fields[name] = (kind, Field(default))
-    env = spec["default_env"]
-    fields["obs_shape"] = (tuple[int, ...], Field(tuple(env["obs_shape"])))
-    fields["action_dim"] = (int, Field(env["action_dim"]))
-    cls: type[WorldModelConfig] = create_model(
-        f"WFTest{family.title()}Config", __base__=WorldModelConfig, **fields
-    )
-    cls.MODEL_TYPE = f"wftest_{family}"
-    return cls
-
-
-def model_class(family: str) -> tuple[type[SpecWorldModel], type[WorldModelConfig]]:
-    """A fresh (unregistered) test model class and its config class for ``family``."""
-    spec = load_spec(family)
-    config_cls = _config_class(family, spec)
-    model_spec: dict[str, Any] = {
-        k: copy.deepcopy(spec[k])
-        for k in ("slots", "objective", "io_contract", "capabilities", "composable", "maturity")
-        if k in spec
-    }
-    presets = {name: dict(p.get("config") or {}) for name, p in spec["presets"].items()}
-
-    class FamilyTestModel(SpecWorldModel):
-        SPEC = model_spec
-
-    FamilyTestModel.presets = presets
-    FamilyTestModel.__name__ = f"WFTest{family.title()}Model"
-    return FamilyTestModel, config_cls
 
 
 @contextmanager
@@ -86,21 +46,14 @@ def single_thread() -> Iterator[None]:
 
 
 @contextmanager
-def registered(family: str) -> Iterator[tuple[type[SpecWorldModel], type[WorldModelConfig]]]:
-    """Register ``wftest_<family>`` for the duration of the block (checkpoints need it)."""
-    model_type = f"wftest_{family}"
-    WorldModelRegistry.unregister(model_type)
-    model_cls, config_cls = model_class(family)
-    WorldModelRegistry.register(model_type, config_class=config_cls)(model_cls)
-    try:
-        with single_thread():
-            yield model_cls, config_cls
-    finally:
-        WorldModelRegistry.unregister(model_type)
+def registered(family: str) -> Iterator[Classes]:
+    """The family's generated model and config classes, on one torch thread."""
+    with single_thread():
+        yield WorldModelRegistry.get(family), WorldModelRegistry.get_config_class(family)
 
 
 def build(
-    model_cls: type[SpecWorldModel],
+    model_cls: type[WorldModel],
     config_cls: type[WorldModelConfig],
     preset: str = "ci",
     seed: int = 0,
@@ -108,7 +61,7 @@ def build(
 ) -> WorldModel:
     """A seeded model of ``preset`` (env overrides such as ``obs_shape`` allowed), in eval mode."""
     torch.manual_seed(seed)
-    values = {**model_cls.presets[preset], **overrides}
+    values = {**getattr(model_cls, "presets", {})[preset], **overrides}
     model = model_cls(config_cls(**values))
     return model.eval()
 
@@ -149,148 +102,6 @@ def random_batch(model: WorldModel, b: int = 2, t: int = 4, seed: int = 0) -> Ba
     )
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if not a.is_floating_point():
-        return bool(torch.equal(a, b))
-    return bool(torch.allclose(a, b, atol=atol, rtol=1e-4))
-
-
-def assert_state_close(a: State, b: State, atol: float = 1e-5) -> None:
-    assert set(a) == set(b)
-    for key in a:
-        assert _close(a[key], b[key], atol), f"state[{key!r}] differs"
-
-
-# -- obligations ------------------------------------------------------------------------------
-def check_contract(model: WorldModel, b: int = 3, h: int = 2) -> None:
-    """encode / transition / decode / rollout / loss honour the bound contract."""
-    contract = model.bound_contract()
-    state = model.encode(random_obs(model, (b,)))
-    contract.validate_state(state, (b,))
-    nxt = model.transition(state, random_actions(model, (b,)))
-    contract.validate_state(nxt, (b,))
-    contract.validate_predictions(model.decode(nxt).predictions, (b,))
-    traj = model.rollout(state, random_actions(model, (b, h)))
-    contract.validate_state(traj.states, (b, h + 1), name="trajectory.states")
-    contract.validate_predictions(traj.predictions, (b, h), name="trajectory.predictions")
-    assert traj.rewards.shape == (b, h) and traj.continues.shape == (b, h)
-    out = model.loss(random_batch(model, b=b, t=4))
-    assert out.loss.dim() == 0 and bool(torch.isfinite(out.loss))
-    contract.validate_loss(out.components)
-    for name, value in out.components.items():
-        assert value.dim() == 0 and bool(torch.isfinite(value)), name
-
-
-def check_bad_inputs(model: WorldModel) -> None:
-    """Wrong rank, size, dtype and non-finite inputs raise a ContractViolation naming the tensor."""
-    good = random_obs(model, (2,))
-    bad_obs = [good[0], good[..., :-1], good.long(), good.clone().fill_(float("nan"))]
-    for obs in bad_obs:
-        with pytest.raises(ContractViolation, match="obs"):
-            model.encode(obs)
-    state = model.encode(good)
-    action = random_actions(model, (2,))
-    wrong = action.float() if model.config.action_type == "discrete" else action[:, :-1]
-    with pytest.raises(ContractViolation, match="action"):
-        model.transition(state, wrong)
-    with pytest.raises(ContractViolation, match="actions"):
-        model.rollout(state, random_actions(model, (3, 2)))
-    batch = random_batch(model)
-    with pytest.raises(ContractViolation, match="rewards"):
-        model.loss(batch.replace(rewards=batch["rewards"][:, :-1]))
-    with pytest.raises(WorldFluxError):
-        model.loss(Batch({k: v for k, v in batch.items() if k != "is_first"}))
-
-
-def check_rollout_equivalence(model: WorldModel, b: int = 2, h: int = 3) -> None:
-    """rollout(H) == H x (transition + decode), in eval mode."""
-    model.eval()
-    state = model.encode(random_obs(model, (b,)))
-    actions = random_actions(model, (b, h))
-    with torch.no_grad():
-        traj = model.rollout(state, actions)
-        s = state
-        for t in range(h):
-            s = model.transition(s, actions[:, t])
-            assert_state_close(s, traj.states.index(t + 1))
-            pred = model.decode(s).predictions
-            for key, value in pred.items():
-                assert _close(value, traj.predictions[key][:, t]), key
-            assert _close(pred["reward"], traj.rewards[:, t])
-            assert _close(pred["continue"], traj.continues[:, t])
-        assert_state_close(state, traj.states.index(0))
-
-
-def check_batch_independence(model: WorldModel, b: int = 4, h: int = 2) -> None:
-    """Batch polymorphism (B = 1..b) and per-sample independence of every public call."""
-    model.eval()
-    obs = random_obs(model, (b,))
-    actions = random_actions(model, (b, h))
-    with torch.no_grad():
-        full = model.rollout(model.encode(obs), actions)
-        for i in (0, b - 1):
-            one = model.rollout(model.encode(obs[i : i + 1]), actions[i : i + 1])
-            for key in one.states:
-                assert _close(one.states[key][0], full.states[key][i], 1e-4), key
-            for key in one.predictions:
-                assert _close(one.predictions[key][0], full.predictions[key][i], 1e-4), key
-        # changing another sample does not change sample 0
-        other = obs.clone()
-        other[1:] = other[1:] * 3.0 + 1.0
-        moved = model.rollout(model.encode(other), actions)
-        for key in full.predictions:
-            assert _close(moved.predictions[key][0], full.predictions[key][0], 1e-4), key
-
-
-def check_determinism_and_no_mutation(model_factory: Callable[[], WorldModel], b: int = 2) -> None:
-    """Two models built with one seed agree on every output; inputs are never mutated."""
-    m1, m2 = model_factory(), model_factory()
-    obs, actions = random_obs(m1, (b,)), random_actions(m1, (b, 2))
-    batch = random_batch(m1, b=b, t=4)
-    saved = {"obs": obs.clone(), "actions": actions.clone()}
-    saved_batch = {k: v.clone() for k, v in batch.items()}
-    outs = []
-    for m in (m1, m2):
-        torch.manual_seed(123)
-        state = m.encode(obs)
-        saved_state = {k: v.clone() for k, v in state.items()}
-        traj = m.rollout(state, actions)
-        m.train()
-        torch.manual_seed(123)
-        loss = m.loss(batch).loss.detach()
-        m.eval()
-        for k, v in state.items():
-            assert torch.equal(v, saved_state[k]), f"rollout mutated state[{k!r}]"
-        outs.append((traj, loss))
-    assert torch.equal(obs, saved["obs"]) and torch.equal(actions, saved["actions"])
-    for k, v in batch.items():
-        assert torch.equal(v, saved_batch[k]), f"loss mutated batch[{k!r}]"
-    (t1, l1), (t2, l2) = outs
-    assert_state_close(t1.states, t2.states, 0.0)
-    assert torch.equal(l1, l2)
-
-
-def check_gradients(model: WorldModel) -> None:
-    """Every trainable parameter gets a finite, non-zero gradient from loss()."""
-    model.train()
-    model.zero_grad()
-    torch.manual_seed(0)
-    model.loss(random_batch(model, b=3, t=4)).loss.backward()
-    missing = [
-        name
-        for name, p in model.named_parameters()
-        if p.requires_grad and (p.grad is None or not bool(p.grad.abs().sum() > 0))
-    ]
-    assert not missing, f"no gradient reaches {missing}"
-    for name, p in model.named_parameters():
-        if p.grad is not None:
-            assert bool(torch.isfinite(p.grad).all()), name
-    model.zero_grad()
-    model.eval()
-
-
 def check_overfit(
     model: WorldModel, steps: int = 60, lr: float = 3e-3, main: str | None = None
 ) -> tuple[float, float]:
@@ -323,26 +134,3 @@ def check_overfit(
         m_first, m_last = sum(mains[:5]) / 5, sum(mains[-5:]) / 5
         assert m_last < m_first, f"{main} did not decrease: {m_first:.4f} -> {m_last:.4f}"
     return first, last
-
-
-def check_save_load(model: WorldModel, tmp_path: Path) -> None:
-    """save_pretrained / from_pretrained round trip gives identical outputs."""
-    model.eval()
-    path = model.save_pretrained(tmp_path / "ckpt")
-    loaded = type(model).from_pretrained(path).eval()
-    obs, actions = random_obs(model, (2,)), random_actions(model, (2, 2))
-    with torch.no_grad():
-        a = model.rollout(model.encode(obs), actions)
-        b = loaded.rollout(loaded.encode(obs), actions)
-    assert_state_close(a.states, b.states, 0.0)
-    for key in a.predictions:
-        assert torch.equal(a.predictions[key], b.predictions[key]), key
-    torch.manual_seed(5)
-    la = model.loss(random_batch(model)).loss
-    torch.manual_seed(5)
-    lb = loaded.loss(random_batch(model)).loss
-    assert torch.equal(la, lb)
-
-
-def trainable(model: WorldModel) -> int:
-    return model.num_parameters()
