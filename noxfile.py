@@ -87,13 +87,45 @@ def conformance_ci(session: nox.Session) -> None:
     session.run("worldflux", "conformance", "run", "--all", "--profile", "ci")
 
 
+#: mbrl-lib and the few of its dependencies PlaNet needs, pinned; installed with --no-deps into a
+#: private directory (mbrl 0.2.0 pins gymnasium 0.26 and hydra 1.0, which do not fit here)
+THIRDPARTY = [
+    "mbrl==0.2.0",
+    "hydra-core==1.3.2",
+    "omegaconf==2.3.0",
+    "antlr4-python3-runtime==4.9.3",
+    "termcolor==3.3.0",
+]
+
+
+@nox.session
+def thirdparty(session: nox.Session) -> None:
+    """A real third-party world model (mbrl-lib's PlaNet) through its adapter
+    (examples/thirdparty/mbrl_planet.py): it must pass the conformance suite at the ci profile."""
+    site = ".nox/thirdparty-site"
+    session.run(
+        "pip", "install", "--quiet", "--no-deps", "--upgrade", "--target", site, *THIRDPARTY
+    )
+    session.run(
+        "worldflux",
+        "conformance",
+        "run",
+        "examples/thirdparty/mbrl_planet.py:make_adapter",
+        "--profile",
+        "ci",
+        *session.posargs,
+        env={"PYTHONPATH": site},
+    )
+
+
 @nox.session
 def ci(session: nox.Session) -> None:
-    """Everything CI checks: lint, types, generated code up to date, fast tests, and every
-    shipped model conformant at the ci profile."""
+    """Everything CI checks: lint, types, generated code up to date, fast tests, every shipped
+    model and a third-party one (mbrl-lib's PlaNet) conformant at the ci profile, the wheel."""
     session.notify("lint")
     session.notify("typecheck")
     session.notify("generate", ["--check"])
     session.notify("tests")
     session.notify("conformance-ci")
+    session.notify("thirdparty")
     session.notify("wheel")
