@@ -20,24 +20,14 @@ from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
 from worldflux.families.shared.edm import EDM, sinusoidal_embedding
-from worldflux.families.shared.hparams import require_dims
+from worldflux.families.shared.hparams import family_hparam, require_dims
 
-__all__ = ["DEFAULTS", "DiTBlock", "DiTDynamics", "hp"]
-
-DEFAULTS: dict[str, Any] = {
-    "dit_tokens": 8,
-    "dit_dim": 128,
-    "dit_depth": 4,
-    "dit_heads": 4,
-    "sampling_steps": 4,
-    "sigma_data": 1.0,
-}
+__all__ = ["DiTBlock", "DiTDynamics", "hp"]
 
 
 def hp(ctx: BuildContext, name: str) -> Any:
-    """The config value ``name``, or its default."""
-    value = ctx.hparam(name, None)
-    return DEFAULTS[name] if value is None else value
+    """The config value ``name``, else its default in the dit spec."""
+    return family_hparam(ctx, "dit", name)
 
 
 def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:

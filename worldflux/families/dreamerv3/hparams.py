@@ -1,8 +1,8 @@
-"""The DreamerV3 hyperparameters every slot reads from the model config, with official defaults.
+"""The DreamerV3 hyperparameters every slot reads from the model config.
 
-Defaults are the official ``size12m`` dims (``configs.yaml`` ``size12m`` block over ``defaults``);
-presets override them. Slots read values through :func:`hp` so a config missing a field still
-builds with the official value.
+Their defaults live in one place, the spec (``specs/models/dreamerv3.yaml``: the official
+``size12m`` dims, ``configs.yaml`` ``size12m`` over ``defaults``); presets override them. Slots
+read values through :func:`hp`, so a config missing a field still builds with the spec's value.
 """
 
 from __future__ import annotations
@@ -11,41 +11,14 @@ from typing import Any
 
 from worldflux.core.components import BuildContext
 from worldflux.core.exceptions import ConfigurationError
+from worldflux.families.shared.hparams import family_hparam
 
-__all__ = ["DEFAULTS", "hp", "obs_layout", "parse_obs_keys"]
-
-DEFAULTS: dict[str, Any] = {
-    "deter": 2048,
-    "hidden": 256,
-    "stoch": 32,
-    "classes": 16,
-    "blocks": 8,
-    "units": 256,
-    "depth": 16,
-    "enc_layers": 3,
-    "dec_layers": 3,
-    "rew_layers": 1,
-    "con_layers": 1,
-    "policy_layers": 3,
-    "value_layers": 3,
-    "imglayers": 2,
-    "obslayers": 1,
-    "dynlayers": 1,
-    "unimix": 0.01,
-    "bins": 255,
-    "kernel": 5,
-    "mults": (2, 3, 4, 4),
-    "bspace": 8,
-    "minstd": 0.1,
-    "maxstd": 1.0,
-    "obs_keys": None,
-}
+__all__ = ["hp", "obs_layout", "parse_obs_keys"]
 
 
 def hp(ctx: BuildContext, name: str) -> Any:
-    """The config value ``name``, or the official default."""
-    value = ctx.hparam(name, None)
-    return DEFAULTS[name] if value is None else value
+    """The config value ``name``, else its default in the dreamerv3 spec."""
+    return family_hparam(ctx, "dreamerv3", name)
 
 
 def parse_obs_keys(entries: list[str] | tuple[str, ...]) -> dict[str, tuple[int, ...]]:

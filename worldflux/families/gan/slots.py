@@ -16,17 +16,14 @@ from torch import Tensor
 from worldflux.core.components import BuildContext, DynamicsModel
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.shared.hparams import mlp, require_dims
+from worldflux.families.shared.hparams import family_hparam, mlp, require_dims
 
-__all__ = ["DEFAULTS", "Generator", "hp"]
-
-DEFAULTS: dict[str, Any] = {"noise_dim": 16, "gen_hidden": 256, "disc_hidden": 256}
+__all__ = ["Generator", "hp"]
 
 
 def hp(ctx: BuildContext, name: str) -> Any:
-    """The config value ``name``, or its default."""
-    value = ctx.hparam(name, None)
-    return DEFAULTS[name] if value is None else value
+    """The config value ``name``, else its default in the gan spec."""
+    return family_hparam(ctx, "gan", name)
 
 
 @register_component("dynamics_model", "gan.generator")

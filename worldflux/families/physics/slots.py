@@ -16,17 +16,14 @@ from torch import Tensor, nn
 from worldflux.core.components import BuildContext, DynamicsModel
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.shared.hparams import mlp, require_dims
+from worldflux.families.shared.hparams import family_hparam, mlp, require_dims
 
-__all__ = ["DEFAULTS", "SemiImplicitEuler", "hp"]
-
-DEFAULTS: dict[str, Any] = {"num_particles": 8, "space_dim": 3, "dt": 0.05, "force_hidden": 256}
+__all__ = ["SemiImplicitEuler", "hp"]
 
 
 def hp(ctx: BuildContext, name: str) -> Any:
-    """The config value ``name``, or its default."""
-    value = ctx.hparam(name, None)
-    return DEFAULTS[name] if value is None else value
+    """The config value ``name``, else its default in the physics spec."""
+    return family_hparam(ctx, "physics", name)
 
 
 @register_component("dynamics_model", "physics.euler")

@@ -19,17 +19,14 @@ from worldflux.core.components import BuildContext, Decoder
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.shared.hparams import mlp, require_dims
+from worldflux.families.shared.hparams import family_hparam, mlp, require_dims
 
-__all__ = ["DEFAULTS", "GaussianRenderer", "hp", "render_gaussians"]
-
-DEFAULTS: dict[str, Any] = {"num_primitives": 16, "head_hidden": 256, "extent": 1.5}
+__all__ = ["GaussianRenderer", "hp", "render_gaussians"]
 
 
 def hp(ctx: BuildContext, name: str) -> Any:
-    """The config value ``name``, or its default."""
-    value = ctx.hparam(name, None)
-    return DEFAULTS[name] if value is None else value
+    """The config value ``name``, else its default in the renderer3d spec."""
+    return family_hparam(ctx, "renderer3d", name)
 
 
 def render_gaussians(

@@ -1,4 +1,5 @@
-"""JEPA hyperparameters read from the model config, with the defaults of the ``base`` preset."""
+"""Helpers shared by the families: hyperparameters read from the model config with the spec's
+defaults (:func:`family_hparam`), MLPs, observation sizes, slot-build guards."""
 
 from __future__ import annotations
 
@@ -7,23 +8,47 @@ from typing import Any
 from torch import nn
 
 from worldflux.core.components import BuildContext
-from worldflux.core.exceptions import ConfigurationError
+from worldflux.core.exceptions import ConfigurationError, did_you_mean
 
-__all__ = ["DEFAULTS", "hp", "mlp", "obs_numel", "require_dims", "swap_guard"]
+__all__ = [
+    "family_hparam",
+    "hp",
+    "mlp",
+    "obs_numel",
+    "require_dims",
+    "spec_default",
+    "swap_guard",
+]
 
-DEFAULTS: dict[str, Any] = {
-    "latent_dim": 256,
-    "hidden_dim": 512,
-    "enc_layers": 2,
-    "pred_layers": 2,
-    "head_layers": 1,
-}
+
+def spec_default(family: str, name: str) -> Any:
+    """The default of hyperparameter ``name`` in ``family``'s spec: the field default of its
+    generated config class, the one source of every default (lists come back as tuples).
+
+    Raises:
+        ConfigurationError: the family's spec has no such hyperparameter.
+    """
+    from worldflux.core.registry import WorldModelRegistry  # deferred: registry loads families
+
+    fields = WorldModelRegistry.get_config_class(family).model_fields
+    if name not in fields:
+        raise ConfigurationError(
+            f"{family} spec has no hyperparameter {name!r}" + did_you_mean(name, fields)
+        )
+    default = fields[name].default
+    return tuple(default) if isinstance(default, list) else default
+
+
+def family_hparam(ctx: BuildContext, family: str, name: str) -> Any:
+    """The model config's ``name``, or (for a slot swapped into a model whose config lacks it)
+    the default in ``family``'s spec."""
+    value = ctx.hparam(name, None)
+    return spec_default(family, name) if value is None else value
 
 
 def hp(ctx: BuildContext, name: str) -> Any:
-    """The config value ``name``, or its default."""
-    value = ctx.hparam(name, None)
-    return DEFAULTS[name] if value is None else value
+    """A JEPA hyperparameter (:func:`family_hparam` of ``jepa``)."""
+    return family_hparam(ctx, "jepa", name)
 
 
 def obs_numel(ctx: BuildContext) -> int:

@@ -20,17 +20,14 @@ from worldflux.components.conditioners import action_features
 from worldflux.core.components import ActionConditioner, BuildContext, DynamicsModel
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.shared.hparams import require_dims
+from worldflux.families.shared.hparams import family_hparam, require_dims
 
-__all__ = ["DEFAULTS", "DiagonalSSM", "SSMActionInput", "hp"]
-
-DEFAULTS: dict[str, Any] = {"state_dim": 256, "dt_min": 1e-3, "dt_max": 0.1}
+__all__ = ["DiagonalSSM", "SSMActionInput", "hp"]
 
 
 def hp(ctx: BuildContext, name: str) -> Any:
-    """The config value ``name``, or its default."""
-    value = ctx.hparam(name, None)
-    return DEFAULTS[name] if value is None else value
+    """The config value ``name``, else its default in the ssm spec."""
+    return family_hparam(ctx, "ssm", name)
 
 
 @register_component("action_conditioner", "ssm.action")

@@ -9,25 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from worldflux.core.components import BuildContext
+from worldflux.families.shared.hparams import family_hparam
 
-__all__ = ["DEFAULTS", "hp"]
-
-DEFAULTS: dict[str, Any] = {
-    "num_tokens": 16,
-    "vocab_size": 512,
-    "code_dim": 64,
-    "tokenizer_hidden": 256,
-    "tokenizer_layers": 2,
-    "embed_dim": 256,
-    "num_layers": 10,
-    "num_heads": 4,
-    "context_frames": 20,
-    "head_hidden": 256,
-    "head_layers": 1,
-}
+__all__ = ["hp"]
 
 
 def hp(ctx: BuildContext, name: str) -> Any:
-    """The config value ``name``, or its default."""
-    value = ctx.hparam(name, None)
-    return DEFAULTS[name] if value is None else value
+    """The config value ``name``, else its default in the token spec."""
+    return family_hparam(ctx, "token", name)

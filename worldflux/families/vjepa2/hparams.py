@@ -10,27 +10,14 @@ from typing import Any
 
 from worldflux.core.components import BuildContext
 from worldflux.core.exceptions import ConfigurationError
+from worldflux.families.shared.hparams import family_hparam
 
-__all__ = ["DEFAULTS", "hp", "patch_grid"]
-
-DEFAULTS: dict[str, Any] = {
-    "patch_size": 8,
-    "embed_dim": 192,
-    "enc_depth": 4,
-    "enc_heads": 4,
-    "pred_dim": 192,
-    "pred_depth": 6,
-    "pred_heads": 4,
-    "context_frames": 4,
-    "head_hidden": 256,
-    "head_layers": 1,
-}
+__all__ = ["hp", "patch_grid"]
 
 
 def hp(ctx: BuildContext, name: str) -> Any:
-    """The config value ``name``, or its default."""
-    value = ctx.hparam(name, None)
-    return DEFAULTS[name] if value is None else value
+    """The config value ``name``, else its default in the vjepa2 spec."""
+    return family_hparam(ctx, "vjepa2", name)
 
 
 def patch_grid(ctx: BuildContext) -> tuple[int, int, int]:
