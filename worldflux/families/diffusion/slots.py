@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from worldflux.components._common import build_mlp, flat_obs_dim
 from worldflux.components.conditioners import action_features
 from worldflux.core.components import (
     ActionConditioner,
@@ -24,7 +25,7 @@ from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
 from worldflux.families.diffusion.hparams import hp
 from worldflux.families.shared.edm import EDM, sinusoidal_embedding
-from worldflux.families.shared.hparams import mlp, obs_numel, require_dims, swap_guard
+from worldflux.families.shared.hparams import require_dims, swap_guard
 from worldflux.families.shared.tensors import shift_in
 
 __all__ = [
@@ -146,7 +147,9 @@ class DiffusionDynamics(DynamicsModel):
             log_sigma_mean=float(hp(ctx, "train_log_sigma_mean")),
             log_sigma_std=float(hp(ctx, "train_log_sigma_std")),
         )
-        self.denoiser = DiffusionDenoiser(obs_numel(ctx), self.context, self.embed_dim, ctx)
+        self.denoiser = DiffusionDenoiser(
+            flat_obs_dim(ctx.obs_shape), self.context, self.embed_dim, ctx
+        )
         ctx.dims["diffusion.window"] = self.context
 
     def initial_state(
@@ -213,10 +216,10 @@ class DiffusionHeads(Decoder):
         super().__init__()
         require_dims(ctx, "diffusion.heads", "diffusion.window", built_by="diffusion.edm")
         embed = int(ctx.dims.get("action_embed_dim", hp(ctx, "action_embed_dim")))
-        in_dim = obs_numel(ctx) + embed + 1
+        in_dim = flat_obs_dim(ctx.obs_shape) + embed + 1
         hidden, layers = int(hp(ctx, "head_hidden")), int(hp(ctx, "head_layers"))
-        self.reward = mlp(in_dim, hidden, 1, layers)
-        self.cont = mlp(in_dim, hidden, 1, layers)
+        self.reward = build_mlp(in_dim, hidden, layers, 1)
+        self.cont = build_mlp(in_dim, hidden, layers, 1)
 
     def forward(self, state: State) -> ModelOutput:
         frames = state["frames"]

@@ -11,13 +11,14 @@ from torch import Tensor
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from worldflux.components._common import build_mlp
 from worldflux.components.conditioners import action_features
 from worldflux.core.components import BuildContext, Objective
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import Batch, LossOutput, State
 from worldflux.families.gan.slots import hp
-from worldflux.families.shared.hparams import mlp, require_dims
+from worldflux.families.shared.hparams import require_dims
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
@@ -52,7 +53,9 @@ class GANObjective(Objective):
         self.action_dim, self.action_type = ctx.action_dim, ctx.action_type
         require_dims(ctx, "gan.objective", "latent_dim", built_by="the observation encoder")
         latent = int(ctx.dims["latent_dim"])
-        self.discriminator = mlp(2 * latent + ctx.action_dim, int(hp(ctx, "disc_hidden")), 1, 2)
+        self.discriminator = build_mlp(
+            2 * latent + ctx.action_dim, int(hp(ctx, "disc_hidden")), 2, 1
+        )
 
     def _features(self, z: Tensor, action: Tensor, z_next: Tensor) -> Tensor:
         a = action_features(action, self.action_dim, self.action_type).to(z.dtype)

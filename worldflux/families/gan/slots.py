@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from worldflux.components._common import build_mlp
 from worldflux.core.components import BuildContext, DynamicsModel
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.shared.hparams import family_hparam, mlp, require_dims
+from worldflux.families.shared.hparams import family_hparam, require_dims
 
 __all__ = ["Generator", "hp"]
 
@@ -36,7 +37,9 @@ class Generator(DynamicsModel):
         self.latent_dim = int(ctx.dims["latent_dim"])
         self.noise_dim = int(hp(ctx, "noise_dim"))
         in_dim = int(ctx.dims.get("dynamics_input_dim", self.latent_dim + ctx.action_dim))
-        self.net = mlp(in_dim + self.noise_dim, int(hp(ctx, "gen_hidden")), self.latent_dim, 2)
+        self.net = build_mlp(
+            in_dim + self.noise_dim, int(hp(ctx, "gen_hidden")), 2, self.latent_dim
+        )
 
     def forward(self, state: State, action_input: Tensor) -> State:
         shape = (action_input.shape[0], self.noise_dim)

@@ -13,11 +13,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from worldflux.components._common import build_mlp, flat_obs_dim
 from worldflux.core.components import BuildContext, Decoder, DynamicsModel, ObservationEncoder
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.shared.hparams import hp, mlp, obs_numel, require_dims
+from worldflux.families.shared.hparams import hp, require_dims
 
 __all__ = ["JEPAEncoder", "JEPAHeads", "JEPAPredictor"]
 
@@ -45,8 +46,11 @@ class JEPAEncoder(ObservationEncoder):
                 f"jepa.encoder produces latent [{self.latent_dim}]; this model's slots expect "
                 f"latent_dim={ctx.dims.get('latent_dim')}"
             )
-        self.context = mlp(
-            obs_numel(ctx), int(hp(ctx, "hidden_dim")), self.latent_dim, int(hp(ctx, "enc_layers"))
+        self.context = build_mlp(
+            flat_obs_dim(ctx.obs_shape),
+            int(hp(ctx, "hidden_dim")),
+            int(hp(ctx, "enc_layers")),
+            self.latent_dim,
         )
         self.target = copy.deepcopy(self.context)
         self.target.requires_grad_(False)
@@ -84,8 +88,8 @@ class JEPAPredictor(DynamicsModel):
         require_dims(ctx, "jepa.predictor", "latent_dim", built_by="the observation encoder")
         self.latent_dim = int(ctx.dims["latent_dim"])
         in_dim = int(ctx.dims.get("dynamics_input_dim", self.latent_dim + ctx.action_dim))
-        self.net = mlp(
-            in_dim, int(hp(ctx, "hidden_dim")), self.latent_dim, int(hp(ctx, "pred_layers"))
+        self.net = build_mlp(
+            in_dim, int(hp(ctx, "hidden_dim")), int(hp(ctx, "pred_layers")), self.latent_dim
         )
 
     def forward(self, state: State, action_input: Tensor) -> State:
@@ -105,8 +109,8 @@ class JEPAHeads(Decoder):
             int(hp(ctx, "hidden_dim")),
             int(hp(ctx, "head_layers")),
         )
-        self.reward = mlp(latent, hidden, 1, layers)
-        self.cont = mlp(latent, hidden, 1, layers)
+        self.reward = build_mlp(latent, hidden, layers, 1)
+        self.cont = build_mlp(latent, hidden, layers, 1)
 
     def forward(self, state: State) -> ModelOutput:
         z = state["latent"]

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from worldflux.components._common import build_mlp
 from worldflux.core.components import BuildContext, DynamicsModel
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.shared.hparams import family_hparam, mlp, require_dims
+from worldflux.families.shared.hparams import family_hparam, require_dims
 
 __all__ = ["SemiImplicitEuler", "hp"]
 
@@ -42,7 +43,7 @@ class SemiImplicitEuler(DynamicsModel):
         self.dt = float(hp(ctx, "dt"))
         flat = self.particles * self.space
         self.infer = nn.Linear(int(ctx.dims["latent_dim"]), 2 * flat)
-        self.force = mlp(2 * flat + ctx.action_dim, int(hp(ctx, "force_hidden")), flat, 2)
+        self.force = build_mlp(2 * flat + ctx.action_dim, int(hp(ctx, "force_hidden")), 2, flat)
         ctx.dims["latent_dim"] = 2 * flat
 
     def initial_state(

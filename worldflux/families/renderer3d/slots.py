@@ -15,11 +15,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from worldflux.components._common import build_mlp
 from worldflux.core.components import BuildContext, Decoder
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.shared.hparams import family_hparam, mlp, require_dims
+from worldflux.families.shared.hparams import family_hparam, require_dims
 
 __all__ = ["GaussianRenderer", "hp", "render_gaussians"]
 
@@ -88,8 +89,8 @@ class GaussianRenderer(Decoder):
         self.to_scene = nn.Linear(latent, self.prims * (3 + 1 + 1 + self.channels))
         self.background = nn.Parameter(torch.zeros(self.channels))
         hidden = int(hp(ctx, "head_hidden"))
-        self.reward = mlp(latent, hidden, 1, 1)
-        self.cont = mlp(latent, hidden, 1, 1)
+        self.reward = build_mlp(latent, hidden, 1, 1)
+        self.cont = build_mlp(latent, hidden, 1, 1)
 
     def scene(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(pos [B, G, 3], radius [B, G], opacity [B, G], color [B, G, C])`` from ``z``."""

@@ -1,11 +1,10 @@
 """Helpers shared by the families: hyperparameters read from the model config with the spec's
-defaults (:func:`family_hparam`), MLPs, observation sizes, slot-build guards."""
+defaults (:func:`family_hparam`) and slot-build guards. MLPs and observation sizes come from
+:mod:`worldflux.components` (``build_mlp``, ``flat_obs_dim``): one implementation each."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from torch import nn
 
 from worldflux.core.components import BuildContext
 from worldflux.core.exceptions import ConfigurationError, did_you_mean
@@ -13,8 +12,6 @@ from worldflux.core.exceptions import ConfigurationError, did_you_mean
 __all__ = [
     "family_hparam",
     "hp",
-    "mlp",
-    "obs_numel",
     "require_dims",
     "spec_default",
     "swap_guard",
@@ -49,25 +46,6 @@ def family_hparam(ctx: BuildContext, family: str, name: str) -> Any:
 def hp(ctx: BuildContext, name: str) -> Any:
     """A JEPA hyperparameter (:func:`family_hparam` of ``jepa``)."""
     return family_hparam(ctx, "jepa", name)
-
-
-def obs_numel(ctx: BuildContext) -> int:
-    """Number of entries of one observation (``prod(obs_shape)``)."""
-    n = 1
-    for d in ctx.obs_shape:
-        n *= int(d)
-    return n
-
-
-def mlp(in_dim: int, hidden: int, out_dim: int, layers: int) -> nn.Sequential:
-    """``layers`` x (Linear, LayerNorm, SiLU), then Linear to ``out_dim``; per-sample ops only."""
-    mods: list[nn.Module] = []
-    dim = in_dim
-    for _ in range(layers):
-        mods += [nn.Linear(dim, hidden), nn.LayerNorm(hidden), nn.SiLU()]
-        dim = hidden
-    mods.append(nn.Linear(dim, out_dim))
-    return nn.Sequential(*mods)
 
 
 def require_dims(ctx: BuildContext, owner: str, *keys: str, built_by: str) -> None:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from worldflux.components._common import build_mlp, flat_obs_dim
 from worldflux.components.conditioners import action_features
 from worldflux.core.components import (
     ActionConditioner,
@@ -24,7 +25,7 @@ from worldflux.core.components import (
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.shared.hparams import mlp, obs_numel, require_dims
+from worldflux.families.shared.hparams import require_dims
 from worldflux.families.shared.tensors import shift_in
 from worldflux.families.shared.transformer import Transformer, causal_mask
 from worldflux.families.token.hparams import hp
@@ -50,11 +51,11 @@ class Tokenizer(ObservationEncoder):
             )
         self.num_tokens, self.code_dim = int(hp(ctx, "num_tokens")), int(hp(ctx, "code_dim"))
         self.vocab = int(hp(ctx, "vocab_size"))
-        self.net = mlp(
-            obs_numel(ctx),
+        self.net = build_mlp(
+            flat_obs_dim(ctx.obs_shape),
             int(hp(ctx, "tokenizer_hidden")),
-            self.num_tokens * self.code_dim,
             int(hp(ctx, "tokenizer_layers")),
+            self.num_tokens * self.code_dim,
         )
         self.codebook = nn.Embedding(self.vocab, self.code_dim)
         nn.init.uniform_(self.codebook.weight, -1.0 / self.vocab, 1.0 / self.vocab)
@@ -228,19 +229,19 @@ class TokenDecoder(Decoder):
         self.codebook: nn.Embedding = ctx.dims["token_codebook"]
         self.obs_shape = ctx.obs_shape
         n, c = int(ctx.dims["num_tokens"]), int(ctx.dims["code_dim"])
-        self.net = mlp(
+        self.net = build_mlp(
             n * c,
             int(hp(ctx, "tokenizer_hidden")),
-            obs_numel(ctx),
             int(hp(ctx, "tokenizer_layers")),
+            flat_obs_dim(ctx.obs_shape),
         )
         dim, hidden, layers = (
             int(ctx.dims.get("token_embed_dim", hp(ctx, "embed_dim"))),
             int(hp(ctx, "head_hidden")),
             int(hp(ctx, "head_layers")),
         )
-        self.reward = mlp(dim, hidden, 1, layers)
-        self.cont = mlp(dim, hidden, 1, layers)
+        self.reward = build_mlp(dim, hidden, layers, 1)
+        self.cont = build_mlp(dim, hidden, layers, 1)
 
     def reconstruct(self, codes: Tensor) -> Tensor:
         """``codes [B, N, C]`` -> observation ``[B, *obs_shape]``."""

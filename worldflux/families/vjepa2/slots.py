@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from worldflux.components._common import build_mlp
 from worldflux.components.conditioners import action_features
 from worldflux.core.components import (
     ActionConditioner,
@@ -25,7 +26,7 @@ from worldflux.core.components import (
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
-from worldflux.families.shared.hparams import mlp, require_dims, swap_guard
+from worldflux.families.shared.hparams import require_dims, swap_guard
 from worldflux.families.shared.tensors import shift_in
 from worldflux.families.shared.transformer import Transformer
 from worldflux.families.vjepa2.hparams import hp, patch_grid
@@ -202,8 +203,8 @@ class VJEPA2Heads(Decoder):
         require_dims(ctx, "vjepa2.heads", "vjepa2.window", built_by="vjepa2.predictor")
         dim, act = int(ctx.dims["embed_dim"]), int(hp(ctx, "pred_dim"))
         hidden, layers = int(hp(ctx, "head_hidden")), int(hp(ctx, "head_layers"))
-        self.reward = mlp(2 * dim + act + 1, hidden, 1, layers)
-        self.cont = mlp(2 * dim + act + 1, hidden, 1, layers)
+        self.reward = build_mlp(2 * dim + act + 1, hidden, layers, 1)
+        self.cont = build_mlp(2 * dim + act + 1, hidden, layers, 1)
 
     def forward(self, state: State) -> ModelOutput:
         frames = state["frames"]
