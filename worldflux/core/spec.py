@@ -1,4 +1,4 @@
-"""Declarative model facts: maturity, capabilities and the I/O contract.
+"""The I/O contract of a model, and (re-exported) the declarative facts it is built from.
 
 A :class:`ModelIOContract` describes every tensor a model takes and returns, *per sample*: the
 leading batch (``B``) and time (``T``/``H``) dimensions are added by the ``validate_*`` helpers.
@@ -9,19 +9,18 @@ against a config, the observation shape and the action dimension.
 
 from __future__ import annotations
 
-import ast
-import enum
 import hashlib
 import json
-import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
 
-from worldflux.core.exceptions import ConfigurationError, ContractViolation, ShapeMismatchError
-from worldflux.core.numerics import all_finite
+from worldflux.core.dims import Dim, resolve_dim, symbols_of
+from worldflux.core.exceptions import ConfigurationError, ContractViolation
+from worldflux.core.maturity import Capability, ModelMaturity
+from worldflux.core.tensor_spec import ActionSpec, TensorSpec, specs_from
 
 __all__ = [
     "ActionSpec",
@@ -31,329 +30,13 @@ __all__ = [
     "ModelMaturity",
     "TensorSpec",
     "resolve_dim",
+    "symbols_of",
 ]
-
-
-class ModelMaturity(str, enum.Enum):
-    """How much a model promises; each level is an obligation the conformance suite checks."""
-
-    SKELETON = "skeleton"
-    EXPERIMENTAL = "experimental"
-    REFERENCE = "reference"
-
-    @property
-    def rank(self) -> int:
-        """0 for SKELETON, 1 for EXPERIMENTAL, 2 for REFERENCE."""
-        return _MATURITY_ORDER.index(self)
-
-    @classmethod
-    def parse(cls, value: str | ModelMaturity) -> ModelMaturity:
-        """Accept ``"reference"``, ``"REFERENCE"`` or a member."""
-        if isinstance(value, ModelMaturity):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            names = ", ".join(m.value for m in cls)
-            raise ConfigurationError(
-                f"unknown maturity {value!r}: expected one of {names}"
-            ) from None
-
-
-_MATURITY_ORDER = (ModelMaturity.SKELETON, ModelMaturity.EXPERIMENTAL, ModelMaturity.REFERENCE)
-
-
-class Capability(str, enum.Enum):
-    """What a model can do beyond the five-slot interface every model has."""
-
-    LATENT_DYNAMICS = "latent_dynamics"
-    OBS_DECODER = "obs_decoder"
-    REWARD_PRED = "reward_pred"
-    CONTINUE_PRED = "continue_pred"
-    VALUE = "value"
-    POLICY = "policy"
-    PLANNING = "planning"
-    REPRESENTATION = "representation"
-    GENERATIVE = "generative"
-
-
-Dim = int | str
-"""One entry of a symbolic shape: an int, a symbol, an expression or ``"*name"`` (a splice)."""
-
-_BINARY_OPS: dict[type[ast.operator], Callable[[int, int], int]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.FloorDiv: operator.floordiv,
-}
-
-
-def resolve_dim(expr: Dim, symbols: Mapping[str, Any]) -> int:
-    """Evaluate one symbolic dimension (``8``, ``"latent_dim"``, ``"stoch * classes"``).
-
-    Raises:
-        ConfigurationError: naming the unknown symbol or the malformed expression.
-    """
-    if isinstance(expr, bool):
-        raise ConfigurationError(f"dimension {expr!r} is a bool, expected an int or a symbol")
-    if isinstance(expr, int):
-        return expr
-    try:
-        tree = ast.parse(expr.strip(), mode="eval")
-    except SyntaxError:
-        raise ConfigurationError(f"dimension {expr!r} is not a valid expression") from None
-
-    def evaluate(node: ast.AST) -> int:
-        if isinstance(node, ast.Expression):
-            return evaluate(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        if isinstance(node, ast.Name):
-            if node.id not in symbols:
-                from worldflux.core.exceptions import did_you_mean
-
-                raise ConfigurationError(
-                    f"dimension {expr!r} uses unknown symbol {node.id!r}"
-                    + did_you_mean(node.id, symbols)
-                )
-            value = symbols[node.id]
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigurationError(
-                    f"symbol {node.id!r} in dimension {expr!r} is {value!r}, expected an int"
-                )
-            return value
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY_OPS:
-            return _BINARY_OPS[type(node.op)](evaluate(node.left), evaluate(node.right))
-        raise ConfigurationError(f"dimension {expr!r}: only ints, symbols and + - * // are allowed")
-
-    try:
-        value = evaluate(tree)
-    except ZeroDivisionError:
-        raise ConfigurationError(f"dimension {expr!r} divides by zero") from None
-    if value < 0:
-        raise ConfigurationError(f"dimension {expr!r} resolves to {value}, expected >= 0")
-    return value
-
-
-def symbols_of(expr: Dim) -> set[str]:
-    """The symbol names a dimension refers to (``"*obs_shape"`` refers to ``obs_shape``)."""
-    if isinstance(expr, int):
-        return set()
-    text = expr[1:] if expr.startswith("*") else expr
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
-        return set()
-    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
-
-
-_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "int64": torch.int64,
-    "int32": torch.int32,
-    "uint8": torch.uint8,
-    "bool": torch.bool,
-}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """Per-sample shape (symbolic until bound), dtype and optional value bounds of one tensor.
-
-    Attributes:
-        shape: per-sample dims, without the leading batch/time dims.
-        dtype: one of ``float32``, ``float64``, ``float16``, ``bfloat16``, ``int64``, ``int32``,
-            ``uint8``, ``bool``, each meaning exactly that dtype; ``"float"`` accepts any
-            floating dtype (the model casts).
-        low, high: inclusive value bounds, or None.
-    """
-
-    shape: tuple[Dim, ...] = ()
-    dtype: str = "float32"
-    low: float | None = None
-    high: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.dtype != "float" and self.dtype not in _DTYPES:
-            raise ConfigurationError(
-                f"unknown dtype {self.dtype!r}: expected one of float, {', '.join(_DTYPES)}"
-            )
-
-    @property
-    def is_bound(self) -> bool:
-        return all(isinstance(d, int) for d in self.shape)
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        """The torch dtype (``float`` maps to float32)."""
-        return _DTYPES.get(self.dtype, torch.float32)
-
-    def bind(self, symbols: Mapping[str, Any]) -> TensorSpec:
-        """Resolve every symbolic dim; ``"*name"`` splices a tuple symbol such as ``obs_shape``."""
-        dims: list[int] = []
-        for d in self.shape:
-            if isinstance(d, str) and d.startswith("*"):
-                name = d[1:]
-                value = symbols.get(name)
-                if value is None:
-                    from worldflux.core.exceptions import did_you_mean
-
-                    raise ConfigurationError(
-                        f"shape entry {d!r} splices unknown symbol {name!r}"
-                        + did_you_mean(name, symbols)
-                    )
-                if isinstance(value, int | str) or not all(
-                    isinstance(v, int) and not isinstance(v, bool) for v in value
-                ):
-                    raise ConfigurationError(
-                        f"shape entry {d!r} splices {name}={value!r}, expected a tuple of ints"
-                    )
-                dims.extend(int(v) for v in value)
-            else:
-                dims.append(resolve_dim(d, symbols))
-        return replace(self, shape=tuple(dims))
-
-    def symbols(self) -> set[str]:
-        """Every symbol the shape refers to."""
-        out: set[str] = set()
-        for d in self.shape:
-            out |= symbols_of(d)
-        return out
-
-    def validate(
-        self,
-        name: str,
-        tensor: Any,
-        lead: Sequence[int | None] = (),
-        lead_names: Sequence[str] = ("B", "T"),
-    ) -> None:
-        """Check type, dtype, rank, shape (after the ``lead`` dims) and finiteness.
-
-        Args:
-            name: the tensor's name in error messages (``"obs"``, ``"batch['actions']"``).
-            tensor: the value to check.
-            lead: expected leading dims (``None`` = any size), e.g. ``(B,)`` or ``(B, T)``.
-            lead_names: how messages call free leading dims (``("B", "H")`` in a rollout).
-
-        Raises:
-            ContractViolation / ShapeMismatchError: naming ``name``, expected and found.
-        """
-        if not isinstance(tensor, torch.Tensor):
-            raise ContractViolation(
-                f"{name}: expected a torch.Tensor, found {type(tensor).__name__}"
-            )
-        if not self.is_bound:
-            raise ContractViolation(f"{name}: contract is not bound (shape {self.shape})")
-        self._check_dtype(name, tensor)
-        expected_rank = len(lead) + len(self.shape)
-        found = tuple(tensor.shape)
-        pretty = _pretty_shape(lead, self.shape, lead_names)
-        if tensor.dim() != expected_rank:
-            raise ShapeMismatchError(
-                f"{name}: expected rank {expected_rank} with shape {pretty}, "
-                f"found rank {tensor.dim()} with shape {list(found)}"
-            )
-        for i, want in enumerate((*lead, *self.shape)):
-            if want is not None and found[i] != want:
-                raise ShapeMismatchError(
-                    f"{name}: expected shape {pretty}, found {list(found)} (dim {i})"
-                )
-        if tensor.is_floating_point() and not all_finite(tensor):
-            raise ContractViolation(f"{name}: expected finite values, found NaN or inf")
-
-    def _check_dtype(self, name: str, tensor: torch.Tensor) -> None:
-        if self.dtype == "float":  # any floating dtype: the model casts as it needs
-            ok = tensor.is_floating_point()
-        else:  # exact: a declared float32 is float32, never float64 or float16
-            ok = tensor.dtype == _DTYPES[self.dtype]
-        if not ok:
-            raise ContractViolation(
-                f"{name}: expected dtype {self.dtype}, "
-                f"found {str(tensor.dtype).removeprefix('torch.')}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"shape": list(self.shape), "dtype": self.dtype}
-        if self.low is not None:
-            out["low"] = self.low
-        if self.high is not None:
-            out["high"] = self.high
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TensorSpec:
-        return cls(
-            shape=tuple(data.get("shape", ())),
-            dtype=str(data.get("dtype", "float32")),
-            low=data.get("low"),
-            high=data.get("high"),
-        )
 
 
 def _fingerprint(contract: Mapping[str, Any]) -> str:
     text = json.dumps(contract, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _pretty_shape(
-    lead: Sequence[int | None], shape: Sequence[Dim], names: Sequence[str] = ("B", "T")
-) -> str:
-    parts = [
-        str(d) if d is not None else (names[i] if i < len(names) else "?")
-        for i, d in enumerate(lead)
-    ]
-    return "[" + ", ".join([*parts, *map(str, shape)]) + "]"
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """The action space: ``continuous`` actions are ``[A]`` floats in ``[low, high]``,
-    ``discrete`` actions are int64 indices in ``[0, dim)`` (shape ``[]`` per sample)."""
-
-    kind: Literal["continuous", "discrete"] = "continuous"
-    dim: Dim = "action_dim"
-    low: float = -1.0
-    high: float = 1.0
-
-    def bind(self, symbols: Mapping[str, Any]) -> ActionSpec:
-        return replace(self, dim=resolve_dim(self.dim, symbols))
-
-    @property
-    def tensor_spec(self) -> TensorSpec:
-        """The per-sample tensor spec of one action."""
-        if self.kind == "discrete":
-            return TensorSpec(shape=(), dtype="int64", low=0, high=None)
-        return TensorSpec(shape=(self.dim,), dtype="float", low=self.low, high=self.high)
-
-    def validate(
-        self,
-        name: str,
-        action: Any,
-        lead: Sequence[int | None],
-        lead_names: Sequence[str] = ("B", "T"),
-    ) -> None:
-        """Check an action tensor; discrete indices must lie in ``[0, dim)``."""
-        self.tensor_spec.validate(name, action, lead, lead_names)
-        if self.kind == "discrete" and action.numel():
-            low, high = int(action.min()), int(action.max())
-            if low < 0 or high >= int(self.dim):
-                raise ContractViolation(
-                    f"{name}: expected discrete action indices in [0, {self.dim}), "
-                    f"found values in [{low}, {high}]"
-                )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "dim": self.dim, "low": self.low, "high": self.high}
-
-
-def _specs_from(data: Mapping[str, Any] | None) -> dict[str, TensorSpec]:
-    return {
-        k: v if isinstance(v, TensorSpec) else TensorSpec.from_dict(v)
-        for k, v in (data or {}).items()
-    }
 
 
 #: Batch keys every training batch has (per-sample, after the leading ``[B, T]``).
@@ -404,15 +87,15 @@ class ModelIOContract:
         """Build from the spec's ``io_contract`` mapping."""
         action = data.get("action") or {}
         return cls(
-            observation=_specs_from(data.get("observation")),
+            observation=specs_from(data.get("observation")),
             action=ActionSpec(
                 kind=action.get("kind", "continuous"),
                 dim=action.get("dim", "action_dim"),
                 low=float(action.get("low", -1.0)),
                 high=float(action.get("high", 1.0)),
             ),
-            state=_specs_from(data.get("state")),
-            predictions=_specs_from(data.get("predictions")),
+            state=specs_from(data.get("state")),
+            predictions=specs_from(data.get("predictions")),
             batch_keys=tuple(data.get("batch_keys", DEFAULT_BATCH_KEYS)),
             loss_components=tuple(data.get("loss_components", ())),
             empty_batch=data.get("empty_batch", "error"),
