@@ -29,9 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _summary(path: str) -> dict[str, object]:
     import numpy as np
 
-    from worldflux.datasets.format import EpisodeDataset
+    from worldflux.datasets.source import open_dataset
 
-    dataset = EpisodeDataset(path)
+    dataset = open_dataset(path)
     lengths, returns = [], []
     for episode in dataset:  # streamed: one episode in memory at a time
         lengths.append(episode.length)

@@ -39,6 +39,9 @@ __all__ = [
     "DatasetMeta",
     "Episode",
     "EpisodeDataset",
+    "check_episode",
+    "episode_layout",
+    "split_indices",
     "write_episode",
     "write_meta",
 ]
@@ -177,6 +180,16 @@ def _parse_meta(path: Path) -> DatasetMeta:
     )
 
 
+def split_indices(n: int, validation: float = 0.1) -> tuple[list[int], list[int]]:
+    """Deterministic train / validation indices of ``n`` episodes (every k-th episode
+    validates; at least one of each when there are two or more episodes)."""
+    if n < 2 or validation <= 0:
+        return list(range(n)), []
+    k = max(2, round(1 / min(validation, 0.5)))
+    val = [i for i in range(n) if i % k == k - 1] or [n - 1]
+    return [i for i in range(n) if i not in set(val)], val
+
+
 def episode_name(index: int) -> str:
     return f"{index:06d}.npz"
 
@@ -235,14 +248,8 @@ class EpisodeDataset:
         return len(self.files)
 
     def split(self, validation: float = 0.1) -> tuple[list[int], list[int]]:
-        """Deterministic train / validation episode indices (every k-th episode validates;
-        at least one of each when there are two or more episodes)."""
-        n = len(self)
-        if n < 2 or validation <= 0:
-            return list(range(n)), []
-        k = max(2, round(1 / min(validation, 0.5)))
-        val = [i for i in range(n) if i % k == k - 1] or [n - 1]
-        return [i for i in range(n) if i not in set(val)], val
+        """Deterministic train / validation episode indices (:func:`split_indices`)."""
+        return split_indices(len(self), validation)
 
     def episode(self, index: int) -> Episode:
         """Read and check episode ``index`` against the metadata."""
@@ -259,41 +266,55 @@ class EpisodeDataset:
             yield self.episode(index)
 
     def _checked(self, file: Path, arrays: Mapping[str, np.ndarray]) -> Episode:
-        def need(name: str) -> np.ndarray:
-            if name not in arrays:
-                raise DatasetError(f"{file}: missing array {name!r} (has {sorted(arrays)})")
-            return arrays[name]
+        return check_episode(self.meta, str(file), arrays)
 
-        rewards = need("rewards")
-        if rewards.ndim != 1 or not 0 < rewards.shape[0] <= MAX_EPISODE_STEPS:
-            raise DatasetError(f"{file}: rewards: expected [L] with L >= 1, found {rewards.shape}")
-        length = rewards.shape[0]
-        action = self.meta.action
-        want_action = (length,) if action["type"] == "discrete" else (length, action["dim"])
-        checks: list[tuple[str, tuple[int, ...], str]] = [
-            ("actions", want_action, "int64" if action["type"] == "discrete" else "float32"),
-            ("terminations", (length,), "bool"),
-            ("truncations", (length,), "bool"),
-        ]
-        for key, (shape, dtype) in self.meta.obs_specs().items():
-            name = f"observations.{key}" if key else "observations"
-            checks.append((name, (length + 1, *shape), dtype))
-        for name, shape, dtype in checks:
-            value = need(name)
-            if tuple(value.shape) != shape:
-                raise DatasetError(
-                    f"{file}: {name}: expected shape {list(shape)}, found {list(value.shape)}"
-                )
-            if str(value.dtype) != dtype:
-                raise DatasetError(f"{file}: {name}: expected dtype {dtype}, found {value.dtype}")
-        if self.meta.obs_keys is None:
-            observations: np.ndarray | dict[str, np.ndarray] = arrays["observations"]
-        else:
-            observations = {k: arrays[f"observations.{k}"] for k in self.meta.obs_keys}
-        return Episode(
-            observations=observations,
-            actions=arrays["actions"],
-            rewards=rewards.astype(np.float32, copy=False),
-            terminations=arrays["terminations"],
-            truncations=arrays["truncations"],
-        )
+
+def episode_layout(meta: DatasetMeta, length: int) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every array of an episode of ``length`` transitions: (name, shape, dtype)."""
+    action = meta.action
+    want_action = (length,) if action["type"] == "discrete" else (length, action["dim"])
+    layout: list[tuple[str, tuple[int, ...], str]] = [
+        ("actions", want_action, "int64" if action["type"] == "discrete" else "float32"),
+        ("terminations", (length,), "bool"),
+        ("truncations", (length,), "bool"),
+    ]
+    for key, (shape, dtype) in meta.obs_specs().items():
+        name = f"observations.{key}" if key else "observations"
+        layout.append((name, (length + 1, *shape), dtype))
+    return layout
+
+
+def check_episode(meta: DatasetMeta, where: str, arrays: Mapping[str, np.ndarray]) -> Episode:
+    """The episode in ``arrays`` (names as in the module docstring), checked against ``meta``.
+
+    Raises:
+        DatasetError: naming ``where``, the array, and the expected and found shape or dtype.
+    """
+
+    def need(name: str) -> np.ndarray:
+        if name not in arrays:
+            raise DatasetError(f"{where}: missing array {name!r} (has {sorted(arrays)})")
+        return arrays[name]
+
+    rewards = need("rewards")
+    if rewards.ndim != 1 or not 0 < rewards.shape[0] <= MAX_EPISODE_STEPS:
+        raise DatasetError(f"{where}: rewards: expected [L] with L >= 1, found {rewards.shape}")
+    for name, shape, dtype in episode_layout(meta, rewards.shape[0]):
+        value = need(name)
+        if tuple(value.shape) != shape:
+            raise DatasetError(
+                f"{where}: {name}: expected shape {list(shape)}, found {list(value.shape)}"
+            )
+        if str(value.dtype) != dtype:
+            raise DatasetError(f"{where}: {name}: expected dtype {dtype}, found {value.dtype}")
+    if meta.obs_keys is None:
+        observations: np.ndarray | dict[str, np.ndarray] = arrays["observations"]
+    else:
+        observations = {k: arrays[f"observations.{k}"] for k in meta.obs_keys}
+    return Episode(
+        observations=observations,
+        actions=arrays["actions"],
+        rewards=rewards.astype(np.float32, copy=False),
+        terminations=arrays["terminations"],
+        truncations=arrays["truncations"],
+    )

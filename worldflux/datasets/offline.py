@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from worldflux.core.model import WorldModel
-from worldflux.datasets.format import EpisodeDataset
 from worldflux.datasets.sampler import WindowSampler, check_contract
+from worldflux.datasets.source import Dataset, open_dataset
 
 __all__ = ["OfflineConfig", "OfflineSummary", "build_for_dataset", "train_offline"]
 
@@ -55,7 +55,7 @@ class OfflineSummary:
     seconds: float
 
 
-def build_for_dataset(model_id: str, dataset: EpisodeDataset, **overrides: Any) -> WorldModel:
+def build_for_dataset(model_id: str, dataset: Dataset, **overrides: Any) -> WorldModel:
     """``model_id`` sized for the dataset's observation and action spaces, contract-checked."""
     from worldflux.factory import create_world_model
 
@@ -100,7 +100,7 @@ def train_offline(config: OfflineConfig) -> OfflineSummary:
     from worldflux.training.trainer import Trainer, TrainerConfig
 
     torch.manual_seed(config.seed)
-    dataset = EpisodeDataset(config.dataset)
+    dataset = open_dataset(config.dataset)
     model = build_for_dataset(config.model, dataset, **config.model_overrides)
     batch, seq_len = _window_defaults(model, config)
     train_ids, val_ids = dataset.split(config.validation)

@@ -19,12 +19,13 @@ from torch import Tensor
 
 from worldflux.core.spec import ModelIOContract
 from worldflux.core.types import Batch
-from worldflux.datasets.format import DatasetError, Episode, EpisodeDataset
+from worldflux.datasets.format import DatasetError, Episode
+from worldflux.datasets.source import Dataset
 
 __all__ = ["WindowSampler", "check_contract", "episode_rows"]
 
 
-def check_contract(dataset: EpisodeDataset, contract: ModelIOContract, model: str) -> None:
+def check_contract(dataset: Dataset, contract: ModelIOContract, model: str) -> None:
     """Raise one DatasetError when the dataset cannot feed ``model`` (before any training).
 
     Compares the declared observation keys, shapes and dtypes and the action space with the
@@ -118,7 +119,7 @@ class WindowSampler:
 
     def __init__(
         self,
-        dataset: EpisodeDataset,
+        dataset: Dataset,
         episodes: Sequence[int],
         *,
         cache_episodes: int = 64,

@@ -43,15 +43,16 @@ def load_model(path: Path) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worldflux.datasets.format import EpisodeDataset
     from worldflux.datasets.record import record_dataset
     from worldflux.datasets.sampler import check_contract
+    from worldflux.datasets.source import Dataset, open_dataset
     from worldflux.evaluation.metrics import evaluate_predictions
     from worldflux.evaluation.report import write_report
 
     run_dir = Path(args.run)
     model = load_model(run_dir)
     with tempfile.TemporaryDirectory(prefix="wf-eval-") as scratch:
+        dataset: Dataset
         if args.env:
             path = Path(scratch) / "episodes"
             dataset = record_dataset(
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             )
             held_out, fit = list(range(len(dataset))), list(range(len(dataset)))
         else:
-            dataset = EpisodeDataset(args.dataset)
+            dataset = open_dataset(args.dataset)
             fit, held_out = dataset.split()
             held_out = held_out or fit
         check_contract(dataset, model.bound_contract(), model.model_type)

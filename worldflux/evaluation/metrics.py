@@ -23,8 +23,8 @@ from torch import Tensor
 
 from worldflux.core.model import WorldModel
 from worldflux.core.types import Batch, State
-from worldflux.datasets.format import EpisodeDataset
 from worldflux.datasets.sampler import WindowSampler
+from worldflux.datasets.source import Dataset
 
 __all__ = ["EvalResult", "evaluate_predictions"]
 
@@ -74,7 +74,7 @@ def _at(obs: Any, t: int) -> Any:
     return {k: v[:, t] for k, v in obs.items()} if isinstance(obs, dict) else obs[:, t]
 
 
-def _mean_obs(dataset: EpisodeDataset, episodes: list[int]) -> Tensor | None:
+def _mean_obs(dataset: Dataset, episodes: list[int]) -> Tensor | None:
     total: Tensor | None = None
     count = 0
     for index in episodes:
@@ -102,7 +102,7 @@ def _probe(weights: Tensor, features: Tensor) -> Tensor:
 @torch.no_grad()
 def evaluate_predictions(
     model: WorldModel,
-    dataset: EpisodeDataset,
+    dataset: Dataset,
     *,
     eval_episodes: list[int],
     train_episodes: list[int],
