@@ -1,7 +1,10 @@
-"""``worldflux plot DIR``: learning curves of a training run to PNG.
+"""``worldflux plot DIR [DIR ...]``: learning curves of training runs to PNG.
 
-Reads ``DIR/metrics.jsonl`` (written by ``worldflux train``) and draws episode returns (with a
-moving average) and every loss component against environment steps.
+Reads ``DIR/metrics.jsonl`` (written by ``worldflux train``). One run: episode returns (with a
+moving average), evaluations and every loss component against environment steps. Several runs:
+their returns overlaid (moving average and evaluations, one colour per run) next to their
+evaluation returns, so runs of different models, seeds or settings compare on one figure.
+``--random R`` draws a random-policy baseline on the return plots.
 """
 
 from __future__ import annotations
@@ -14,15 +17,32 @@ from typing import Any
 
 from worldflux.training.errors import TrainingError
 
-__all__ = ["configure", "plot_run", "run"]
+__all__ = ["configure", "plot_run", "plot_runs", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``worldflux plot`` (cheap: matplotlib is imported in ``run``)."""
-    parser.add_argument("directory", help="run directory holding metrics.jsonl")
-    parser.add_argument("--out", help="PNG path (default DIR/learning_curves.png)")
+    parser.add_argument(
+        "directories",
+        nargs="+",
+        metavar="directory",
+        help="run directory holding metrics.jsonl (several: overlaid on one figure)",
+    )
+    parser.add_argument(
+        "--out",
+        help="PNG path (default DIR/learning_curves.png; several runs: runs_comparison.png)",
+    )
     parser.add_argument("--window", type=int, default=10, help="moving-average window (episodes)")
     parser.add_argument("--title", help="figure title (default: model and environment)")
+    parser.add_argument(
+        "--random", type=float, metavar="R", help="draw a random-policy return R as a baseline"
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        metavar="NAME",
+        help="legend name of each run, in order (default: the directory names)",
+    )
 
 
 def _moving_average(values: Sequence[float], window: int) -> list[float]:
@@ -53,11 +73,10 @@ def plot_run(
     """
     import json
 
-    from worldflux.training.metrics import JSONL_FILE, read_metrics
+    from worldflux.training.metrics import JSONL_FILE
 
     root = Path(directory)
-    if not (root / JSONL_FILE).is_file():
-        raise TrainingError(f"{root / JSONL_FILE}: missing; is {root} a worldflux run directory?")
+    records = _records(root)
     try:
         import matplotlib
 
@@ -67,7 +86,6 @@ def plot_run(
         raise TrainingError(
             "worldflux plot needs matplotlib: pip install 'worldflux[train]'"
         ) from None
-    records = read_metrics(root)
     episodes = [r for r in records if r.get("kind") == "episode"]
     train = [r for r in records if r.get("kind") == "train"]
     if not episodes and not train and not any(r.get("kind") == "eval" for r in records):
@@ -128,7 +146,102 @@ def plot_run(
     return target
 
 
+def _records(root: Path) -> list[dict[str, Any]]:
+    from worldflux.training.metrics import JSONL_FILE, read_metrics
+
+    if not (root / JSONL_FILE).is_file():
+        raise TrainingError(f"{root / JSONL_FILE}: missing; is {root} a worldflux run directory?")
+    return read_metrics(root)
+
+
+def plot_runs(
+    directories: Sequence[str | Path],
+    out: str | Path,
+    window: int = 10,
+    title: str | None = None,
+    baseline: float | None = None,
+    labels: Sequence[str] | None = None,
+) -> Path:
+    """Overlay several runs: returns (moving average of ``window`` episodes) and evaluations.
+
+    Raises:
+        TrainingError: a directory without metrics, labels not one per run, or no matplotlib.
+    """
+    roots = [Path(d) for d in directories]
+    names = list(labels) if labels else [r.resolve().name for r in roots]
+    if len(names) != len(roots):
+        raise TrainingError(
+            f"--label: expected {len(roots)} names (one per run), found {len(names)}"
+        )
+    runs = [(name, _records(root)) for name, root in zip(names, roots, strict=True)]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise TrainingError(
+            "worldflux plot needs matplotlib: pip install 'worldflux[train]'"
+        ) from None
+    fig, (ax_ret, ax_eval) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    for index, (name, records) in enumerate(runs):
+        colour = f"C{index % 10}"
+        episodes = [r for r in records if r.get("kind") == "episode"]
+        if episodes:
+            returns = [float(r["episode_return"]) for r in episodes]
+            ax_ret.plot(
+                [r["env_step"] for r in episodes],
+                _moving_average(returns, window),
+                "-",
+                color=colour,
+                label=name,
+            )
+        evals = [r for r in records if r.get("kind") == "eval"]
+        if evals:
+            ax_eval.plot(
+                [r["env_step"] for r in evals],
+                [float(r["eval_return"]) for r in evals],
+                "o-",
+                color=colour,
+                label=name,
+            )
+    for axis, what in (
+        (ax_ret, f"training return (mean of last {window})"),
+        (ax_eval, "evaluation return"),
+    ):
+        if baseline is not None:
+            axis.axhline(baseline, color="gray", linestyle="--", label="random policy")
+        axis.set_xlabel("environment steps")
+        axis.set_ylabel(what)
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc="best", fontsize=8)
+    fig.suptitle(title or f"{len(runs)} runs")
+    fig.tight_layout()
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
+    return target
+
+
 def run(args: argparse.Namespace) -> int:
-    path = plot_run(args.directory, args.out, window=args.window, title=args.title)
+    if len(args.directories) == 1 and not args.label:
+        path = plot_run(
+            args.directories[0],
+            args.out,
+            window=args.window,
+            title=args.title,
+            baseline=args.random,
+        )
+    else:
+        path = plot_runs(
+            args.directories,
+            args.out or "runs_comparison.png",
+            window=args.window,
+            title=args.title,
+            baseline=args.random,
+            labels=args.label,
+        )
     print(f"wrote {path}")
     return 0

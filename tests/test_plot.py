@@ -1,0 +1,70 @@
+"""`worldflux plot`: one run's curves, several runs overlaid, a random-policy baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from worldflux.cli import main
+from worldflux.training.errors import TrainingError
+from worldflux.training.plot import plot_runs
+
+
+def _run(directory: Path, slope: float) -> Path:
+    directory.mkdir(parents=True)
+    records = []
+    for i in range(1, 21):
+        records.append({"kind": "episode", "env_step": 10 * i, "episode_return": slope * i})
+        records.append({"kind": "train", "env_step": 10 * i, "loss": 1.0 / i})
+        if i % 5 == 0:
+            records.append({"kind": "eval", "env_step": 10 * i, "eval_return": slope * i + 1})
+    (directory / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return directory
+
+
+def test_several_runs_are_overlaid_with_a_baseline(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    runs = [_run(tmp_path / "a", 1.0), _run(tmp_path / "b", 2.0)]
+    out = tmp_path / "compare.png"
+    code = main(["plot", *map(str, runs), "--random", "5", "--out", str(out), "--label", "x"])
+    assert code == 2  # one label for two runs: a clear usage error, nothing drawn
+    assert not out.exists()
+    assert main(["plot", *map(str, runs), "--random", "5", "--out", str(out)]) == 0
+    image = matplotlib.image.imread(out)
+    assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_the_overlay_draws_each_run_and_the_baseline(tmp_path: Path) -> None:
+    from matplotlib import pyplot as plt
+
+    runs = [_run(tmp_path / "a", 1.0), _run(tmp_path / "b", 2.0)]
+    drawn: list[object] = []
+    original = plt.Figure.savefig
+
+    def spy(self: plt.Figure, *args: object, **kwargs: object) -> None:
+        drawn.extend(self.axes)
+        original(self, *args, **kwargs)
+
+    plt.Figure.savefig = spy  # type: ignore[method-assign]
+    try:
+        plot_runs(runs, tmp_path / "c.png", baseline=5.0, labels=["slow", "fast"])
+    finally:
+        plt.Figure.savefig = original  # type: ignore[method-assign]
+    returns, evals = drawn
+    assert [line.get_label() for line in returns.get_lines()] == ["slow", "fast", "random policy"]
+    fast = returns.get_lines()[1]
+    assert list(fast.get_ydata())[-1] == pytest.approx(sum(2.0 * i for i in range(11, 21)) / 10)
+    assert [list(line.get_ydata()) for line in evals.get_lines()[:2]] == [
+        [6.0, 11.0, 16.0, 21.0],
+        [11.0, 21.0, 31.0, 41.0],
+    ]
+
+
+def test_a_directory_without_metrics_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=r"metrics\.jsonl: missing"):
+        plot_runs([_run(tmp_path / "a", 1.0), tmp_path], tmp_path / "x.png")
