@@ -1,0 +1,417 @@
+"""The online training loop as an object, :class:`OnlineRun` (the loop of ``worldflux train``).
+
+:func:`worldflux.training.loop.train` builds an :class:`OnlineRun` and calls :meth:`~OnlineRun.run`.
+Building it seeds the process and makes the environment, the model, the Trainer, the actors and
+the replay buffer (or restores them from the checkpoint); running it repeats
+:meth:`~OnlineRun.step` until ``config.steps``, then checkpoints, evaluates once more and closes
+everything. Its state between steps is one :class:`~worldflux.training.run_data.LoopState`
+(``self.state``), saved in every checkpoint. Every random stream is consumed in a fixed order,
+so a run resumed from an episode-end checkpoint continues bitwise exactly on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worldflux.core.exceptions import CheckpointError
+from worldflux.training.actors import RandomActor, make_actor
+from worldflux.training.checkpoint import (
+    load_training_checkpoint,
+    read_training_extra,
+    save_training_checkpoint,
+)
+from worldflux.training.distributed import DistributedContext
+from worldflux.training.envs import GymEnv
+from worldflux.training.errors import TrainingError
+from worldflux.training.interrupts import StopRequest, TrainingInterrupted
+from worldflux.training.metrics import MetricsLogger, Progress
+from worldflux.training.replay import ReplayBuffer
+from worldflux.training.resume_state import check_resume_state
+from worldflux.training.run_data import (
+    RUN_FILE,
+    LoopState,
+    RunConfig,
+    RunSettings,
+    RunSummary,
+    build_model,
+    check_resume_config,
+    checkpoint_dir,
+    make_env,
+)
+from worldflux.training.trainer import Trainer, TrainerConfig
+
+__all__ = ["OnlineRun", "isolated_rng"]
+
+
+@contextlib.contextmanager
+def isolated_rng() -> Iterator[None]:
+    """Run a block without moving torch's, numpy's or Python's global random streams."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng():
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+class OnlineRun:
+    """One online run of one process: collect, replay, update, log, checkpoint, evaluate.
+
+    Building it does everything before the first step, in this order (the random streams
+    depend on it): seed with ``config.seed`` (identical model initialisation on every rank),
+    make the environment, the model and the Trainer, reseed with the rank's seed, make the
+    actors, then restore the checkpoint (``resume``) or make an empty replay buffer, write
+    ``run.json`` and open the metrics. :meth:`run` does the rest.
+    """
+
+    def __init__(self, config: RunConfig, dist: DistributedContext, resume: bool) -> None:
+        self.config, self.dist = config, dist
+        self.out = Path(config.out)
+        self.ckpt = checkpoint_dir(self.out, dist)
+        if resume:
+            check_resume_config(config, self.ckpt)
+        self.rank_seed = config.seed + 1000 * dist.rank
+        _seed_everything(config.seed)
+        self.env = make_env(config, self.rank_seed)
+        self.model = build_model(config, self.env)
+        contract = self.model.bound_contract()
+        # uint8 frames reach the model as [0, 1] floats unless its contract takes uint8
+        self.normalize = not any(s.dtype == "uint8" for s in contract.observation.values())
+        self.trainer = Trainer(self.model, TrainerConfig(grad_clip=config.grad_clip), dist=dist)
+        _seed_everything(self.rank_seed)
+        spec = self.env.spec
+        self.action_low, self.action_high = contract.action.low, contract.action.high
+        self.env.action_low, self.env.action_high = self.action_low, self.action_high
+        self.random_actor = RandomActor(
+            spec.action_dim,
+            spec.action_type,
+            self.action_low,
+            self.action_high,
+            seed=self.rank_seed,
+        )
+        self.actor = make_actor(self.model, normalize_images=self.normalize)
+        self.settings = RunSettings.derive(config, self.model)
+        self.state = LoopState.start(config)
+        self._eval_env: GymEnv | None = None
+        self.replay = self._restore() if resume else self._new_replay()
+        self._open_outputs(resume)
+        # an objective that resets its carry at is_first (DreamerV3) trains on windows across
+        # episode boundaries, as the official replay does: otherwise episodes shorter than
+        # seq_len (early failures) would never be trained on
+        self.cross = bool(getattr(self.trainer.objective, "crosses_episodes", False))
+        self.sampleable = False  # some window can be sampled (then it stays so)
+        self.stop = StopRequest()
+        self.last_save = time.perf_counter()
+        self.obs: np.ndarray | None = None  # the latest observation of the training env
+
+    # -- building -------------------------------------------------------------------------
+
+    def eval_env(self) -> GymEnv:
+        """The evaluation environment (seed ``rank_seed + 500``), made on first use."""
+        if self._eval_env is None:
+            self._eval_env = make_env(self.config, self.rank_seed + 500)
+            self._eval_env.action_low, self._eval_env.action_high = (
+                self.action_low,
+                self.action_high,
+            )
+        return self._eval_env
+
+    def _new_replay(self) -> ReplayBuffer:
+        """An empty buffer of ``replay_capacity`` rows, sampling with the rank's seed."""
+        spec = self.env.spec
+        return ReplayBuffer(
+            self.settings.replay_capacity,
+            spec.obs_shape,
+            spec.action_dim,
+            spec.action_type,
+            obs_dtype=torch.uint8 if spec.obs_dtype == "uint8" else torch.float32,
+            seed=self.rank_seed,
+        )
+
+    def _restore(self) -> ReplayBuffer:
+        """Restore the trainer, the global RNGs, the loop state, the settings and the
+        environments' and random actor's RNGs from the checkpoint; return its replay buffer.
+        An open episode is dropped (a new one starts); a default capacity grows to the new
+        ``steps``' default, so that a longer run keeps every row."""
+        check_resume_state(read_training_extra(self.ckpt), self.ckpt)  # before any restoring
+        loaded = load_training_checkpoint(self.ckpt, self.trainer)
+        if loaded.replay is None:
+            raise CheckpointError(f"{self.ckpt}: holds no replay buffer; cannot resume collection")
+        replay, extra = loaded.replay, loaded.extra
+        capacity = self.settings.replay_capacity  # this run's (the default for its `steps`)
+        self.state = LoopState.from_dict(extra["loop"])
+        self.settings = RunSettings.from_dict(extra["derived"])
+        self.env.set_rng_state(extra["env"])
+        self.random_actor.set_state(extra["random_actor"])
+        if extra.get("eval_env") is not None:
+            self.eval_env().set_rng_state(extra["eval_env"])
+        if self.state.episode_open:
+            replay.episode_open = False  # the open episode cannot be continued: start afresh
+            self.state.episode_open = False
+        if self.config.replay_capacity is None and capacity > replay.capacity:
+            replay = replay.grown(capacity)
+            self.settings.replay_capacity = capacity
+        return replay
+
+    def _open_outputs(self, resume: bool) -> None:
+        """Write ``run.json``, open the metrics (rank 0; a resume drops records after the
+        checkpoint) and the progress bar, and start the clocks."""
+        main = self.dist.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / RUN_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        resume_step = self.state.env_step if resume else None
+        self.logger = MetricsLogger(self.out, resume_step=resume_step) if main else None
+        self.progress = Progress(self.config.steps, enabled=self.config.progress and main)
+        self.start = time.perf_counter()
+        self.window_start, self.window_updates, self.window_steps = time.perf_counter(), 0, 0
+        self.last_metrics: dict[str, float] = {}
+
+    # -- running --------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        """Step to ``config.steps``, checkpoint, evaluate once more, close; the summary.
+
+        The first SIGINT/SIGTERM finishes the episode, checkpoints and raises
+        :class:`TrainingInterrupted`; a second Ctrl-C raises ``KeyboardInterrupt`` at once.
+        """
+        self.stop.install()  # Ctrl-C / SIGTERM: finish this episode, checkpoint, exit (resumable)
+        try:
+            while self.state.env_step < self.config.steps:
+                self.step()
+            self.finish()
+        except KeyboardInterrupt:
+            # a second Ctrl-C: keep the last complete checkpoint; resume redoes what came after it
+            raise
+        finally:
+            self.close()
+        self.dist.barrier()
+        if self.dist.enabled and not self.dist.all_equal(
+            float(sum(float(p.sum()) for p in self.model.parameters()))
+        ):
+            raise TrainingError("replicas diverged: parameters differ across processes")
+        return self.summary()
+
+    def step(self) -> None:
+        """One environment step: act, store the transition, update; at an episode end record
+        it, evaluate and checkpoint when due (or stop when asked); log."""
+        state = self.state
+        if not state.episode_open:
+            self._begin_episode()
+        assert self.obs is not None
+        action = self.act(self.obs, state.episode_length == 0)
+        self.obs, reward, terminated, truncated = self.env.step(action)
+        self.replay.add(action, reward, terminated, truncated, self.obs)
+        state.env_step += 1
+        state.episode_return += reward
+        state.episode_length += 1
+        self.window_steps += 1
+        self._update_after_step()
+        if terminated or truncated:
+            self._end_episode()
+        self._report()
+
+    def _begin_episode(self) -> None:
+        """Reset the environment and the actor; the first observation opens a replay episode."""
+        self.obs = self.env.reset()
+        self.replay.begin_episode(self.obs)
+        if self.actor is not None:
+            self.actor.reset()
+        self.state.episode_open = True
+        self.state.episode_return, self.state.episode_length = 0.0, 0
+
+    def act(self, obs: np.ndarray, is_first: bool, eval_mode: bool = False) -> np.ndarray:
+        """The random actor's action during the seed phase (or for a model that cannot act),
+        else the model's."""
+        if self.actor is None or self.state.env_step < self.settings.seed_steps:
+            return self.random_actor.act(obs, is_first, eval_mode=eval_mode)
+        return self.actor.act(obs, is_first, eval_mode=eval_mode)
+
+    def _update_after_step(self) -> None:
+        """``pretrain_updates`` at the seed phase's last step, then ``updates_per_step`` per
+        step (fractions carried over in ``update_credit``)."""
+        state, seed_steps = self.state, self.settings.seed_steps
+        if state.env_step == seed_steps:
+            self.update(self.settings.pretrain_updates)
+        elif state.env_step > seed_steps:
+            state.update_credit += self.config.updates_per_step
+            whole = int(state.update_credit)
+            state.update_credit -= whole
+            self.update(whole)
+
+    def _end_episode(self) -> None:
+        """Record the episode; evaluate and checkpoint when due; stop when asked."""
+        state, config = self.state, self.config
+        state.episode += 1
+        state.episode_open = False
+        state.returns.append(state.episode_return)
+        record = {"episode_return": state.episode_return, "episode_length": state.episode_length}
+        self.record("episode", record)
+        if config.eval_every and state.env_step >= state.next_eval:
+            self.evaluate()
+            while state.next_eval <= state.env_step:
+                state.next_eval += config.eval_every
+        if self.checkpoint_due() or self.stop.requested:
+            self.save()
+            self.last_save = time.perf_counter()
+            while state.next_checkpoint <= state.env_step:
+                state.next_checkpoint += config.checkpoint_every
+        if self.stop.requested:
+            raise TrainingInterrupted(state.env_step, self.out, self.stop.signal_name)
+
+    def _report(self) -> None:
+        """Every ``log_every`` steps (and at the last): a ``train`` record of the latest
+        update's metrics and the rates since the previous one, and a full progress line; else
+        the progress bar's step and episode return."""
+        env_step = self.state.env_step
+        if env_step % self.config.log_every != 0 and env_step != self.config.steps:
+            self.progress.update(env_step, {"return": self.state.episode_return})
+            return
+        now = time.perf_counter()
+        elapsed = max(now - self.window_start, 1e-9)
+        rates = {
+            "updates_per_s": self.window_updates / elapsed,
+            "env_steps_per_s": self.window_steps / elapsed,
+        }
+        if self.last_metrics:
+            self.record("train", {**self.last_metrics, **rates})
+        self.window_start, self.window_updates, self.window_steps = now, 0, 0
+        fields = {"upd/s": rates["updates_per_s"]}
+        fields.update({k: v for k, v in self.last_metrics.items() if "loss" in k})
+        if self.state.returns:
+            fields["return"] = self.state.returns[-1]
+        if self.state.eval_returns:
+            fields["eval"] = self.state.eval_returns[-1]
+        self.progress.update(env_step, fields, force=True)
+
+    def update(self, n: int) -> None:
+        """``n`` Trainer updates; none until some episode holds ``seq_len`` steps (short
+        episodes), or, for objectives with ``crosses_episodes``, until the buffer holds
+        ``seq_len`` rows. Under several processes a failed collective is a TrainingError
+        naming this rank."""
+        seq_len = self.settings.seq_len
+        try:
+            if n > 0 and not self.sampleable:
+                # collective: ranks whose episodes differ in length must still agree
+                windows = self.replay.num_windows(seq_len, self.cross)
+                self.sampleable = self.dist.all_true(windows > 0)
+                if not self.sampleable:
+                    return
+            for _ in range(n):
+                batch = self.replay.sample(
+                    self.settings.batch_size,
+                    seq_len,
+                    normalize_images=self.normalize,
+                    cross_episodes=self.cross,
+                )
+                self.last_metrics = self.trainer.train_step(batch).metrics
+                self.window_updates += 1
+        except RuntimeError as error:
+            if not self.dist.enabled:
+                raise
+            dist, message = self.dist, " ".join(str(error).split())[:300]
+            raise TrainingError(  # a collective timed out or another rank died
+                f"rank {dist.rank} of {dist.world_size}: a collective failed at env step "
+                f"{self.state.env_step}, update {self.trainer.step}: {message}"
+            ) from error
+
+    def evaluate(self) -> None:
+        """``eval_episodes`` episodes with ``eval_mode=True`` on the evaluation environment
+        (the random actor before the model can act); logs an ``eval`` record with their mean
+        return."""
+        env = self.eval_env()
+        returns = []
+        for _ in range(self.config.eval_episodes):
+            obs, done, total, first = env.reset(), False, 0.0, True
+            if self.actor is not None:
+                self.actor.reset()
+            while not done:
+                obs, reward, terminated, truncated = env.step(self.act(obs, first, eval_mode=True))
+                total, done, first = total + reward, terminated or truncated, False
+            returns.append(total)
+        mean = sum(returns) / len(returns)
+        self.state.eval_returns.append(mean)
+        self.state.last_eval_step = self.state.env_step
+        self.record("eval", {"eval_return": mean, "eval_returns": returns})
+
+    def checkpoint_due(self) -> bool:
+        """``checkpoint_every`` env steps or ``checkpoint_minutes`` have passed."""
+        if self.state.env_step >= self.state.next_checkpoint:
+            return True
+        minutes = self.config.checkpoint_minutes
+        return bool(minutes) and time.perf_counter() - self.last_save >= 60.0 * minutes
+
+    def save(self) -> None:
+        """Checkpoint the trainer, the replay buffer and the loop's ``extra`` state."""
+        extra = {
+            "eval_env": None if self._eval_env is None else self._eval_env.rng_state(),
+            "loop": self.state.to_dict(),
+            "env": self.env.rng_state(),
+            "random_actor": self.random_actor.state(),
+            "derived": self.settings.to_dict(),
+            "run": self.config.to_dict(),
+        }
+        save_training_checkpoint(self.ckpt, self.trainer, self.replay, extra)
+
+    def record(self, kind: str, values: dict[str, Any]) -> None:
+        """One metrics record (rank 0 only), stamped with time, env step, update, episode."""
+        if self.logger is not None:
+            self.logger.log(
+                {
+                    "kind": kind,
+                    "time_s": round(time.perf_counter() - self.start, 3),
+                    "env_step": self.state.env_step,
+                    "update": self.trainer.step,
+                    "episode": self.state.episode,
+                    **values,
+                }
+            )
+
+    def finish(self) -> None:
+        """The final checkpoint, then (unless an evaluation just ran) a final evaluation."""
+        self.save()
+        just_evaluated = self.state.last_eval_step == self.state.env_step
+        if self.config.final_eval and self.config.eval_episodes > 0 and not just_evaluated:
+            # every run ends with evidence of how the agent acts; after the checkpoint and with
+            # the random streams restored, so a resumed run continues exactly as if it had not
+            with isolated_rng():
+                self.evaluate()
+
+    def close(self) -> None:
+        """Restore the signal handlers; close the progress bar, the metrics, the envs."""
+        self.stop.restore()
+        self.progress.close()
+        if self.logger is not None:
+            self.logger.close()
+        self.env.close()
+        if self._eval_env is not None:
+            self._eval_env.close()
+
+    def summary(self) -> RunSummary:
+        """What :func:`~worldflux.training.loop.train` returns."""
+        return RunSummary(
+            env_steps=self.state.env_step,
+            updates=self.trainer.step,
+            episodes=self.state.episode,
+            returns=list(self.state.returns),
+            eval_returns=list(self.state.eval_returns),
+            out=self.out,
+            model=self.model,
+            actor=self.actor.name if self.actor is not None else "random",
+        )

@@ -1,0 +1,303 @@
+"""What an online run is made of: its configuration, derived settings, loop state and result.
+
+:class:`RunConfig` is what ``worldflux train`` parses; :class:`RunSettings` are the batch
+shape, seed phase and replay capacity the run actually uses (defaults filled in from the model
+and ``steps``); :class:`LoopState` is where the loop stands (counters, schedules, returns).
+Every checkpoint saves the last two (``extra["derived"]``, ``extra["loop"]``) and a resume
+restores them. :class:`RunSummary` is what :func:`worldflux.training.loop.train` returns;
+:func:`make_env` and :func:`build_model` make the environment and the model a config names.
+The loop itself is :class:`worldflux.training.online.OnlineRun`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worldflux.core.exceptions import CheckpointError
+from worldflux.core.model import WorldModel
+from worldflux.core.registry import WorldModelRegistry
+from worldflux.training.checkpoint import read_training_extra
+from worldflux.training.distributed import DistributedContext
+from worldflux.training.envs import GymEnv, ObsMode
+
+__all__ = [
+    "RUN_FILE",
+    "LoopState",
+    "RunConfig",
+    "RunSettings",
+    "RunSummary",
+    "build_model",
+    "check_resume_config",
+    "checkpoint_dir",
+    "make_env",
+]
+
+RUN_FILE = "run.json"
+#: fields that must match when resuming (the rest, such as ``steps``, may change)
+_FIXED_ON_RESUME = (
+    "model",
+    "env_id",
+    "obs_mode",
+    "image_size",
+    "max_episode_steps",
+    "action_repeat",
+    "seed",
+)
+
+
+@dataclass
+class RunConfig:
+    """One training run.
+
+    Attributes:
+        model: model id or alias (``tdmpc2-ci``, ``tdmpc2:ci``).
+        env_id: Gymnasium id (``Pendulum-v1``).
+        steps: total environment steps (per process).
+        out: run directory (metrics, run.json, checkpoint/).
+        seed: seeds torch, numpy, python, the environment and the replay sampler.
+        obs_mode: ``"vector"`` or ``"image"`` (rendered ``image_size`` frames).
+        batch_size, seq_len: replay windows per update; default: the model config's
+            ``batch_size`` (else 32) and ``horizon + 1`` (else ``seq_len``, else 16).
+        seed_steps: random-action steps before updates start (default ``min(1000, steps // 10)``).
+        pretrain_updates: updates run once when the seed phase ends (default ``seed_steps``).
+        updates_per_step: updates per environment step after the seed phase (may be < 1).
+        replay_capacity: rows kept (default: enough for the whole run, at most 1M).
+        checkpoint_every: env steps between checkpoints (taken at the next episode end).
+        checkpoint_minutes: also checkpoint at the next episode end once this many minutes have
+            passed since the last checkpoint (0: off); the run's end always checkpoints.
+        log_every: env steps between ``train`` records.
+        max_episode_steps: override the environment's time limit (in agent steps).
+        action_repeat: simulator steps per agent step (the action is held and rewards summed);
+            ``steps``, ``seed_steps``, ``eval_every`` and the other step counts are agent steps.
+        model_overrides: config overrides for ``create_world_model``.
+        grad_clip: see :class:`TrainerConfig`.
+        eval_every: env steps between evaluations (0: none); each runs ``eval_episodes``
+            episodes on a separate environment instance with ``eval_mode=True`` at the next
+            episode end and logs an ``eval`` record (``eval_return``: their mean).
+        eval_episodes: episodes per evaluation.
+        final_eval: evaluate ``eval_episodes`` episodes at the end of the run (unless an
+            evaluation just ran at that step).
+        progress: draw the progress bar.
+        threads: torch intra-op threads (None keeps torch's default; 1 is fastest for small
+            models on a busy machine).
+    """
+
+    model: str
+    env_id: str
+    steps: int
+    out: str = "runs/run"
+    seed: int = 0
+    obs_mode: ObsMode = "vector"
+    image_size: int = 64
+    batch_size: int | None = None
+    seq_len: int | None = None
+    seed_steps: int | None = None
+    pretrain_updates: int | None = None
+    updates_per_step: float = 1.0
+    replay_capacity: int | None = None
+    checkpoint_every: int = 5000
+    checkpoint_minutes: float = 10.0
+    log_every: int = 250
+    max_episode_steps: int | None = None
+    action_repeat: int = 1
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    grad_clip: float | None = None
+    eval_every: int = 0
+    eval_episodes: int = 1
+    final_eval: bool = True
+    progress: bool = True
+    threads: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunSettings:
+    """The settings a run uses, :class:`RunConfig`'s defaults filled in (``extra["derived"]`` of
+    a checkpoint). A resumed run keeps the saved ones, since the defaults depend on ``steps``,
+    which may change; only a default ``replay_capacity`` grows (see ``OnlineRun``).
+
+    Attributes:
+        batch_size: replay windows per update.
+        seq_len: steps per window.
+        seed_steps: random-action steps before updates start (at least ``seq_len + 1``).
+        pretrain_updates: updates run once at env step ``seed_steps``.
+        replay_capacity: replay buffer rows.
+    """
+
+    batch_size: int
+    seq_len: int
+    seed_steps: int
+    pretrain_updates: int
+    replay_capacity: int
+
+    @classmethod
+    def derive(cls, config: RunConfig, model: WorldModel) -> RunSettings:
+        """The config's values, and for those it leaves unset the model's or the defaults."""
+        batch_size = config.batch_size or int(getattr(model.config, "batch_size", 32) or 32)
+        seq_len = config.seq_len or _default_seq_len(model)
+        seed_steps = (
+            config.seed_steps if config.seed_steps is not None else min(1000, config.steps // 10)
+        )
+        seed_steps = max(seed_steps, seq_len + 1)
+        return cls(
+            batch_size=batch_size,
+            seq_len=seq_len,
+            seed_steps=seed_steps,
+            pretrain_updates=(
+                config.pretrain_updates if config.pretrain_updates is not None else seed_steps
+            ),
+            replay_capacity=config.replay_capacity or min(1_000_000, max(2 * config.steps, 1000)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint form: the five fields, in declaration order."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> RunSettings:
+        """The settings of a checkpoint (validated by ``check_resume_state`` beforehand)."""
+        return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls)})
+
+
+def _default_seq_len(model: WorldModel) -> int:
+    horizon = getattr(model.config, "horizon", None)
+    if isinstance(horizon, int):
+        return horizon + 1
+    seq_len = getattr(model.config, "seq_len", None)
+    return seq_len if isinstance(seq_len, int) else 16
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands: ``extra["loop"]`` of every checkpoint, restored on resume.
+
+    Attributes:
+        env_step: agent steps taken by this process.
+        episode: episodes finished.
+        episode_open: an episode is in progress (its rows are in the replay buffer).
+        episode_return: reward summed over the current episode (between episodes: the last).
+        episode_length: agent steps of the current episode (between episodes: the last).
+        update_credit: the fraction of an update owed (``updates_per_step`` < 1 accrues here).
+        next_checkpoint: the first episode end at or after this env step checkpoints.
+        next_eval: the first episode end at or after this env step evaluates.
+        returns: the return of every finished episode.
+        eval_returns: the mean return of every evaluation.
+        last_eval_step: the env step of the latest evaluation; None before the first, and
+            then left out of :meth:`to_dict` (checkpoints keep the layout they always had).
+    """
+
+    env_step: int
+    episode: int
+    episode_open: bool
+    episode_return: float
+    episode_length: int
+    update_credit: float
+    next_checkpoint: int
+    next_eval: int
+    returns: list[float]
+    eval_returns: list[float]
+    last_eval_step: int | None = None
+
+    @classmethod
+    def start(cls, config: RunConfig) -> LoopState:
+        """A fresh run's state: nothing done, the first checkpoint and evaluation scheduled."""
+        return cls(
+            env_step=0,
+            episode=0,
+            episode_open=False,
+            episode_return=0.0,
+            episode_length=0,
+            update_credit=0.0,
+            next_checkpoint=config.checkpoint_every,
+            next_eval=config.eval_every,
+            returns=[],
+            eval_returns=[],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint form: the fields in declaration order, ``last_eval_step`` only once
+        set."""
+        state = dataclasses.asdict(self)
+        if state["last_eval_step"] is None:
+            del state["last_eval_step"]
+        return state
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> LoopState:
+        """The state of a checkpoint (validated by ``check_resume_state`` beforehand; keys it
+        lacks keep their defaults, keys this class does not know are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        state = cls(**{k: v for k, v in saved.items() if k in names})
+        state.returns, state.eval_returns = list(state.returns), list(state.eval_returns)
+        return state
+
+
+@dataclass
+class RunSummary:
+    """What :func:`train` returns."""
+
+    env_steps: int
+    updates: int
+    episodes: int
+    returns: list[float]
+    eval_returns: list[float]
+    out: Path
+    model: WorldModel
+    actor: str = "random"  # who acts after the seed steps: "planner", "policy" or "random"
+
+
+def build_model(config: RunConfig, env: GymEnv) -> WorldModel:
+    """The model ``config.model`` names, sized to ``env`` (``episode_length`` from its time
+    limit when the model's config has that field and the overrides leave it unset)."""
+    from worldflux.factory import create_world_model
+
+    spec = env.spec
+    overrides = dict(config.model_overrides)
+    model_type, _ = WorldModelRegistry.resolve(config.model)
+    fields = WorldModelRegistry.get_config_class(model_type).model_fields
+    if "episode_length" in fields and "episode_length" not in overrides and env.time_limit:
+        overrides["episode_length"] = env.time_limit  # e.g. TD-MPC2's discount heuristic
+    return create_world_model(
+        config.model,
+        obs_shape=spec.obs_shape,
+        action_dim=spec.action_dim,
+        action_type=spec.action_type,
+        **overrides,
+    )
+
+
+def make_env(config: RunConfig, seed: int) -> GymEnv:
+    """The run's environment (the evaluation one too, with another seed)."""
+    return GymEnv(
+        config.env_id,
+        obs_mode=config.obs_mode,
+        image_size=config.image_size,
+        max_episode_steps=config.max_episode_steps,
+        action_repeat=config.action_repeat,
+        seed=seed,
+    )
+
+
+def checkpoint_dir(out: Path, dist: DistributedContext) -> Path:
+    """``out/checkpoint`` (one process) or ``out/checkpoint-rank<r>``."""
+    return out / ("checkpoint" if not dist.enabled else f"checkpoint-rank{dist.rank}")
+
+
+def check_resume_config(config: RunConfig, ckpt: Path) -> None:
+    """Refuse to resume with another model, environment, observation mode or seed."""
+    saved = read_training_extra(ckpt).get("run")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{ckpt}: holds no run configuration (field 'extra.run')")
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    for key in _FIXED_ON_RESUME:
+        if saved.get(key, defaults.get(key)) != getattr(config, key):
+            raise CheckpointError(
+                f"{ckpt}: the run used {key}={saved.get(key)!r}, the resume asks for "
+                f"{getattr(config, key)!r}"
+            )
