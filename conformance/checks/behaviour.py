@@ -8,6 +8,7 @@ import io
 from typing import Any
 
 import torch
+from hypothesis import seed as hypothesis_seed
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -279,6 +280,7 @@ def rollout_state_machine(ctx: CheckContext) -> None:
     horizons = st.integers(1, profile.max_horizon)
     seeds = st.integers(0, 2**31 - 1)
 
+    @hypothesis_seed(ctx.options.seed)  # the run's seed fixes the programs, as for properties
     class Machine(RuleBasedStateMachine):
         states = Bundle("states")
 
