@@ -15,7 +15,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     record.add_argument("--env", required=True, help="Gymnasium id, e.g. Pendulum-v1")
     record.add_argument("--episodes", type=int, required=True)
     record.add_argument("--out", required=True, help="dataset directory to create")
-    record.add_argument("--policy", default="random", help="'random'")
+    record.add_argument(
+        "--policy",
+        default="random",
+        metavar="random|RUN_DIR",
+        help="'random' (uniform actions), or a run directory / checkpoint whose trained model "
+        "acts (its planner or policy, eval mode)",
+    )
     record.add_argument("--seed", type=int, default=0)
     record.add_argument("--obs", choices=["vector", "image"], default="vector")
     record.add_argument("--image-size", type=int, default=64)

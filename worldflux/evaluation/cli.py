@@ -1,8 +1,9 @@
 """``worldflux eval RUN_DIR|MODEL_DIR --dataset PATH | --env ENV [--horizon H] [--out DIR]``.
 
-Loads a model saved with ``save_pretrained`` (a run directory's ``model/``, or the directory
-itself), takes held-out episodes (the dataset's validation split, or episodes recorded from
-``--env`` with a random policy) and writes ``eval.json`` and pictures (see docs/evaluation.md).
+Loads the trained model (a run directory's ``model/`` from offline training or ``checkpoint/``
+from online training, or a checkpoint directory itself), takes held-out episodes (the dataset's
+validation split, or episodes recorded from ``--env`` with a random policy) and writes
+``eval.json`` and pictures (see docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ __all__ = ["configure", "load_model", "run"]
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``worldflux eval`` (cheap: imports nothing heavy)."""
-    parser.add_argument("run", help="run directory (with model/) or a save_pretrained directory")
+    parser.add_argument(
+        "run", help="run directory (offline: model/, online: checkpoint/) or a checkpoint"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", metavar="PATH", help="evaluate on its validation episodes")
     source.add_argument("--env", help="record held-out episodes of this Gymnasium id")
@@ -31,15 +34,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model(path: Path) -> Any:
-    """The model of a run directory (``model/``) or of a ``save_pretrained`` directory.
+    """The model of a run directory (``model/`` or ``checkpoint/``) or of a checkpoint.
 
     Raises:
-        CheckpointError: neither holds a saved model.
+        CheckpointError: none holds a saved model.
     """
-    from worldflux.core.model import WorldModel
+    from worldflux.training.checkpoint import load_run_model
 
-    candidate = path / "model" if (path / "model").is_dir() else path
-    return WorldModel.from_pretrained(candidate)
+    return load_run_model(path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -52,6 +52,7 @@ from worldflux.core.checkpoint_state import (
 )
 from worldflux.core.checkpoint_store import UnitWriter, resolve, write_checkpoint
 from worldflux.core.exceptions import CheckpointError
+from worldflux.core.model import WorldModel
 from worldflux.training.replay import ReplayBuffer
 from worldflux.training.trainer import Trainer
 
@@ -59,6 +60,7 @@ __all__ = [
     "STATE_FILE",
     "LoadedCheckpoint",
     "get_rng_state",
+    "load_run_model",
     "load_training_checkpoint",
     "read_training_extra",
     "save_training_checkpoint",
@@ -278,3 +280,22 @@ def load_training_checkpoint(
     if restore_rng:
         rng.apply()
     return LoadedCheckpoint(step=document["step"], replay=replay, extra=document["extra"])
+
+
+def load_run_model(path: str | Path) -> WorldModel:
+    """The trained model of a run directory, in eval mode: its ``model/`` (offline runs,
+    ``save_pretrained``), else its training ``checkpoint/`` (online runs), else ``path`` itself
+    as either kind of checkpoint.
+
+    Raises:
+        CheckpointError: nothing loadable there (naming what was looked for).
+    """
+    root = Path(path)
+    for candidate in (root / "model", root / "checkpoint"):
+        if candidate.is_dir():
+            return WorldModel.from_pretrained(candidate).eval()
+    if not root.exists():
+        raise CheckpointError(
+            f"{root}: no such run directory (expected RUN/model, RUN/checkpoint or a checkpoint)"
+        )
+    return WorldModel.from_pretrained(root).eval()
