@@ -271,7 +271,6 @@ def rollout_state_machine(ctx: CheckContext) -> None:
     set_mode(prototype, False)
     if ctx.replay is not None:
         executor = _Executor(ctx, copy.deepcopy(prototype), contract)
-        ctx.record(ctx.replay)
         for step in ctx.replay["steps"]:
             executor.run(step)
         return

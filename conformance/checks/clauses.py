@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from worldflux.conformance.checks.common import as_batch, sample
+from worldflux.conformance.checks.common import as_batch, batch_size, sample
 from worldflux.conformance.context import (
     CheckContext,
     CheckFailed,
@@ -90,8 +90,7 @@ def batch_equivalence(ctx: CheckContext) -> None:
         single = eval_outputs(ctx, model, alone, inputs["seed"])
         _same(
             tensors_equal(sample(full, i), single, atol=ATOL, rtol=RTOL, path="output"),
-            f"sample {i} of a batch of {int(inputs['action'].shape[0])} differs from the same "
-            "sample run alone",
+            f"sample {i} of a batch of {batch_size(inputs)} differs from the same sample run alone",
         )
 
     ctx.property(prop, min_batch=2)

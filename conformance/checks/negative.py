@@ -131,9 +131,11 @@ def negative_obs_size(ctx: CheckContext) -> None:
         _, _, tensor = first_modality(contract, inputs["obs"])
         bigger = replace_obs(contract, inputs["obs"], torch.cat([tensor, tensor[..., :1]], -1))
         smaller = replace_obs(contract, inputs["obs"], tensor[..., :-1])
-        variants = [Variant("one extra feature", bigger, "obs")]
-        if tensor.shape[-1] > 1:
-            variants.append(Variant("one feature missing", smaller, "obs"))
+        # with one feature, "one missing" is a zero-width [B, 0]: still a size to reject
+        variants = [
+            Variant("one extra feature", bigger, "obs"),
+            Variant("one feature missing", smaller, "obs"),
+        ]
         _each(ctx, "encode(obs)", variants, model.encode)
 
     ctx.property(prop)

@@ -31,14 +31,14 @@ _LOSS_OPTIONAL = {"rollout_executor"}
 
 
 class _Spy:
-    """Counts forward calls of one module."""
+    """Records whether one module's forward ran (since the last reset of ``called``)."""
 
     def __init__(self, module: nn.Module) -> None:
-        self.calls = 0
+        self.called = False
         self.handle = module.register_forward_hook(self._hook)
 
     def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
-        self.calls += 1
+        self.called = True
 
 
 def _exercise(
@@ -54,7 +54,7 @@ def _exercise(
             state = as_state(ctx.call("encode", model.encode, inputs["obs"]), "encode(obs)")
             validated(lambda: contract.validate_state(state, (b,), "encode(obs)"))
             if slot not in _ROLLOUT_VIA_ENCODE:
-                spy.calls = 0
+                spy.called = False
             traj = as_trajectory(
                 ctx.call("rollout", model.rollout, state, inputs["actions"]), "rollout"
             )
@@ -64,13 +64,13 @@ def _exercise(
                     traj.predictions, (b, h), "trajectory.predictions"
                 )
             )
-        if spy.calls == 0:
+        if not spy.called:
             raise CheckFailed("the swapped slot was never called by encode + rollout")
-        spy.calls = 0
+        spy.called = False
         out = as_loss(ctx.call("loss", model.loss, as_batch(inputs["batch"])), "loss")
         check_scalar(out.loss, "loss(batch).loss")
         validated(lambda: contract.validate_loss(out.components, "loss(batch).components"))
-        if spy.calls == 0 and slot not in _LOSS_OPTIONAL:
+        if not spy.called and slot not in _LOSS_OPTIONAL:
             raise CheckFailed("the swapped slot was never called by loss (loss goes around it)")
     finally:
         spy.handle.remove()
@@ -104,26 +104,24 @@ def slots_swap(ctx: CheckContext) -> None:
         current = getattr(getattr(probe, SLOTS.get(slot, slot), None), "component_key", None)
         keys = hint[slot] if slot in hint else list_components(slot)[slot]
         candidates += [(slot, key) for key in keys if key != current]
-    tried: list[str] = []
-    refused: list[str] = []
+    tried: set[str] = set()  # over all examples (the same candidates each time)
+    refused: set[str] = set()
 
     def prop(inputs: dict[str, Any]) -> None:
-        tried.clear()
-        refused.clear()
         problems = []
         for slot, key in candidates:
             model = ctx.model()
             try:
                 module = model.swap_component(slot, key)
             except ConfigurationError:
-                refused.append(f"{slot}={key}")
+                refused.add(f"{slot}={key}")
                 continue
             except Exception as error:
                 problems.append(
                     f"{slot}={key}: swap_component raised {type(error).__name__}: {error}"
                 )
                 continue
-            tried.append(f"{slot}={key}")
+            tried.add(f"{slot}={key}")
             if not isinstance(module, nn.Module):
                 module = getattr(model, SLOTS[slot])
             try:
@@ -137,7 +135,7 @@ def slots_swap(ctx: CheckContext) -> None:
     if not tried:
         raise NotExercised(
             f"no other registered implementation could be swapped into {composable}"
-            + (f" (refused: {refused})" if refused else "")
+            + (f" (refused: {sorted(refused)})" if refused else "")
         )
 
 

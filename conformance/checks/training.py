@@ -176,10 +176,8 @@ def numeric_learnability(ctx: CheckContext) -> None:
     if ctx.replay is not None:
         inputs = ctx.replay
     else:
-        seq = (ctx.hints().get("seq_lens") or (4,))[-1]
-        case = Case(
-            min(4, ctx.options.profile.max_batch), 1, int(seq), ctx.options.seed, 1.0, "uniform"
-        )
+        seq = max(ctx.seq_lens())  # the longest training sequence
+        case = Case(min(4, ctx.options.profile.max_batch), 1, seq, ctx.options.seed, 1.0, "uniform")
         inputs = case.materialize(ctx.contract)
     ctx.record(inputs)
     batch, seed = as_batch(inputs["batch"]), int(inputs["seed"])
@@ -256,7 +254,6 @@ def _train_and_perturb(ctx: CheckContext, model: Any) -> None:
         out = as_loss(ctx.call("loss", model.loss, as_batch(inputs["batch"])), "loss")
         ctx.call("loss.backward()", check_scalar(out.loss, "loss").backward)
         optimizer.step()
-        optimizer.zero_grad()
     gen = torch.Generator().manual_seed(ctx.options.seed)
     saved = set(model.state_dict()) if hasattr(model, "state_dict") else set()
     with torch.no_grad():  # persistent buffers only: non-persistent ones are constants
