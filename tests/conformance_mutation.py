@@ -9,6 +9,13 @@ re-bound) and the kill suite runs: the good toys and the good external adapter m
 mutated module's checks, and every broken toy, per-branch breaker and seeded defect of those
 checks must fail them. A mutant is killed when any of these expectations breaks.
 
+A site whose mutant is provably equivalent (no program can tell it from the original, e.g. a
+message list truncated at 8 instead of 9 items) carries a pragma, on its line or on comment lines
+directly above it: ``# mutation: equivalent: <reason>`` (every mutant of that line) or
+``# mutation: equivalent[<what>]: <reason>`` (only the mutant described as ``<what>``, e.g.
+``4 -> 5``). Such sites are not run; they are listed apart, with their reasons, and left out of
+the kill rate.
+
 Usage: ``python tests/conformance_mutation.py [--modules io,negative] [--limit N] [--json F]``.
 """
 
@@ -18,6 +25,7 @@ import argparse
 import ast
 import contextlib
 import json
+import re
 import sys
 import time
 import types
@@ -45,14 +53,42 @@ SWAPS: dict[type, type] = {
 }
 
 
+PRAGMA = re.compile(r"#\s*mutation:\s*equivalent(?:\[(?P<what>[^\]]+)\])?:\s*(?P<why>.+)$")
+
+
 @dataclass
 class Site:
-    """One mutation: where (line) and what (a description), and the check it sits in."""
+    """One mutation: where (line) and what (a description), the check it sits in, and the
+    reason it is equivalent (from a pragma; None for an ordinary site)."""
 
     index: int
     line: int
     what: str
     check_id: str | None
+    equivalent: str | None = None
+
+
+def _pragmas(lines: list[str]) -> dict[int, list[tuple[str | None, str]]]:
+    """line number -> [(what or None for every mutant of the line, reason)] of the pragmas that
+    apply to it: on the line itself or on the comment-only lines directly above it (a reason
+    may go on over the comment lines that follow its pragma)."""
+    out: dict[int, list[tuple[str | None, str]]] = {}
+    pending: list[tuple[str | None, str]] = []
+    for number, text in enumerate(lines, start=1):
+        found = PRAGMA.search(text)
+        comment = text.lstrip().startswith("#")
+        if comment and not found and pending:  # the reason goes on
+            what, why = pending[-1]
+            pending[-1] = (what, f"{why} {text.lstrip().lstrip('#').strip()}")
+            continue
+        entry = [(found["what"], found["why"].strip())] if found else []
+        if comment:
+            pending += entry
+            continue
+        if pending or entry:
+            out[number] = pending + entry
+        pending = []
+    return out
 
 
 def _check_id(node: ast.FunctionDef) -> str | None:
@@ -135,9 +171,14 @@ class _Mutator(ast.NodeTransformer):
 
 
 def sites(module: str) -> list[Site]:
-    tree = ast.parse((CHECKS / f"{module}.py").read_text())
+    source = (CHECKS / f"{module}.py").read_text()
     finder = _Mutator()
-    finder.visit(tree)
+    finder.visit(ast.parse(source))
+    pragmas = _pragmas(source.splitlines())
+    for site in finder.sites:
+        for what, why in pragmas.get(site.line, []):
+            if what is None or what == site.what:
+                site.equivalent = why
     return finder.sites
 
 
@@ -366,42 +407,60 @@ def main(argv: list[str] | None = None) -> int:
     all_ids = set().union(*(_module_checks(m) for m in every))
     totals: dict[str, list[int]] = {}
     survivors: list[str] = []
+    equivalents: list[dict[str, str]] = []
+    killers: dict[str, str] = {}  # killed mutant -> the first expectation it broke
     start = time.perf_counter()
     for module in modules:
         found = sites(module)
         if args.limit:
             found = found[:: max(1, len(found) // args.limit)][: args.limit]
         own = _module_checks(module)
-        killed = 0
+        killed = run_sites = 0
         for site in found:
+            where = f"{module}.py:{site.line} {site.what} [{site.check_id}]"
+            if site.equivalent is not None:
+                equivalents.append({"site": where, "reason": site.equivalent})
+                continue
+            run_sites += 1
             wanted = {site.check_id} if site.check_id else (own if module != "common" else all_ids)
             relevant = [c for c in suite if c[0] in wanted]
             code = mutant_code(module, site.index)
             dead = False
             with installed(module, code, every):
-                for _, _, run in relevant:
+                for _, name, run in relevant:
                     try:
                         ok = run()
                     except Exception:
                         ok = False
                     if not ok:
                         dead = True
+                        killers[where] = name
                         break
             killed += dead
             if not dead:
-                survivors.append(f"{module}.py:{site.line} {site.what} [{site.check_id}]")
-        totals[module] = [killed, len(found)]
-        print(f"{module}: {killed}/{len(found)} mutants killed", flush=True)
+                survivors.append(where)
+        totals[module] = [killed, run_sites]
+        print(f"{module}: {killed}/{run_sites} mutants killed", flush=True)
     done = sum(k for k, _ in totals.values())
     total = sum(n for _, n in totals.values())
     rate = done / total if total else 1.0
-    print(f"kill rate: {rate:.1%} ({done}/{total}) in {time.perf_counter() - start:.0f} s")
+    elapsed = time.perf_counter() - start
+    print(f"kill rate: {rate:.1%} ({done}/{total}) in {elapsed:.0f} s")
+    print(f"equivalent (pragma, not counted): {len(equivalents)}")
+    for item in equivalents:
+        print(f"  equivalent: {item['site']}: {item['reason']}")
     for line in survivors:
         print("  survived:", line)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"modules": totals, "rate": rate, "survivors": survivors}, indent=1)
-        )
+        report = {
+            "modules": totals,
+            "rate": rate,
+            "seconds": round(elapsed),
+            "survivors": survivors,
+            "equivalent": {"count": len(equivalents), "sites": equivalents},
+            "killed_by": killers,
+        }
+        Path(args.json).write_text(json.dumps(report, indent=1))
     return 0 if rate >= args.min_rate else 1
 
 

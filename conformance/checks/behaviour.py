@@ -150,6 +150,8 @@ def rollout_consistency(ctx: CheckContext) -> None:
                 "the trajectory does not start at the given state",
             )
             # a second start state on the same model: a memoised or stale rollout shows here
+            # mutation: equivalent[2 -> 3]: this seed only draws the second start state, from
+            # which rollout and transition (both reseeded with seed + 3) are then compared
             seeded(seed + 2)
             other = _encode(ctx, model, inputs["obs_alt"])
             seeded(seed + 3)
@@ -191,6 +193,8 @@ class _Executor:
         self.ctx, self.model, self.contract = ctx, model, contract
         self.states: list[State] = []
         self.signature: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None
+        # mutation: equivalent: every program (drawn, or recorded and replayed) starts with an
+        # encode step, which sets the batch before anything reads it
         self.batch = 0
 
     def _keep(self, state: State, what: str) -> int:
@@ -233,6 +237,7 @@ class _Executor:
                     "two rollouts from the same stored state with the same seed differ "
                     "(hidden mutable state?)",
                 )
+                # mutation: equivalent[0 -> 1]: runs[0] and runs[1] were found equal just above
                 return self._keep(runs[0].states.index(h), "trajectory.states[:, -1]")
             if op == "save_load":
                 state = self.states[step["state"]]

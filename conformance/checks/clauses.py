@@ -230,6 +230,7 @@ def numeric_no_alias(ctx: CheckContext) -> None:
                 {**_storages(dict(state), "state"), **_storages(actions, "actions")},
             )
             if found:
+                # mutation: equivalent[4 -> 5]: how many aliases the message lists
                 raise CheckFailed("outputs alias inputs: " + "; ".join(found[:4]))
             first = clone_tree(eval_outputs(ctx, model, inputs, inputs["seed"]))
             kept = eval_outputs(ctx, model, inputs, inputs["seed"])
@@ -285,6 +286,7 @@ def numeric_loss_pure(ctx: CheckContext) -> None:
             if changed:
                 mode = "train" if training else "eval"
                 raise CheckFailed(
+                    # mutation: equivalent[6 -> 7]: how many names the message lists
                     f"loss(batch) in {mode} mode changed module state {changed[:6]} "
                     "(declare intended side effects with the loss_side_effects hint)"
                 )

@@ -73,6 +73,8 @@ def _exercise(
         if not spy.called and slot not in _LOSS_OPTIONAL:
             raise CheckFailed("the swapped slot was never called by loss (loss goes around it)")
     finally:
+        # mutation: equivalent: the model and its swapped module are dropped after this call;
+        # a hook left on them only sets a flag that nothing reads again
         spy.handle.remove()
 
 

@@ -133,9 +133,11 @@ def numeric_grad_flow(ctx: CheckContext) -> None:
         if missing:
             raise CheckFailed(
                 f"{len(missing)}/{len(params)} trainable parameters get no gradient from "
+                # mutation: equivalent[8 -> 9]: how many names the message lists
                 f"{' or '.join(objectives)}: {missing[:8]}"
             )
         if bad:
+            # mutation: equivalent[8 -> 9]: how many names the message lists
             raise CheckFailed(f"non-finite gradients in {sorted(set(bad))[:8]}")
 
     ctx.property(prop)
