@@ -251,7 +251,7 @@ def kill_suite(tmp: Path) -> list[tuple[str, str, Callable[[], bool]]]:
 
         return run
 
-    def external(cls: Any, check_id: str, expect: str) -> Callable[[], bool]:
+    def external(cls: Any, check_id: str, expect: str, words: str = "") -> Callable[[], bool]:
         def run() -> bool:
             report = check_model(
                 cls,
@@ -262,12 +262,10 @@ def kill_suite(tmp: Path) -> list[tuple[str, str, Callable[[], bool]]]:
                 strict=True,
                 time_budget=10.0,
             )
-            statuses = [c.status for c in report.results[0].checks]
-            return (
-                (expect in statuses)
-                if expect == "fail"
-                else all(s in ("pass", "skip") for s in statuses)
-            )
+            checks = report.results[0].checks
+            if expect == "fail":
+                return any(c.status == "fail" and words in (c.message or "") for c in checks)
+            return all(c.status in ("pass", "skip") for c in checks)
 
         return run
 
@@ -355,7 +353,7 @@ def kill_suite(tmp: Path) -> list[tuple[str, str, Callable[[], bool]]]:
         def run_case(case: Any = case) -> bool:
             return tc.run_case(case, tmp, time_budget=10.0)
 
-        cases.append((case[0], f"case {case[1].__name__} {case[2]}", run_case))
+        cases.append((case[0], f"case {case[1].__name__} {case[2]} {case[3][:40]}", run_case))
     import test_conformance_protocol as pr
 
     protocol = [
@@ -369,10 +367,19 @@ def kill_suite(tmp: Path) -> list[tuple[str, str, Callable[[], bool]]]:
         (pr.ActionReward, "rollout.consistency", "pass"),
         (pr.ActionReward, "batch.polymorphism", "pass"),
         (pr.ActionRewardFromNextState, "rollout.consistency", "fail"),
-        (pr.ComposableWithoutSwap, "slots.swap", "fail"),
+        (pr.ComposableWithoutSwap, "slots.swap", "fail", "has no swap_component"),
     ]
-    for cls, cid, expect in protocol:
-        cases.append((cid, f"protocol {cls.__name__} {expect}", external(cls, cid, expect)))
+    for cls, cid, expect, *words in protocol:
+        run = external(cls, cid, expect, *words)
+        cases.append((cid, f"protocol {cls.__name__} {expect}", run))
+    for cls, cid, expect, words in de.EXPECTATIONS:
+        cases.append((cid, f"adapter {cls.__name__} {expect}", external(cls, cid, expect, words)))
+    for cid, base in tc.REPLAYED.items():
+
+        def replays(cid: str = cid, base: Any = base) -> bool:
+            return tc.replays_its_inputs(cid, base, tmp)
+
+        cases.append((cid, f"replay {base.__name__}", replays))
     for defect, cid in de.DEFECTS.items():
         cases.append((cid, f"defect {defect.__name__}", external(defect, cid, "fail")))
     for cid in sorted(set(de.DEFECTS.values())):

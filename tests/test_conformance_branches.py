@@ -136,7 +136,7 @@ def _rollout_breaker(change: str) -> type[SpecWorldModel]:
 
 #: comparison branch -> words its failure message must contain
 ROLLOUT_BRANCHES = {
-    "states": "trajectory.states step",
+    "states": "rollout != repeated transition: trajectory.states step 1 vs transition",
     "start": "does not start at the given state",
     "missing_prediction": "lacks 'obs'",
     "prediction_values": "predictions['obs']",

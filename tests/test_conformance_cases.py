@@ -1,31 +1,44 @@
 """More expectations on the checks, as one table (also the mutation runner's kill suite):
 a toy that is right only in eval mode must pass everything, and one breaker per remaining
 comparison (each call of no_mutation, each branch of the bounds, empty-batch and size checks,
-non-finite gradients, a prediction missing at run time)."""
+non-finite gradients, a prediction missing at run time). Correct models a check must not fail
+where a careless check would (noise or batch statistics in train mode only, sampling in eval
+mode, scalar and dict observations, a model built in eval mode, constant unsaved buffers); slot
+swaps whose new module is bypassed or breaks only past the swap probe; failures that replay from
+their crash files."""
 
 from __future__ import annotations
 
+import copy
+import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from test_conformance_branches import NotCopyable
+from test_conformance_branches import NaNOutOfBounds, NotCopyable
 from test_conformance_meta import (
     BROKEN,
+    FrozenLoss,
+    HiddenCounter,
     MissingPrediction,
     Planner,
+    RolloutWithoutStart,
     _toy,
     good_spec,
     run_one,
     spec_with,
 )
-from torch import Tensor
-from worldflux.conformance.toys import ToyMLPEncoder, registered
+from torch import Tensor, nn
+from torch.nn import functional as F
+from worldflux.conformance.toys import ToyDynamics, ToyHeads, ToyMLPEncoder, registered
 
+from worldflux.components.rollout import OpenLoopRollout
+from worldflux.core.components import BuildContext, Decoder, ObservationEncoder
 from worldflux.core.exceptions import ContractViolation
 from worldflux.core.model import SpecWorldModel
-from worldflux.core.registry import register_component
+from worldflux.core.registry import SLOTS, register_component
 from worldflux.core.types import LossOutput, ModelOutput, State, Trajectory
 
 
@@ -359,6 +372,12 @@ def _b1(where: str) -> type[SpecWorldModel]:
             out = super().transition(state, action, validate=validate)
             return State(latent=out["latent"].squeeze(0)) if where == "transition" else out
 
+        def decode(self, state: State, *, validate: bool = True) -> ModelOutput:
+            out = super().decode(state, validate=validate)
+            if where != "decode":
+                return out
+            return ModelOutput({k: v.squeeze(0) for k, v in out.predictions.items()})
+
         def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
             t = super().rollout(state, actions, validate=validate)
             if where != "rollout":
@@ -568,7 +587,15 @@ CASES: list[tuple[Any, ...]] = [
     ("batch.equivalence", NoisyEverywhere, "skip", "stochastic_eval", _stochastic, False),
     ("serde.copyable", NotCopyable, "fail", "copy.deepcopy(model) raised", None, False),
     ("serde.copyable", Tied, "pass", "", None, False),
-    ("serde.copyable", UntiedOnLoad, "fail", "after load_state_dict", None, False),
+    (
+        "serde.copyable",
+        UntiedOnLoad,
+        "fail",
+        "tied parameters [['echo.weight', 'observation_encoder.net.weight']] are no longer "
+        "shared after load_state_dict",
+        None,
+        False,
+    ),
     ("serde.copyable", UntiedOnCopy, "fail", "after deepcopy", None, False),
     ("serde.copyable", DriftingCopy, "fail", "deep copy gives different outputs", None, False),
     ("numeric.loss_pure", _side_effect("train"), "fail", "train mode", None, False),
@@ -617,12 +644,610 @@ CASES: list[tuple[Any, ...]] = [
 
 #: slots.swap cases: (expected status, words, the candidate implementation key)
 SWAP_CASES = [
-    ("fail", "expected finite values", "wf_conformance_toy/encoder_nan_at_b3"),
+    (
+        "fail",
+        "encode(obs)['latent']: expected finite values",
+        "wf_conformance_toy/encoder_nan_at_b3",
+    ),
     ("not-exercised", "refused", "wf_conformance_toy/encoder_nan"),
 ]
 CASES += [
     ("slots.swap", Planner, expect, words, None, False, _swap_to(key))
     for expect, words, key in SWAP_CASES
+]
+
+
+# -- more breakers, one per comparison the cases above leave untested ----------------------------
+def _spec(**env: Any) -> Callable[[], dict[str, Any]]:
+    """The good toy's spec with other ``default_env`` values (e.g. ``action_dim=1``)."""
+
+    def make() -> dict[str, Any]:
+        spec = good_spec()
+        spec["default_env"] = {**spec["default_env"], **env}
+        return spec
+
+    return make
+
+
+def _hinted(**hints: Any) -> Callable[[], dict[str, Any]]:
+    """The good toy's spec with ``conformance`` hints added (e.g. ``action_conditioned``)."""
+
+    def make() -> dict[str, Any]:
+        spec = good_spec()
+        spec["conformance"] = {**spec["conformance"], **hints}
+        return spec
+
+    return make
+
+
+def _changed(**changes: Any) -> Callable[[], dict[str, Any]]:
+    return lambda: spec_with(**changes)
+
+
+class ActionConditioned(Planner):
+    """TD-MPC2-like: the reward is predict(state, action)'s, the reward of taking the action
+    (declared with the action_conditioned hint); a correct model."""
+
+    def predict(self, state: State, action: Tensor) -> ModelOutput:
+        nxt = self.transition(state, action)
+        return ModelOutput({"reward": self.decode(nxt).predictions["reward"]})
+
+
+class PredictsContinueInstead(ActionConditioned):
+    """predict(state, action) returns the continue prediction under its own key, no reward."""
+
+    def predict(self, state: State, action: Tensor) -> ModelOutput:
+        nxt = self.transition(state, action)
+        return ModelOutput({"continue": self.decode(nxt).predictions["continue"]})
+
+
+class PredictsRewardColumn(ActionConditioned):
+    """predict(state, action) returns the reward head's [B, 1] column, not [B]."""
+
+    def predict(self, state: State, action: Tensor) -> ModelOutput:
+        reward = super().predict(state, action).predictions["reward"]
+        return ModelOutput({"reward": reward.unsqueeze(-1)})
+
+
+class VagueRejection(Planner):
+    """encode re-raises contract violations with a message that names no tensor."""
+
+    def encode(
+        self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+    ) -> State:
+        try:
+            return super().encode(obs, state, action, validate=validate)
+        except ContractViolation:
+            raise ContractViolation("bad input") from None
+
+
+def _time_feature(repair: str) -> type[SpecWorldModel]:
+    """encode tolerates one trailing time feature (a time-limit wrapper's): ``drop`` removes an
+    extra one, ``pad`` appends a missing one, instead of rejecting the wrong size."""
+
+    class TimeFeature(Planner):
+        def encode(
+            self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+        ) -> State:
+            n = int(self.config.obs_shape[-1])
+            if isinstance(obs, Tensor) and obs.dim() == 2:
+                if repair == "drop" and obs.shape[-1] == n + 1:
+                    obs = obs[:, :n]
+                elif repair == "pad" and obs.shape[-1] == n - 1:
+                    obs = F.pad(obs, (0, 1))
+            return super().encode(obs, state, action, validate=validate)
+
+    TimeFeature.__name__ = f"TimeFeature_{repair}"
+    return TimeFeature
+
+
+@register_component("observation_encoder", "wf_conformance_toy/scalar_encoder", override=True)
+class ScalarEncoder(ObservationEncoder):
+    """``obs [B]`` (one number per sample, e.g. a position sensor) -> ``latent``."""
+
+    def __init__(self, ctx: BuildContext, params: object) -> None:
+        super().__init__()
+        latent = int(ctx.hparam("latent_dim"))
+        self.net = nn.Linear(1, latent)
+        ctx.dims["latent_dim"] = latent
+
+    def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
+        assert isinstance(obs, Tensor)
+        return State(latent=torch.tanh(self.net(obs.float().unsqueeze(-1))))
+
+
+@register_component("decoder", "wf_conformance_toy/reward_heads", override=True)
+class RewardHeads(Decoder):
+    """Predictions ``reward [B]`` and ``continue [B]`` only (no observation decoder)."""
+
+    def __init__(self, ctx: BuildContext, params: object) -> None:
+        super().__init__()
+        latent = int(ctx.hparam("latent_dim"))
+        self.heads = nn.Linear(latent, 2)
+
+    def forward(self, state: State) -> ModelOutput:
+        reward, cont = self.heads(state["latent"]).unbind(-1)
+        return ModelOutput({"reward": reward, "continue": torch.sigmoid(cont)}, state=state)
+
+
+def _scalar_obs() -> dict[str, Any]:
+    """A toy observing one number per sample (``obs [B]``)."""
+    spec = good_spec()
+    spec["slots"]["observation_encoder"] = {"impl": "wf_conformance_toy/scalar_encoder"}
+    spec["slots"]["decoder"] = {"impl": "wf_conformance_toy/reward_heads"}
+    spec["capabilities"] = ["latent_dynamics", "reward_pred", "continue_pred", "planning"]
+    contract = spec["io_contract"]
+    contract["observation"] = {"obs": {"shape": [], "dtype": "float32"}}
+    contract["predictions"] = {"reward": {"shape": []}, "continue": {"shape": []}}
+    spec["default_env"] = {**spec["default_env"], "obs_shape": []}
+    return spec
+
+
+class SlicesWideActions(Planner):
+    """rollout keeps the first action_dim entries of wider actions instead of rejecting them."""
+
+    def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
+        if actions.is_floating_point() and actions.dim() == 3:
+            actions = actions[..., : int(self.config.action_dim)]
+        return super().rollout(state, actions, validate=validate)
+
+
+class PadsMissingActionEntry(Planner):
+    """rollout pads actions one entry short (a missing gripper command) with 0."""
+
+    def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
+        short = actions.dim() == 3 and actions.shape[-1] == int(self.config.action_dim) - 1
+        if actions.is_floating_point() and short:
+            actions = F.pad(actions, (0, 1))
+        return super().rollout(state, actions, validate=validate)
+
+
+class EmptyStateFastPath(Planner):
+    """transition returns an empty (B = 0) state unchanged, before validating the action."""
+
+    def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
+        if all(v.shape[0] == 0 for v in state.values()):
+            return State(dict(state))
+        return super().transition(state, action, validate=validate)
+
+
+class TrainModeImagination(Planner):
+    """Imagination noise drawn once per rollout in train mode only: rollout differs from
+    repeated transition in train mode, which the clause (eval mode) allows; correct."""
+
+    def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
+        t = super().rollout(state, actions, validate=validate)
+        if not self.training:
+            return t
+        latent = t.states["latent"]
+        noisy = torch.cat(
+            [latent[:, :1], latent[:, 1:] + 0.01 * torch.randn_like(latent[:, 1:])], 1
+        )
+        return Trajectory(State(latent=noisy), t.actions, t.rewards, t.continues, t.predictions)
+
+
+class SamplesInEval(Planner):
+    """Samples its next latent and its reward in every mode (DreamerV3-like, declares
+    stochastic_eval); rollout draws in the order of H transition + decode calls: correct."""
+
+    def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
+        out = super().transition(state, action, validate=validate)
+        return State(latent=out["latent"] + 0.01 * torch.randn_like(out["latent"]))
+
+    def decode(self, state: State, *, validate: bool = True) -> ModelOutput:
+        out = super().decode(state, validate=validate)
+        r = out.predictions["reward"]
+        return ModelOutput({**out.predictions, "reward": r + 0.01 * torch.randn_like(r)})
+
+
+class BatchNormLatent(Planner):
+    """A BatchNorm on the latent: batch statistics in train mode, running ones in eval mode,
+    so samples are independent in eval mode (what the clause asks); correct."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.norm = nn.BatchNorm1d(int(self.config.latent_dim))
+
+    def encode(
+        self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+    ) -> State:
+        out = super().encode(obs, state, action, validate=validate)
+        return State(latent=self.norm(out["latent"]))
+
+
+class UnseededActor(Planner):
+    """An actor head (used by plan only) initialised from a private, unseeded generator: the
+    outputs of encode / rollout / loss agree between builds, the weights do not."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.actor = nn.Linear(int(self.config.latent_dim), int(self.config.action_dim))
+        gen = torch.Generator().manual_seed(random.SystemRandom().randrange(2**31))
+        with torch.no_grad():
+            self.actor.weight.copy_(torch.randn(self.actor.weight.shape, generator=gen))
+
+    def plan(self, obs: Tensor, **_: Any) -> Tensor:
+        return torch.tanh(self.actor(self.encode(obs)["latent"]))
+
+
+class ClampsStateInDecode(Planner):
+    """decode clips the latent of its input state in place."""
+
+    def decode(self, state: State, *, validate: bool = True) -> ModelOutput:
+        state["latent"].clamp_(-0.5, 0.5)
+        return super().decode(state, validate=validate)
+
+
+class ValidationLossInEval(Planner):
+    """Built in eval mode (like a model loaded for inference); in eval mode loss() records no
+    autograd graph (a validation fast path). Trained in train mode: correct."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.eval()
+
+    def loss(self, batch: Any) -> LossOutput:
+        with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
+            return super().loss(batch)
+
+
+class ConfigNormalisedObs(Planner):
+    """Observation scales from the config in a non-persistent buffer (rebuilt from the config,
+    never saved): a constant, so save/load needs nothing of it; correct."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        scale = torch.full(tuple(self.config.obs_shape), 0.5)
+        self.register_buffer("obs_scale", scale, persistent=False)
+
+    def encode(
+        self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+    ) -> State:
+        scaled = obs * self.obs_scale if isinstance(obs, Tensor) and obs.dim() == 2 else obs
+        return super().encode(scaled, state, action, validate=validate)
+
+
+class PlansWholeSequence(Planner):
+    """An MPC planner that returns the whole planned sequence [B, H, A], not the first action."""
+
+    def plan(self, obs: Tensor, **kwargs: Any) -> Tensor:
+        first = super().plan(obs, **kwargs)
+        return first.unsqueeze(1).expand(-1, 3, -1)
+
+
+class ActReturnsInfo(Acting):
+    """act returns (action, carry, info), gym-style, instead of (action, carry)."""
+
+    def act(self, obs: Tensor, carry: Any = None, **_: Any) -> Any:
+        return self.plan(obs), carry, {}
+
+
+class CompiledEncoderCopy(Planner):
+    """encode runs a copy of the encoder made at build (a compiled one): swap_component
+    replaces the slot, never the copy, so the swapped encoder is never used."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.compiled = copy.deepcopy(self.observation_encoder)
+
+    def encode(
+        self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+    ) -> State:
+        if validate:
+            self.bound_contract().validate_observation(obs)
+        return self.compiled(obs)
+
+
+@register_component("dynamics_model", "wf_conformance_toy/dynamics_residual", override=True)
+class ResidualDynamics(ToyDynamics):
+    """``latent' = tanh(latent + MLP([latent, action]))``: an alternative for slot swaps."""
+
+    def forward(self, state: State, action_input: Tensor) -> State:
+        return State(latent=torch.tanh(state["latent"] + self.net(action_input)))
+
+
+class CapturedRolloutStep(Planner):
+    """rollout steps with the dynamics module captured at build (a compiled step), so a
+    swapped dynamics model serves transition and loss, never rollout."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.__dict__["step_fn"] = self.dynamics_model
+
+    def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
+        states, preds = [state], []
+        for t in range(actions.shape[1]):
+            joint = self.action_conditioner(states[-1], actions[:, t])
+            states.append(self.__dict__["step_fn"](states[-1], joint))
+            preds.append(self.decode(states[-1]).predictions)
+        stacked = {k: torch.stack([p[k] for p in preds], 1) for k in preds[0]}
+        return Trajectory(
+            State.stack(states, dim=1), actions, stacked["reward"], stacked["continue"], stacked
+        )
+
+
+class SwapNotImplemented(Planner):
+    """swap_component is a stub raising NotImplementedError (not a ConfigurationError)."""
+
+    def swap_component(self, slot: str, key_or_module: Any, params: Any = None) -> Any:
+        raise NotImplementedError("slot swaps are not implemented yet")
+
+
+class SwapKeepsOldSlot(Planner):
+    """swap_component builds and returns the new module but leaves the old one installed."""
+
+    def swap_component(self, slot: str, key_or_module: Any, params: Any = None) -> Any:
+        old = getattr(self, SLOTS[slot])
+        module = super().swap_component(slot, key_or_module, params)
+        setattr(self, SLOTS[slot], old)
+        return module
+
+
+class EncodeDouble(Planner):
+    """encode returns a float64 latent (features computed in numpy's default precision)."""
+
+    def encode(
+        self, obs: Any, state: Any = None, action: Any = None, *, validate: bool = True
+    ) -> State:
+        out = super().encode(obs, state, action, validate=validate)
+        return State(latent=out["latent"].double())
+
+
+@register_component("observation_encoder", "wf_conformance_toy/dict_encoder", override=True)
+class DictEncoder(ObservationEncoder):
+    """``{"pos": [B, 3], "speed": [B]}`` (a vector and a scalar modality) -> ``latent``."""
+
+    def __init__(self, ctx: BuildContext, params: object) -> None:
+        super().__init__()
+        latent = int(ctx.hparam("latent_dim"))
+        self.net = nn.Linear(4, latent)
+        ctx.dims["latent_dim"] = latent
+
+    def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
+        assert isinstance(obs, dict)
+        joint = torch.cat([obs["pos"].float(), obs["speed"].float().unsqueeze(-1)], -1)
+        return State(latent=torch.tanh(self.net(joint)))
+
+
+@register_component("decoder", "wf_conformance_toy/dict_heads", override=True)
+class DictHeads(Decoder):
+    """``reward``, ``continue`` and one observation prediction per modality (``obs_pos [B, 3]``,
+    ``obs_speed [B]``)."""
+
+    def __init__(self, ctx: BuildContext, params: object) -> None:
+        super().__init__()
+        self.heads = nn.Linear(int(ctx.hparam("latent_dim")), 6)
+
+    def forward(self, state: State) -> ModelOutput:
+        out = self.heads(state["latent"])
+        predictions = {
+            "reward": out[:, 0],
+            "continue": torch.sigmoid(out[:, 1]),
+            "obs_pos": out[:, 2:5],
+            "obs_speed": out[:, 5],
+        }
+        return ModelOutput(predictions, state=state)
+
+
+def _dict_obs() -> dict[str, Any]:
+    """A toy observing a dict: ``pos`` (a vector, first in key order) and ``speed`` (a scalar)."""
+    spec = good_spec()
+    spec["slots"]["observation_encoder"] = {"impl": "wf_conformance_toy/dict_encoder"}
+    spec["slots"]["decoder"] = {"impl": "wf_conformance_toy/dict_heads"}
+    contract = spec["io_contract"]
+    contract["observation"] = {
+        "pos": {"shape": [3], "dtype": "float32"},
+        "speed": {"shape": [], "dtype": "float32"},
+    }
+    contract["predictions"] = {
+        "reward": {"shape": []},
+        "continue": {"shape": []},
+        "obs_pos": {"shape": [3]},
+        "obs_speed": {"shape": []},
+    }
+    return spec
+
+
+@register_component("decoder", "wf_conformance_toy/heads_nan_at_b3", override=True)
+class NaNAtB3Heads(ToyHeads):
+    """Serves small batches (passes the swap probe), NaN predictions from B = 3 on."""
+
+    def forward(self, state: State) -> ModelOutput:
+        out = super().forward(state)
+        if state["latent"].shape[0] < 3:
+            return out
+        return ModelOutput({k: v * float("nan") for k, v in out.predictions.items()}, state=state)
+
+
+@register_component("decoder", "wf_conformance_toy/heads_nan_above_b3", override=True)
+class NaNAboveB3Heads(ToyHeads):
+    """Serves the batches decode and rollout see here (B <= 3), NaN predictions for the larger
+    flattened ``B * T`` batches loss() decodes (a NaN reward)."""
+
+    def forward(self, state: State) -> ModelOutput:
+        out = super().forward(state)
+        if state["latent"].shape[0] <= 3:
+            return out
+        reward = out.predictions["reward"] * float("nan")
+        return ModelOutput({**out.predictions, "reward": reward}, state=state)
+
+
+@register_component("rollout_executor", "wf_conformance_toy/rollout_no_start", override=True)
+class RolloutNoStart(OpenLoopRollout):
+    """An alternative executor that returns only the predicted states (no start state): the
+    swap probe looks at the rewards only."""
+
+    def forward(self, model: Any, state: State, actions: Tensor) -> Trajectory:
+        t = super().forward(model, state, actions)
+        states = t.states.index(slice(1, None))
+        return Trajectory(states, t.actions, t.rewards, t.continues, t.predictions)
+
+
+def _swap_slot(slot: str, key: str) -> dict[str, Any]:
+    return {"swap_candidates": {slot: [key]}}
+
+
+_DYNAMICS_SWAP = {"swap_candidates": {"dynamics_model": ["wf_conformance_toy/dynamics_residual"]}}
+
+CASES += [
+    ("io.decode", ActionConditioned, "pass", "", _hinted(action_conditioned=["reward"]), False),
+    (
+        "io.decode",
+        PredictsContinueInstead,
+        "fail",
+        "lacks the prediction 'reward'",
+        _hinted(action_conditioned=["reward"]),
+        False,
+    ),
+    (
+        "io.decode",
+        PredictsRewardColumn,
+        "fail",
+        "predict(state, action)['reward']",
+        _hinted(action_conditioned=["reward"]),
+        False,
+    ),
+    (
+        "io.capability_outputs",
+        Planner,
+        "skip",
+        "no prediction capability",
+        _changed(capabilities=["latent_dynamics", "planning"]),
+        False,
+    ),
+    ("negative.obs_rank", VagueRejection, "fail", "does not name", None, False),
+    ("negative.obs_size", _time_feature("drop"), "fail", "one extra feature", None, False),
+    ("negative.obs_size", _time_feature("pad"), "fail", "one feature missing", None, False),
+    ("negative.obs_size", Planner, "pass", "", _spec(obs_shape=[1]), False),
+    ("negative.obs_size", Planner, "skip", "scalars per sample", _scalar_obs, False),
+    ("negative.obs_size", Planner, "pass", "", _dict_obs, False),
+    ("io.capability_outputs", Planner, "pass", "", _dict_obs, False),
+    ("negative.action", Planner, "pass", "", _spec(action_dim=1), False),
+    (
+        "negative.action",
+        SlicesWideActions,
+        "fail",
+        "rollout(state, invalid",
+        _spec(action_dim=1),
+        False,
+    ),
+    ("negative.action", PadsMissingActionEntry, "fail", "rollout(state, invalid", None, False),
+    ("negative.action_bounds", Planner, "skip", "discrete", None, True),
+    (
+        "negative.action_bounds",
+        NaNOutOfBounds,
+        "fail",
+        "transition(state, out-of-bounds action)",
+        None,
+        False,
+    ),
+    (
+        "negative.empty_batch",
+        EmptyStateFastPath,
+        "fail",
+        "transition(state with B = 0)",
+        None,
+        False,
+    ),
+    ("rollout.consistency", TrainModeImagination, "pass", "", None, False),
+    ("rollout.state_machine", EncodeDouble, "fail", "encode(obs)['latent']", None, False),
+    ("rollout.state_machine", RolloutWithoutStart, "fail", "trajectory.states[", None, False),
+    (
+        "rollout.state_machine",
+        TransitionDouble,
+        "fail",
+        "trajectory.states[:, -1]: state layout changed",
+        _changed(io_contract__state={"latent": {"shape": ["latent_dim"], "dtype": "float"}}),
+        False,
+    ),
+    ("rollout.consistency", SamplesInEval, "pass", "", _stochastic, False),
+    ("batch.polymorphism", _b1("decode"), "fail", "decode[B=1]", None, False),
+    ("batch.independence", BatchNormLatent, "pass", "", None, False),
+    ("determinism.seeded", UnseededActor, "fail", "two builds under seed", None, False),
+    ("numeric.no_alias", Planner, "pass", "", None, True),
+    ("numeric.no_mutation", ClampsStateInDecode, "fail", "input state", None, False),
+    ("numeric.grad_flow", ValidationLossInEval, "pass", "", None, False),
+    ("numeric.learnability", ValidationLossInEval, "pass", "", None, False),
+    ("serde.roundtrip", ValidationLossInEval, "pass", "", None, False),
+    ("serde.roundtrip", ConfigNormalisedObs, "pass", "", None, False),
+    ("planning.act", PlansWholeSequence, "fail", "plan(obs)", None, False),
+    ("planning.policy", ActReturnsInfo, "fail", "expected (action, carry)", _acting, False),
+    ("slots.swap", Planner, "skip", "no composable slots", _changed(composable=[]), False),
+    (
+        "slots.swap",
+        CompiledEncoderCopy,
+        "fail",
+        "never called by encode + rollout",
+        None,
+        False,
+        _swap_to("wf_conformance_toy/encoder_mlp"),
+    ),
+    (
+        "slots.swap",
+        SwapKeepsOldSlot,
+        "fail",
+        "never called by encode + rollout",
+        None,
+        False,
+        _swap_to("wf_conformance_toy/encoder_mlp"),
+    ),
+    (
+        "slots.swap",
+        SwapNotImplemented,
+        "fail",
+        "swap_component raised NotImplementedError",
+        None,
+        False,
+        _swap_to("wf_conformance_toy/encoder_mlp"),
+    ),
+    (
+        "slots.swap",
+        Planner,
+        "pass",
+        "",
+        _changed(composable=["dynamics_model"]),
+        False,
+        _DYNAMICS_SWAP,
+    ),
+    (
+        "slots.swap",
+        CapturedRolloutStep,
+        "fail",
+        "never called by encode + rollout",
+        _changed(composable=["dynamics_model"]),
+        False,
+        _DYNAMICS_SWAP,
+    ),
+]
+
+CASES += [
+    (
+        "slots.swap",
+        Planner,
+        "fail",
+        "trajectory.predictions['reward']: expected finite values",
+        _changed(composable=["decoder"]),
+        False,
+        _swap_slot("decoder", "wf_conformance_toy/heads_nan_at_b3"),
+    ),
+    (
+        "slots.swap",
+        Planner,
+        "fail",
+        "loss(batch).loss: expected a finite value",
+        _changed(composable=["decoder"]),
+        False,
+        _swap_slot("decoder", "wf_conformance_toy/heads_nan_above_b3"),
+    ),
+    (
+        "slots.swap",
+        Planner,
+        "fail",
+        "trajectory.states['latent']: expected shape",
+        _changed(composable=["rollout_executor"]),
+        False,
+        _swap_slot("rollout_executor", "wf_conformance_toy/rollout_no_start"),
+    ),
 ]
 
 
@@ -642,3 +1267,29 @@ def run_case(case: tuple[Any, ...], tmp: Path, **kw: Any) -> bool:
 )
 def test_case(case: tuple[Any, ...], tmp_path: Path) -> None:
     assert run_case(case, tmp_path), case
+
+
+#: checks that record their own inputs (no Hypothesis property): check id -> a toy failing it
+REPLAYED: dict[str, type[SpecWorldModel]] = {
+    "numeric.learnability": FrozenLoss,
+    "rollout.state_machine": HiddenCounter,
+}
+
+
+def replays_its_inputs(check_id: str, base: type[SpecWorldModel], tmp: Path) -> bool:
+    """True when the failure of ``check_id`` on ``base`` saves the inputs it ran on in its crash
+    file, and replaying that file fails again."""
+    from worldflux.conformance.replay import load_crash, replay_crash
+
+    with registered(_toy("wfc_replay", base, good_spec())):
+        result = run_one("wfc_replay", check_id, tmp)
+        if result.status != "fail" or not result.crash_file:
+            return False
+        crash = load_crash(result.crash_file)
+        status, _ = replay_crash(crash)
+    return isinstance(crash["inputs"], dict) and bool(crash["inputs"]) and status == "FAILED"
+
+
+@pytest.mark.parametrize("check_id", sorted(REPLAYED))
+def test_failure_replays_its_inputs(check_id: str, tmp_path: Path) -> None:
+    assert replays_its_inputs(check_id, REPLAYED[check_id], tmp_path)

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from worldflux.conformance.engine import check_model
-from worldflux.conformance.example_adapter import PlainWorldAdapter
+from worldflux.conformance.example_adapter import ACT_DIM, LATENT, PlainWorldAdapter
 
 from worldflux.core.exceptions import ContractViolation
 from worldflux.core.types import LossOutput, ModelOutput, State, Trajectory
@@ -287,6 +287,28 @@ class HoldsALock(PlainWorldAdapter):
         self.lock = threading.Lock()
 
 
+class LossWeightsNotSaved(PlainWorldAdapter):
+    """Learned loss weights (uncertainty weighting) live on the adapter, while state_dict() and
+    load_state_dict() cover only the wrapped PlainWorld: trained weights are lost on save/load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_vars = nn.Parameter(torch.zeros(3))
+
+    def loss(self, batch: Mapping[str, Any]) -> LossOutput:
+        out = super().loss(batch)
+        parts = [out.components[k] for k in ("dynamics", "reward", "continue")]
+        total = sum(torch.exp(-s) * part + s for s, part in zip(self.log_vars, parts, strict=True))
+        return LossOutput(total, out.components)  # type: ignore[arg-type]
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {f"inner.{k}": v for k, v in self.inner.state_dict().items()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, **_: Any) -> Any:
+        inner = {k.removeprefix("inner."): v for k, v in state_dict.items()}
+        return self.inner.load_state_dict(inner, strict=strict)
+
+
 #: defect -> the check expected to catch it (the fast tests run that check only).
 DEFECTS: dict[type[PlainWorldAdapter], str] = {
     PerSampleLoss: "io.loss",
@@ -316,7 +338,100 @@ DEFECTS: dict[type[PlainWorldAdapter], str] = {
     SqueezedPredictions: "io.decode",
     CachedRollout: "rollout.consistency",
     HoldsALock: "serde.copyable",
+    LossWeightsNotSaved: "serde.roundtrip",
 }
+
+
+# -- what a failure must name, and correct variants a check must not fail -----------------------
+class NotAModule:
+    """The adapter holds the torch model as an attribute instead of being an nn.Module: the
+    suite finds no state_dict() to watch and no named_parameters() to train."""
+
+    maturity = "experimental"
+    capabilities = PlainWorldAdapter.capabilities
+
+    def __init__(self) -> None:
+        self.model = PlainWorldAdapter()
+
+    def io_contract(self) -> Any:
+        return self.model.io_contract()
+
+    def encode(self, obs: Tensor) -> State:
+        return self.model.encode(obs)
+
+    def transition(self, state: Mapping[str, Tensor], action: Tensor) -> State:
+        return self.model.transition(state, action)
+
+    def decode(self, state: Mapping[str, Tensor]) -> ModelOutput:
+        return self.model.decode(state)
+
+    def rollout(self, state: Mapping[str, Tensor], actions: Tensor) -> Trajectory:
+        return self.model.rollout(state, actions)
+
+    def loss(self, batch: Mapping[str, Any]) -> LossOutput:
+        return self.model.loss(batch)
+
+
+class PlanningWithoutPlan(PlainWorldAdapter):
+    """Declares the planning capability but has no plan(obs) (planning lives elsewhere)."""
+
+    capabilities = (*PlainWorldAdapter.capabilities, "planning")
+
+
+class ActsWithoutCanAct(PlainWorldAdapter):
+    """A policy head behind act(obs, carry), without the optional can_act flag: correct."""
+
+    capabilities = (*PlainWorldAdapter.capabilities, "policy")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.actor = nn.Linear(LATENT, ACT_DIM)
+
+    def act(self, obs: Tensor, carry: Any = None) -> tuple[Tensor, Any]:
+        return torch.tanh(self.actor(self.encode(obs)["latent"])), carry
+
+
+class ExportsOnly(PlainWorldAdapter):
+    """Exports its weights with save_pretrained(directory) (for deployment) and has no
+    from_pretrained: the suite must round-trip it through state_dict; correct."""
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), path / "weights.pt")
+        return path
+
+
+#: (adapter, check id, expected status, words its message must contain)
+EXPECTATIONS: list[tuple[type, str, str, str]] = [
+    (NotAModule, "numeric.loss_pure", "fail", "no state_dict()"),
+    (NotAModule, "numeric.grad_flow", "fail", "no named_parameters()"),
+    (PlanningWithoutPlan, "planning.act", "fail", "has no plan(obs)"),
+    (ActsWithoutCanAct, "planning.policy", "pass", ""),
+    (ExportsOnly, "serde.roundtrip", "pass", ""),
+]
+
+
+def outcome_holds(cls: type, check_id: str, expect: str, words: str, tmp: Path) -> bool:
+    """True when ``check_id`` gives ``cls`` the status ``expect`` (a pass also allows a skip)
+    with ``words`` in its message."""
+    report = check_model(
+        cls, profile="ci", seed=0, checks=[check_id], crash_dir=tmp / "crashes", strict=True
+    )
+    (result,) = report.results
+    if result.error is not None:
+        return False
+    found = [c for c in result.checks if c.id == check_id]
+    if expect == "pass":
+        return all(c.status in ("pass", "skip") for c in found)
+    return any(c.status == expect and words in (c.message or "") for c in found)
+
+
+@pytest.mark.parametrize(
+    "case", EXPECTATIONS, ids=[f"{c[0].__name__}-{c[1]}-{c[2]}" for c in EXPECTATIONS]
+)
+def test_expected_outcome(case: tuple[type, str, str, str], tmp_path: Path) -> None:
+    assert outcome_holds(*case, tmp_path)
 
 
 def _failures(cls: type, tmp: Path, checks: list[str] | None = None) -> list[str]:
