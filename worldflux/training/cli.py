@@ -40,6 +40,7 @@ _FIELDS = {
     "eval_every": "eval_every",
     "eval_episodes": "eval_episodes",
     "threads": "threads",
+    "tensorboard": "tensorboard",
 }
 
 
@@ -87,6 +88,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--grad-clip", type=float)
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also write TensorBoard scalars to RUN/tensorboard (tensorboard --logdir runs/)",
+    )
     parser.add_argument("--eval-every", type=int, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default 1)")
     parser.add_argument(

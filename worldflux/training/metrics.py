@@ -19,7 +19,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["CSV_FILE", "JSONL_FILE", "MetricsLogger", "Progress", "read_metrics"]
+from worldflux.training.errors import TrainingError
+
+__all__ = [
+    "CSV_FILE",
+    "JSONL_FILE",
+    "TENSORBOARD_DIR",
+    "MetricsLogger",
+    "Progress",
+    "read_metrics",
+]
 
 JSONL_FILE = "metrics.jsonl"
 CSV_FILE = "metrics.csv"
@@ -35,6 +44,9 @@ BASE_COLUMNS = (
     "loss",
 )
 RATE_COLUMNS = ("updates_per_s", "env_steps_per_s")
+TENSORBOARD_DIR = "tensorboard"
+#: record fields that are coordinates, not TensorBoard scalars
+_NOT_SCALARS = frozenset({"kind", "env_step"})
 
 
 def read_metrics(directory: str | Path) -> list[dict[str, Any]]:
@@ -60,11 +72,27 @@ class MetricsLogger:
         directory: the run directory.
         resume_step: when resuming, drop records written after this env step (they belong to
             the interrupted part of the run that is about to be redone).
+        tensorboard: also write every numeric field of every record as a TensorBoard scalar
+            ``<kind>/<field>`` at its ``env_step``, to ``directory/tensorboard`` (events after
+            ``resume_step`` are purged on resume, like the JSONL records).
     """
 
-    def __init__(self, directory: str | Path, resume_step: int | None = None) -> None:
+    def __init__(
+        self, directory: str | Path, resume_step: int | None = None, tensorboard: bool = False
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._board: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise TrainingError(
+                    "tensorboard logging needs the tensorboard package: pip install "
+                    '"worldflux[tensorboard]"'
+                ) from None
+            purge = None if resume_step is None else resume_step + 1
+            self._board = SummaryWriter(str(self.directory / TENSORBOARD_DIR), purge_step=purge)
         jsonl = self.directory / JSONL_FILE
         kept: list[dict[str, Any]] = []
         if resume_step is not None and jsonl.exists():
@@ -100,17 +128,31 @@ class MetricsLogger:
     def log(self, record: Mapping[str, Any]) -> None:
         """Write one record (non-finite floats are written as JSON ``NaN``/``Infinity``)."""
         self._write(record)
+        if self._board is not None:
+            self._scalars(record)
         self.flush()
+
+    def _scalars(self, record: Mapping[str, Any]) -> None:
+        kind, step = str(record.get("kind", "record")), int(record.get("env_step", 0))
+        for key, value in record.items():
+            if key in _NOT_SCALARS or isinstance(value, bool):
+                continue
+            if isinstance(value, int | float):
+                self._board.add_scalar(f"{kind}/{key}", float(value), step)
 
     def flush(self) -> None:
         self._jsonl.flush()
         self._csv_file.flush()
+        if self._board is not None:
+            self._board.flush()
 
     def close(self) -> None:
         if self._csv is None:
             self._start_csv([])
         self._jsonl.close()
         self._csv_file.close()
+        if self._board is not None:
+            self._board.close()
 
 
 def _fmt(value: float) -> str:

@@ -177,7 +177,11 @@ class OnlineRun:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / RUN_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         resume_step = self.state.env_step if resume else None
-        self.logger = MetricsLogger(self.out, resume_step=resume_step) if main else None
+        self.logger = (
+            MetricsLogger(self.out, resume_step=resume_step, tensorboard=self.config.tensorboard)
+            if main
+            else None
+        )
         self.progress = Progress(self.config.steps, enabled=self.config.progress and main)
         self.start = time.perf_counter()
         self.window_start, self.window_updates, self.window_steps = time.perf_counter(), 0, 0

@@ -84,6 +84,8 @@ class RunConfig:
         progress: draw the progress bar.
         threads: torch intra-op threads (None keeps torch's default; 1 is fastest for small
             models on a busy machine).
+        tensorboard: also write every record as TensorBoard scalars to ``out/tensorboard``
+            (``pip install "worldflux[tensorboard]"``).
     """
 
     model: str
@@ -111,6 +113,7 @@ class RunConfig:
     final_eval: bool = True
     progress: bool = True
     threads: int | None = None
+    tensorboard: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
