@@ -39,6 +39,7 @@ class OfflineConfig:
     log_every: int = 50
     model_overrides: dict[str, Any] = field(default_factory=dict)
     grad_clip: float | None = None
+    tensorboard: bool = False
 
 
 @dataclass
@@ -110,7 +111,7 @@ def train_offline(config: OfflineConfig) -> OfflineSummary:
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n")
     trainer = Trainer(model, TrainerConfig(grad_clip=config.grad_clip))
-    logger = MetricsLogger(out)
+    logger = MetricsLogger(out, tensorboard=config.tensorboard)
     start = time.perf_counter()
     losses: list[float] = []
     val_losses: list[tuple[int, float]] = []

@@ -157,6 +157,7 @@ def _run_offline(args: argparse.Namespace) -> int:
             log_every=args.log_every or 50,
             model_overrides=parse_overrides(args.set or []),
             grad_clip=args.grad_clip,
+            tensorboard=bool(args.tensorboard),
         )
     )
     last_val = f", validation loss {summary.val_losses[-1][1]:.4g}" if summary.val_losses else ""

@@ -133,7 +133,9 @@ class MetricsLogger:
         self.flush()
 
     def _scalars(self, record: Mapping[str, Any]) -> None:
-        kind, step = str(record.get("kind", "record")), int(record.get("env_step", 0))
+        # online runs step by environment steps, offline ones (no environment) by updates
+        kind = str(record.get("kind", "record"))
+        step = int(record.get("env_step", record.get("update", 0)))
         for key, value in record.items():
             if key in _NOT_SCALARS or isinstance(value, bool):
                 continue
