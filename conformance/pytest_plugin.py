@@ -94,7 +94,7 @@ class ConformanceCase:
 
     def run(self) -> None:
         """Run the check: skip when n/a, warn for a failed SHOULD, fail for a failed MUST."""
-        from worldflux.conformance.engine import run_check
+        from worldflux.conformance.engine import DEFAULT_CRASH_DIR, run_check
         from worldflux.conformance.registry import Obligation, get_check
 
         from worldflux.core.spec import ModelMaturity
@@ -123,7 +123,7 @@ class ConformanceCase:
             error,
             required=required,
             strict=self.strict,
-            **({} if self.crash_dir is None else {"crash_dir": Path(self.crash_dir)}),
+            crash_dir=DEFAULT_CRASH_DIR if self.crash_dir is None else Path(self.crash_dir),
         )
         if result.status in ("skip", "not-exercised"):
             pytest.skip(f"{result.status}: {result.message}")

@@ -7,6 +7,7 @@ dtypes and finiteness. Negative inputs live in :mod:`.negative`.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -117,8 +118,11 @@ def io_decode(ctx: CheckContext) -> None:
             if key not in extra:
                 raise CheckFailed(f"predict(state, action) lacks the prediction {key!r}")
             validated(
-                lambda k=key: full.predictions[k].validate(
-                    f"predict(state, action)[{k!r}]", extra[k], (b,)
+                functools.partial(
+                    full.predictions[key].validate,
+                    f"predict(state, action)[{key!r}]",
+                    extra[key],
+                    (b,),
                 )
             )
 

@@ -28,7 +28,8 @@ def _build_preset(ctx: CheckContext, preset: str, meta: bool, **env: Any) -> Any
     """Build ``preset`` of the target's registered class (on the meta device when ``meta``)."""
     cls = ctx.target.model_cls
     assert cls is not None and ctx.target.model_type is not None
-    overrides = dict(cls.presets[preset])
+    presets: dict[str, dict[str, Any]] = getattr(cls, "presets", {})
+    overrides = dict(presets[preset])
     overrides.update({k: v for k, v in env.items() if v is not None})
     config = _config_class(ctx)(model_type=ctx.target.model_type, **overrides)
     if meta:

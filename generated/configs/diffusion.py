@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, PositiveFloat, conint
+from pydantic import ConfigDict, Field, PositiveFloat
 
 from worldflux.core.config import WorldModelConfig
 
@@ -24,31 +24,31 @@ class DiffusionWorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
-    action_embed_dim: conint(ge=1) = 64
+    action_embed_dim: Annotated[int, Field(ge=1)] = 64
     """
     size of one action embedding (DIAMOND 64)
     """
-    context_frames: conint(ge=2) = 4
+    context_frames: Annotated[int, Field(ge=2)] = 4
     """
     past frames (and actions) the denoiser is conditioned on (DIAMOND 4)
     """
-    denoiser_blocks: conint(ge=1) = 4
+    denoiser_blocks: Annotated[int, Field(ge=1)] = 4
     """
     FiLM residual blocks of the denoiser
     """
-    head_hidden: conint(ge=1) = 256
+    head_hidden: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the reward and continue heads
     """
-    head_layers: conint(ge=0) = 2
+    head_layers: Annotated[int, Field(ge=0)] = 2
     """
     hidden layers of the reward and continue heads
     """
-    hidden_dim: conint(ge=1) = 512
+    hidden_dim: Annotated[int, Field(ge=1)] = 512
     """
     width of the denoiser
     """
-    noise_embed_dim: conint(ge=2) = 64
+    noise_embed_dim: Annotated[int, Field(ge=2)] = 64
     """
     sinusoidal features of c_noise
     """
@@ -56,7 +56,7 @@ class DiffusionWorldModelConfig(WorldModelConfig):
     """
     Karras schedule exponent
     """
-    sampling_steps: conint(ge=1) = 3
+    sampling_steps: Annotated[int, Field(ge=1)] = 3
     """
     Euler steps per generated frame (DIAMOND 3)
     """

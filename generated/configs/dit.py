@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, PositiveFloat, conint
+from pydantic import ConfigDict, Field, PositiveFloat
 
 from worldflux.core.config import WorldModelConfig
 
@@ -24,31 +24,31 @@ class DiTWorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
-    dit_depth: conint(ge=1) = 4
+    dit_depth: Annotated[int, Field(ge=1)] = 4
     """
     DiT blocks
     """
-    dit_dim: conint(ge=1) = 128
+    dit_dim: Annotated[int, Field(ge=1)] = 128
     """
     DiT width
     """
-    dit_heads: conint(ge=1) = 4
+    dit_heads: Annotated[int, Field(ge=1)] = 4
     """
     attention heads
     """
-    dit_tokens: conint(ge=1) = 8
+    dit_tokens: Annotated[int, Field(ge=1)] = 8
     """
     tokens the latent is split into
     """
-    hidden_dim: conint(ge=1) = 256
+    hidden_dim: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the encoder and decoder MLPs
     """
-    latent_dim: conint(ge=1) = 256
+    latent_dim: Annotated[int, Field(ge=1)] = 256
     """
     latent size (a multiple of dit_tokens)
     """
-    sampling_steps: conint(ge=1) = 4
+    sampling_steps: Annotated[int, Field(ge=1)] = 4
     """
     Euler steps per transition
     """

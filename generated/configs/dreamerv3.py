@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, PositiveFloat, confloat, conint
+from pydantic import ConfigDict, Field, PositiveFloat
 
 from worldflux.core.config import WorldModelConfig
 
@@ -24,55 +24,55 @@ class DreamerV3WorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
-    bins: conint(ge=2) = 255
+    bins: Annotated[int, Field(ge=2)] = 255
     """
     two-hot bins of the reward and value heads
     """
-    blocks: conint(ge=1) = 8
+    blocks: Annotated[int, Field(ge=1)] = 8
     """
     blocks of the block-diagonal GRU
     """
-    bspace: conint(ge=1) = 8
+    bspace: Annotated[int, Field(ge=1)] = 8
     """
     blocks of the image decoder's spatial projection
     """
-    classes: conint(ge=2) = 16
+    classes: Annotated[int, Field(ge=2)] = 16
     """
     categories per latent variable
     """
-    con_layers: conint(ge=0) = 1
+    con_layers: Annotated[int, Field(ge=0)] = 1
     """
     hidden layers of the continue head
     """
-    dec_layers: conint(ge=0) = 3
+    dec_layers: Annotated[int, Field(ge=0)] = 3
     """
     hidden layers of the vector decoder
     """
-    depth: conint(ge=1) = 16
+    depth: Annotated[int, Field(ge=1)] = 16
     """
     CNN base channels (stages use depth x mults)
     """
-    deter: conint(ge=8) = 2048
+    deter: Annotated[int, Field(ge=8)] = 2048
     """
     deterministic GRU state size (divisible by blocks)
     """
-    dynlayers: conint(ge=1) = 1
+    dynlayers: Annotated[int, Field(ge=1)] = 1
     """
     block-linear hidden layers of the GRU core
     """
-    enc_layers: conint(ge=0) = 3
+    enc_layers: Annotated[int, Field(ge=0)] = 3
     """
     hidden layers of the vector encoder
     """
-    hidden: conint(ge=1) = 256
+    hidden: Annotated[int, Field(ge=1)] = 256
     """
     width of the RSSM input and prior/posterior layers
     """
-    imglayers: conint(ge=0) = 2
+    imglayers: Annotated[int, Field(ge=0)] = 2
     """
     hidden layers of the prior
     """
-    kernel: conint(ge=1) = 5
+    kernel: Annotated[int, Field(ge=1)] = 5
     """
     CNN kernel size
     """
@@ -84,7 +84,7 @@ class DreamerV3WorldModelConfig(WorldModelConfig):
     """
     minimum std of the continuous policy
     """
-    mults: list[conint(ge=1)] = Field([2, 3, 4, 4], min_length=1)
+    mults: list[Annotated[int, Field(ge=1)]] = Field([2, 3, 4, 4], min_length=1)
     """
     CNN channel multipliers per stage
     """
@@ -92,31 +92,31 @@ class DreamerV3WorldModelConfig(WorldModelConfig):
     """
     dict observations as 'name:dims' entries (e.g. 'height:', 'orientations:14', 'image:3x64x64'); empty = one tensor of obs_shape
     """
-    obslayers: conint(ge=0) = 1
+    obslayers: Annotated[int, Field(ge=0)] = 1
     """
     hidden layers of the posterior
     """
-    policy_layers: conint(ge=0) = 3
+    policy_layers: Annotated[int, Field(ge=0)] = 3
     """
     hidden layers of the actor
     """
-    rew_layers: conint(ge=0) = 1
+    rew_layers: Annotated[int, Field(ge=0)] = 1
     """
     hidden layers of the reward head
     """
-    stoch: conint(ge=1) = 32
+    stoch: Annotated[int, Field(ge=1)] = 32
     """
     number of categorical latent variables
     """
-    unimix: confloat(ge=0.0, le=1.0) = 0.01
+    unimix: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     """
     uniform mixture of the latent and discrete-policy categoricals
     """
-    units: conint(ge=1) = 256
+    units: Annotated[int, Field(ge=1)] = 256
     """
     width of the encoder, decoder and head MLPs
     """
-    value_layers: conint(ge=0) = 3
+    value_layers: Annotated[int, Field(ge=0)] = 3
     """
     hidden layers of the critic
     """

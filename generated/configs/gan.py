@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, conint
+from pydantic import ConfigDict, Field
 
 from worldflux.core.config import WorldModelConfig
 
@@ -24,23 +24,23 @@ class GANWorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
-    disc_hidden: conint(ge=1) = 256
+    disc_hidden: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the discriminator
     """
-    gen_hidden: conint(ge=1) = 256
+    gen_hidden: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the generator
     """
-    hidden_dim: conint(ge=1) = 256
+    hidden_dim: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the encoder and decoder MLPs
     """
-    latent_dim: conint(ge=1) = 256
+    latent_dim: Annotated[int, Field(ge=1)] = 256
     """
     latent size
     """
-    noise_dim: conint(ge=1) = 16
+    noise_dim: Annotated[int, Field(ge=1)] = 16
     """
     generator noise size
     """

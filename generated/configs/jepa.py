@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, conint
+from pydantic import ConfigDict, Field
 
 from worldflux.core.config import WorldModelConfig
 
@@ -24,23 +24,23 @@ class JEPAWorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
-    enc_layers: conint(ge=0) = 2
+    enc_layers: Annotated[int, Field(ge=0)] = 2
     """
     hidden layers of the context/target encoder
     """
-    head_layers: conint(ge=0) = 1
+    head_layers: Annotated[int, Field(ge=0)] = 1
     """
     hidden layers of the reward and continue heads
     """
-    hidden_dim: conint(ge=1) = 512
+    hidden_dim: Annotated[int, Field(ge=1)] = 512
     """
     hidden width of every MLP
     """
-    latent_dim: conint(ge=2) = 256
+    latent_dim: Annotated[int, Field(ge=2)] = 256
     """
     size of the LayerNorm'd latent
     """
-    pred_layers: conint(ge=0) = 2
+    pred_layers: Annotated[int, Field(ge=0)] = 2
     """
     hidden layers of the latent predictor
     """

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, PositiveFloat, conint
+from pydantic import ConfigDict, Field, PositiveFloat
 
 from worldflux.core.config import WorldModelConfig
 
@@ -28,23 +28,23 @@ class PhysicsWorldModelConfig(WorldModelConfig):
     """
     integration step
     """
-    embed_dim: conint(ge=1) = 256
+    embed_dim: Annotated[int, Field(ge=1)] = 256
     """
     encoder output size
     """
-    force_hidden: conint(ge=1) = 256
+    force_hidden: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the force MLP
     """
-    hidden_dim: conint(ge=1) = 256
+    hidden_dim: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the encoder and decoder MLPs
     """
-    num_particles: conint(ge=1) = 8
+    num_particles: Annotated[int, Field(ge=1)] = 8
     """
     latent particles
     """
-    space_dim: conint(ge=1) = 3
+    space_dim: Annotated[int, Field(ge=1)] = 3
     """
     dimensions of the latent space the particles live in
     """

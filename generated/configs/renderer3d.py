@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, PositiveFloat, conint
+from pydantic import ConfigDict, Field, PositiveFloat
 
 from worldflux.core.config import WorldModelConfig
 
@@ -24,7 +24,7 @@ class Renderer3DWorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
-    cnn_depth: conint(ge=1) = 32
+    cnn_depth: Annotated[int, Field(ge=1)] = 32
     """
     channels of the first encoder conv stage
     """
@@ -32,19 +32,19 @@ class Renderer3DWorldModelConfig(WorldModelConfig):
     """
     half-width of the region the primitives' x and y span
     """
-    head_hidden: conint(ge=1) = 256
+    head_hidden: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the reward and continue heads
     """
-    hidden_dim: conint(ge=1) = 256
+    hidden_dim: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the dynamics MLP
     """
-    latent_dim: conint(ge=1) = 256
+    latent_dim: Annotated[int, Field(ge=1)] = 256
     """
     scene code size
     """
-    num_primitives: conint(ge=1) = 16
+    num_primitives: Annotated[int, Field(ge=1)] = 16
     """
     Gaussians in the scene
     """

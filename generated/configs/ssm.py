@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, PositiveFloat, conint
+from pydantic import ConfigDict, Field, PositiveFloat
 
 from worldflux.core.config import WorldModelConfig
 
@@ -32,15 +32,15 @@ class SSMWorldModelConfig(WorldModelConfig):
     """
     smallest initial step (Mamba 1e-3)
     """
-    embed_dim: conint(ge=1) = 256
+    embed_dim: Annotated[int, Field(ge=1)] = 256
     """
     encoder output size
     """
-    hidden_dim: conint(ge=1) = 256
+    hidden_dim: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the encoder and decoder MLPs
     """
-    state_dim: conint(ge=1) = 256
+    state_dim: Annotated[int, Field(ge=1)] = 256
     """
     SSM state channels
     """

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, PositiveFloat, confloat, conint
+from pydantic import ConfigDict, Field, PositiveFloat
 
 from worldflux.core.config import WorldModelConfig
 
@@ -28,31 +28,31 @@ class TDMPC2WorldModelConfig(WorldModelConfig):
     """
     denominator of the discount heuristic
     """
-    discount_max: confloat(ge=0.0, le=1.0) = 0.995
+    discount_max: Annotated[float, Field(ge=0.0, le=1.0)] = 0.995
     """
     highest discount
     """
-    discount_min: confloat(ge=0.0, le=1.0) = 0.95
+    discount_min: Annotated[float, Field(ge=0.0, le=1.0)] = 0.95
     """
     lowest discount
     """
-    dropout: confloat(ge=0.0, le=1.0) = 0.01
+    dropout: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     """
     dropout after the first layer of every Q head
     """
-    enc_dim: conint(ge=1) = 256
+    enc_dim: Annotated[int, Field(ge=1)] = 256
     """
     width of the encoder's hidden layers
     """
-    episode_length: conint(ge=2) = 1000
+    episode_length: Annotated[int, Field(ge=2)] = 1000
     """
     episode length; sets the discount clip((L/5 - 1)/(L/5), 0.95, 0.995)
     """
-    horizon: conint(ge=1) = 3
+    horizon: Annotated[int, Field(ge=1)] = 3
     """
     planning horizon (the training horizon is T - 1 of the batch)
     """
-    latent_dim: conint(ge=8) = 512
+    latent_dim: Annotated[int, Field(ge=8)] = 512
     """
     latent size (a multiple of simnorm_dim)
     """
@@ -64,23 +64,23 @@ class TDMPC2WorldModelConfig(WorldModelConfig):
     """
     lowest policy log-std
     """
-    mlp_dim: conint(ge=1) = 512
+    mlp_dim: Annotated[int, Field(ge=1)] = 512
     """
     width of the dynamics, reward, Q and policy MLPs
     """
-    num_bins: conint(ge=2) = 101
+    num_bins: Annotated[int, Field(ge=2)] = 101
     """
     two-hot bins of the reward and Q heads
     """
-    num_enc_layers: conint(ge=1) = 2
+    num_enc_layers: Annotated[int, Field(ge=1)] = 2
     """
     encoder layers (max(n-1, 1) hidden layers + the latent layer)
     """
-    num_q: conint(ge=2) = 5
+    num_q: Annotated[int, Field(ge=2)] = 5
     """
     Q heads in the ensemble
     """
-    simnorm_dim: conint(ge=1) = 8
+    simnorm_dim: Annotated[int, Field(ge=1)] = 8
     """
     group size of the SimNorm softmax
     """

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, conint
+from pydantic import ConfigDict, Field
 
 from worldflux.core.config import WorldModelConfig
 
@@ -24,47 +24,47 @@ class TokenWorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
-    code_dim: conint(ge=1) = 64
+    code_dim: Annotated[int, Field(ge=1)] = 64
     """
     size of one codebook vector
     """
-    context_frames: conint(ge=1) = 20
+    context_frames: Annotated[int, Field(ge=1)] = 20
     """
     frames the transformer attends to (IRIS 20)
     """
-    embed_dim: conint(ge=1) = 256
+    embed_dim: Annotated[int, Field(ge=1)] = 256
     """
     transformer width (IRIS 256)
     """
-    head_hidden: conint(ge=1) = 256
+    head_hidden: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the reward and continue heads
     """
-    head_layers: conint(ge=0) = 1
+    head_layers: Annotated[int, Field(ge=0)] = 1
     """
     hidden layers of the reward and continue heads
     """
-    num_heads: conint(ge=1) = 4
+    num_heads: Annotated[int, Field(ge=1)] = 4
     """
     attention heads (IRIS 4)
     """
-    num_layers: conint(ge=1) = 10
+    num_layers: Annotated[int, Field(ge=1)] = 10
     """
     transformer layers (IRIS 10)
     """
-    num_tokens: conint(ge=1) = 16
+    num_tokens: Annotated[int, Field(ge=1)] = 16
     """
     tokens per observation (IRIS 16)
     """
-    tokenizer_hidden: conint(ge=1) = 256
+    tokenizer_hidden: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the tokenizer encoder and decoder
     """
-    tokenizer_layers: conint(ge=0) = 2
+    tokenizer_layers: Annotated[int, Field(ge=0)] = 2
     """
     hidden layers of the tokenizer encoder and decoder
     """
-    vocab_size: conint(ge=2) = 512
+    vocab_size: Annotated[int, Field(ge=2)] = 512
     """
     codebook entries (IRIS 512)
     """

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, conint
+from pydantic import ConfigDict, Field
 
 from worldflux.core.config import WorldModelConfig
 
@@ -24,43 +24,43 @@ class VJEPA2WorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
-    context_frames: conint(ge=2) = 4
+    context_frames: Annotated[int, Field(ge=2)] = 4
     """
     frames in the predictor window
     """
-    embed_dim: conint(ge=1) = 192
+    embed_dim: Annotated[int, Field(ge=1)] = 192
     """
     encoder width (patch feature size)
     """
-    enc_depth: conint(ge=0) = 4
+    enc_depth: Annotated[int, Field(ge=0)] = 4
     """
     encoder transformer blocks
     """
-    enc_heads: conint(ge=1) = 4
+    enc_heads: Annotated[int, Field(ge=1)] = 4
     """
     encoder attention heads
     """
-    head_hidden: conint(ge=1) = 256
+    head_hidden: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the reward and continue heads
     """
-    head_layers: conint(ge=0) = 1
+    head_layers: Annotated[int, Field(ge=0)] = 1
     """
     hidden layers of the reward and continue heads
     """
-    patch_size: conint(ge=1) = 8
+    patch_size: Annotated[int, Field(ge=1)] = 8
     """
     side of one square patch (the image side must be a multiple)
     """
-    pred_depth: conint(ge=1) = 6
+    pred_depth: Annotated[int, Field(ge=1)] = 6
     """
     predictor transformer blocks
     """
-    pred_dim: conint(ge=1) = 192
+    pred_dim: Annotated[int, Field(ge=1)] = 192
     """
     predictor width
     """
-    pred_heads: conint(ge=1) = 4
+    pred_heads: Annotated[int, Field(ge=1)] = 4
     """
     predictor attention heads
     """

@@ -171,8 +171,31 @@ def render_config(spec: Spec, header: str) -> str:
             f"unexpected datamodel-codegen output for {spec.source}: no model_config block"
         )
     text = text[: match.end()] + _env_fields(spec) + text[match.end() :]
+    text, typing_names = _annotated_constraints(text)
     return text.replace(
         "from __future__ import annotations\n",
-        "from __future__ import annotations\n\nfrom typing import ClassVar, Literal\n",
+        f"from __future__ import annotations\n\nfrom typing import {typing_names}\n",
         1,
     )
+
+
+_CONSTRAINED = re.compile(r"\b(conint|confloat)\(([^()]*)\)")
+_PYDANTIC_IMPORT = re.compile(r"^from pydantic import (.+)$", re.MULTILINE)
+
+
+def _annotated_constraints(text: str) -> tuple[str, str]:
+    """``conint(ge=1)`` -> ``Annotated[int, Field(ge=1)]`` (and ``confloat`` likewise): the same
+    pydantic validation, spelled as a type that type checkers accept. Returns the text and the
+    names the module needs from ``typing``."""
+    kinds = {"conint": "int", "confloat": "float"}
+    text, count = _CONSTRAINED.subn(
+        lambda m: f"Annotated[{kinds[m.group(1)]}, Field({m.group(2)})]", text
+    )
+    if not count:
+        return text, "ClassVar, Literal"
+
+    def imports(match: re.Match[str]) -> str:
+        names = {n.strip() for n in match.group(1).split(",")} - set(kinds)
+        return "from pydantic import " + ", ".join(sorted(names | {"Field"}))
+
+    return _PYDANTIC_IMPORT.sub(imports, text, count=1), "Annotated, ClassVar, Literal"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, conint
+from pydantic import ConfigDict, Field
 from worldflux.core.config import WorldModelConfig
 
 
@@ -23,11 +23,11 @@ class TinyRNNWorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
-    hidden_dim: conint(ge=1) = 64
+    hidden_dim: Annotated[int, Field(ge=1)] = 64
     """
     width of every hidden layer
     """
-    latent_dim: conint(ge=2) = 32
+    latent_dim: Annotated[int, Field(ge=2)] = 32
     """
     size of the latent state
     """
