@@ -266,11 +266,13 @@ class CheckContext:
     def explicit_cases(self, *, min_batch: int = 1) -> tuple[Case, Case]:
         """The two examples every property runs at every profile, before the drawn ones: the
         minimal case (``B = min_batch, H = 1``, shortest ``T``, unit scale) and a typical one
-        (``B >= 3, H >= 3, T >= 4`` when allowed, scale 2.5, sample ``i = 1``)."""
+        (``B >= 3``, ``H = B + 1`` so a batch axis and a time axis cannot be confused, the
+        longest ``T``, scale 2.5, sample ``i = 1``)."""
         lens = self.seq_lens()
         seed = int(self.options.seed)
         minimal = Case(min_batch, 1, min(lens), seed, 1.0, "uniform", 0)
-        typical = Case(max(3, min_batch), 3, max(lens), seed + 1, 2.5, "uniform", 1)
+        batch = max(3, min_batch)
+        typical = Case(batch, batch + 1, max(lens), seed + 1, 2.5, "uniform", 1)
         return minimal, typical
 
     def cases(self, *, min_batch: int = 1) -> st.SearchStrategy[Case]:
