@@ -168,6 +168,14 @@ def test_progress_line_shows_steps_rates_and_losses() -> None:
     assert "[############------------]" in line
 
 
+def test_progress_shows_elapsed_time_and_an_eta_from_the_pace() -> None:
+    bar = Progress(1000, stream=io.StringIO())
+    assert "0:00 elapsed" in bar.render(200, {}, now=100.0)  # a resumed run starts at 200
+    line = bar.render(400, {}, now=160.0)  # 200 steps in 60 s: 600 more take 180 s
+    assert "1:00 elapsed, ETA 3:00" in line
+    assert "1:00:00 elapsed, ETA 0:00" in bar.render(1000, {}, now=3700.0)
+
+
 def test_actor_choice_planner_policy_or_random() -> None:
     from worldflux import create_world_model
     from worldflux.core.exceptions import CapabilityError

@@ -165,8 +165,17 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}"
 
 
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
 class Progress:
-    """A one-line progress bar: env steps, updates/s and loss components.
+    """A one-line progress bar: env steps, elapsed time and ETA, updates/s, loss components.
+
+    The ETA extrapolates the pace since the first update of this process (a resumed run counts
+    from where it resumed).
 
     Redraws in place on a terminal (at most every ``interval`` seconds); on a pipe or a file it
     prints a full line each time :meth:`update` is called with ``force=True``.
@@ -187,12 +196,26 @@ class Progress:
         self.interval = interval
         self.width = width
         self._last = 0.0
+        self._start: tuple[float, int] | None = None
 
-    def render(self, env_step: int, fields: Mapping[str, float]) -> str:
+    def timing(self, env_step: int, now: float | None = None) -> str:
+        """``elapsed m:ss, ETA m:ss`` (the ETA once a step has been timed)."""
+        now = time.monotonic() if now is None else now
+        if self._start is None:
+            self._start = (now, env_step)
+        started, first = self._start
+        elapsed = now - started
+        text = f"{_clock(elapsed)} elapsed"
+        if env_step > first:
+            remaining = max(self.total - env_step, 0) * elapsed / (env_step - first)
+            text += f", ETA {_clock(remaining)}"
+        return text
+
+    def render(self, env_step: int, fields: Mapping[str, float], now: float | None = None) -> str:
         """The line for ``env_step`` with ``fields`` (e.g. ``upd/s``, ``loss``, ``return``)."""
         filled = int(self.width * min(env_step, self.total) / self.total)
         bar = "#" * filled + "-" * (self.width - filled)
-        parts = [f"[{bar}] {env_step}/{self.total} env steps"]
+        parts = [f"[{bar}] {env_step}/{self.total} env steps", self.timing(env_step, now)]
         parts += [f"{name} {_fmt(float(value))}" for name, value in fields.items()]
         return " | ".join(parts)
 

@@ -285,7 +285,7 @@ class OnlineRun:
         the progress bar's step and episode return."""
         env_step = self.state.env_step
         if env_step % self.config.log_every != 0 and env_step != self.config.steps:
-            self.progress.update(env_step, {"return": self.state.episode_return})
+            self.progress.update(env_step, self._returns())
             return
         now = time.perf_counter()
         elapsed = max(now - self.window_start, 1e-9)
@@ -298,11 +298,18 @@ class OnlineRun:
         self.window_start, self.window_updates, self.window_steps = now, 0, 0
         fields = {"upd/s": rates["updates_per_s"]}
         fields.update({k: v for k, v in self.last_metrics.items() if "loss" in k})
+        fields.update(self._returns())
+        self.progress.update(env_step, fields, force=True)
+
+    def _returns(self) -> dict[str, float]:
+        """The bar's return fields, always the same names: ``last return`` (the last finished
+        episode, as in the ``episode`` records) and ``eval`` (the last evaluation's mean)."""
+        fields: dict[str, float] = {}
         if self.state.returns:
-            fields["return"] = self.state.returns[-1]
+            fields["last return"] = self.state.returns[-1]
         if self.state.eval_returns:
             fields["eval"] = self.state.eval_returns[-1]
-        self.progress.update(env_step, fields, force=True)
+        return fields
 
     def update(self, n: int) -> None:
         """``n`` Trainer updates; none until some episode holds ``seq_len`` steps (short
