@@ -46,7 +46,8 @@ class PlainWorld(nn.Module):
         return torch.tanh(self.encoder(obs))
 
     def step(self, z: Tensor, a: Tensor) -> Tensor:
-        return self.dynamics(a, z)
+        z_next: Tensor = self.dynamics(a, z)
+        return z_next
 
     def heads(self, z: Tensor) -> tuple[Tensor, Tensor]:
         return self.reward_head(z).squeeze(-1), self.done_head(z).squeeze(-1)
@@ -113,7 +114,7 @@ class PlainWorldAdapter(nn.Module):
         """A ``[B, T, ...]`` batch -> one-step prediction losses (a 0-d total)."""
         self.contract.validate_batch(batch)
         obs, act = batch["obs"], batch["actions"]
-        z = self.inner.embed(obs.flatten(0, 1)).unflatten(0, obs.shape[:2])
+        z = torch.unflatten(self.inner.embed(obs.flatten(0, 1)), 0, obs.shape[:2])
         pred = self.inner.step(z[:, :-1].flatten(0, 1), act[:, :-1].flatten(0, 1))
         dynamics = F.mse_loss(pred, z[:, 1:].flatten(0, 1).detach())
         reward, done_logit = self.inner.heads(pred)

@@ -369,7 +369,8 @@ def bind_contract(model: Any, target: Target) -> ModelIOContract:
         ConfigurationError: a symbol that nothing binds (naming it).
     """
     if target.spec_file is None and hasattr(model, "bound_contract"):
-        return model.bound_contract()
+        bound: ModelIOContract = model.bound_contract()
+        return bound
     spec = target.spec or {}
     if target.spec_file is not None and "io_contract" in spec:
         contract = ModelIOContract.from_dict(spec["io_contract"])

@@ -3,6 +3,7 @@ determinism, strided inputs, aliasing, and side effects of ``loss()``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -34,7 +35,9 @@ def _same(found: str, what: str) -> None:
         raise CheckFailed(f"{what}: {found}")
 
 
-def eval_outputs(ctx: CheckContext, model: Any, inputs: dict[str, Any], seed: int) -> dict:
+def eval_outputs(
+    ctx: CheckContext, model: Any, inputs: dict[str, Any], seed: int
+) -> dict[str, Mapping[str, Tensor | None]]:
     """encode / transition / decode / rollout outputs (no grad, global RNG seeded by ``seed``)."""
     seeded(seed)
     with torch.no_grad():

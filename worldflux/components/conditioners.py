@@ -86,7 +86,6 @@ class FiLMConditioner(ActionConditioner):
 
     def forward(self, state: State, action: Tensor) -> Tensor:
         features = state_features(state)
-        gamma, beta = self.net(action_features(action, self.action_dim, self.action_type)).chunk(
-            2, dim=-1
-        )
+        film: Tensor = self.net(action_features(action, self.action_dim, self.action_type))
+        gamma, beta = film.chunk(2, dim=-1)
         return features * (1.0 + gamma) + beta

@@ -151,7 +151,7 @@ class WorldModel(nn.Module, ABC):
 
     # -- the five delegations -------------------------------------------------------------------
     def _slot(self, slot: str) -> nn.Module:
-        module = getattr(self, SLOTS[slot])
+        module: nn.Module | None = getattr(self, SLOTS[slot])
         if module is None:
             raise CapabilityError(
                 f"{type(self).__name__} has no {slot} slot; override the method instead"
@@ -163,7 +163,8 @@ class WorldModel(nn.Module, ABC):
         unless ``device`` is given)."""
         dynamics: Any = self._slot("dynamics_model")
         where = torch.device(device) if device is not None else self._device()
-        return dynamics.initial_state(batch_size, where, self._float_dtype())
+        initial: State = dynamics.initial_state(batch_size, where, self._float_dtype())
+        return initial
 
     def encode(
         self,
@@ -202,7 +203,8 @@ class WorldModel(nn.Module, ABC):
             batch_size = obs_state.batch_size
             state = dynamics.initial_state(batch_size, obs_state.device, self._float_dtype())
         action_input = None if action is None else self._slot("action_conditioner")(state, action)
-        return dynamics.observe(state, action_input, obs_state)
+        observed: State = dynamics.observe(state, action_input, obs_state)
+        return observed
 
     def transition(self, state: State, action: Tensor, *, validate: bool = True) -> State:
         """One latent step: State ``[B, ...]`` and action ``[B, A]`` (or ``[B]`` int64) -> State.
@@ -217,7 +219,8 @@ class WorldModel(nn.Module, ABC):
             contract.validate_action(action, lead=(batch,))
             _, state, action = self._cast_inputs(None, state, action)
         action_input = self._slot("action_conditioner")(state, action)
-        return self._slot("dynamics_model")(state, action_input)
+        successor: State = self._slot("dynamics_model")(state, action_input)
+        return successor
 
     def decode(self, state: State, *, validate: bool = True) -> ModelOutput:
         """State ``[B, ...]`` -> predictions (``reward [B]``, ``continue [B]``, ...).
@@ -229,7 +232,8 @@ class WorldModel(nn.Module, ABC):
         if contract is not None:
             self._validate_state(contract, state, None)
             _, state, _ = self._cast_inputs(None, state, None)
-        return self._slot("decoder")(state)
+        decoded: ModelOutput = self._slot("decoder")(state)
+        return decoded
 
     def rollout(self, state: State, actions: Tensor, *, validate: bool = True) -> Trajectory:
         """Open-loop rollout of ``actions [B, H, A]`` (or ``[B, H]``): states ``[B, H+1, ...]``.
@@ -248,7 +252,8 @@ class WorldModel(nn.Module, ABC):
                     f"actions: expected a horizon H >= 1, found shape {list(actions.shape)}"
                 )
             _, state, actions = self._cast_inputs(None, state, actions)
-        return self._slot("rollout_executor")(self, state, actions)
+        trajectory: Trajectory = self._slot("rollout_executor")(self, state, actions)
+        return trajectory
 
     # -- input checks -------------------------------------------------------------------------
     @staticmethod
@@ -558,7 +563,8 @@ class SpecWorldModel(WorldModel):
         if contract is not None:
             contract.validate_batch(batch)
             batch = _cast_batch(batch, self._float_dtype(), self._device())
-        return self.objective(self, batch)
+        out: LossOutput = self.objective(self, batch)
+        return out
 
     @property
     def can_act(self) -> bool:
@@ -595,4 +601,5 @@ class SpecWorldModel(WorldModel):
         """Choose actions ``[B, A]`` for observations ``[B, *obs_shape]`` (capability PLANNING)."""
         if self.planner is None:
             raise CapabilityError(f"{type(self).__name__} has no planner (capability 'planning')")
-        return self.planner(self, obs, eval_mode=eval_mode, t0=t0)
+        actions: Tensor = self.planner(self, obs, eval_mode=eval_mode, t0=t0)
+        return actions

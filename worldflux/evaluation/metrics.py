@@ -92,7 +92,8 @@ def _fit_probe(features: Tensor, targets: Tensor, ridge: float = 1e-3) -> Tensor
     """Ridge regression ``[F + 1, D]`` from features ``[N, F]`` to targets ``[N, D]``."""
     x = torch.cat([features, torch.ones(features.shape[0], 1)], dim=1).double()
     gram = x.T @ x + ridge * torch.eye(x.shape[1], dtype=torch.float64)
-    return torch.linalg.solve(gram, x.T @ targets.double()).float()
+    weights: Tensor = torch.linalg.solve(gram, x.T @ targets.double())
+    return weights.float()
 
 
 def _probe(weights: Tensor, features: Tensor) -> Tensor:

@@ -33,7 +33,7 @@ def write_report(result: EvalResult, out: Path, meta: dict[str, Any]) -> dict[st
     out.mkdir(parents=True, exist_ok=True)
     fields = asdict(result)
     fields.pop("example", None)
-    document = _clean({"format": FORMAT, "version": 1, **meta, **fields})
+    document: dict[str, Any] = _clean({"format": FORMAT, "version": 1, **meta, **fields})
     temp = out / f".eval.json.{os.getpid()}.tmp"
     temp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     os.replace(temp, out / "eval.json")

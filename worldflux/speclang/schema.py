@@ -150,7 +150,8 @@ def describe_error(error: ValidationError) -> str:
         return f"{error.message} (expected {keyword} {expected})"
     if keyword == "uniqueItems":
         return f"items must be unique, found {_short(value)}"
-    return error.message
+    message: str = error.message
+    return message
 
 
 def schema_issues(doc: YamlDocument, validator: Any) -> list[Issue]:

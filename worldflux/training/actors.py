@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from worldflux.core.model import WorldModel
 from worldflux.core.spec import Capability
@@ -93,7 +94,7 @@ class PlannerActor:
         with torch.no_grad():
             plan: Any = getattr(self.model, "plan")  # noqa: B009 - SpecWorldModel.plan
             tensor = _obs_tensor(obs, self.model, self.normalize_images)
-            action = plan(tensor, eval_mode=eval_mode, t0=is_first)
+            action: Tensor = plan(tensor, eval_mode=eval_mode, t0=is_first)
         return action[0].detach().cpu().numpy()
 
 
@@ -113,6 +114,7 @@ class PolicyActor:
     def act(self, obs: np.ndarray, is_first: bool, eval_mode: bool = False) -> np.ndarray:
         with torch.no_grad():
             act: Any = getattr(self.model, "act")  # noqa: B009 - optional policy protocol
+            action: Tensor
             action, self.carry = act(
                 _obs_tensor(obs, self.model, self.normalize_images),
                 self.carry,

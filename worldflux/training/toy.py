@@ -169,7 +169,7 @@ class ToyObjective(Objective):
     def policy_loss(self, z0: Tensor, batch: Batch) -> Tensor:
         """Behaviour cloning of the first action from detached latents ``z0 [B, L]`` (only the
         policy receives gradients); zero for discrete actions."""
-        action = self.policy(z0)
+        action: Tensor = self.policy(z0)
         if self.action_type == "discrete":
             return action.sum() * 0.0
         return F.mse_loss(action, batch["actions"][:, 0].float())
@@ -215,7 +215,7 @@ class ToyTwoStageObjective(ToyObjective):
         if self.poison == "model":
             model_loss = model_loss * float("nan")
         opt.zero_grad(set_to_none=True)
-        model_loss.backward()
+        torch.autograd.backward(model_loss)
         world = [p for group in opt.param_groups for p in group["params"]]
         nn.utils.clip_grad_norm_(world, self.grad_clip)
         opt.step()
@@ -223,7 +223,7 @@ class ToyTwoStageObjective(ToyObjective):
         if self.poison == "policy":
             policy = policy * float("nan")
         pi_opt.zero_grad(set_to_none=True)
-        policy.backward()
+        torch.autograd.backward(policy)
         nn.utils.clip_grad_norm_(list(self.policy.parameters()), self.grad_clip)
         pi_opt.step()
         self.after_step(model)

@@ -215,7 +215,7 @@ class Trainer:
             )
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        torch.autograd.backward(out.loss)
         params = [p for o in self.optimizers.values() for p in _params_of(o) if p.grad is not None]
         self.dist.average_gradients(params)
         if self.config.check_finite:

@@ -64,7 +64,8 @@ class DiffusionActionEmbedding(ActionConditioner):
         ctx.dims["action_embed_dim"] = self.embed_dim
 
     def forward(self, state: State, action: Tensor) -> Tensor:
-        return self.proj(action_features(action, self.action_dim, self.action_type))
+        embedded: Tensor = self.proj(action_features(action, self.action_dim, self.action_type))
+        return embedded
 
 
 class FiLMBlock(nn.Module):
@@ -80,7 +81,8 @@ class FiLMBlock(nn.Module):
     def forward(self, h: Tensor, cond: Tensor) -> Tensor:
         scale, shift = self.film(cond).chunk(2, dim=-1)
         x = self.norm(h) * (1 + scale) + shift
-        return h + self.fc2(nn.functional.silu(self.fc1(x)))
+        update: Tensor = self.fc2(nn.functional.silu(self.fc1(x)))
+        return h + update
 
 
 class DiffusionDenoiser(nn.Module):
@@ -116,7 +118,8 @@ class DiffusionDenoiser(nn.Module):
         h = self.inp(feats)
         for block in self.blocks:
             h = block(h, cond)
-        return self.out(self.out_norm(h)).view_as(x)
+        out: Tensor = self.out(self.out_norm(h))
+        return out.view_as(x)
 
 
 @register_component("dynamics_model", "diffusion.edm")
@@ -200,7 +203,8 @@ class _Conditioned:
         self.net, self.frames, self.actions, self.valid = net, frames, actions, valid
 
     def __call__(self, x: Tensor, c_noise: Tensor) -> Tensor:
-        return self.net(x, c_noise, self.frames, self.actions, self.valid)
+        denoised: Tensor = self.net(x, c_noise, self.frames, self.actions, self.valid)
+        return denoised
 
 
 @register_component("decoder", "diffusion.heads")

@@ -51,7 +51,7 @@ class DiTObjective(Objective):
         z = model.encode(obs.flatten(0, 1), validate=False)["latent"]
         recon = model.decode(State(latent=z)).predictions["obs"]
         reconstruction = F.mse_loss(recon, obs.flatten(0, 1).to(recon.dtype))
-        z = z.unflatten(0, (b, t))
+        z = torch.unflatten(z, 0, (b, t))
         state = State(latent=z[:, :-1].flatten(0, 1))
         a_t = actions[:, :-1].flatten(0, 1)
         per = dynamics.denoising_loss(conditioner(state, a_t), z[:, 1:].flatten(0, 1).detach())

@@ -56,7 +56,8 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.ada.bias)
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(F.silu(c)).chunk(6, dim=-1)
+        modulation: Tensor = self.ada(F.silu(c))
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6, dim=-1)
         b, n, d = x.shape
         h = _modulate(self.norm1(x), shift1, scale1)
         q, k, v = self.qkv(h).view(b, n, 3, self.heads, -1).unbind(2)
@@ -65,7 +66,8 @@ class DiTBlock(nn.Module):
         )
         x = x + gate1.unsqueeze(1) * self.proj(attn.transpose(1, 2).reshape(b, n, d))
         h = _modulate(self.norm2(x), shift2, scale2)
-        return x + gate2.unsqueeze(1) * self.mlp(h)
+        mlp: Tensor = self.mlp(h)
+        return x + gate2.unsqueeze(1) * mlp
 
 
 class DiTDenoiser(nn.Module):
@@ -99,7 +101,8 @@ class DiTDenoiser(nn.Module):
         for block in self.blocks:
             tokens = block(tokens, c)
         shift, scale = self.final_ada(F.silu(c)).chunk(2, dim=-1)
-        return self.out(_modulate(self.final_norm(tokens), shift, scale)).flatten(1)
+        out: Tensor = self.out(_modulate(self.final_norm(tokens), shift, scale))
+        return out.flatten(1)
 
 
 @register_component("dynamics_model", "dit.denoiser")

@@ -69,7 +69,8 @@ class Conv(nn.Module):
 
 def channel_norm(norm: nn.Module, x: Tensor) -> Tensor:
     """RMSNorm over the channel axis of ``x [N, C, H, W]``."""
-    return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    normed: Tensor = norm(x.permute(0, 2, 3, 1))
+    return normed.permute(0, 3, 1, 2)
 
 
 class VectorEncoder(nn.Module):

@@ -35,7 +35,8 @@ class TwoHotHead(nn.Module):
         self.register_buffer("bins", twohot_bins(bins), persistent=False)
 
     def forward(self, feat: Tensor) -> Tensor:
-        return self.out(self.mlp(feat))
+        logits: Tensor = self.out(self.mlp(feat))
+        return logits
 
     def dist(self, feat: Tensor) -> TwoHot:
         return TwoHot(self(feat), self.bins)
@@ -50,7 +51,8 @@ class BinaryHead(nn.Module):
         self.out = Dense(self.mlp.out_dim, 1)
 
     def forward(self, feat: Tensor) -> Tensor:
-        return self.out(self.mlp(feat)).squeeze(-1)
+        value: Tensor = self.out(self.mlp(feat))
+        return value.squeeze(-1)
 
 
 class PolicyHead(nn.Module):

@@ -18,7 +18,7 @@ entropy bonus), ``value`` (two-hot on lambda-returns + slow-critic regulariser) 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -253,7 +253,7 @@ class DreamerObjective(Objective):
         metrics.update(
             {f"kl/{k}": float(v.detach().mean()) for k, v in (("dyn", dyn_kl), ("rep", rep_kl))}
         )
-        return LossOutput(loss=cast(Tensor, total), components=losses, metrics=metrics)
+        return LossOutput(loss=total, components=losses, metrics=metrics)
 
     @staticmethod
     def _aligned_targets(batch: Batch, is_first: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor
 
 from worldflux.core.components import BuildContext, RolloutExecutor
@@ -41,7 +42,7 @@ class DreamerImagine(RolloutExecutor):
         imagined = State.stack(states[1:], dim=0).flatten(0, 1)
         decoded = model.decode(imagined, validate=False).predictions
         predictions = {
-            k: v.unflatten(0, (horizon, batch)).transpose(0, 1).contiguous()
+            k: torch.unflatten(v, 0, (horizon, batch)).transpose(0, 1).contiguous()
             for k, v in decoded.items()
         }
         stacked = State.stack(states, dim=1)

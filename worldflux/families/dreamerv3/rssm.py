@@ -184,14 +184,14 @@ class RSSM(DynamicsModel):
         x = deter
         for layer in self.prior:
             x = layer(x)
-        return self.priorlogit(x).unflatten(-1, (self.stoch, self.classes))
+        return torch.unflatten(self.priorlogit(x), -1, (self.stoch, self.classes))
 
     def post_logits(self, deter: Tensor, embed: Tensor) -> Tensor:
         """Raw posterior logits ``[..., S, K]`` from ``[deter, embed]``."""
         x = torch.cat([deter, embed], -1)
         for layer in self.obs:
             x = layer(x)
-        return self.obslogit(x).unflatten(-1, (self.stoch, self.classes))
+        return torch.unflatten(self.obslogit(x), -1, (self.stoch, self.classes))
 
     def logprobs(self, logits: Tensor) -> Tensor:
         """Unimix-mixed log-probabilities ``[..., S, K]`` of raw logits."""

@@ -66,7 +66,7 @@ class GANObjective(Objective):
         b, t = obs.shape[0], obs.shape[1]
         if t < 2:
             raise ConfigurationError(f"gan loss: batch['obs'] needs T >= 2, found T={t}")
-        z = model.encode(obs.flatten(0, 1), validate=False)["latent"].unflatten(0, (b, t))
+        z = torch.unflatten(model.encode(obs.flatten(0, 1), validate=False)["latent"], 0, (b, t))
         reconstruction = F.mse_loss(
             model.decode(State(latent=z.flatten(0, 1))).predictions["obs"],
             obs.flatten(0, 1).to(z.dtype),
@@ -74,7 +74,7 @@ class GANObjective(Objective):
         z_t, z_next = z[:, :-1].flatten(0, 1), z[:, 1:].flatten(0, 1)
         a_t = actions[:, :-1].flatten(0, 1)
         fake = model.transition(State(latent=z_t), a_t, validate=False)["latent"]
-        inside = (~batch["is_first"][:, 1:]).flatten().to(z.dtype)
+        inside: Tensor = (~batch["is_first"][:, 1:]).flatten().to(z.dtype)
 
         def bce(logits: Tensor, label: float) -> Tensor:
             per = F.binary_cross_entropy_with_logits(

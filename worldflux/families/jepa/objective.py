@@ -53,17 +53,17 @@ class JEPAObjective(Objective):
             raise ConfigurationError(f"jepa loss: batch['obs'] needs T >= 2 steps, found T={t}")
         encoder: Any = model.observation_encoder
         flat = obs.flatten(0, 1)
-        z = model.encode(flat, validate=False)["latent"].unflatten(0, (b, t))
-        target = encoder.target_latent(flat).unflatten(0, (b, t))
+        z = torch.unflatten(model.encode(flat, validate=False)["latent"], 0, (b, t))
+        target = torch.unflatten(encoder.target_latent(flat), 0, (b, t))
         state = State(latent=z[:, :-1].flatten(0, 1))
         pred = model.transition(state, actions[:, :-1].flatten(0, 1), validate=False)
-        z_hat = pred["latent"].unflatten(0, (b, t - 1))
+        z_hat = torch.unflatten(pred["latent"], 0, (b, t - 1))
         inside = ~batch["is_first"][:, 1:]
         latent = masked_mean(F.smooth_l1_loss(z_hat, target[:, 1:], reduction="none"), inside)
         out = model.decode(pred).predictions
-        reward_pred = out["reward"].unflatten(0, (b, t - 1))
+        reward_pred = torch.unflatten(out["reward"], 0, (b, t - 1))
         reward = F.mse_loss(reward_pred, batch["rewards"][:, :-1].to(reward_pred.dtype))
-        cont_pred = out["continue"].unflatten(0, (b, t - 1))
+        cont_pred = torch.unflatten(out["continue"], 0, (b, t - 1))
         cont_target = 1.0 - batch["terminated"][:, :-1].to(cont_pred.dtype)
         cont = F.binary_cross_entropy(cont_pred, cont_target)
         loss = self.p.latent_coef * latent + self.p.reward_coef * reward

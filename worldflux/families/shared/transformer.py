@@ -50,7 +50,8 @@ class Block(nn.Module):
         attn_mask = mask.unsqueeze(1) if mask.dim() == 3 else mask
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         x = x + self.proj(out.transpose(1, 2).reshape(b, length, dim))
-        return x + self.mlp(self.ln2(x))
+        mlp: Tensor = self.mlp(self.ln2(x))
+        return x + mlp
 
 
 class Transformer(nn.Module):
@@ -72,7 +73,8 @@ class Transformer(nn.Module):
         """``caches``: one list per block (see :meth:`Block.forward`), or None for no caching."""
         for i, block in enumerate(self.blocks):
             x = block(x, mask, None if caches is None else caches[i])
-        return self.ln(x)
+        out: Tensor = self.ln(x)
+        return out
 
 
 def causal_mask(key_valid: Tensor) -> Tensor:

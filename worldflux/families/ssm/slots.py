@@ -41,7 +41,8 @@ class SSMActionInput(ActionConditioner):
         ctx.dims["ssm.action"] = int(hp(ctx, "state_dim"))
 
     def forward(self, state: State, action: Tensor) -> Tensor:
-        return self.proj(action_features(action, self.action_dim, self.action_type))
+        embedded: Tensor = self.proj(action_features(action, self.action_dim, self.action_type))
+        return embedded
 
 
 @register_component("dynamics_model", "ssm.diagonal")

@@ -155,7 +155,7 @@ class TDMPC2Objective(Objective):
         """``obs [..., obs_dim] -> z [..., L]`` through the observation-encoder slot."""
         encoder: Any = model.observation_encoder
         lead = obs.shape[:-1]
-        z = encoder(obs.reshape(-1, obs.shape[-1]))["latent"]
+        z: Tensor = encoder(obs.reshape(-1, obs.shape[-1]))["latent"]
         return z.reshape(*lead, z.shape[-1])
 
     @staticmethod
@@ -163,7 +163,9 @@ class TDMPC2Objective(Objective):
         """``[z, a]`` features through the action-conditioner slot (any leading dims)."""
         conditioner: Any = model.action_conditioner
         lead = z.shape[:-1]
-        za = conditioner(State(latent=z.reshape(-1, z.shape[-1])), a.reshape(-1, a.shape[-1]))
+        za: Tensor = conditioner(
+            State(latent=z.reshape(-1, z.shape[-1])), a.reshape(-1, a.shape[-1])
+        )
         return za.reshape(*lead, za.shape[-1])
 
     @staticmethod
@@ -396,13 +398,13 @@ class TDMPC2Objective(Objective):
             terms = self.world_model_terms(model, obs, actions, rewards, terminated, draws)
             opt, pi_opt = optimizers["model"], optimizers["policy"]
             opt.zero_grad(set_to_none=True)
-            terms.total.backward()
+            torch.autograd.backward(terms.total)
             grad_norm = torch.nn.utils.clip_grad_norm_(world, self.params.grad_clip_norm)
             opt.step()
             opt.zero_grad(set_to_none=True)
             pi_loss, info = self.policy_terms(model, terms.zs, draws)
             pi_opt.zero_grad(set_to_none=True)
-            pi_loss.backward()
+            torch.autograd.backward(pi_loss)
             pi_grad_norm = torch.nn.utils.clip_grad_norm_(policy, self.params.grad_clip_norm)
             pi_opt.step()
             pi_opt.zero_grad(set_to_none=True)

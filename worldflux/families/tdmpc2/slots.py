@@ -74,7 +74,8 @@ class TDMPC2Encoder(ObservationEncoder):
 
     def latent(self, obs: Tensor) -> Tensor:
         """``obs [..., obs_dim] -> z [..., latent_dim]`` (any leading dims)."""
-        return self.net(obs)
+        z: Tensor = self.net(obs)
+        return z
 
 
 @register_component("dynamics_model", "tdmpc2.dynamics")
@@ -106,7 +107,8 @@ class TDMPC2Dynamics(DynamicsModel):
 
     def next_latent(self, za: Tensor) -> Tensor:
         """``[z, a] [..., L + A] -> z' [..., L]`` (any leading dims)."""
-        return self.net(za)
+        z_next: Tensor = self.net(za)
+        return z_next
 
 
 @register_component("decoder", "tdmpc2.heads")
@@ -157,7 +159,8 @@ class TDMPC2Heads(Decoder):
     # -- heads on raw tensors (any leading dims) --------------------------------------------
     def reward_logits(self, za: Tensor) -> Tensor:
         """``[z, a] [..., L+A] -> [..., num_bins]``."""
-        return self.reward(za)
+        logits: Tensor = self.reward(za)
+        return logits
 
     def reward_value(self, za: Tensor) -> Tensor:
         """``[z, a] [..., L+A] -> reward [..., 1]`` (decoded two-hot)."""
@@ -173,7 +176,8 @@ class TDMPC2Heads(Decoder):
         """
         if target:
             return q_ensemble_forward(self.target_q.tensors(), za, heads=heads)
-        return self.q(za, heads, detach=detach)
+        logits: Tensor = self.q(za, heads, detach=detach)
+        return logits
 
     def q_value(
         self,

@@ -95,7 +95,8 @@ class TokenActionEmbedding(ActionConditioner):
         self.proj = nn.Linear(self.action_dim, int(hp(ctx, "embed_dim")))
 
     def forward(self, state: State, action: Tensor) -> Tensor:
-        return self.proj(action_features(action, self.action_dim, self.action_type))
+        embedded: Tensor = self.proj(action_features(action, self.action_dim, self.action_type))
+        return embedded
 
 
 @register_component("dynamics_model", "token.transformer")
@@ -167,7 +168,8 @@ class TokenTransformer(DynamicsModel):
             ],
             dim=1,
         )
-        return self.body(seq, causal_mask(key_valid), caches)
+        outputs: Tensor = self.body(seq, causal_mask(key_valid), caches)
+        return outputs
 
     def teacher_forced(
         self, state: State, action_input: Tensor, next_tokens: Tensor
@@ -245,7 +247,8 @@ class TokenDecoder(Decoder):
 
     def reconstruct(self, codes: Tensor) -> Tensor:
         """``codes [B, N, C]`` -> observation ``[B, *obs_shape]``."""
-        return self.net(codes.flatten(1)).view(-1, *self.obs_shape)
+        flat: Tensor = self.net(codes.flatten(1))
+        return flat.view(-1, *self.obs_shape)
 
     def forward(self, state: State) -> ModelOutput:
         h = state["hidden"]

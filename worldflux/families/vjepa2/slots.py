@@ -54,7 +54,8 @@ class PatchViT(nn.Module):
     def forward(self, obs: Tensor) -> Tensor:
         x = self.patchify(obs.float()).flatten(2).transpose(1, 2) + self.pos
         full = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device)
-        return self.body(x, full)
+        tokens: Tensor = self.body(x, full)
+        return tokens
 
 
 @register_component("observation_encoder", "vjepa2.encoder")
@@ -85,7 +86,8 @@ class VJEPA2Encoder(ObservationEncoder):
     @torch.no_grad()
     def target_tokens(self, obs: Tensor) -> Tensor:
         """Stop-gradient target features ``[B, N, D]``."""
-        return self.target(obs)
+        tokens: Tensor = self.target(obs)
+        return tokens
 
     @torch.no_grad()
     def update_target(self, decay: float) -> None:
@@ -104,7 +106,8 @@ class VJEPA2Action(ActionConditioner):
         self.proj = nn.Linear(self.action_dim, int(hp(ctx, "pred_dim")))
 
     def forward(self, state: State, action: Tensor) -> Tensor:
-        return self.proj(action_features(action, self.action_dim, self.action_type))
+        embedded: Tensor = self.proj(action_features(action, self.action_dim, self.action_type))
+        return embedded
 
 
 def block_causal_mask(valid: Tensor, tokens_per_frame: int) -> Tensor:
