@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from worldflux.components.rollout import OpenLoopRollout
 from worldflux.core.components import BuildContext, Decoder, ObservationEncoder
 from worldflux.core.exceptions import ContractViolation
 from worldflux.core.model import SpecWorldModel
-from worldflux.core.registry import SLOTS, register_component
+from worldflux.core.registry import SLOTS, register_component, unregister_component
 from worldflux.core.types import LossOutput, ModelOutput, State, Trajectory
 
 
@@ -485,7 +486,33 @@ class MismatchedOptimizers(Planner):
         return {"other": torch.optim.SGD(self.parameters(), lr=1e-3)}
 
 
-@register_component("observation_encoder", "wf_conformance_toy/encoder_nan_at_b3", override=True)
+#: The broken and alternative slot implementations below, registered only while a case runs
+#: (:func:`toy_components`): registered for the whole session they would be swap candidates of
+#: every other model's ``slots.swap`` in this process.
+_TOY_COMPONENTS: list[tuple[str, str, type]] = []
+
+
+def _toy_component(slot: str, key: str) -> Callable[[type], type]:
+    def decorate(cls: type) -> type:
+        _TOY_COMPONENTS.append((slot, key, cls))
+        return cls
+
+    return decorate
+
+
+@contextmanager
+def toy_components() -> Iterator[None]:
+    """Register this module's toy slot implementations for the block, then remove them."""
+    for slot, key, cls in _TOY_COMPONENTS:
+        register_component(slot, key, override=True)(cls)
+    try:
+        yield
+    finally:
+        for slot, key, _ in _TOY_COMPONENTS:
+            unregister_component(slot, key)
+
+
+@_toy_component("observation_encoder", "wf_conformance_toy/encoder_nan_at_b3")
 class NaNAtB3Encoder(ToyMLPEncoder):
     """Serves small batches (passes the swap probe), NaN from B = 3 on."""
 
@@ -496,7 +523,7 @@ class NaNAtB3Encoder(ToyMLPEncoder):
         return out
 
 
-@register_component("observation_encoder", "wf_conformance_toy/encoder_nan", override=True)
+@_toy_component("observation_encoder", "wf_conformance_toy/encoder_nan")
 class NaNEncoder(ToyMLPEncoder):
     """Always NaN: refused by swap_component's probe."""
 
@@ -741,7 +768,7 @@ def _time_feature(repair: str) -> type[SpecWorldModel]:
     return TimeFeature
 
 
-@register_component("observation_encoder", "wf_conformance_toy/scalar_encoder", override=True)
+@_toy_component("observation_encoder", "wf_conformance_toy/scalar_encoder")
 class ScalarEncoder(ObservationEncoder):
     """``obs [B]`` (one number per sample, e.g. a position sensor) -> ``latent``."""
 
@@ -756,7 +783,7 @@ class ScalarEncoder(ObservationEncoder):
         return State(latent=torch.tanh(self.net(obs.float().unsqueeze(-1))))
 
 
-@register_component("decoder", "wf_conformance_toy/reward_heads", override=True)
+@_toy_component("decoder", "wf_conformance_toy/reward_heads")
 class RewardHeads(Decoder):
     """Predictions ``reward [B]`` and ``continue [B]`` only (no observation decoder)."""
 
@@ -938,7 +965,7 @@ class CompiledEncoderCopy(Planner):
         return self.compiled(obs)
 
 
-@register_component("dynamics_model", "wf_conformance_toy/dynamics_residual", override=True)
+@_toy_component("dynamics_model", "wf_conformance_toy/dynamics_residual")
 class ResidualDynamics(ToyDynamics):
     """``latent' = tanh(latent + MLP([latent, action]))``: an alternative for slot swaps."""
 
@@ -993,7 +1020,7 @@ class EncodeDouble(Planner):
         return State(latent=out["latent"].double())
 
 
-@register_component("observation_encoder", "wf_conformance_toy/dict_encoder", override=True)
+@_toy_component("observation_encoder", "wf_conformance_toy/dict_encoder")
 class DictEncoder(ObservationEncoder):
     """``{"pos": [B, 3], "speed": [B]}`` (a vector and a scalar modality) -> ``latent``."""
 
@@ -1009,7 +1036,7 @@ class DictEncoder(ObservationEncoder):
         return State(latent=torch.tanh(self.net(joint)))
 
 
-@register_component("decoder", "wf_conformance_toy/dict_heads", override=True)
+@_toy_component("decoder", "wf_conformance_toy/dict_heads")
 class DictHeads(Decoder):
     """``reward``, ``continue`` and one observation prediction per modality (``obs_pos [B, 3]``,
     ``obs_speed [B]``)."""
@@ -1048,7 +1075,7 @@ def _dict_obs() -> dict[str, Any]:
     return spec
 
 
-@register_component("decoder", "wf_conformance_toy/heads_nan_at_b3", override=True)
+@_toy_component("decoder", "wf_conformance_toy/heads_nan_at_b3")
 class NaNAtB3Heads(ToyHeads):
     """Serves small batches (passes the swap probe), NaN predictions from B = 3 on."""
 
@@ -1059,7 +1086,7 @@ class NaNAtB3Heads(ToyHeads):
         return ModelOutput({k: v * float("nan") for k, v in out.predictions.items()}, state=state)
 
 
-@register_component("decoder", "wf_conformance_toy/heads_nan_above_b3", override=True)
+@_toy_component("decoder", "wf_conformance_toy/heads_nan_above_b3")
 class NaNAboveB3Heads(ToyHeads):
     """Serves the batches decode and rollout see here (B <= 3), NaN predictions for the larger
     flattened ``B * T`` batches loss() decodes (a NaN reward)."""
@@ -1072,7 +1099,7 @@ class NaNAboveB3Heads(ToyHeads):
         return ModelOutput({**out.predictions, "reward": reward}, state=state)
 
 
-@register_component("rollout_executor", "wf_conformance_toy/rollout_no_start", override=True)
+@_toy_component("rollout_executor", "wf_conformance_toy/rollout_no_start")
 class RolloutNoStart(OpenLoopRollout):
     """An alternative executor that returns only the predicted states (no start state): the
     swap probe looks at the rewards only."""
@@ -1256,9 +1283,10 @@ def run_case(case: tuple[Any, ...], tmp: Path, **kw: Any) -> bool:
     check_id, base, expect, words, spec, discrete = case[:6]
     if len(case) > 6:
         kw["hints"] = case[6]
-    the_spec = spec() if callable(spec) else good_spec(discrete=discrete)
-    with registered(_toy("wfc_case", base, the_spec)):
-        result = run_one("wfc_case", check_id, tmp, **kw)
+    with toy_components():
+        the_spec = spec() if callable(spec) else good_spec(discrete=discrete)
+        with registered(_toy("wfc_case", base, the_spec)):
+            result = run_one("wfc_case", check_id, tmp, **kw)
     return result.status == expect and words in (result.message or "")
 
 
