@@ -237,3 +237,12 @@ def test_run_all_ci_profile_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     data = json.loads((tmp_path / "conformance.json").read_text())
     assert rc == 0 and data["passed"], out
     assert data["summary"]["targets"] >= 1
+
+
+def test_the_docs_adapter_example_is_the_shipped_module_verbatim() -> None:
+    """docs/conformance.md shows worldflux.conformance.example_adapter in full: a stranger's
+    copy-paste must be exactly what CI checks."""
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "conformance.md").read_text()
+    source = (root / "conformance" / "example_adapter.py").read_text()
+    assert f"```python\n{source}```" in doc
