@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from worldflux.core.exceptions import CheckpointError, ContractViolation
 from worldflux.families.dreamerv3.decoder import DreamerDecoder
@@ -236,8 +236,3 @@ def to_official(model: WorldModel, *, prefix: str = "") -> dict[str, Tensor]:
         prefix + w.official: _to_official(params[w.ours].detach(), w.layout).clone()
         for w in weight_map(model)
     }
-
-
-def count_official(model: nn.Module) -> int:
-    """Number of trainable (``requires_grad``) parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -24,8 +24,8 @@ Training API (what a trainer uses):
   * ``objective.update(model, batch, optimizers)`` runs one full official update (world-model step,
     then the policy step with the post-step Q weights, then the Polyak update) and returns floats;
   * or, with a generic loop: ``out = model.loss(batch)`` (world-model total + policy loss: their
-    gradients reach disjoint parameters), ``out.loss.backward()``,
-    ``objective.clip_gradients(model)`` (norm 20 per optimiser), step every optimiser, then
+    gradients reach disjoint parameters), ``out.loss.backward()``, clip (the official norm is
+    ``params.grad_clip_norm`` = 20 per optimiser), step every optimiser, then
     ``objective.after_step(model)`` (Polyak τ = 0.01 on the target Qs).
 """
 
@@ -338,16 +338,6 @@ class TDMPC2Objective(Objective):
             "policy": torch.optim.Adam(
                 self._policy_parameters(model), lr=self.params.lr, eps=self.params.pi_adam_eps
             ),
-        }
-
-    def clip_gradients(self, model: WorldModel) -> dict[str, float]:
-        """Clip the world-model and the policy gradients to ``grad_clip_norm`` (20) separately;
-        returns the norms before clipping."""
-        world, policy = self._split_parameters(model)
-        limit = self.params.grad_clip_norm
-        return {
-            "grad_norm": _float(torch.nn.utils.clip_grad_norm_(world, limit)),
-            "pi_grad_norm": _float(torch.nn.utils.clip_grad_norm_(policy, limit)),
         }
 
     def after_step(self, model: WorldModel) -> None:

@@ -105,11 +105,6 @@ class TDMPC2Dynamics(DynamicsModel):
             action_input = z.new_zeros(*z.shape[:-1], self.input_dim)
         return State({"latent": z, TRANSITION_INPUT: action_input})
 
-    def next_latent(self, za: Tensor) -> Tensor:
-        """``[z, a] [..., L + A] -> z' [..., L]`` (any leading dims)."""
-        z_next: Tensor = self.net(za)
-        return z_next
-
 
 @register_component("decoder", "tdmpc2.heads")
 class TDMPC2Heads(Decoder):
