@@ -24,6 +24,10 @@ class DreamerV3WorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    """
+    training sequences per update (official batch_size 16; `worldflux train --batch-size` overrides)
+    """
     bins: Annotated[int, Field(ge=2)] = 255
     """
     two-hot bins of the reward and value heads
@@ -103,6 +107,10 @@ class DreamerV3WorldModelConfig(WorldModelConfig):
     rew_layers: Annotated[int, Field(ge=0)] = 1
     """
     hidden layers of the reward head
+    """
+    seq_len: Annotated[int, Field(ge=2)] = 64
+    """
+    steps per training sequence (official batch_length 64; `--seq-len` overrides)
     """
     stoch: Annotated[int, Field(ge=1)] = 32
     """

@@ -24,6 +24,10 @@ class TDMPC2WorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
+    batch_size: Annotated[int, Field(ge=1)] = 256
+    """
+    training windows per update (official 256; `worldflux train --batch-size` overrides)
+    """
     discount_denom: PositiveFloat = 5.0
     """
     denominator of the discount heuristic

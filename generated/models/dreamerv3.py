@@ -40,7 +40,15 @@ class DreamerV3WorldModel(SpecWorldModel):
 
     maturity: ClassVar[ModelMaturity] = ModelMaturity.REFERENCE
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "ci": {"classes": 4, "depth": 4, "deter": 64, "hidden": 16, "units": 16},
+        "ci": {
+            "batch_size": 32,
+            "classes": 4,
+            "depth": 4,
+            "deter": 64,
+            "hidden": 16,
+            "seq_len": 16,
+            "units": 16,
+        },
         "size100m": {"classes": 48, "depth": 48, "deter": 6144, "hidden": 768, "units": 768},
         "size12m": {"classes": 16, "depth": 16, "deter": 2048, "hidden": 256, "units": 256},
         "size1m": {"classes": 4, "depth": 4, "deter": 512, "hidden": 64, "units": 64},

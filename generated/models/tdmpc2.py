@@ -65,7 +65,14 @@ class TDMPC2WorldModel(SpecWorldModel):
             "num_q": 5,
         },
         "5m": {"enc_dim": 256, "latent_dim": 512, "mlp_dim": 512, "num_enc_layers": 2, "num_q": 5},
-        "ci": {"enc_dim": 32, "latent_dim": 16, "mlp_dim": 32, "num_enc_layers": 2, "num_q": 2},
+        "ci": {
+            "batch_size": 32,
+            "enc_dim": 32,
+            "latent_dim": 16,
+            "mlp_dim": 32,
+            "num_enc_layers": 2,
+            "num_q": 2,
+        },
     }
     SPEC: ClassVar[dict[str, Any]] = {
         "model_type": "tdmpc2",
