@@ -464,7 +464,7 @@ class ModelSpec(BaseModel):
     """
     maturity: Literal["reference", "experimental", "skeleton"]
     """
-    How much the model promises: `reference` (matches upstream, parity-tested), `experimental` (trains, conforms) or `skeleton` (builds and runs only).
+    How much the model promises. `skeleton`: builds from every preset and honours its I/O contract on valid inputs; honest minimal logic, no performance or fidelity goal. `experimental`: everything SKELETON promises, and trains: contract errors on bad inputs, rollout equal to repeated transitions, batch independence, seeded determinism, no input mutation, gradients to every parameter, learning on one batch, save/load round trip. `reference`: everything EXPERIMENTAL promises, and proven equal to the published implementation: exact parameter counts, golden outputs (parity) and working slot swaps.
     """
     capabilities: list[
         Literal[

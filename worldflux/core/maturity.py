@@ -6,11 +6,12 @@ import enum
 
 from worldflux.core.exceptions import ConfigurationError
 
-__all__ = ["Capability", "ModelMaturity"]
+__all__ = ["MATURITY_DEFINITIONS", "Capability", "ModelMaturity"]
 
 
 class ModelMaturity(str, enum.Enum):
-    """How much a model promises; each level is an obligation the conformance suite checks."""
+    """How much a model promises; each level is an obligation the conformance suite checks
+    (:data:`MATURITY_DEFINITIONS` says what each promises, once for every doc)."""
 
     SKELETON = "skeleton"
     EXPERIMENTAL = "experimental"
@@ -50,3 +51,23 @@ class Capability(str, enum.Enum):
     PLANNING = "planning"
     REPRESENTATION = "representation"
     GENERATIVE = "generative"
+
+
+#: The one definition of each level. The spec schema's ``maturity`` description (and so
+#: docs/spec-reference.md) and docs/families.md quote these sentences verbatim (a test keeps them
+#: equal); the clause-by-clause obligations are docs/conformance.md's table.
+MATURITY_DEFINITIONS: dict[ModelMaturity, str] = {
+    ModelMaturity.SKELETON: (
+        "builds from every preset and honours its I/O contract on valid inputs; honest "
+        "minimal logic, no performance or fidelity goal"
+    ),
+    ModelMaturity.EXPERIMENTAL: (
+        "everything SKELETON promises, and trains: contract errors on bad inputs, rollout "
+        "equal to repeated transitions, batch independence, seeded determinism, no input "
+        "mutation, gradients to every parameter, learning on one batch, save/load round trip"
+    ),
+    ModelMaturity.REFERENCE: (
+        "everything EXPERIMENTAL promises, and proven equal to the published implementation: "
+        "exact parameter counts, golden outputs (parity) and working slot swaps"
+    ),
+}
