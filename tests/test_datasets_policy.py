@@ -61,3 +61,34 @@ def test_eval_reads_an_online_runs_checkpoint(pendulum_run: Path, tmp_path: Path
          "--max-episode-steps", "12", "--horizon", "2", "--windows", "4", "--out", str(out)]
     )  # fmt: skip
     assert code == 0 and (out / "eval.json").is_file()
+
+
+def test_eval_of_a_pixel_run_records_frames_and_writes_the_openloop_video(
+    tmp_path: Path,
+) -> None:
+    from worldflux.cli import main
+
+    out = tmp_path / "pixels"
+    train(
+        RunConfig(
+            model="dreamerv3:ci",
+            env_id="CartPole-v1",
+            obs_mode="image",
+            image_size=32,
+            steps=20,
+            out=str(out),
+            seed_steps=18,
+            pretrain_updates=1,
+            batch_size=2,
+            seq_len=4,
+            progress=False,
+            final_eval=False,
+            threads=1,
+        )
+    )
+    report = tmp_path / "report"
+    code = main(
+        ["eval", str(out), "--env", "CartPole-v1", "--episodes", "1", "--max-episode-steps",
+         "10", "--horizon", "2", "--windows", "2", "--out", str(report)]
+    )  # fmt: skip
+    assert code == 0 and (report / "openloop.gif").is_file()

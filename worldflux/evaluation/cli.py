@@ -3,7 +3,8 @@
 Loads the trained model (a run directory's ``model/`` from offline training or ``checkpoint/``
 from online training, or a checkpoint directory itself), takes held-out episodes (the dataset's
 validation split, or episodes recorded from ``--env`` with a random policy) and writes
-``eval.json`` and pictures (see docs/evaluation.md).
+``eval.json`` and pictures (see docs/evaluation.md). With ``--env``, a model of ``[C, H, W]``
+observations gets rendered frames of its size.
 """
 
 from __future__ import annotations
@@ -57,11 +58,15 @@ def run(args: argparse.Namespace) -> int:
         dataset: Dataset
         if args.env:
             path = Path(scratch) / "episodes"
+            obs_shape = tuple(model.config.obs_shape)
+            pixels = len(obs_shape) == 3  # a model of [C, H, W] frames: record rendered frames
             dataset = record_dataset(
                 args.env,
                 path,
                 args.episodes,
                 seed=args.seed + 10_000,  # not the training seed: held-out episodes
+                obs_mode="image" if pixels else "vector",
+                image_size=int(obs_shape[-1]) if pixels else 64,
                 max_episode_steps=args.max_episode_steps,
             )
             held_out, fit = list(range(len(dataset))), list(range(len(dataset)))
