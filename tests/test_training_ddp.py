@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import socket
 import subprocess
@@ -191,6 +193,18 @@ def test_two_processes_average_gradients_and_stay_identical(tmp_path: Path) -> N
     r1 = (ck1 / "replay.safetensors").read_bytes()
     assert r0 != r1  # each rank collected its own episodes
     assert (run / "metrics.jsonl").is_file() and not (run / "checkpoint").exists()
+    # rank 0 logs alone, with every rank's episode returns aggregated into its train records
+    returns = {
+        int(line.split()[1]): ast.literal_eval(line.split(" returns ", 1)[1])
+        for line in proc.stdout.splitlines()
+        if " returns [" in line
+    }
+    train = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+             if r["kind"] == "train"]  # fmt: skip
+    assert [r["episodes_all_ranks"] for r in train] == [2, 2]
+    for i, record in enumerate(train):
+        expected = (returns[0][i] + returns[1][i]) / 2
+        assert record["return_all_ranks"] == pytest.approx(expected)
     updates = {line.split()[-1] for line in proc.stdout.splitlines() if "cartpole" in line}
     assert len(updates) == 1, proc.stdout  # unequal episodes, equal (collective) update counts
 

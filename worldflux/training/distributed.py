@@ -82,6 +82,14 @@ class DistributedContext:
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return bool(t.item())
 
+    def all_sum(self, values: Sequence[float]) -> list[float]:
+        """``values`` summed element-wise over every rank (themselves when not distributed)."""
+        if not self.enabled:
+            return [float(v) for v in values]
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return [float(v) for v in t]
+
     def all_equal(self, value: float) -> bool:
         """True when ``value`` is the same on every rank (used to check replicas agree)."""
         if not self.enabled:

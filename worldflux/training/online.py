@@ -185,6 +185,8 @@ class OnlineRun:
         self.progress = Progress(self.config.steps, enabled=self.config.progress and main)
         self.start = time.perf_counter()
         self.window_start, self.window_updates, self.window_steps = time.perf_counter(), 0, 0
+        #: episode returns finished since the last report (aggregated over ranks under DDP)
+        self.window_returns: list[float] = []
         self.last_metrics: dict[str, float] = {}
 
     # -- running --------------------------------------------------------------------------
@@ -265,6 +267,7 @@ class OnlineRun:
         state.episode += 1
         state.episode_open = False
         state.returns.append(state.episode_return)
+        self.window_returns.append(state.episode_return)
         record = {"episode_return": state.episode_return, "episode_length": state.episode_length}
         self.record("episode", record)
         if config.eval_every and state.env_step >= state.next_eval:
@@ -293,6 +296,13 @@ class OnlineRun:
             "updates_per_s": self.window_updates / elapsed,
             "env_steps_per_s": self.window_steps / elapsed,
         }
+        if self.dist.enabled:
+            # every rank reaches each report at the same env step: a safe collective
+            total, count = self.dist.all_sum([sum(self.window_returns), len(self.window_returns)])
+            if count:
+                rates["return_all_ranks"] = total / count
+            rates["episodes_all_ranks"] = count
+        self.window_returns = []
         if self.last_metrics:
             self.record("train", {**self.last_metrics, **rates})
         self.window_start, self.window_updates, self.window_steps = now, 0, 0
