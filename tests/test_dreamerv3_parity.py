@@ -15,7 +15,7 @@ import torch
 import worldflux
 from worldflux.cli import main
 from worldflux.core.exceptions import CheckpointError
-from worldflux.families.dreamerv3.weightmap import from_official, to_official, weight_map
+from worldflux.families.dreamerv3.weights import from_official, to_official, weight_map
 from worldflux.parity import check_golden, load_official, read_golden
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def test_loading_reports_missing_unexpected_and_misshaped_and_loads_nothing() ->
     )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(CheckpointError) as info:
-        from worldflux.families.dreamerv3.weightmap import load_official_weights
+        from worldflux.families.dreamerv3.weights import load_official_weights
 
         load_official_weights(model, state)
     message = str(info.value)

@@ -25,7 +25,7 @@ from worldflux.families.dreamerv3.dists import binary_loss, categorical_kl
 from worldflux.families.dreamerv3.encoder import DreamerEncoder
 from worldflux.families.dreamerv3.objective import DreamerObjective
 from worldflux.families.dreamerv3.rssm import RSSM
-from worldflux.families.dreamerv3.weightmap import load_official_weights
+from worldflux.families.dreamerv3.weights import load_official_weights
 from worldflux.parity import ParityRow, compare, read_golden
 
 if TYPE_CHECKING:
