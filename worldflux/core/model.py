@@ -16,18 +16,18 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from worldflux.core import composition
 from worldflux.core.components import BuildContext, Objective, Planner
+from worldflux.core.composition import build_component
 from worldflux.core.config import WorldModelConfig
 from worldflux.core.exceptions import (
     CapabilityError,
     ConfigurationError,
     ContractViolation,
     ShapeMismatchError,
-    WorldFluxError,
-    did_you_mean,
 )
-from worldflux.core.registry import SLOTS, get_component
-from worldflux.core.spec import Capability, ModelIOContract, ModelMaturity, TensorSpec
+from worldflux.core.registry import SLOTS
+from worldflux.core.spec import Capability, ModelIOContract, ModelMaturity
 from worldflux.core.types import Batch, LossOutput, ModelOutput, State, Trajectory
 
 __all__ = ["SpecWorldModel", "WorldModel", "build_component"]
@@ -56,37 +56,6 @@ def _cast_batch(batch: Batch, dtype: torch.dtype, device: torch.device) -> Batch
     if any(needs(v) for v in batch.values()):
         return batch.to(device=device, dtype=dtype)
     return batch
-
-
-def build_component(
-    kind: str, key: str, params: dict[str, Any] | None, ctx: BuildContext
-) -> nn.Module:
-    """Build the implementation registered as ``key`` for ``kind`` with validated ``params``."""
-    entry = get_component(kind, key)
-    validated = entry.validate_params(params)
-    module = entry.cls(ctx, validated)
-    if not isinstance(module, nn.Module):
-        raise ConfigurationError(
-            f"{kind} {key!r} built a {type(module).__name__}, expected an nn.Module"
-        )
-    module.component_key = key  # type: ignore[assignment]
-    module.component_params = dict(params or {})  # type: ignore[assignment]
-    return module
-
-
-def _probe_tensor(spec: TensorSpec, device: torch.device) -> Tensor:
-    """A fixed, finite ``[2, *shape]`` input inside the spec's bounds (no RNG)."""
-    shape = (2, *(int(d) for d in spec.shape))
-    dtype = spec.torch_dtype
-    if dtype == torch.bool:
-        return torch.zeros(shape, dtype=dtype, device=device)
-    if not dtype.is_floating_point:
-        return torch.full(shape, int(spec.low or 0), dtype=dtype, device=device)
-    values = torch.linspace(-1.0, 1.0, max(1, int(torch.tensor(shape).prod())), device=device)
-    values = values.reshape(shape).to(dtype)
-    if spec.low is not None or spec.high is not None:
-        values = values.clamp(spec.low, spec.high)
-    return values
 
 
 class WorldModel(nn.Module, ABC):
@@ -322,123 +291,22 @@ class WorldModel(nn.Module, ABC):
     def loss(self, batch: Batch) -> LossOutput:
         """The training objective on a ``[B, T, ...]`` batch."""
 
-    # -- composition ----------------------------------------------------------------------------
+    # -- composition (worldflux.core.composition) ------------------------------------------------
     def swap_component(
         self, slot: str, key_or_module: str | nn.Module, params: dict[str, Any] | None = None
     ) -> nn.Module:
-        """Replace a composable slot by a registered implementation (key) or a module.
-
-        The new module is moved to the model's device and dtype. Swaps by key (and modules built
-        by :func:`build_component`) are recorded in :attr:`component_overrides`, so
-        ``save_pretrained`` / ``from_pretrained`` rebuild the swapped model.
-
-        Returns:
-            the new slot module.
+        """Replace a composable slot by a registered implementation (key) or a module; see
+        :func:`worldflux.core.composition.swap_component`.
 
         Raises:
-            ConfigurationError: unknown slot, a slot the model does not declare composable, an
-                unknown key or bad params, an implementation that cannot be built for this model
-                or cannot serve it, or a module that is not a fitting ``nn.Module``.
+            ConfigurationError: the swap is refused (the previous implementation is kept).
         """
-        if slot not in SLOTS:
-            raise ConfigurationError(f"unknown slot {slot!r}" + did_you_mean(slot, SLOTS))
-        if slot not in self.composable_support:
-            raise ConfigurationError(
-                f"{type(self).__name__} does not support swapping {slot!r}; composable slots: "
-                f"{sorted(self.composable_support)}"
-            )
-        if isinstance(key_or_module, str):
-            try:
-                module = build_component(slot, key_or_module, params, self._build_context())
-            except WorldFluxError:
-                raise
-            except Exception as error:  # the implementation cannot be built for this model
-                raise ConfigurationError(
-                    f"{type(self).__name__}: {slot}={key_or_module} cannot be built for this "
-                    f"model ({type(error).__name__}: {error}); the previous implementation was kept"
-                ) from None
-        elif isinstance(key_or_module, nn.Module):
-            if params is not None:
-                raise ConfigurationError(
-                    f"swap_component({slot!r}, <module>): params apply to registry keys only"
-                )
-            module = key_or_module
-            declared = getattr(module, "slot", slot)
-            if declared != slot:
-                raise ConfigurationError(
-                    f"swap_component({slot!r}): {type(module).__name__} is a {declared!r} "
-                    f"implementation, expected a {slot!r} one"
-                )
-        else:
-            raise ConfigurationError(
-                f"swap_component({slot!r}): expected a registry key or an nn.Module, "
-                f"found {type(key_or_module).__name__}"
-            )
-        module = module.to(self._device())
-        dtype = self._float_dtype()
-        if any(p.is_floating_point() and p.dtype != dtype for p in module.parameters()):
-            module = module.to(dtype)
-        previous = getattr(self, SLOTS[slot])
-        setattr(self, SLOTS[slot], module)
-        self._bound = None  # the contract may depend on the slot (refine_contract)
-        try:
-            self.check_composition()
-        except Exception as error:
-            setattr(self, SLOTS[slot], previous)
-            self._bound = None
-            label = key_or_module if isinstance(key_or_module, str) else type(module).__name__
-            reason = (
-                error.message
-                if isinstance(error, ConfigurationError)
-                else (f"{type(error).__name__}: {error}")
-            )
-            raise ConfigurationError(
-                f"{type(self).__name__}: {slot}={label} cannot serve this model ({reason}); "
-                "the previous implementation was kept"
-            ) from None
-        key = getattr(module, "component_key", None)
-        if isinstance(key, str):
-            self.component_overrides[slot] = {
-                "impl": key,
-                "params": dict(getattr(module, "component_params", None) or {}),
-            }
-        else:
-            self.component_overrides[slot] = None
-        return module
+        return composition.swap_component(self, slot, key_or_module, params)
 
     def check_composition(self) -> None:
-        """Probe that the slots work together: one encode / transition / decode / rollout step
-        on fixed inputs built from the bound contract (``[2, ...]``), outputs checked against it.
-
-        Called by :meth:`swap_component`, so an implementation that cannot serve this model is
-        refused at swap time with a ConfigurationError instead of failing later. Global RNG state
-        is preserved; no gradients are recorded. Subclasses extend it (``SpecWorldModel`` also
-        asks its objective).
-        """
-        contract = self.bound_contract()
-        if not contract.observation:
-            return
-        device = self._device()
-        obs: Any
-        if contract.single_modality:
-            obs = _probe_tensor(contract.observation["obs"], device)
-        else:
-            obs = {k: _probe_tensor(v, device) for k, v in contract.observation.items()}
-        if contract.action.kind == "discrete":
-            action = torch.zeros(2, dtype=torch.int64, device=device)
-        else:
-            low, high = contract.action.low, contract.action.high
-            action = torch.full((2, int(contract.action.dim)), (low + high) / 2, device=device)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            state = self.encode(obs)
-            contract.validate_state(state, (2,))
-            after = self.transition(state, action)
-            contract.validate_state(after, (2,), name="transition(...)")
-            contract.validate_predictions(self.decode(after).predictions, (2,))
-            trajectory = self.rollout(state, action.unsqueeze(1))
-            if tuple(trajectory.rewards.shape) != (2, 1):
-                found = list(trajectory.rewards.shape)
-                raise ContractViolation(f"rollout rewards: expected shape [2, 1], found {found}")
+        """Probe that the slots work together (:func:`worldflux.core.composition.probe`); a
+        subclass extends it (``SpecWorldModel`` also asks its objective)."""
+        composition.probe(self)
 
     @property
     def component_overrides(self) -> dict[str, dict[str, Any] | None]:
