@@ -41,6 +41,7 @@ __all__ = [
     "EpisodeDataset",
     "check_episode",
     "episode_layout",
+    "read_metadata",
     "split_indices",
     "write_episode",
     "write_meta",
@@ -131,17 +132,27 @@ def _check_tensor_meta(where: str, spec: Any) -> None:
         raise DatasetError(f"{where}.dtype: expected one of {sorted(_DTYPES)}, found {spec!r}")
 
 
-def _parse_meta(path: Path) -> DatasetMeta:
+def read_metadata(path: Path, missing: str) -> Any:
+    """The JSON document at ``path``, read only when at most ``MAX_META_BYTES``.
+
+    Raises:
+        DatasetError: ``path`` missing (``missing`` says what the directory then is not),
+            too large, or not UTF-8 JSON.
+    """
     try:
         size = path.stat().st_size
     except OSError:
-        raise DatasetError(f"{path}: no dataset.json (not a worldflux episode dataset)") from None
+        raise DatasetError(f"{path}: missing ({missing})") from None
     if size > MAX_META_BYTES:
-        raise DatasetError(f"{path}: {size:,} bytes; dataset.json is at most {MAX_META_BYTES:,}")
+        raise DatasetError(f"{path}: {size:,} bytes; at most {MAX_META_BYTES:,}")
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        return json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise DatasetError(f"{path}: not valid JSON ({type(error).__name__}: {error})") from None
+
+
+def _parse_meta(path: Path) -> DatasetMeta:
+    data = read_metadata(path, "not a worldflux episode dataset")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise DatasetError(f"{path}: format: expected {FORMAT!r}, found {found!r}")

@@ -33,11 +33,11 @@ import numpy as np
 
 from worldflux.datasets.format import (
     MAX_EPISODE_STEPS,
-    MAX_META_BYTES,
     DatasetError,
     DatasetMeta,
     Episode,
     check_episode,
+    read_metadata,
     split_indices,
 )
 
@@ -149,16 +149,7 @@ class MinariDataset:
         self.file = Path(main)
         self.root = self.file.parent
         meta_path = self.root / "metadata.json"
-        try:
-            size = meta_path.stat().st_size
-        except OSError:
-            raise DatasetError(f"{meta_path}: missing (not a Minari dataset)") from None
-        if size > MAX_META_BYTES:
-            raise DatasetError(f"{meta_path}: {size:,} bytes; at most {MAX_META_BYTES:,}")
-        try:
-            data = json.loads(meta_path.read_bytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-            raise DatasetError(f"{meta_path}: not valid JSON ({error})") from None
+        data = read_metadata(meta_path, "not a Minari dataset")
         if not isinstance(data, dict):
             raise DatasetError(f"{meta_path}: expected a JSON object")
         if data.get("data_format", "hdf5") != "hdf5":

@@ -77,15 +77,7 @@ def plot_run(
 
     root = Path(directory)
     records = _records(root)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise TrainingError(
-            "worldflux plot needs matplotlib: pip install 'worldflux[train]'"
-        ) from None
+    plt = _pyplot()
     episodes = [r for r in records if r.get("kind") == "episode"]
     train = [r for r in records if r.get("kind") == "train"]
     if not episodes and not train and not any(r.get("kind") == "eval" for r in records):
@@ -146,6 +138,20 @@ def plot_run(
     return target
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise TrainingError(
+            "worldflux plot needs matplotlib: pip install 'worldflux[train]'"
+        ) from None
+    return plt
+
+
 def _records(root: Path) -> list[dict[str, Any]]:
     from worldflux.training.metrics import JSONL_FILE, read_metrics
 
@@ -174,15 +180,7 @@ def plot_runs(
             f"--label: expected {len(roots)} names (one per run), found {len(names)}"
         )
     runs = [(name, _records(root)) for name, root in zip(names, roots, strict=True)]
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise TrainingError(
-            "worldflux plot needs matplotlib: pip install 'worldflux[train]'"
-        ) from None
+    plt = _pyplot()
     fig, (ax_ret, ax_eval) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     for index, (name, records) in enumerate(runs):
         colour = f"C{index % 10}"
