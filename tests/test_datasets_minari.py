@@ -150,3 +150,31 @@ def test_dataset_info_reads_a_minari_dataset(
     summary = json.loads(capsys.readouterr().out)
     assert summary["episodes"] == 3 and summary["steps"] == 53
     assert summary["action"] == {"type": "discrete", "dim": 2}
+
+
+def test_recording_as_minari_is_read_by_minari_and_equals_the_npz_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worldflux.datasets.record import record_dataset
+
+    kwargs = {"seed": 4, "max_episode_steps": 12}
+    home = tmp_path / "minari"
+    written = record_dataset(
+        "Pendulum-v1", home / "worldflux" / "pend-v0", 3, format="minari", **kwargs
+    )
+    npz = record_dataset("Pendulum-v1", tmp_path / "npz", 3, **kwargs)
+    assert (
+        isinstance(written, MinariDataset)
+        and not (home / "worldflux" / ".pend-v0.recording").exists()
+    )
+    assert written.meta.action == npz.meta.action and written.meta.env == "Pendulum-v1"
+    for ours, reference in zip(written, npz, strict=True):
+        for field in ("observations", "actions", "rewards", "terminations", "truncations"):
+            assert np.array_equal(getattr(ours, field), getattr(reference, field)), field
+    minari = pytest.importorskip("minari")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(home))
+    theirs = minari.load_dataset("worldflux/pend-v0")
+    assert theirs.total_episodes == 3 and theirs.total_steps == 36
+    first = next(iter(theirs.iterate_episodes()))
+    assert np.allclose(first.actions, npz.episode(0).actions)
+    assert theirs.action_space.shape == (1,) and float(theirs.action_space.high[0]) == 1.0

@@ -27,6 +27,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     record.add_argument("--image-size", type=int, default=64)
     record.add_argument("--max-episode-steps", type=int)
     record.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    record.add_argument(
+        "--format",
+        choices=["npz", "minari"],
+        default="npz",
+        help="npz: a worldflux episode directory; minari: a Minari dataset (HDF5)",
+    )
     info = sub.add_parser("info", help="summarise a dataset (every episode is read and checked)")
     info.add_argument("path")
     info.add_argument("--json", action="store_true")
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             image_size=args.image_size,
             max_episode_steps=args.max_episode_steps,
             overwrite=args.overwrite,
+            format=args.format,
         )
         meta = dataset.meta
         print(f"recorded {meta.episodes} episodes ({meta.steps} steps) of {meta.env} in {args.out}")

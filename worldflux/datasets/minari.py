@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from worldflux.datasets.format import (
     split_indices,
 )
 
-__all__ = ["MINARI_PREFIX", "MinariDataset", "find_minari"]
+__all__ = ["MINARI_PREFIX", "MinariDataset", "find_minari", "write_minari"]
 
 MINARI_PREFIX = "minari:"
 #: Largest array read from one episode (bytes) and most episodes in one file.
@@ -177,12 +178,12 @@ class MinariDataset:
         except ValueError:
             raise DatasetError(f"{self.file}: episode groups must be named episode_<n>") from None
         env = data.get("env_spec")
-        env_id = ""
+        env_id = str(data.get("worldflux_env", ""))
         if isinstance(env, str):
             try:
-                env_id = str(json.loads(env).get("id", ""))
+                env_id = str(json.loads(env).get("id", "")) or env_id
             except (json.JSONDecodeError, AttributeError, RecursionError):
-                env_id = ""
+                pass
         steps = data.get("total_steps")
         self.meta = DatasetMeta(
             observation=observation,
@@ -260,3 +261,91 @@ class MinariDataset:
 
     def close(self) -> None:
         self.h5.close()
+
+
+#: The Minari release whose on-disk format :func:`write_minari` writes (and tests read back).
+MINARI_FORMAT_VERSION = "0.5.3"
+
+
+def _box(shape: list[int], dtype: str, low: float, high: float) -> str:
+    size = math.prod(shape)
+    return json.dumps(
+        {"type": "Box", "dtype": dtype, "shape": shape, "low": [low] * size, "high": [high] * size}
+    )
+
+
+def _obs_space(observation: dict[str, Any]) -> str:
+    def one(spec: dict[str, Any]) -> str:
+        if spec["dtype"] == "uint8":
+            return _box(list(spec["shape"]), "uint8", 0, 255)
+        return _box(list(spec["shape"]), str(spec["dtype"]), -math.inf, math.inf)
+
+    if "keys" in observation:
+        subspaces = {k: json.loads(one(v)) for k, v in sorted(observation["keys"].items())}
+        return json.dumps({"type": "Dict", "subspaces": subspaces})
+    return one(observation)
+
+
+def write_minari(source: Any, out: str | os.PathLike[str], dataset_id: str) -> MinariDataset:
+    """Write the episodes of ``source`` (any worldflux dataset) as a Minari dataset (HDF5
+    storage, Minari's own layout and metadata) at ``out`` (``out/data/main_data.hdf5`` and
+    ``out/data/metadata.json``), readable by ``minari.load_dataset`` and by
+    :class:`MinariDataset`. Actions are stored in the models' units: a ``Box`` of ``[-1, 1]``.
+
+    The dataset appears only when complete (written to a sibling directory, then renamed).
+
+    Raises:
+        DatasetError: ``out`` exists, or h5py is missing.
+    """
+    try:
+        import h5py
+    except ImportError:
+        raise DatasetError(
+            'writing Minari datasets needs h5py: pip install "worldflux[datasets]"'
+        ) from None
+    target = Path(out)
+    if target.exists():
+        raise DatasetError(f"{target}: already exists")
+    staging = target.with_name(f".{target.name}.writing")
+    shutil.rmtree(staging, ignore_errors=True)
+    data = staging / "data"
+    data.mkdir(parents=True)
+    meta, steps = source.meta, 0
+    with h5py.File(data / "main_data.hdf5", "w") as file:
+        for index, episode in enumerate(source):
+            group = file.create_group(f"episode_{index}")
+            group.attrs["id"] = index
+            group.attrs["total_steps"] = episode.length
+            if isinstance(episode.observations, dict):
+                obs_group = group.create_group("observations")
+                for key, value in episode.observations.items():
+                    obs_group.create_dataset(key, data=value)
+            else:
+                group.create_dataset("observations", data=episode.observations)
+            group.create_dataset("actions", data=episode.actions)
+            group.create_dataset("rewards", data=episode.rewards)
+            group.create_dataset("terminations", data=episode.terminations)
+            group.create_dataset("truncations", data=episode.truncations)
+            group.create_group("infos")
+            steps += episode.length
+    action = meta.action
+    if action["type"] == "discrete":
+        action_space = json.dumps(
+            {"type": "Discrete", "dtype": "int64", "start": 0, "n": action["dim"]}
+        )
+    else:
+        action_space = _box([int(action["dim"])], "float32", -1.0, 1.0)
+    document = {
+        "dataset_id": dataset_id,
+        "minari_version": MINARI_FORMAT_VERSION,
+        "data_format": "hdf5",
+        "total_episodes": len(source),
+        "total_steps": steps,
+        "observation_space": _obs_space(meta.observation),
+        "action_space": action_space,
+        "algorithm_name": meta.policy,
+        "worldflux_env": meta.env,
+    }
+    (data / "metadata.json").write_text(json.dumps(document, indent=2))
+    staging.rename(target)
+    return MinariDataset(target / "data" / "main_data.hdf5")

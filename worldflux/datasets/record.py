@@ -17,6 +17,7 @@ from worldflux.datasets.format import (
     write_episode,
     write_meta,
 )
+from worldflux.datasets.minari import MinariDataset, write_minari
 
 __all__ = ["record_dataset"]
 
@@ -107,10 +108,14 @@ def record_dataset(
     max_episode_steps: int | None = None,
     overwrite: bool = False,
     eval_actions: bool = True,
-) -> EpisodeDataset:
+    format: str = "npz",
+) -> EpisodeDataset | MinariDataset:
     """Record ``episodes`` episodes of ``env_id`` under ``policy`` into ``out``: ``"random"``
     (uniform actions), or a run directory / checkpoint whose trained model acts (its planner or
     policy, in eval mode; ``eval_actions=False`` samples from it instead).
+
+    ``format``: ``"npz"`` (worldflux's episode directory) or ``"minari"`` (a Minari dataset in
+    HDF5 storage, readable by ``minari.load_dataset`` too; see :func:`write_minari`).
 
     The dataset becomes visible only when complete: episodes and ``dataset.json`` are written to
     a temporary sibling directory that is renamed into place at the end.
@@ -123,6 +128,8 @@ def record_dataset(
     from worldflux.training.actors import RandomActor
     from worldflux.training.envs import GymEnv
 
+    if format not in ("npz", "minari"):
+        raise DatasetError(f"--format: expected 'npz' or 'minari', found {format!r}")
     target = Path(out)
     if target.exists() and not overwrite:
         raise DatasetError(f"{target}: already exists (pass --overwrite to replace it)")
@@ -163,5 +170,10 @@ def record_dataset(
     write_meta(staging, meta)
     if target.exists():
         shutil.rmtree(target)
+    if format == "minari":
+        try:
+            return write_minari(EpisodeDataset(staging), target, f"worldflux/{target.name}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     staging.rename(target)
     return EpisodeDataset(target)
