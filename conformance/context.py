@@ -18,7 +18,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from torch import Tensor
 from worldflux.conformance.guard import global_snapshot, manual_seed, snapshot_changes
-from worldflux.conformance.profiles import PROFILES, Profile
+from worldflux.conformance.profiles import PROFILES, Profile, example_database
 from worldflux.conformance.registry import CheckInfo, Cost
 from worldflux.conformance.strategies import Case, cases, clone_tree
 from worldflux.conformance.target import Target
@@ -240,14 +240,6 @@ class CheckContext:
         phases = [Phase.explicit, Phase.reuse, Phase.generate]
         if profile.shrink:
             phases.append(Phase.shrink)
-        kwargs: dict[str, Any] = {}
-        if not profile.database:
-            kwargs["database"] = None
-        else:  # never the CWD's .hypothesis/
-            from hypothesis.database import DirectoryBasedExampleDatabase
-            from worldflux.conformance.engine import cache_dir
-
-            kwargs["database"] = DirectoryBasedExampleDatabase(str(cache_dir() / "hypothesis"))
         return settings(
             max_examples=self.options.examples(self.info.cost),
             deadline=None,
@@ -256,7 +248,7 @@ class CheckContext:
             suppress_health_check=list(HealthCheck),
             report_multiple_bugs=False,
             print_blob=True,
-            **kwargs,
+            database=example_database(profile),
         )
 
     def seq_lens(self) -> tuple[int, ...]:

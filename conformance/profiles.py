@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 
-__all__ = ["PROFILES", "Profile", "register_hypothesis_profiles"]
+__all__ = ["PROFILES", "Profile", "example_database", "register_hypothesis_profiles"]
 
 
 @dataclass(frozen=True)
@@ -55,25 +56,30 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def example_database(profile: Profile, directory: Path | None = None) -> Any:
+    """The Hypothesis example database of ``profile``: None, or a directory database in
+    ``directory`` (default: worldflux's cache directory; never the CWD's ``.hypothesis/``)."""
+    if not profile.database:
+        return None
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    if directory is None:
+        from worldflux.conformance.engine import cache_dir
+
+        directory = cache_dir() / "hypothesis"
+    return DirectoryBasedExampleDatabase(str(directory))
+
+
 def register_hypothesis_profiles(database_dir: Path | None = None) -> None:
     """Register a Hypothesis profile per :data:`PROFILES` entry, under the same name, for
     property tests (``settings.load_profile("ci")``). ``database_dir`` is where profiles with a
     database keep it (default: worldflux's cache directory)."""
-    from hypothesis.database import DirectoryBasedExampleDatabase
-
     for profile in PROFILES.values():
-        database = None
-        if profile.database:
-            if database_dir is None:
-                from worldflux.conformance.engine import cache_dir
-
-                database_dir = cache_dir() / "hypothesis"
-            database = DirectoryBasedExampleDatabase(str(database_dir))
         settings.register_profile(
             profile.name,
             max_examples=profile.property_examples,
             derandomize=not profile.random_seed,
-            database=database,
+            database=example_database(profile, database_dir),
             deadline=None,
             print_blob=True,
             suppress_health_check=[HealthCheck.too_slow],

@@ -50,14 +50,6 @@ class Variant:
     names: str
 
 
-def _accepts(spec: TensorSpec, dtype: torch.dtype) -> bool:
-    """The contract's dtype rule: ``float`` accepts every floating dtype, any other declared
-    dtype (``float32`` included) only itself."""
-    if spec.dtype == "float":
-        return dtype.is_floating_point
-    return dtype == spec.torch_dtype
-
-
 def first_modality(contract: ModelIOContract, obs: Any) -> tuple[str, TensorSpec, Tensor]:
     """The (name, spec, tensor) of the first observation modality."""
     if contract.single_modality:
@@ -98,7 +90,7 @@ def obs_dtype_variants(contract: ModelIOContract, obs: Any) -> Iterator[Variant]
     """Observations of every dtype the contract rejects (each float and int width, bool)."""
     _, spec, tensor = first_modality(contract, obs)
     for dtype in ALL_DTYPES:
-        if _accepts(spec, dtype):
+        if spec.accepts(dtype):  # the contract's own dtype rule
             continue
         name = str(dtype).removeprefix("torch.")
         yield Variant(

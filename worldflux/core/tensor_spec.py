@@ -133,12 +133,15 @@ class TensorSpec:
         if tensor.is_floating_point() and not all_finite(tensor):
             raise ContractViolation(f"{name}: expected finite values, found NaN or inf")
 
+    def accepts(self, dtype: torch.dtype) -> bool:
+        """The dtype rule: ``float`` accepts any floating dtype (the model casts); every other
+        declared dtype is exact (a declared float32 is float32, never float64 or float16)."""
+        if self.dtype == "float":
+            return dtype.is_floating_point
+        return dtype == _DTYPES[self.dtype]
+
     def _check_dtype(self, name: str, tensor: torch.Tensor) -> None:
-        if self.dtype == "float":  # any floating dtype: the model casts as it needs
-            ok = tensor.is_floating_point()
-        else:  # exact: a declared float32 is float32, never float64 or float16
-            ok = tensor.dtype == _DTYPES[self.dtype]
-        if not ok:
+        if not self.accepts(tensor.dtype):
             raise ContractViolation(
                 f"{name}: expected dtype {self.dtype}, "
                 f"found {str(tensor.dtype).removeprefix('torch.')}"
