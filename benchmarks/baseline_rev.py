@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,11 +107,7 @@ class Ratio:
 def judge(name: str, ratios: Sequence[float], tolerance: float) -> Ratio:
     """The verdict of per-round ratios: outside the tolerance in every round, or ``same``."""
     ordered = sorted(ratios)
-    median = (
-        ordered[len(ordered) // 2]
-        if len(ordered) % 2
-        else ((ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2)
-    )
+    median = statistics.median(ordered)
     low, high = ordered[0], ordered[-1]
     if low > 1 + tolerance:
         verdict = "slower"
