@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from worldflux.core.exceptions import WorldFluxError
 from worldflux.runtime import tune_cpu_allocator
+from worldflux.version import __version__
 
 #: subcommand -> (module implementing configure/run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -48,8 +49,6 @@ def _chosen(argv: Sequence[str]) -> str | None:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported and configured (``--help`` stays cheap:
     the other subcommands are listed by name and help line only)."""
-    from worldflux.version import __version__
-
     parser = argparse.ArgumentParser(
         prog="worldflux",
         description="One interface for reinforcement-learning world models.",

@@ -14,6 +14,9 @@ import shutil
 import sys
 from typing import Any
 
+import worldflux
+from worldflux.discovery.sources import catalog_entries
+
 __all__ = ["configure", "filter_catalog", "format_table", "run", "short_description"]
 
 #: Columns of ``models list``: header, catalog key.
@@ -111,8 +114,6 @@ def format_table(catalog: dict[str, dict[str, Any]], width: int | None = None) -
 
 def _all_entries() -> dict[str, dict[str, Any]]:
     """Every source's catalog, plus models registered by hand in this process (``python``)."""
-    from worldflux.discovery.sources import catalog_entries
-
     entries = catalog_entries()
     registry = sys.modules.get("worldflux.core.registry")  # imported only if something registered
     if registry is not None:
@@ -133,8 +134,6 @@ def run(args: argparse.Namespace) -> int:
             return 0 if not args.patterns else 1
         print(format_table(catalog))
         return 0
-    import worldflux
-
     info = worldflux.get_model_info(args.model)
     print(json.dumps(info, indent=2, sort_keys=True, default=str))
     return 0

@@ -37,6 +37,8 @@ from worldflux.core.checkpoint_io import (
 )
 from worldflux.core.checkpoint_store import UnitWriter, resolve, write_checkpoint
 from worldflux.core.exceptions import CheckpointError, WorldFluxError
+from worldflux.core.registry import WorldModelRegistry
+from worldflux.version import __version__
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
@@ -74,9 +76,6 @@ def save_pretrained(model: WorldModel, directory: str | Path) -> Path:
 
 def model_unit_filler(model: WorldModel) -> Callable[[UnitWriter], None]:
     """Check that ``model`` can be saved and return the writer of its files."""
-    from worldflux.core.registry import WorldModelRegistry
-    from worldflux.version import __version__
-
     registered = WorldModelRegistry._models.get(model.model_type)
     if registered is not type(model):
         raise CheckpointError(
@@ -286,8 +285,6 @@ def load_pretrained(
             different model type, a changed contract, or a state dict whose names, shapes or
             dtypes differ; the model is then not returned at all.
     """
-    from worldflux.core.registry import WorldModelRegistry
-
     unit = model_unit(directory)
     config_doc, metadata = read_model_documents(unit)
     config_path, meta_path = unit.root / CONFIG, unit.root / METADATA

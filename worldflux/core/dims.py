@@ -12,7 +12,7 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from worldflux.core.exceptions import ConfigurationError
+from worldflux.core.exceptions import ConfigurationError, did_you_mean
 
 __all__ = ["Dim", "resolve_dim", "symbols_of"]
 
@@ -50,8 +50,6 @@ def resolve_dim(expr: Dim, symbols: Mapping[str, Any]) -> int:
             return node.value
         if isinstance(node, ast.Name):
             if node.id not in symbols:
-                from worldflux.core.exceptions import did_you_mean
-
                 raise ConfigurationError(
                     f"dimension {expr!r} uses unknown symbol {node.id!r}"
                     + did_you_mean(node.id, symbols)

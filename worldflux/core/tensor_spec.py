@@ -10,7 +10,12 @@ from typing import Any, Literal
 import torch
 
 from worldflux.core.dims import Dim, resolve_dim, symbols_of
-from worldflux.core.exceptions import ConfigurationError, ContractViolation, ShapeMismatchError
+from worldflux.core.exceptions import (
+    ConfigurationError,
+    ContractViolation,
+    ShapeMismatchError,
+    did_you_mean,
+)
 from worldflux.core.numerics import all_finite
 
 __all__ = ["ActionSpec", "TensorSpec", "specs_from"]
@@ -68,8 +73,6 @@ class TensorSpec:
                 name = d[1:]
                 value = symbols.get(name)
                 if value is None:
-                    from worldflux.core.exceptions import did_you_mean
-
                     raise ConfigurationError(
                         f"shape entry {d!r} splices unknown symbol {name!r}"
                         + did_you_mean(name, symbols)

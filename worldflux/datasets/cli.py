@@ -39,6 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _summary(path: str) -> dict[str, object]:
+    # deferred: keeps "worldflux dataset --help" cheap (numpy, torch load when the command runs)
     import numpy as np
 
     from worldflux.datasets.source import open_dataset
@@ -67,6 +68,7 @@ def _summary(path: str) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     if args.dataset_command == "record":
+        # deferred: keeps "worldflux dataset --help" cheap (numpy, torch load when the command runs)
         from worldflux.datasets.record import record_dataset
 
         dataset = record_dataset(

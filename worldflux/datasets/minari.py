@@ -142,6 +142,7 @@ class MinariDataset:
 
     def __init__(self, main: str | os.PathLike[str]) -> None:
         try:
+            # deferred: optional dependency (extra "datasets")
             import h5py
         except ImportError:
             raise DatasetError(
@@ -207,6 +208,7 @@ class MinariDataset:
             yield self.episode(index)
 
     def _read(self, where: str, node: Any, limit_rows: int) -> np.ndarray:
+        # deferred: optional dependency (extra "datasets")
         import h5py
 
         if not isinstance(node, h5py.Dataset):
@@ -298,6 +300,7 @@ def write_minari(source: Any, out: str | os.PathLike[str], dataset_id: str) -> M
         DatasetError: ``out`` exists, or h5py is missing.
     """
     try:
+        # deferred: optional dependency (extra "datasets")
         import h5py
     except ImportError:
         raise DatasetError(

@@ -19,6 +19,9 @@ import torch
 from worldflux.core.model import WorldModel
 from worldflux.datasets.sampler import WindowSampler, check_contract
 from worldflux.datasets.source import Dataset, open_dataset
+from worldflux.factory import create_world_model
+from worldflux.training.metrics import MetricsLogger
+from worldflux.training.trainer import Trainer, TrainerConfig
 
 __all__ = ["OfflineConfig", "OfflineSummary", "build_for_dataset", "train_offline"]
 
@@ -58,8 +61,6 @@ class OfflineSummary:
 
 def build_for_dataset(model_id: str, dataset: Dataset, **overrides: Any) -> WorldModel:
     """``model_id`` sized for the dataset's observation and action spaces, contract-checked."""
-    from worldflux.factory import create_world_model
-
     meta = dataset.meta
     env: dict[str, Any] = {
         "action_dim": int(meta.action["dim"]),
@@ -97,9 +98,6 @@ def train_offline(config: OfflineConfig) -> OfflineSummary:
         DatasetError: the dataset is malformed or does not fit the model's contract (raised
             before any update).
     """
-    from worldflux.training.metrics import MetricsLogger
-    from worldflux.training.trainer import Trainer, TrainerConfig
-
     torch.manual_seed(config.seed)
     dataset = open_dataset(config.dataset)
     model = build_for_dataset(config.model, dataset, **config.model_overrides)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from worldflux.core.exceptions import WorldFluxError
 from worldflux.datasets.format import (
     DatasetError,
     DatasetMeta,
@@ -18,6 +19,9 @@ from worldflux.datasets.format import (
     write_meta,
 )
 from worldflux.datasets.minari import MinariDataset, write_minari
+from worldflux.training.actors import RandomActor, make_actor
+from worldflux.training.checkpoint import load_run_model
+from worldflux.training.envs import GymEnv
 
 __all__ = ["record_dataset"]
 
@@ -66,10 +70,6 @@ class _EvalModeActor:
 
 def _trained_actor(run: str, env: Any, eval_actions: bool) -> _EvalModeActor:
     """The acting model of the run directory or checkpoint ``run``, checked against ``env``."""
-    from worldflux.core.exceptions import WorldFluxError
-    from worldflux.training.actors import make_actor
-    from worldflux.training.checkpoint import load_run_model
-
     if not Path(run).exists():
         raise DatasetError(f"--policy {run!r}: expected 'random' or a run directory")
     try:
@@ -125,9 +125,6 @@ def record_dataset(
             ``random`` nor a loadable run, a model that cannot act, or one whose observation or
             action space differs from the environment's.
     """
-    from worldflux.training.actors import RandomActor
-    from worldflux.training.envs import GymEnv
-
     if format not in ("npz", "minari"):
         raise DatasetError(f"--format: expected 'npz' or 'minari', found {format!r}")
     target = Path(out)

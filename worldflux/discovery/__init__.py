@@ -14,12 +14,14 @@ __all__ = ["load_components", "load_models"]
 
 def load_components() -> None:
     """Register the built-in slot implementations (generic components, then every family)."""
+    # deferred: keeps "import worldflux" cheap (the implementations import torch)
     import worldflux.components
     import worldflux.families  # noqa: F401
 
 
 def load_models() -> None:
     """Register the models of every source (see :mod:`worldflux.discovery.sources`)."""
+    # deferred: keeps "import worldflux" lean: the sources load on the first model lookup
     from worldflux.discovery.sources import ensure_registered
 
     ensure_registered()

@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from worldflux.core.exceptions import ConfigurationError, SpecError
+from worldflux.core.registry import WorldModelRegistry
 from worldflux.discovery.project import Project, find_project
 
 __all__ = [
@@ -323,8 +324,6 @@ def ensure_registered() -> None:
 
 
 def _register(source: ModelSource) -> None:
-    from worldflux.core.registry import WorldModelRegistry
-
     if source.project is not None:
         source.project.import_modules()
     for model_type in source.types:  # importing a module registers its class once
@@ -345,8 +344,6 @@ def source_of(model_type: str) -> ModelSource | None:
 def reset() -> None:
     """Forget every discovered source; unregister and unload plugin and project models (tests,
     or after installing a plugin in a running process). Built-in models stay registered."""
-    from worldflux.core.registry import WorldModelRegistry
-
     with _lock:
         for model_type, source in list(_origin.items()):
             if source.kind == "built-in":

@@ -40,12 +40,14 @@ def load_model(path: Path) -> Any:
     Raises:
         CheckpointError: none holds a saved model.
     """
+    # deferred: keeps "worldflux eval --help" cheap (torch loads when the command runs)
     from worldflux.training.checkpoint import load_run_model
 
     return load_run_model(path)
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred: keeps "worldflux eval --help" cheap (torch loads when the command runs)
     from worldflux.datasets.record import record_dataset
     from worldflux.datasets.sampler import check_contract
     from worldflux.datasets.source import Dataset, open_dataset

@@ -10,6 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from worldflux.evaluation.metrics import EvalResult
 
 __all__ = ["FORMAT", "write_report"]
@@ -43,9 +45,11 @@ def write_report(result: EvalResult, out: Path, meta: dict[str, Any]) -> dict[st
 
 def _pictures(result: EvalResult, out: Path) -> list[str]:
     try:
+        # deferred: optional dependency (extra "train"); eval.json is written without it
         import matplotlib
 
         matplotlib.use("Agg")
+        # deferred: pyplot must load after matplotlib.use("Agg") (no display needed)
         import matplotlib.pyplot as plt
     except ImportError:  # the plot needs the [train] extra; eval.json does not
         return []
@@ -72,7 +76,7 @@ def _pictures(result: EvalResult, out: Path) -> list[str]:
 
 
 def _gif(truth: Any, prediction: Any, path: Path) -> str:
-    import numpy as np
+    # deferred: optional dependency (Pillow comes with matplotlib, extra "train")
     from PIL import Image
 
     frames = []

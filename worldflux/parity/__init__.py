@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import torch
+from safetensors import safe_open
 from torch import Tensor
 
 from worldflux.core.exceptions import CheckpointError, ConfigurationError, did_you_mean
+from worldflux.core.registry import WorldModelRegistry, ensure_components
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
@@ -146,8 +148,6 @@ def register_parity_handler(model_type: str, handler: ParityHandler) -> None:
 
 
 def _handler(model_id: str) -> ParityHandler:
-    from worldflux.core.registry import WorldModelRegistry, ensure_components
-
     ensure_components()  # the families register their parity handlers on import
 
     model_type, _ = WorldModelRegistry.resolve(model_id)
@@ -162,8 +162,6 @@ def _handler(model_id: str) -> ParityHandler:
 
 def read_golden(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Tensors and metadata of a golden safetensors file."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such golden file")

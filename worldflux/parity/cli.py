@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from worldflux.parity import check_golden
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="parity_command", required=True)
@@ -13,8 +15,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worldflux.parity import check_golden
-
     rows = check_golden(args.model, args.golden)
     width = max([len(r.name) for r in rows] + [6])
     print(

@@ -76,6 +76,7 @@ class Spec:
 
     def document(self) -> Any:
         """The spec as a ``worldflux.generated.spec_models.ModelSpec`` (typed access)."""
+        # deferred: the typed spec models (~50 ms of pydantic classes) are built only when asked for
         from worldflux.generated.spec_models import ModelSpec
 
         return ModelSpec.model_validate(self.data)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from worldflux.core.exceptions import ConfigurationError
+from worldflux.core.exceptions import ConfigurationError, did_you_mean
 
 __all__ = ["DMC_PREFIX", "make_dmc"]
 
@@ -25,6 +25,7 @@ DMC_PREFIX = "dmc:"
 def _suite() -> Any:
     os.environ.setdefault("MUJOCO_GL", "egl")
     try:
+        # deferred: optional dependency (extra "dmc")
         from dm_control import suite
     except ImportError:
         raise ConfigurationError(
@@ -40,6 +41,7 @@ def make_dmc(env_id: str, seed: int, action_repeat: int = 1, render_size: int = 
         ConfigurationError: a malformed id, an unknown domain or task (with the known ones), or
             dm-control missing.
     """
+    # deferred: optional dependency (extra "train"); training.envs imports this module
     import gymnasium as gym
 
     suite = _suite()
@@ -49,8 +51,6 @@ def make_dmc(env_id: str, seed: int, action_repeat: int = 1, render_size: int = 
         raise ConfigurationError(f"environment {env_id!r}: expected dmc:<domain>-<task>")
     known = sorted(f"{d}-{t}" for d, t in suite.ALL_TASKS)
     if (domain, task) not in set(suite.ALL_TASKS):
-        from worldflux.core.exceptions import did_you_mean
-
         raise ConfigurationError(
             f"environment {env_id!r}: no such task" + did_you_mean(name, known)
         )

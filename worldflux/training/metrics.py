@@ -85,6 +85,7 @@ class MetricsLogger:
         self._board: Any = None
         if tensorboard:
             try:
+                # deferred: optional dependency (extra "tensorboard")
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise TrainingError(

@@ -10,12 +10,14 @@ evaluation returns, so runs of different models, seeds or settings compare on on
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from worldflux.training.errors import TrainingError
+from worldflux.training.metrics import JSONL_FILE, read_metrics
 
 __all__ = ["configure", "plot_run", "plot_runs", "run"]
 
@@ -71,10 +73,6 @@ def plot_run(
     Raises:
         TrainingError: no metrics, or matplotlib missing.
     """
-    import json
-
-    from worldflux.training.metrics import JSONL_FILE
-
     root = Path(directory)
     records = _records(root)
     plt = _pyplot()
@@ -141,9 +139,11 @@ def plot_run(
 def _pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend (no display needed)."""
     try:
+        # deferred: optional dependency (extra "train"); "worldflux plot --help" works without it
         import matplotlib
 
         matplotlib.use("Agg")
+        # deferred: pyplot must load after matplotlib.use("Agg") (no display needed)
         import matplotlib.pyplot as plt
     except ImportError:
         raise TrainingError(
@@ -153,8 +153,6 @@ def _pyplot() -> Any:
 
 
 def _records(root: Path) -> list[dict[str, Any]]:
-    from worldflux.training.metrics import JSONL_FILE, read_metrics
-
     if not (root / JSONL_FILE).is_file():
         raise TrainingError(f"{root / JSONL_FILE}: missing; is {root} a worldflux run directory?")
     return read_metrics(root)
