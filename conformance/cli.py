@@ -8,7 +8,10 @@ failure (a MUST failed, declared > achieved, a SHOULD under ``--strict``, a repl
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from worldflux.core.exceptions import ConfigurationError
 
 LEVEL_CHOICES = ("skeleton", "experimental", "reference")
 PROFILE_CHOICES = ("dev", "ci", "thorough")
@@ -93,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if command == "explain":
         return _explain(args.check_id)
     if command == "replay":
+        # deferred: keeps "worldflux conformance --help" cheap (torch, hypothesis load on use)
         from worldflux.conformance.replay import replay
 
         return replay(args.file, target=args.target)
@@ -100,19 +104,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from worldflux.conformance.engine import (
-        DEFAULT_CRASH_DIR,
-        cache_dir,
-        make_options,
-        run_targets,
-    )
+    # deferred: keeps "worldflux conformance --help" cheap (torch, hypothesis load on use)
+    from worldflux.conformance.cache import cache_dir
+    from worldflux.conformance.crashes import DEFAULT_CRASH_DIR
+    from worldflux.conformance.engine import make_options, run_targets
     from worldflux.conformance.registry import select_checks
     from worldflux.conformance.report import render_scoreboard, write_reports
     from worldflux.conformance.target import resolve_all, resolve_target
-
-    from worldflux.core.exceptions import ConfigurationError
 
     if not args.targets and not args.all:
         raise ConfigurationError("conformance run: name at least one TARGET, or pass --all")
@@ -152,12 +150,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _list_checks(level: str | None, target: str | None = None, spec: str | None = None) -> int:
+    # deferred: keeps "worldflux conformance --help" cheap (torch, hypothesis load on use)
     from worldflux.conformance.registry import LEVELS, Obligation, all_checks
 
     from worldflux.core.spec import Capability, ModelMaturity
 
     declared: set[Capability] | None = None
     if target is not None:
+        # deferred: keeps "worldflux conformance --help" cheap (torch loads on use)
         from worldflux.conformance.target import resolve_target
 
         resolved = resolve_target(target, spec)
@@ -197,6 +197,7 @@ def _list_checks(level: str | None, target: str | None = None, spec: str | None 
 
 
 def _explain(check_id: str) -> int:
+    # deferred: keeps "worldflux conformance --help" cheap (torch, hypothesis load on use)
     from worldflux.conformance.registry import LEVELS, get_check
 
     info = get_check(check_id).info

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, register_random, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from torch import Tensor
@@ -112,8 +112,6 @@ def register_torch_random() -> None:
     """Register the global torch RNG with Hypothesis (once, lazily)."""
     global _TORCH_RANDOM
     if _TORCH_RANDOM is None:
-        from hypothesis import register_random
-
         _TORCH_RANDOM = _TorchRandom()
         register_random(_TORCH_RANDOM)
 
@@ -205,14 +203,12 @@ class CheckContext:
 
     def decode_contract(self) -> ModelIOContract:
         """The bound contract without the action-conditioned predictions (what decode owes)."""
-        import dataclasses
-
         skip = self.action_conditioned()
         contract = self.contract
         if not skip:
             return contract
         kept = {k: v for k, v in contract.predictions.items() if k not in skip}
-        return dataclasses.replace(contract, predictions=kept)
+        return replace(contract, predictions=kept)
 
     # -- calling the target --------------------------------------------------------------------
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -12,6 +12,7 @@ into its CWD are reported in the message of the check that wrote them (a failure
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import os
 import shutil
@@ -26,6 +27,7 @@ from typing import Any
 from worldflux.conformance.context import RunOptions
 from worldflux.conformance.registry import Check, Obligation
 from worldflux.conformance.report import CheckResult, TargetResult
+from worldflux.conformance.runner import finish_target, prepare, required_level, run_check
 from worldflux.conformance.target import Target
 
 from worldflux.core.spec import ModelMaturity
@@ -55,14 +57,11 @@ def _child(
 ) -> None:
     """Runs in the subprocess, in the empty directory ``cwd`` (the parent's to remove): build,
     run ``checks``, send results, ``os._exit``."""
-    from worldflux.conformance import engine
-
     code = 0
     try:
-        import faulthandler
-
         faulthandler.disable()  # a target's segfault is reported as a FAIL, not a dump
         if options.memory_limit:
+            # deferred: Unix only (no resource module on Windows); needed with memory_limit only
             import resource
 
             limit = int(options.memory_limit)
@@ -73,12 +72,12 @@ def _child(
             crash_dir = Path(crash_dir).resolve()
         os.chdir(cwd)
         conn.send(("start", None))
-        prototype, contract, build_error = engine._prepare(target, options)
+        prototype, contract, build_error = prepare(target, options)
         conn.send(("built", build_error))
         for check in checks:
             conn.send(("start", check.info.id))
             before = _files(cwd)
-            result, _ = engine.run_check(
+            result, _ = run_check(
                 target,
                 check,
                 options,
@@ -136,8 +135,8 @@ def _warm_up() -> None:
     if _WARM:
         return
     _WARM = True
+    # deferred: this is the warm-up: paid once by an isolated run, never by a plain import
     import hypothesis.stateful  # noqa: F401
-    import torch
     import torch._decomp.decompositions_for_rng
     import torch._dynamo
 
@@ -170,10 +169,8 @@ def run_target_isolated(
     strict: bool = False,
     crash_dir: Path | None = None,
 ) -> TargetResult:
-    """Like :func:`worldflux.conformance.engine.run_target`, in subprocesses."""
-    from worldflux.conformance import engine
-
-    required = engine._required(target, level)
+    """Like :func:`worldflux.conformance.runner.run_target`, in subprocesses."""
+    required = required_level(target, level)
     _warm_up()
     pending = [c for c in checks if c.info.obligation(required) is not Obligation.NA]
     order = [c.info.id for c in pending]
@@ -234,4 +231,4 @@ def run_target_isolated(
             results[check.info.id] = _fail(check, required, how, strict)
         pending = [c for c in pending if c.info.id not in results]
     ordered = [results[i] for i in order if i in results]
-    return engine.finish_target(target, required, ordered, build_error)
+    return finish_target(target, required, ordered, build_error)

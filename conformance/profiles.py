@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+from worldflux.conformance.cache import cache_dir
 
 __all__ = ["PROFILES", "Profile", "example_database", "register_hypothesis_profiles"]
 
@@ -61,11 +63,7 @@ def example_database(profile: Profile, directory: Path | None = None) -> Any:
     ``directory`` (default: worldflux's cache directory; never the CWD's ``.hypothesis/``)."""
     if not profile.database:
         return None
-    from hypothesis.database import DirectoryBasedExampleDatabase
-
     if directory is None:
-        from worldflux.conformance.engine import cache_dir
-
         directory = cache_dir() / "hypothesis"
     return DirectoryBasedExampleDatabase(str(directory))
 

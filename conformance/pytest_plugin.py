@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from worldflux.core.registry import WorldModelRegistry
+
 __all__ = ["ConformanceCase", "ConformanceWarning", "parametrize_conformance"]
 
 
@@ -72,7 +74,9 @@ class ConformanceCase:
         return f"ConformanceCase({self.id})"
 
     def _prepared(self) -> tuple[Any, Any, Any, str | None]:
-        from worldflux.conformance.engine import _prepare, make_options
+        # deferred: keeps the plugin cheap (pytest loads it in every session, see above)
+        from worldflux.conformance.engine import make_options
+        from worldflux.conformance.runner import prepare
         from worldflux.conformance.target import resolve_target
 
         key = (
@@ -88,14 +92,16 @@ class ConformanceCase:
             options = make_options(
                 self.profile, self.seed, self.max_examples, hints=self.hints or None
             )
-            prototype, contract, error = _prepare(resolved, options)
+            prototype, contract, error = prepare(resolved, options)
             _PREPARED[key] = (resolved, options, (prototype, contract), error)
         return _PREPARED[key]
 
     def run(self) -> None:
         """Run the check: skip when n/a, warn for a failed SHOULD, fail for a failed MUST."""
-        from worldflux.conformance.engine import DEFAULT_CRASH_DIR, run_check
+        # deferred: keeps the plugin cheap (pytest loads it in every session, see above)
+        from worldflux.conformance.crashes import DEFAULT_CRASH_DIR
         from worldflux.conformance.registry import Obligation, get_check
+        from worldflux.conformance.runner import run_check
 
         from worldflux.core.spec import ModelMaturity
 
@@ -147,6 +153,7 @@ def _cases(
     exclude_checks: Sequence[str] | None,
     **kwargs: Any,
 ) -> list[ConformanceCase]:
+    # deferred: keeps the plugin cheap (pytest loads it in every session, see above)
     from worldflux.conformance.registry import select_checks
 
     selected = select_checks(list(checks or []) or None, list(exclude_checks or []) or None)
@@ -212,9 +219,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
     targets = list(config.getoption("--wf-target") or [])
     if not targets:
-        import worldflux  # noqa: F401  (registers every model)
-        from worldflux.core.registry import WorldModelRegistry
-
         targets = WorldModelRegistry.list_types()
     checks = config.getoption("--wf-checks")
     try:

@@ -174,6 +174,7 @@ def check(
 
 
 def _load() -> None:
+    # deferred: import cycle: the checks register themselves through this module
     import worldflux.conformance.checks  # noqa: F401  (registers every built-in check)
 
 

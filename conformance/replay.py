@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from worldflux.conformance.crashes import CRASH_FORMAT
+from worldflux.conformance.engine import make_options
+from worldflux.conformance.registry import get_check
+from worldflux.conformance.runner import prepare, run_check
+from worldflux.conformance.target import resolve_target
 
 from worldflux.core.exceptions import CheckpointError, ConfigurationError
 
@@ -25,8 +30,6 @@ def load_crash(path: str | Path) -> dict[str, Any]:
     Raises:
         CheckpointError: missing, unreadable or not a conformance crash file.
     """
-    from worldflux.conformance.engine import CRASH_FORMAT
-
     file = Path(path)
     if not file.is_file():
         raise CheckpointError(f"{file}: no such crash file")
@@ -43,8 +46,6 @@ def load_crash(path: str | Path) -> dict[str, Any]:
 def _resolve_where_saved(ref: Any, spec_file: str | None, cwd: str | None) -> Any:
     """Resolve ``ref`` as it was resolved when the crash was saved: from the directory the run
     started in (its project models; its modules importable), whatever the current directory."""
-    from worldflux.conformance.target import resolve_target
-
     if not cwd or not Path(cwd).is_dir() or not isinstance(ref, str):
         return resolve_target(ref, spec_file)
     here = Path.cwd()
@@ -63,9 +64,6 @@ def replay_crash(data: dict[str, Any], target: Any = None) -> tuple[str, str]:
     Raises:
         ConfigurationError: the target cannot be re-resolved.
     """
-    from worldflux.conformance.engine import _prepare, make_options, run_check
-    from worldflux.conformance.registry import get_check
-
     ref = target if target is not None else data.get("target")
     if not ref:
         raise ConfigurationError(
@@ -76,7 +74,7 @@ def replay_crash(data: dict[str, Any], target: Any = None) -> tuple[str, str]:
         str(data.get("profile", "ci")), int(data.get("seed", 0)), hints=data.get("hints")
     )
     check = get_check(str(data["check"]))
-    prototype, contract, error = _prepare(resolved, options)
+    prototype, contract, error = prepare(resolved, options)
     replay_inputs = data.get("inputs")
     result, _ = run_check(
         resolved,

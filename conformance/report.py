@@ -15,6 +15,8 @@ from xml.etree import ElementTree as ET
 
 from worldflux.conformance.registry import FAMILIES
 
+from worldflux.core.exceptions import ConfigurationError
+
 __all__ = [
     "SCHEMA_VERSION",
     "CheckResult",
@@ -277,8 +279,6 @@ def write_reports(
             path = directory / "conformance.md"
             path.write_text(render_markdown(report))
         else:
-            from worldflux.core.exceptions import ConfigurationError
-
             raise ConfigurationError(f"--report: unknown format {fmt!r}; valid: json, junit, md")
         written.append(path)
     return written

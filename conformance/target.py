@@ -20,15 +20,20 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from ruamel.yaml import YAML
 from torch import Tensor, nn
 
 from worldflux.core.exceptions import ConfigurationError, ModelNotFoundError, SpecError
+from worldflux.core.model import WorldModel
+from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import Capability, ModelIOContract, ModelMaturity
+from worldflux.factory import create_world_model
 
 __all__ = [
     "Target",
     "WorldModelLike",
     "bind_contract",
+    "import_attr",
     "load_conformance_spec",
     "resolve_all",
     "resolve_target",
@@ -121,13 +126,6 @@ def absolute_ref(ref: str) -> str:
     return ref
 
 
-def _registry() -> Any:
-    import worldflux  # noqa: F401  (registers components, families, generated models)
-    from worldflux.core.registry import WorldModelRegistry
-
-    return WorldModelRegistry
-
-
 def _count_params(cls: type, config: Any) -> int:
     with torch.device("meta"):
         model = cls(config)
@@ -137,8 +135,7 @@ def _count_params(cls: type, config: Any) -> int:
 def cheapest_preset(model_type: str) -> str | None:
     """``ci`` when the model has it, else the preset with the fewest trainable parameters
     (from ``SPEC["preset_params"]``, or counted on the meta device), else None."""
-    registry = _registry()
-    cls = registry.get(model_type)
+    cls = WorldModelRegistry.get(model_type)
     presets = dict(getattr(cls, "presets", {}) or {})
     if not presets:
         return None
@@ -146,7 +143,7 @@ def cheapest_preset(model_type: str) -> str | None:
         return "ci"
     declared = (getattr(cls, "SPEC", {}) or {}).get("preset_params") or {}
     counts: dict[str, int] = {}
-    config_cls = registry.get_config_class(model_type)
+    config_cls = WorldModelRegistry.get_config_class(model_type)
     for name, overrides in presets.items():
         if isinstance(declared.get(name), int):
             counts[name] = int(declared[name])
@@ -159,10 +156,7 @@ def cheapest_preset(model_type: str) -> str | None:
 
 
 def _registered(name: str, model_type: str, preset: str | None) -> Target:
-    from worldflux.factory import create_world_model
-
-    registry = _registry()
-    cls = registry.get(model_type)
+    cls = WorldModelRegistry.get(model_type)
     chosen = preset  # None: the config defaults, as create_world_model builds them
     model_id = f"{model_type}:{chosen}" if chosen else model_type
     spec = dict(getattr(cls, "SPEC", {}) or {}) or None
@@ -178,7 +172,7 @@ def _registered(name: str, model_type: str, preset: str | None) -> Target:
     )
 
 
-def _import_attr(path: str) -> Any:
+def import_attr(path: str) -> Any:
     module_part, _, attr_part = path.rpartition(":")
     if not module_part or not attr_part:
         raise ConfigurationError(f"import path {path!r}: expected 'package.module:attr'")
@@ -229,6 +223,8 @@ def load_conformance_spec(path: str | Path) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise SpecError(f"{file}: no such spec file")
+    # deferred: speclang (jsonschema, ruamel.yaml) loads only when a spec file is read
+    from worldflux.speclang import load_spec_text
     from worldflux.speclang.budget import check_budget, read_spec_file
 
     raw, unreadable = read_spec_file(file, str(file))  # untrusted: bounded before parsing
@@ -240,16 +236,12 @@ def load_conformance_spec(path: str | Path) -> dict[str, Any]:
     if over is not None:
         raise SpecError(str(over))
     try:
-        from ruamel.yaml import YAML
-
         data = YAML(typ="safe").load(text)
     except Exception as error:
         raise SpecError(f"{file}: not valid YAML/JSON ({error})") from None
     if not isinstance(data, dict):
         raise SpecError(f"{file}: expected a mapping at the top level, found {type(data).__name__}")
     if "spec_version" in data:  # a full model spec: the spec loader validates it (located errors)
-        from worldflux.speclang import load_spec_text
-
         data = dict(load_spec_text(text, str(file)).data)
     if "maturity" not in data:
         raise SpecError(f"{file}: missing key 'maturity' (reference | experimental | skeleton)")
@@ -267,8 +259,6 @@ def load_conformance_spec(path: str | Path) -> dict[str, Any]:
 def _external(
     name: str, ref: str, obj: Any, spec: dict[str, Any] | None, spec_file: str | None
 ) -> Target:
-    from worldflux.core.model import WorldModel
-
     factory: Callable[[], Any]
     model_cls: type | None = None
     if inspect.isclass(obj):
@@ -331,12 +321,11 @@ def resolve_target(target: Any, spec_file: str | Path | None = None) -> Target:
     if not isinstance(target, str):
         name = getattr(target, "__qualname__", None) or type(target).__name__
         return _external(name, "", target, spec, spec_name)
-    registry = _registry()
     if spec is None:
         # one meaning for an id everywhere: what the registry resolves it to (`tdmpc2` is the
         # alias of `tdmpc2:5m`, as in create_world_model); `--all` names each `type:ci` itself
         try:
-            model_type, preset = registry.resolve(target)
+            model_type, preset = WorldModelRegistry.resolve(target)
         except ModelNotFoundError:
             if ":" not in target:
                 raise
@@ -344,15 +333,14 @@ def resolve_target(target: Any, spec_file: str | Path | None = None) -> Target:
             return _registered(target, model_type, preset)
     if ":" not in target:
         raise ModelNotFoundError(f"target {target!r} is neither a registered id nor an import path")
-    return _external(target, absolute_ref(target), _import_attr(target), spec, spec_name)
+    return _external(target, absolute_ref(target), import_attr(target), spec, spec_name)
 
 
 def resolve_all() -> list[Target]:
     """One target per registered model type, named ``type:preset`` at its ``ci`` (or smallest)
     preset, so reports and repro commands name exactly what was checked."""
-    registry = _registry()
     targets = []
-    for model_type in registry.list_types():
+    for model_type in WorldModelRegistry.list_types():
         preset = cheapest_preset(model_type)
         name = f"{model_type}:{preset}" if preset else model_type
         targets.append(_registered(name, model_type, preset))

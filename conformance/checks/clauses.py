@@ -3,6 +3,7 @@ determinism, strided inputs, aliasing, and side effects of ``loss()``."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -322,8 +323,6 @@ assert twin.decoder.weight.data_ptr() == twin.encoder.weight.data_ptr()   # stil
 """,
 )
 def serde_copyable(ctx: CheckContext) -> None:
-    import copy
-
     original = ctx.build(ctx.options.seed)
     try:
         twin = copy.deepcopy(original)

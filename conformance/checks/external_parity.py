@@ -25,6 +25,9 @@ from typing import Any
 
 import torch
 from worldflux.conformance.context import CheckContext, CheckFailed, CheckSkipped, seeded
+from worldflux.conformance.target import import_attr
+
+from worldflux.parity import compare, read_golden
 
 __all__ = ["external_goldens", "external_param_counts", "external_parity_facts"]
 
@@ -62,10 +65,6 @@ def _resolve(ctx: CheckContext, rel: str) -> Path:
 
 def external_goldens(ctx: CheckContext) -> None:
     """Every declared golden: ``outputs(model, inputs)`` reproduces the stored outputs."""
-    from worldflux.conformance.target import _import_attr
-
-    from worldflux.parity import compare, read_golden
-
     goldens = external_parity_facts(ctx).get("goldens")
     if not goldens:
         raise CheckSkipped("n/a: no goldens declared")
@@ -78,7 +77,7 @@ def external_goldens(ctx: CheckContext) -> None:
             continue
         fn = entry.get("outputs")
         try:
-            fn = _import_attr(fn) if isinstance(fn, str) else fn
+            fn = import_attr(fn) if isinstance(fn, str) else fn
         except Exception as error:
             problems.append(f"{rel}: outputs function {entry.get('outputs')!r}: {error}")
             continue

@@ -6,11 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from worldflux.conformance.checks.external_parity import external_goldens, external_param_counts
 from worldflux.conformance.context import CheckContext, CheckFailed, CheckSkipped
 from worldflux.conformance.registry import Cost, check
 
+from worldflux.core.exceptions import SpecError
 from worldflux.core.registry import SLOTS, WorldModelRegistry, get_component
 from worldflux.core.spec import Capability, ModelIOContract, ModelMaturity
+from worldflux.discovery.sources import source_of
+from worldflux.parity import check_golden
 
 MUST = ("must", "must", "must")
 PARITY = ("n/a", "n/a", "must")
@@ -105,7 +109,7 @@ def spec_valid(ctx: CheckContext) -> None:
 
 def _validate_source(ctx: CheckContext, source: str) -> list[str]:
     """Re-validate the spec file the model was generated from (schema + semantics)."""
-    from worldflux.core.exceptions import SpecError
+    # deferred: speclang (jsonschema, ruamel.yaml) loads only when a spec file is re-validated
     from worldflux.speclang import load_spec_text
 
     path = Path(source)
@@ -270,8 +274,6 @@ parity: {param_counts: {obs_shape: [24], action_dim: 6, counts: {ci: 12345, 5m: 
 )
 def parity_param_counts(ctx: CheckContext) -> None:
     if ctx.target.model_type is None:  # an external target: its own facts, n/a without
-        from worldflux.conformance.checks.external_parity import external_param_counts
-
         external_param_counts(ctx)
         return
     facts = _parity(ctx).get("param_counts")
@@ -306,8 +308,6 @@ def spec_dirs(ctx: CheckContext) -> list[Path]:
     registered it (built-in: the installed ``worldflux.specs``; a plugin's or project's own), and
     for ``--spec FILE`` the directory holding that file (``specs/`` when it sits in
     ``specs/models/``). Never a guess from the current directory."""
-    from worldflux.discovery.sources import source_of
-
     dirs: list[Path] = []
     source = source_of(ctx.target.model_type) if ctx.target.model_type else None
     if source is not None and source.specs_dir is not None:
@@ -333,11 +333,7 @@ rows = worldflux.parity.check_golden("tdmpc2:ci", path); assert all(r.passed for
 """,
 )
 def parity_goldens(ctx: CheckContext) -> None:
-    from worldflux.parity import check_golden
-
     if ctx.target.model_type is None:  # an external target: its own goldens, n/a without
-        from worldflux.conformance.checks.external_parity import external_goldens
-
         external_goldens(ctx)
         return
     goldens = _parity(ctx).get("goldens")

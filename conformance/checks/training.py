@@ -22,7 +22,7 @@ from worldflux.conformance.context import (
     tensors_equal,
 )
 from worldflux.conformance.registry import Cost, check
-from worldflux.conformance.strategies import Case
+from worldflux.conformance.strategies import Case, clone_tree
 
 from worldflux.core.types import State
 
@@ -51,8 +51,6 @@ before = obs.clone(); model.encode(obs); assert torch.equal(obs, before)
 """,
 )
 def numeric_no_mutation(ctx: CheckContext) -> None:
-    from worldflux.conformance.strategies import clone_tree
-
     model = ctx.model()
 
     def prop(inputs: dict[str, Any]) -> None:
