@@ -1,5 +1,14 @@
 """The built-in checks, registered on import (one module per group of families)."""
 
-from worldflux.conformance.checks import behaviour, clauses, io, negative, slots, spec, training
+from worldflux.conformance.checks import (
+    behaviour,
+    clauses,
+    io,
+    negative,
+    rollout,
+    slots,
+    spec,
+    training,
+)
 
-__all__ = ["behaviour", "clauses", "io", "negative", "slots", "spec", "training"]
+__all__ = ["behaviour", "clauses", "io", "negative", "rollout", "slots", "spec", "training"]

@@ -1,4 +1,5 @@
-"""Helpers shared by the checks: batch sizes, contract validation, slicing, batches."""
+"""Helpers shared by the checks: obligations, tolerances, batch sizes, contract validation,
+slicing, batches, encoding a state."""
 
 from __future__ import annotations
 
@@ -6,10 +7,29 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import Tensor
-from worldflux.conformance.context import CheckFailed
+from worldflux.conformance.context import CheckContext, CheckFailed, as_state
 
 from worldflux.core.exceptions import WorldFluxError
-from worldflux.core.types import Batch
+from worldflux.core.types import Batch, State
+
+#: Obligations at (skeleton, experimental, reference) that several checks share.
+MUST = ("must", "must", "must")
+SHOULD_MUST = ("should", "must", "must")
+NA_MUST = ("n/a", "must", "must")
+
+#: Tolerances of the checks that compare two computations of the same values.
+ATOL, RTOL = 1e-5, 1e-4
+
+
+def encode_state(ctx: CheckContext, model: Any, obs: Any) -> State:
+    """``model.encode(obs)`` through the context (errors name the call), as a State."""
+    return as_state(ctx.call("encode(obs)", model.encode, obs), "encode(obs)")
+
+
+def same(found: str, what: str) -> None:
+    """Fail with ``what: found`` when a comparison (``tensors_equal``, ...) found a difference."""
+    if found:
+        raise CheckFailed(f"{what}: {found}")
 
 
 def batch_size(inputs: Mapping[str, Any]) -> int:

@@ -12,7 +12,14 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from worldflux.conformance.checks.common import as_batch, batch_size, check_scalar, validated
+from worldflux.conformance.checks.common import (
+    MUST,
+    as_batch,
+    batch_size,
+    check_scalar,
+    encode_state,
+    validated,
+)
 from worldflux.conformance.context import (
     CheckContext,
     CheckFailed,
@@ -26,12 +33,6 @@ from worldflux.conformance.context import (
 from worldflux.conformance.registry import Cost, check
 
 from worldflux.core.spec import Capability
-
-MUST = ("must", "must", "must")
-
-
-def _encode(ctx: CheckContext, model: Any, obs: Any) -> Any:
-    return as_state(ctx.call("encode(obs)", model.encode, obs), "encode(obs)")
 
 
 @check(
@@ -51,7 +52,7 @@ def io_encode(ctx: CheckContext) -> None:
     def prop(inputs: dict[str, Any]) -> None:
         seeded(inputs["seed"])
         with torch.no_grad():
-            state = _encode(ctx, model, inputs["obs"])
+            state = encode_state(ctx, model, inputs["obs"])
         validated(lambda: contract.validate_state(state, (batch_size(inputs),), "encode(obs)"))
 
     ctx.property(prop)
@@ -73,7 +74,7 @@ def io_transition(ctx: CheckContext) -> None:
     def prop(inputs: dict[str, Any]) -> None:
         seeded(inputs["seed"])
         with torch.no_grad():
-            state = _encode(ctx, model, inputs["obs"])
+            state = encode_state(ctx, model, inputs["obs"])
             out = ctx.call("transition(state, action)", model.transition, state, inputs["action"])
         nxt = as_state(out, "transition(state, action)")
         b = batch_size(inputs)
@@ -101,7 +102,7 @@ def io_decode(ctx: CheckContext) -> None:
     def prop(inputs: dict[str, Any]) -> None:
         seeded(inputs["seed"])
         with torch.no_grad():
-            state = _encode(ctx, model, inputs["obs"])
+            state = encode_state(ctx, model, inputs["obs"])
             out = ctx.call("decode(state)", model.decode, state)
             extra = (
                 predictions_of(
@@ -162,7 +163,7 @@ def io_rollout_shapes(ctx: CheckContext) -> None:
         actions = inputs["actions"]
         b, h = int(actions.shape[0]), int(actions.shape[1])
         with torch.no_grad():
-            state = _encode(ctx, model, inputs["obs"])
+            state = encode_state(ctx, model, inputs["obs"])
             out = ctx.call("rollout(state, actions)", model.rollout, state, actions)
         traj = as_trajectory(out, "rollout(state, actions)")
         validated(lambda: contract.validate_state(traj.states, (b, h + 1), "trajectory.states"))
@@ -253,7 +254,7 @@ def io_capability_outputs(ctx: CheckContext) -> None:
 
     def prop(inputs: dict[str, Any]) -> None:
         with torch.no_grad():
-            state = _encode(ctx, model, inputs["obs"])
+            state = encode_state(ctx, model, inputs["obs"])
             preds = predictions_of(ctx.call("decode(state)", model.decode, state), "decode")
         skip = ctx.action_conditioned()
         absent = [f"{c} -> {k}" for c, k in wanted if k not in preds and k not in skip]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from worldflux.conformance.checks.common import MUST
 from worldflux.conformance.checks.external_parity import external_goldens, external_param_counts
 from worldflux.conformance.context import CheckContext, CheckFailed, CheckSkipped
 from worldflux.conformance.registry import Cost, check
@@ -16,7 +17,6 @@ from worldflux.core.spec import Capability, ModelIOContract, ModelMaturity
 from worldflux.discovery.sources import source_of
 from worldflux.parity import check_golden
 
-MUST = ("must", "must", "must")
 PARITY = ("n/a", "n/a", "must")
 
 

@@ -10,12 +10,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from worldflux.conformance.checks.common import as_batch, check_scalar
+from worldflux.conformance.checks.common import NA_MUST, as_batch, check_scalar, encode_state, same
 from worldflux.conformance.context import (
     CheckContext,
     CheckFailed,
     as_loss,
-    as_state,
     as_trajectory,
     seeded,
     set_mode,
@@ -23,19 +22,6 @@ from worldflux.conformance.context import (
 )
 from worldflux.conformance.registry import Cost, check
 from worldflux.conformance.strategies import Case, clone_tree
-
-from worldflux.core.types import State
-
-NA_MUST = ("n/a", "must", "must")
-
-
-def _encode(ctx: CheckContext, model: Any, obs: Any) -> State:
-    return as_state(ctx.call("encode(obs)", model.encode, obs), "encode(obs)")
-
-
-def _same(found: str, what: str) -> None:
-    if found:
-        raise CheckFailed(f"{what}: {found}")
 
 
 # -- numeric -----------------------------------------------------------------------------------
@@ -56,28 +42,26 @@ def numeric_no_mutation(ctx: CheckContext) -> None:
     def prop(inputs: dict[str, Any]) -> None:
         seeded(inputs["seed"])
         kept = clone_tree(inputs)
-        state = _encode(ctx, model, inputs["obs"])
-        _same(tensors_equal(inputs["obs"], kept["obs"], path="obs"), "encode modified its input")
+        state = encode_state(ctx, model, inputs["obs"])
+        same(tensors_equal(inputs["obs"], kept["obs"], path="obs"), "encode modified its input")
         kept_state = clone_tree(dict(state))
         ctx.call("transition", model.transition, state, inputs["action"])
-        _same(
+        same(
             tensors_equal(inputs["action"], kept["action"], path="action"),
             "transition modified its input",
         )
         ctx.call("decode", model.decode, state)
         ctx.call("rollout", model.rollout, state, inputs["actions"])
-        _same(
+        same(
             tensors_equal(dict(state), kept_state, path="state"),
             "transition/decode/rollout modified the input state",
         )
-        _same(
+        same(
             tensors_equal(inputs["actions"], kept["actions"], path="actions"),
             "rollout modified its input",
         )
         ctx.call("loss", model.loss, as_batch(inputs["batch"]))
-        _same(
-            tensors_equal(inputs["batch"], kept["batch"], path="batch"), "loss modified its input"
-        )
+        same(tensors_equal(inputs["batch"], kept["batch"], path="batch"), "loss modified its input")
 
     ctx.property(prop)
 
@@ -288,7 +272,7 @@ def serde_roundtrip(ctx: CheckContext) -> None:
     def run(m: Any, inputs: dict[str, Any]) -> dict[str, Any]:
         seeded(inputs["seed"])
         with torch.no_grad():
-            state = _encode(ctx, m, inputs["obs"])
+            state = encode_state(ctx, m, inputs["obs"])
             traj = as_trajectory(ctx.call("rollout", m.rollout, state, inputs["actions"]), "r")
             out = as_loss(ctx.call("loss", m.loss, as_batch(inputs["batch"])), "loss")
         return {
@@ -298,7 +282,7 @@ def serde_roundtrip(ctx: CheckContext) -> None:
         }
 
     def prop(inputs: dict[str, Any]) -> None:
-        _same(
+        same(
             tensors_equal(run(model, inputs), run(loaded, inputs), path="outputs"),
             "outputs differ after training, a save/load round trip",
         )
