@@ -1,4 +1,5 @@
-"""TD-MPC2 numerics: symlog two-hot regression, SimNorm, and the squashed-Gaussian policy prior.
+"""TD-MPC2 numerics: symlog two-hot regression, SimNorm, the squashed-Gaussian policy prior and
+the running percentile scale of the policy loss.
 
 Every function follows the official implementation (nicklashansen/tdmpc2@e9f5932,
 ``common/math.py`` and ``common/layers.py``) operation by operation, so that float32 results
@@ -13,12 +14,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 __all__ = [
     "LOG_SQRT_2PI",
     "PolicySample",
+    "RunningScale",
     "TwoHot",
     "fast_mish",
     "gaussian_log_prob",
@@ -176,3 +178,38 @@ def squashed_gaussian(mean: Tensor, log_std: Tensor, eps: Tensor) -> PolicySampl
         entropy=-log_prob,
         scaled_entropy=-log_prob * entropy_scale,
     )
+
+
+class RunningScale(nn.Module):
+    """Running trimmed scale S: lerp (τ) toward max(1, P95 − P5) of a batch of values.
+
+    The value is a persistent buffer ``value [1]`` (starts at 1), so it is saved with the model.
+    """
+
+    value: Tensor
+    percentiles: Tensor
+
+    def __init__(self, tau: float) -> None:
+        super().__init__()
+        self.tau = float(tau)
+        self.register_buffer("value", torch.ones(1))
+        self.register_buffer("percentiles", torch.tensor([5.0, 95.0]), persistent=False)
+
+    def percentile(self, x: Tensor) -> Tensor:
+        """P5 and P95 over dim 0 of ``x [N, ...]`` with linear interpolation: ``[2, ...]``."""
+        n = x.shape[0]
+        flat = x.flatten(1)
+        ordered = torch.sort(flat, dim=0).values
+        positions = self.percentiles.to(x.dtype) * (n - 1) / 100
+        floored = torch.floor(torch.as_tensor(positions))
+        ceiled = torch.clamp(floored + 1, max=n - 1)
+        w_ceil = (positions - floored).unsqueeze(1)
+        w_floor = 1.0 - w_ceil
+        out = ordered[floored.long()] * w_floor + ordered[ceiled.long()] * w_ceil
+        return out.reshape(-1, *x.shape[1:])
+
+    @torch.no_grad()
+    def update(self, x: Tensor) -> None:
+        """Move the scale toward max(1, P95 − P5) of ``x [N, ...]``."""
+        p = self.percentile(x.detach())
+        self.value.lerp_(torch.clamp(p[1] - p[0], min=1.0).reshape(-1)[:1], self.tau)

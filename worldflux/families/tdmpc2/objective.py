@@ -44,6 +44,7 @@ from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import Batch, LossOutput, State
 from worldflux.families.tdmpc2.draws import Draws, TorchDraws
+from worldflux.families.tdmpc2.math import RunningScale
 from worldflux.families.tdmpc2.slots import TRANSITION_INPUT, TDMPC2Heads
 
 if TYPE_CHECKING:
@@ -70,41 +71,6 @@ class TDMPC2ObjectiveParams(BaseModel):
     discount: float | None = Field(
         None, gt=0.0, le=1.0, description="override; default: from the config's episode_length"
     )
-
-
-class RunningScale(nn.Module):
-    """Running trimmed scale S: lerp (τ) toward max(1, P95 − P5) of a batch of values.
-
-    The value is a persistent buffer ``value [1]`` (starts at 1), so it is saved with the model.
-    """
-
-    value: Tensor
-    percentiles: Tensor
-
-    def __init__(self, tau: float) -> None:
-        super().__init__()
-        self.tau = float(tau)
-        self.register_buffer("value", torch.ones(1))
-        self.register_buffer("percentiles", torch.tensor([5.0, 95.0]), persistent=False)
-
-    def percentile(self, x: Tensor) -> Tensor:
-        """P5 and P95 over dim 0 of ``x [N, ...]`` with linear interpolation: ``[2, ...]``."""
-        n = x.shape[0]
-        flat = x.flatten(1)
-        ordered = torch.sort(flat, dim=0).values
-        positions = self.percentiles.to(x.dtype) * (n - 1) / 100
-        floored = torch.floor(torch.as_tensor(positions))
-        ceiled = torch.clamp(floored + 1, max=n - 1)
-        w_ceil = (positions - floored).unsqueeze(1)
-        w_floor = 1.0 - w_ceil
-        out = ordered[floored.long()] * w_floor + ordered[ceiled.long()] * w_ceil
-        return out.reshape(-1, *x.shape[1:])
-
-    @torch.no_grad()
-    def update(self, x: Tensor) -> None:
-        """Move the scale toward max(1, P95 − P5) of ``x [N, ...]``."""
-        p = self.percentile(x.detach())
-        self.value.lerp_(torch.clamp(p[1] - p[0], min=1.0).reshape(-1)[:1], self.tau)
 
 
 @dataclass
