@@ -1,6 +1,8 @@
-"""Registries: model types (``WorldModelRegistry``) and slot implementations (components).
-
-Model ids are ``type`` or ``type:preset``; aliases map a friendly name to an id. Slot
+"""The registry of slot implementations (components), and the one import path of every registry:
+``WorldModelRegistry`` (model types, ids ``type`` or ``type:preset``, aliases, catalog entries)
+lives in :mod:`worldflux.core.model_registry`, the loaders that fill the registries on first use
+in :mod:`worldflux.core.loaders`, the five slots in :mod:`worldflux.core.slots`; they are all
+imported from this module (the path generated code and plugins use). Slot
 implementations are registered per kind (the five slots plus ``objective`` and ``planner``) under
 a key. Third-party packages add implementations through the ``worldflux.components`` entry-point
 group; their keys are namespaced ``package/name`` so they cannot collide with built-ins.
@@ -12,15 +14,15 @@ import importlib.metadata
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from worldflux.core.exceptions import ConfigurationError, ModelNotFoundError, did_you_mean
+from worldflux.core.exceptions import ConfigurationError, did_you_mean
+from worldflux.core.loaders import add_loader, run_loaders
+from worldflux.core.model_registry import WorldModelRegistry
+from worldflux.core.slots import SLOTS
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-
-    from worldflux.core.config import WorldModelConfig
-    from worldflux.core.model import WorldModel
 
 __all__ = [
     "COMPONENT_KINDS",
@@ -36,22 +38,12 @@ __all__ = [
     "unregister_component",
 ]
 
-#: The five slots of the Model Developer Guide, in build order, with the model attribute of each.
-SLOTS: dict[str, str] = {
-    "observation_encoder": "observation_encoder",
-    "action_conditioner": "action_conditioner",
-    "dynamics_model": "dynamics_model",
-    "decoder": "decoder_module",
-    "rollout_executor": "rollout_executor",
-}
-
 #: Every kind of registered component: the five slots, then the objective and the planner.
 COMPONENT_KINDS: tuple[str, ...] = (*SLOTS, "objective", "planner")
 
 #: Entry-point group through which installed packages register components.
 ENTRY_POINT_GROUP = "worldflux.components"
 
-M = TypeVar("M", bound="type[WorldModel]")
 C = TypeVar("C", bound=type)
 
 
@@ -81,6 +73,7 @@ class ComponentEntry:
                     f"{self.kind} {self.key!r} takes no params, found {sorted(params)}"
                 )
             return {}
+        # deferred: keeps "import worldflux" cheap (no pydantic until params are validated)
         from pydantic import ValidationError
 
         from worldflux.core.config import format_validation_error
@@ -213,30 +206,10 @@ def _load_entry_point(ep: importlib.metadata.EntryPoint) -> None:
         )
 
 
-#: What fills the registries on first use. Core imports nothing above it: the top-level package
-#: installs worldflux.discovery's loaders here (``add_loader``), so any import of worldflux gets
-#: them before its first lookup.
-_loaders: dict[str, list[Callable[[], None]]] = {"components": [], "models": []}
-
-
-def add_loader(kind: str, loader: Callable[[], None]) -> None:
-    """Run ``loader`` before component lookups that miss (``kind="components"``) or before every
-    model lookup (``kind="models"``; it must be cheap once done). Idempotent per loader."""
-    if kind not in _loaders:
-        raise ConfigurationError(f"loader kind {kind!r}: expected 'components' or 'models'")
-    if loader not in _loaders[kind]:
-        _loaders[kind].append(loader)
-
-
-def _builtins() -> None:
-    for loader in _loaders["components"]:
-        loader()
-
-
 def ensure_components() -> None:
     """Run the component loaders and plugins now (every family's registrations, parity
     handlers included), without naming any module above core."""
-    _builtins()
+    run_loaders("components")
     load_plugins()
 
 
@@ -249,7 +222,7 @@ def get_component(kind: str, key: str) -> ComponentEntry:
     _check_kind(kind)
     entry = _components[kind].get(key)
     if entry is None:
-        _builtins()
+        run_loaders("components")
         load_plugins()
         entry = _components[kind].get(key)
     if entry is None:
@@ -264,171 +237,9 @@ def get_component(kind: str, key: str) -> ComponentEntry:
 
 def list_components(kind: str | None = None) -> dict[str, list[str]]:
     """Sorted keys per kind (all kinds when ``kind`` is None)."""
-    _builtins()
+    run_loaders("components")
     load_plugins()
     kinds = [kind] if kind is not None else list(COMPONENT_KINDS)
     for k in kinds:
         _check_kind(k)
     return {k: sorted(_components[k]) for k in kinds}
-
-
-def _ensure_sources() -> None:
-    """Register the models of every source (built-in, plugins, project) before a lookup."""
-    for loader in _loaders["models"]:
-        loader()
-
-
-class WorldModelRegistry:
-    """The registry of model types, aliases and catalog entries (class-level, process-wide).
-
-    Lookups first run the model loaders (:func:`add_loader`; worldflux installs
-    :func:`worldflux.discovery.load_models`: the built-in models, installed ``worldflux.models``
-    plugins and the project of the current directory).
-    """
-
-    #: slot name -> model attribute (the five slots of the Model Developer Guide)
-    _component_slots: ClassVar[dict[str, str]] = dict(SLOTS)
-    _models: ClassVar[dict[str, type[WorldModel]]] = {}
-    _configs: ClassVar[dict[str, type[WorldModelConfig]]] = {}
-    _aliases: ClassVar[dict[str, str]] = {}
-    _catalog: ClassVar[dict[str, dict[str, Any]]] = {}
-
-    @classmethod
-    def register(
-        cls, model_type: str, config_class: type[WorldModelConfig] | None = None
-    ) -> Callable[[M], M]:
-        """Class decorator registering a WorldModel under ``model_type``.
-
-        Raises:
-            ConfigurationError: ``model_type`` is already registered.
-        """
-
-        if not isinstance(model_type, str) or not model_type or ":" in model_type:
-            raise ConfigurationError(
-                f"model type {model_type!r}: expected a non-empty name without ':' "
-                "(':' separates the preset in ids such as 'tdmpc2:5m')"
-            )
-
-        def decorate(model_cls: M) -> M:
-            existing = cls._models.get(model_type)
-            if existing is not None:
-                raise ConfigurationError(
-                    f"model type {model_type!r} is already registered by "
-                    f"{existing.__module__}.{existing.__qualname__}; call "
-                    f"WorldModelRegistry.unregister({model_type!r}) first"
-                )
-            cls._models[model_type] = model_cls
-            if config_class is not None:
-                cls._configs[model_type] = config_class
-            model_cls.model_type = model_type
-            return model_cls
-
-        return decorate
-
-    @classmethod
-    def unregister(cls, model_type: str) -> None:
-        """Remove a model type with its aliases and catalog entries."""
-        cls._models.pop(model_type, None)
-        cls._configs.pop(model_type, None)
-        for alias, target in list(cls._aliases.items()):
-            if target.split(":")[0] == model_type:
-                del cls._aliases[alias]
-        for model_id in list(cls._catalog):
-            if model_id.split(":")[0] == model_type:
-                del cls._catalog[model_id]
-
-    @classmethod
-    def register_alias(cls, alias: str, target: str) -> None:
-        """Map ``alias`` to a model id (``type`` or ``type:preset``).
-
-        Raises:
-            ConfigurationError: the alias names a registered type or points elsewhere already.
-        """
-        if alias in cls._models and alias != target.split(":")[0]:
-            raise ConfigurationError(f"alias {alias!r} would hide the model type of the same name")
-        current = cls._aliases.get(alias)
-        if current is not None and current != target:
-            raise ConfigurationError(
-                f"alias {alias!r} already points to {current!r}, cannot point it to {target!r}"
-            )
-        cls._aliases[alias] = target
-
-    @classmethod
-    def register_catalog_entry(cls, model_id: str, entry: dict[str, Any]) -> None:
-        """Record catalog data (description, params, maturity, ...) for ``type:preset``."""
-        cls._catalog[model_id] = dict(entry)
-
-    @classmethod
-    def is_registered(cls, model_type: str) -> bool:
-        _ensure_sources()
-        return model_type in cls._models
-
-    @classmethod
-    def list_types(cls) -> list[str]:
-        _ensure_sources()
-        return sorted(cls._models)
-
-    @classmethod
-    def catalog(cls) -> dict[str, dict[str, Any]]:
-        _ensure_sources()
-        return {k: dict(v) for k, v in sorted(cls._catalog.items())}
-
-    @classmethod
-    def registered_entries(cls) -> dict[str, dict[str, Any]]:
-        """The catalog as registered so far in this process, without loading any source
-        (``models list`` adds the models registered by hand to the sources' catalogs)."""
-        return {k: dict(v) for k, v in sorted(cls._catalog.items())}
-
-    @classmethod
-    def aliases(cls) -> dict[str, str]:
-        _ensure_sources()
-        return dict(sorted(cls._aliases.items()))
-
-    @classmethod
-    def known_ids(cls) -> list[str]:
-        """Every accepted id: types, catalog ids and aliases."""
-        _ensure_sources()
-        return sorted(set(cls._models) | set(cls._catalog) | set(cls._aliases))
-
-    @classmethod
-    def resolve(cls, model_id: str) -> tuple[str, str | None]:
-        """Resolve an id or alias to ``(model_type, preset or None)``.
-
-        Accepts ``type``, ``type:preset``, an alias, and ``alias:preset`` (the alias then only
-        names the type: ``"dreamer:ci"`` is ``dreamerv3:ci``).
-
-        Raises:
-            ModelNotFoundError: with the closest known ids.
-        """
-        _ensure_sources()
-        seen: set[str] = set()
-        target = model_id
-        while target in cls._aliases and target not in seen:
-            seen.add(target)
-            target = cls._aliases[target]
-        model_type, _, preset = target.partition(":")
-        if model_type not in cls._models and preset and model_type in cls._aliases:
-            # "alias:preset" (the guide's "dreamer:ci"): the alias names the type, the id the preset
-            return cls.resolve(model_type)[0], preset
-        if model_type not in cls._models:
-            raise ModelNotFoundError(
-                f"no model {model_id!r} is registered"
-                + did_you_mean(model_id, cls.known_ids())
-                + "; `worldflux models list` shows every id"
-            )
-        return model_type, preset or None
-
-    @classmethod
-    def get(cls, model_type: str) -> type[WorldModel]:
-        resolved, _ = cls.resolve(model_type)
-        return cls._models[resolved]
-
-    @classmethod
-    def get_config_class(cls, model_type: str) -> type[WorldModelConfig]:
-        resolved, _ = cls.resolve(model_type)
-        config_class = cls._configs.get(resolved)
-        if config_class is None:
-            from worldflux.core.config import WorldModelConfig
-
-            return WorldModelConfig
-        return config_class
