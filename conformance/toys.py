@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,7 @@ from worldflux.core.components import (
 from worldflux.core.config import WorldModelConfig
 from worldflux.core.model import SpecWorldModel, WorldModel
 from worldflux.core.registry import WorldModelRegistry, register_component
+from worldflux.core.spec import ModelMaturity
 from worldflux.core.types import Batch, LossOutput, ModelOutput, State
 
 __all__ = ["ToyConfig", "make_toy", "registered", "toy_spec", "trainable_count"]
@@ -202,8 +203,6 @@ def make_toy(
     aliases: dict[str, str] | None = None,
 ) -> type[SpecWorldModel]:
     """A new (unregistered) toy class named ``name``; ``base`` may override methods to break it."""
-    from worldflux.core.spec import ModelMaturity
-
     full = (
         copy.deepcopy(spec) if spec is not None else toy_spec(discrete=discrete, maturity=maturity)
     )
@@ -229,8 +228,6 @@ def make_toy(
 
 def _config_class(env: dict[str, Any]) -> type[ToyConfig]:
     """A ToyConfig subclass whose env defaults are the spec's ``default_env``."""
-    from typing import Literal
-
     annotations = {
         "obs_shape": tuple[int, ...],
         "action_dim": int,

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from worldflux.core.config import WorldModelConfig
 from worldflux.core.exceptions import ConfigurationError, did_you_mean
 from worldflux.core.registry import SLOTS, get_component
 from worldflux.core.spec import TensorSpec, resolve_dim
@@ -29,8 +30,6 @@ _CAPABILITY_PREDICTIONS = {
 
 
 def _config_attrs() -> set[str]:
-    from worldflux.core.config import WorldModelConfig
-
     return {name for name in dir(WorldModelConfig) if not name.startswith("_")}
 
 
