@@ -26,9 +26,10 @@ from worldflux.core.components import (
     ObservationEncoder,
 )
 from worldflux.core.config import WorldModelConfig
-from worldflux.core.model import SpecWorldModel, WorldModel
+from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry, register_component
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 from worldflux.core.types import Batch, LossOutput, ModelOutput, State
 
 __all__ = ["ToyConfig", "make_toy", "registered", "toy_spec", "trainable_count"]

@@ -475,6 +475,7 @@ class ModelSpec(BaseModel):
             "value",
             "policy",
             "planning",
+            "goal_planning",
             "representation",
             "generative",
         ]
@@ -517,9 +518,13 @@ class ModelSpec(BaseModel):
     """
     The training objective (a registered `objective` implementation).
     """
+    behaviour: ComponentRef | None = None
+    """
+    How the model acts (a registered `behaviour` implementation): a planner on predicted returns (`mppi`, `cem`), an imagination actor-critic (`actor_critic`), a goal planner (`goal_cem`) or the objective's own policy (`objective_policy`).
+    """
     planner: ComponentRef | None = None
     """
-    Optional action planner (a registered `planner` implementation).
+    Deprecated: the older name of `behaviour` (declare one, not both).
     """
     io_contract: IOContract
     """

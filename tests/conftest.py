@@ -40,8 +40,9 @@ from worldflux.core.components import (
     RolloutExecutor,
 )
 from worldflux.core.config import WorldModelConfig
-from worldflux.core.model import SpecWorldModel, WorldModel
+from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry, register_component, unregister_component
+from worldflux.core.spec_model import SpecWorldModel
 from worldflux.core.types import Batch, LossOutput, ModelOutput, State, Trajectory
 
 # -- Hypothesis profiles: the conformance suite's (worldflux.conformance.profiles) --------------

@@ -15,9 +15,9 @@ import worldflux
 from worldflux.codegen.cli import main
 from worldflux.codegen.loading import import_generated, unload_generated
 from worldflux.core.config import WorldModelConfig
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 _counter = itertools.count()
 
@@ -65,7 +65,7 @@ def test_generated_class_is_registered_with_its_constants(
     spec = generated_toy.SPEC
     assert spec["source"] == "specs/models/toy_generic.yaml"
     assert spec["preset_params"] == {"ci": 2200, "small": 27208}
-    assert spec["planner"] is None and spec["parity"] == {}
+    assert spec["behaviour"] is None and spec["parity"] == {}
     config_cls = WorldModelRegistry.get_config_class("toy_generic")
     assert issubclass(config_cls, WorldModelConfig)
     config = config_cls()

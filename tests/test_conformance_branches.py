@@ -23,7 +23,7 @@ from test_conformance_meta import (
 from torch import Tensor
 from worldflux.conformance.toys import registered
 
-from worldflux.core.model import SpecWorldModel
+from worldflux.core.spec_model import SpecWorldModel
 from worldflux.core.types import LossOutput, ModelOutput, State, Trajectory
 
 

@@ -38,8 +38,8 @@ from worldflux.conformance.toys import ToyDynamics, ToyHeads, ToyMLPEncoder, reg
 from worldflux.components.rollout import OpenLoopRollout
 from worldflux.core.components import BuildContext, Decoder, ObservationEncoder
 from worldflux.core.exceptions import ContractViolation
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import SLOTS, register_component, unregister_component
+from worldflux.core.spec_model import SpecWorldModel
 from worldflux.core.types import LossOutput, ModelOutput, State, Trajectory
 
 

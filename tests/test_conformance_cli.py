@@ -14,7 +14,8 @@ from worldflux.conformance.toys import make_toy, registered, toy_spec
 
 from tests.external_model.adapter import TinyWorldAdapter, make_adapter
 from worldflux.cli import main
-from worldflux.core.model import SpecWorldModel, WorldModel
+from worldflux.core.model import WorldModel
+from worldflux.core.spec_model import SpecWorldModel
 from worldflux.core.types import State
 
 EXTERNAL = "tests.external_model.adapter:make_adapter"

@@ -27,8 +27,8 @@ from worldflux.conformance.strategies import (
 from worldflux.conformance.toys import make_toy, registered, toy_spec
 
 from worldflux.core.exceptions import CheckpointError, ConfigurationError, ModelNotFoundError
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.spec import ModelIOContract
+from worldflux.core.spec_model import SpecWorldModel
 from worldflux.core.types import State
 
 SCHEMA = Path(__file__).resolve().parents[1] / "conformance" / "schema" / "report.v1.schema.json"

@@ -17,7 +17,7 @@ from worldflux.conformance.registry import all_checks
 from worldflux.conformance.report import CheckResult
 from worldflux.conformance.toys import make_toy, registered, toy_spec, trainable_count
 
-from worldflux.core.model import SpecWorldModel
+from worldflux.core.spec_model import SpecWorldModel
 from worldflux.core.types import LossOutput, ModelOutput, State, Trajectory
 
 SWAP = {"swap_candidates": {"observation_encoder": ["wf_conformance_toy/encoder_mlp"]}}

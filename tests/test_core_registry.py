@@ -56,7 +56,7 @@ def test_five_slots_of_the_guide() -> None:
         "decoder": "decoder_module",
         "rollout_executor": "rollout_executor",
     }
-    assert COMPONENT_KINDS == (*SLOTS, "objective", "planner")
+    assert COMPONENT_KINDS == (*SLOTS, "objective", "behaviour")
 
 
 def test_duplicate_registration_raises_and_unregister_removes(clean_types: list[str]) -> None:

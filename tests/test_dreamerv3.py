@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 import worldflux
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.types import Batch, State
-from worldflux.families.dreamerv3.dists import TwoHot, twohot_bins, unimix_logprobs
-from worldflux.families.dreamerv3.nets import symexp, symlog
 from worldflux.families.dreamerv3.objective import LOSS_TERMS, observe_sequence
 from worldflux.families.dreamerv3.optim import DreamerOptimizer
-from worldflux.families.dreamerv3.returns import PercentileNorm, lambda_return
+from worldflux.nn.dists import TwoHot, twohot_bins, unimix_logprobs
+from worldflux.nn.nets import symexp, symlog
+from worldflux.nn.returns import PercentileNorm, lambda_return
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "models" / "dreamerv3.yaml"

@@ -25,7 +25,7 @@ from torch import Tensor
 import worldflux
 from worldflux.core.types import Batch
 from worldflux.families.dreamerv3.objective import DreamerObjective, observe_sequence
-from worldflux.families.dreamerv3.returns import PercentileNorm
+from worldflux.nn.returns import PercentileNorm
 from worldflux.training import Trainer, TrainerConfig
 
 OBS, ACT = 5, 2

@@ -124,7 +124,9 @@ def check_overfit(
         out.loss.backward()
         opt.step()
         objective.after_step(model)
-        losses.append(float(out.loss.detach()))
+        # the world model's loss: a learned behaviour's terms chase moving targets
+        moving = model.behaviour.loss_terms if getattr(model, "behaviour", None) else ()
+        losses.append(float(out.loss.detach() - sum(out.components[t].detach() for t in moving)))
         if main is not None:
             mains.append(float(out.components[main].detach()))
     model.eval()

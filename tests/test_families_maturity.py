@@ -47,7 +47,7 @@ def test_discrete_actions(family: str) -> None:
     def factory() -> Any:
         return create_world_model(f"{family}:ci", action_type="discrete", action_dim=4)
 
-    result = _judge(factory, checks=["io", "negative", "rollout", "batch", "serde"])
+    result = _judge(factory, checks=["io", "negative", "rollout", "batch", "serde", "planning"])
     assert result.passed
 
 

@@ -173,13 +173,37 @@ def test_objective_and_planner_must_exist() -> None:
     data["planner"] = {"impl": "no_such_planner"}
     issues = _errors(dump(data))
     assert "did you mean 'generic'" in _one(issues, "$.objective.impl")["msg"]
-    assert "no planner implementation" in _one(issues, "$.planner.impl")["msg"]
+    assert "no behaviour implementation" in _one(issues, "$.planner.impl")["msg"]
+
+
+@pytest.mark.parametrize("key", ["behaviour", "planner"])
+def test_behaviour_must_exist_under_either_name(key: str) -> None:
+    data = fixture_data()
+    data[key] = {"impl": "actor_critc"}
+    issues = _errors(dump(data))
+    assert "did you mean 'actor_critic'" in _one(issues, f"$.{key}.impl")["msg"]
+
+
+def test_behaviour_and_planner_are_exclusive() -> None:
+    data = fixture_data()
+    data["behaviour"] = {"impl": "cem"}
+    data["planner"] = {"impl": "mppi"}
+    issues = _errors(dump(data))
+    assert "declare one of them, not both" in _one(issues, "$.planner")["msg"]
+
+
+def test_goal_planning_capability_needs_a_goal_behaviour() -> None:
+    data = fixture_data()
+    data["capabilities"] = [*data["capabilities"], "goal_planning"]
+    data["behaviour"] = {"impl": "cem"}
+    issues = _errors(dump(data))
+    assert "needs a goal behaviour" in _one(issues, "$.behaviour.impl")["msg"]
 
 
 def test_planning_capability_needs_a_planner() -> None:
     data = fixture_data()
     data["capabilities"].append("planning")
-    assert "needs a `planner`" in _one(_errors(dump(data)), "$.capabilities")["msg"]
+    assert "needs a `behaviour`" in _one(_errors(dump(data)), "$.capabilities")["msg"]
 
 
 def test_preset_with_unknown_field_and_bad_value() -> None:

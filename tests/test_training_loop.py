@@ -189,10 +189,14 @@ def test_actor_choice_planner_policy_or_random() -> None:
     action = actor.act(np.zeros(3, dtype=np.float32), is_first=True)
     assert action.shape == (1,) and -1.0 <= float(action[0]) <= 1.0
     actor.act(np.ones(3, dtype=np.float32), is_first=False)  # continues its carry
-    gan = create_world_model("gan:ci", obs_shape=(3,), action_dim=1)
-    assert make_actor(gan) is None and not gan.can_act
-    with pytest.raises(CapabilityError, match="no acting policy"):
-        gan.act(torch.zeros(1, 3))
+    gan = create_world_model("gan:ci", obs_shape=(3,), action_dim=1)  # behaviour: mppi
+    assert isinstance(make_actor(gan), PlannerActor) and gan.can_act
+    ssm = create_world_model("ssm:ci", obs_shape=(3,), action_dim=1)  # behaviour: actor_critic
+    assert isinstance(make_actor(ssm), PolicyActor) and ssm.can_act
+    jepa = create_world_model("jepa:ci", obs_shape=(3,), action_dim=1)  # goal_cem: needs a goal
+    assert make_actor(jepa) is None and not jepa.can_act
+    with pytest.raises(CapabilityError, match="goal"):
+        jepa.act(torch.zeros(1, 3))
 
 
 def test_dreamerv3_collects_with_its_own_policy(tmp_path: Path) -> None:

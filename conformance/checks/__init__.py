@@ -1,6 +1,7 @@
 """The built-in checks, registered on import (one module per group of families)."""
 
 from worldflux.conformance.checks import (
+    acting,
     behaviour,
     clauses,
     io,
@@ -11,4 +12,14 @@ from worldflux.conformance.checks import (
     training,
 )
 
-__all__ = ["behaviour", "clauses", "io", "negative", "rollout", "slots", "spec", "training"]
+__all__ = [
+    "acting",
+    "behaviour",
+    "clauses",
+    "io",
+    "negative",
+    "rollout",
+    "slots",
+    "spec",
+    "training",
+]

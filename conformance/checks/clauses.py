@@ -273,6 +273,8 @@ assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 def numeric_loss_pure(ctx: CheckContext) -> None:
     model = ctx.model()
     declared = set(ctx.hints().get("loss_side_effects") or ())
+    behaviour = getattr(model, "behaviour", None)  # a learned behaviour's declared statistics
+    declared |= {f"behaviour.{k}" for k in getattr(behaviour, "loss_side_effects", ())}
 
     def prop(inputs: dict[str, Any]) -> None:
         for training in (True, False):

@@ -84,6 +84,10 @@ class TDMPC2WorldModelConfig(WorldModelConfig):
     """
     Q heads in the ensemble
     """
+    obs_keys: list[str] = []
+    """
+    dict observations as 'name:dims' vector entries (e.g. 'position:2', 'velocity:'), flattened and concatenated in sorted key order into the encoder's input; empty = one tensor of obs_shape
+    """
     simnorm_dim: Annotated[int, Field(ge=1)] = 8
     """
     group size of the SimNorm softmax

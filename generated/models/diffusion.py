@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 from ..configs.diffusion import DiffusionWorldModelConfig
 
@@ -70,7 +70,7 @@ class DiffusionWorldModel(SpecWorldModel):
                 "weight_decay": 0.01,
             },
         },
-        "planner": None,
+        "behaviour": {"impl": "actor_critic", "params": {"units": "hidden_dim"}},
         "io_contract": {
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
@@ -87,10 +87,10 @@ class DiffusionWorldModel(SpecWorldModel):
                 "valid": {"dtype": "float32", "high": 1.0, "low": 0.0, "shape": ["context_frames"]},
             },
         },
-        "capabilities": ["continue_pred", "generative", "obs_decoder", "reward_pred"],
+        "capabilities": ["continue_pred", "generative", "obs_decoder", "policy", "reward_pred"],
         "composable": ["rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
-        "preset_params": {"base": 4887514, "ci": 3830},
+        "preset_params": {"base": 5917413, "ci": 10865},
         "aliases": {"diamond": "base", "diffusion": "base", "diffusion-ci": "ci"},
         "parity": {},
         "conformance": {},

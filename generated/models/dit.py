@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 from ..configs.dit import DiTWorldModelConfig
 
@@ -72,7 +72,7 @@ class DiTWorldModel(SpecWorldModel):
                 "reward_coef": 1.0,
             },
         },
-        "planner": None,
+        "behaviour": {"impl": "actor_critic", "params": {"units": "hidden_dim"}},
         "io_contract": {
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
@@ -90,11 +90,12 @@ class DiTWorldModel(SpecWorldModel):
             "generative",
             "latent_dynamics",
             "obs_decoder",
+            "policy",
             "reward_pred",
         ],
         "composable": ["observation_encoder", "rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
-        "preset_params": {"base": 1856954, "ci": 4614},
+        "preset_params": {"base": 2189765, "ci": 10049},
         "aliases": {"dit": "base", "dit-ci": "ci"},
         "parity": {},
         "conformance": {},

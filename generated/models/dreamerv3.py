@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 from ..configs.dreamerv3 import DreamerV3WorldModelConfig
 
@@ -91,7 +91,7 @@ class DreamerV3WorldModel(SpecWorldModel):
                 "warmup": 1000,
             },
         },
-        "planner": None,
+        "behaviour": {"impl": "objective_policy", "params": {}},
         "io_contract": {
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 from ..configs.gan import GANWorldModelConfig
 
@@ -71,7 +71,16 @@ class GANWorldModel(SpecWorldModel):
                 "reward_coef": 1.0,
             },
         },
-        "planner": None,
+        "behaviour": {
+            "impl": "mppi",
+            "params": {
+                "horizon": 5,
+                "iterations": 4,
+                "num_elites": 16,
+                "num_pi_trajs": 0,
+                "num_samples": 128,
+            },
+        },
         "io_contract": {
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
@@ -95,6 +104,7 @@ class GANWorldModel(SpecWorldModel):
             "generative",
             "latent_dynamics",
             "obs_decoder",
+            "planning",
             "reward_pred",
         ],
         "composable": ["dynamics_model", "observation_encoder", "rollout_executor"],

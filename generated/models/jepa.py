@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 from ..configs.jepa import JEPAWorldModelConfig
 
@@ -67,7 +67,7 @@ class JEPAWorldModel(SpecWorldModel):
                 "reward_coef": 1.0,
             },
         },
-        "planner": None,
+        "behaviour": {"impl": "goal_cem", "params": {}},
         "io_contract": {
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
@@ -79,7 +79,13 @@ class JEPAWorldModel(SpecWorldModel):
             },
             "state": {"latent": {"dtype": "float32", "shape": ["latent_dim"]}},
         },
-        "capabilities": ["continue_pred", "latent_dynamics", "representation", "reward_pred"],
+        "capabilities": [
+            "continue_pred",
+            "goal_planning",
+            "latent_dynamics",
+            "representation",
+            "reward_pred",
+        ],
         "composable": ["decoder", "rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
         "preset_params": {"base": 1205762, "ci": 1362},

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 from ..configs.physics import PhysicsWorldModelConfig
 
@@ -70,7 +70,16 @@ class PhysicsWorldModel(SpecWorldModel):
                 "reward_coef": 1.0,
             },
         },
-        "planner": None,
+        "behaviour": {
+            "impl": "mppi",
+            "params": {
+                "horizon": 5,
+                "iterations": 4,
+                "num_elites": 16,
+                "num_pi_trajs": 0,
+                "num_samples": 128,
+            },
+        },
         "io_contract": {
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
@@ -86,7 +95,13 @@ class PhysicsWorldModel(SpecWorldModel):
                 "vel": {"dtype": "float32", "shape": ["num_particles", "space_dim"]},
             },
         },
-        "capabilities": ["continue_pred", "latent_dynamics", "obs_decoder", "reward_pred"],
+        "capabilities": [
+            "continue_pred",
+            "latent_dynamics",
+            "obs_decoder",
+            "planning",
+            "reward_pred",
+        ],
         "composable": ["rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
         "preset_params": {"base": 483682, "ci": 3486},

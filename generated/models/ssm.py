@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 from ..configs.ssm import SSMWorldModelConfig
 
@@ -63,7 +63,7 @@ class SSMWorldModel(SpecWorldModel):
                 "reward_coef": 1.0,
             },
         },
-        "planner": None,
+        "behaviour": {"impl": "actor_critic", "params": {"units": "hidden_dim"}},
         "io_contract": {
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
@@ -76,10 +76,16 @@ class SSMWorldModel(SpecWorldModel):
             },
             "state": {"latent": {"dtype": "float32", "shape": ["state_dim"]}},
         },
-        "capabilities": ["continue_pred", "latent_dynamics", "obs_decoder", "reward_pred"],
+        "capabilities": [
+            "continue_pred",
+            "latent_dynamics",
+            "obs_decoder",
+            "policy",
+            "reward_pred",
+        ],
         "composable": ["rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
-        "preset_params": {"base": 611866, "ci": 2906},
+        "preset_params": {"base": 944677, "ci": 8341},
         "aliases": {"ssm": "base", "ssm-ci": "ci"},
         "parity": {},
         "conformance": {},

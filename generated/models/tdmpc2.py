@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 from ..configs.tdmpc2 import TDMPC2WorldModelConfig
 
@@ -98,7 +98,7 @@ class TDMPC2WorldModel(SpecWorldModel):
                 "value_coef": 0.1,
             },
         },
-        "planner": {
+        "behaviour": {
             "impl": "mppi",
             "params": {
                 "iterations": 6,

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 from ..configs.token import TokenWorldModelConfig
 
@@ -74,7 +74,7 @@ class TokenWorldModel(SpecWorldModel):
                 "tokens_coef": 1.0,
             },
         },
-        "planner": None,
+        "behaviour": {"impl": "actor_critic", "params": {"units": "embed_dim"}},
         "io_contract": {
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
@@ -92,10 +92,10 @@ class TokenWorldModel(SpecWorldModel):
                 "valid": {"dtype": "float32", "high": 1.0, "low": 0.0, "shape": ["context_frames"]},
             },
         },
-        "capabilities": ["continue_pred", "generative", "obs_decoder", "reward_pred"],
+        "capabilities": ["continue_pred", "generative", "obs_decoder", "policy", "reward_pred"],
         "composable": ["rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
-        "preset_params": {"base": 9091098, "ci": 5962},
+        "preset_params": {"base": 12219429, "ci": 12997},
         "aliases": {"iris": "base", "token": "base", "token-ci": "ci"},
         "parity": {},
         "conformance": {},

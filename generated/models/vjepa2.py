@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 from ..configs.vjepa2 import VJEPA2WorldModelConfig
 
@@ -75,7 +75,7 @@ class VJEPA2WorldModel(SpecWorldModel):
                 "weight_decay": 0.04,
             },
         },
-        "planner": None,
+        "behaviour": {"impl": "goal_cem", "params": {}},
         "io_contract": {
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
@@ -98,7 +98,13 @@ class VJEPA2WorldModel(SpecWorldModel):
                 "valid": {"dtype": "float32", "high": 1.0, "low": 0.0, "shape": ["context_frames"]},
             },
         },
-        "capabilities": ["continue_pred", "latent_dynamics", "representation", "reward_pred"],
+        "capabilities": [
+            "continue_pred",
+            "goal_planning",
+            "latent_dynamics",
+            "representation",
+            "reward_pred",
+        ],
         "composable": ["rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [3, 64, 64]},
         "preset_params": {"base": 4884354, "ci": 8850},

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from worldflux.speclang import find_root, load_specs
     from worldflux.speclang.issues import raise_if_any
 
-    root = find_root(args.root)
+    root = find_root(args.root).resolve()  # a relative --root works from any directory
     load_project(root).import_modules()  # the project's own slot implementations, if any
     specs = load_specs(root)
     raise_if_any(shadowing_issues(specs, load_project(root)), "specs")

@@ -85,7 +85,7 @@ def spec_constant(spec: Spec) -> dict[str, Any]:
         "source": spec.source,
         "slots": slots,
         "objective": ref(data["objective"]),
-        "planner": ref(data.get("planner")),
+        "behaviour": ref(data.get("behaviour", data.get("planner"))),
         "io_contract": sorted_tree(data["io_contract"]),
         "capabilities": sorted(data["capabilities"]),
         "composable": sorted(data.get("composable", [])),

@@ -71,8 +71,8 @@ def count_preset_params(
     """Preset -> trainable parameter count (or the exception that stopped its build)."""
     import torch
 
-    from worldflux.core.model import SpecWorldModel
     from worldflux.core.spec import ModelMaturity
+    from worldflux.core.spec_model import SpecWorldModel
 
     model_cls = type(
         spec.class_name,

@@ -30,7 +30,7 @@ __getattr__ = lazy_exports(
         "RolloutExecutor": "components",
         "ShapeMismatchError": "exceptions",
         "SpecError": "exceptions",
-        "SpecWorldModel": "model",
+        "SpecWorldModel": "spec_model",
         "State": "types",
         "TensorSpec": "spec",
         "Trajectory": "types",
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
         SpecError,
         WorldFluxError,
     )
-    from worldflux.core.model import SpecWorldModel, WorldModel
+    from worldflux.core.model import WorldModel
     from worldflux.core.registry import WorldModelRegistry, register_component
     from worldflux.core.spec import (
         ActionSpec,
@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         ModelMaturity,
         TensorSpec,
     )
+    from worldflux.core.spec_model import SpecWorldModel
     from worldflux.core.types import Batch, LossOutput, ModelOutput, State, Trajectory
 
 __all__ = [

@@ -9,7 +9,7 @@ See docs/slot-interfaces.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ActionConditioner",
+    "Behaviour",
     "BuildContext",
     "Decoder",
     "DynamicsModel",
@@ -169,10 +170,57 @@ class Objective(nn.Module):
         """
 
 
-class Planner(nn.Module):
-    """Chooses an action for one observation batch."""
+class Behaviour(nn.Module):
+    """How a model acts: the spec's ``behaviour`` (a planner, a learned policy, a goal planner).
 
-    slot = "planner"
+    ``act(model, obs [B, *obs_shape], carry, *, is_first, eval_mode, goal) -> (action, carry)``
+    gives actions ``[B, A]`` inside the contract's bounds (or ``[B]`` int64 indices) and the carry
+    for the next call (None at an episode start). A behaviour that ``learns`` adds its own loss
+    terms (``loss_terms``) to the model's loss, computed so that no gradient reaches the world
+    model's parameters. A behaviour that ``needs_goal`` acts only when given a goal observation.
+    """
+
+    slot = "behaviour"
+    #: Has trainable parameters and a loss (:meth:`loss`), trained with the world model.
+    learns: ClassVar[bool] = False
+    #: Acts toward a goal observation (``act(..., goal=obs)``); without one it cannot act.
+    needs_goal: ClassVar[bool] = False
+    #: The loss components :meth:`loss` returns (added to the model's ``loss_components``).
+    loss_terms: ClassVar[tuple[str, ...]] = ()
+
+    def act(
+        self,
+        model: WorldModel,
+        obs: Tensor | dict[str, Tensor],
+        carry: Any = None,
+        *,
+        is_first: bool = False,
+        eval_mode: bool = False,
+        goal: Tensor | dict[str, Tensor] | None = None,
+    ) -> tuple[Tensor, Any]:
+        raise NotImplementedError("Behaviour.act(model, obs, carry, *, is_first, eval_mode, goal)")
+
+    def loss(self, model: WorldModel, batch: Batch) -> LossOutput:
+        """The behaviour's own loss on a ``[B, T, ...]`` batch (learned behaviours only)."""
+        raise NotImplementedError(f"{type(self).__name__} does not learn")
+
+    def bind(self, model: WorldModel) -> None:
+        """Finish building once the model's slots exist (e.g. size heads from its state)."""
+
+    def reset(self) -> None:
+        """Forget per-episode state (a planner's warm start)."""
+
+    def after_step(self, model: WorldModel) -> None:
+        """Called after every optimiser step (slow targets of learned behaviours)."""
+
+    def check_model(self, model: WorldModel) -> None:
+        """Raise CapabilityError when ``model`` cannot serve this behaviour (e.g. no reward)."""
+
+
+class Planner(Behaviour):
+    """A behaviour that searches over action sequences for one observation batch
+    (``forward(model, obs, *, eval_mode, t0) -> action [B, A]``); it carries nothing between
+    calls except its warm start, which ``reset`` (or ``is_first``) clears."""
 
     def forward(
         self,
@@ -184,5 +232,16 @@ class Planner(nn.Module):
     ) -> Tensor:
         raise NotImplementedError("Planner.forward(model, obs, *, eval_mode, t0) -> action")
 
-    def reset(self) -> None:
-        """Forget warm-start state between episodes."""
+    def act(
+        self,
+        model: WorldModel,
+        obs: Tensor | dict[str, Tensor],
+        carry: Any = None,
+        *,
+        is_first: bool = False,
+        eval_mode: bool = False,
+        goal: Tensor | dict[str, Tensor] | None = None,
+    ) -> tuple[Tensor, Any]:
+        """One planning step: ``(self(model, obs, eval_mode=, t0=is_first), None)``."""
+        action: Tensor = self(model, obs, eval_mode=eval_mode, t0=is_first)
+        return action, None

@@ -49,6 +49,7 @@ class Capability(str, enum.Enum):
     VALUE = "value"
     POLICY = "policy"
     PLANNING = "planning"
+    GOAL_PLANNING = "goal_planning"
     REPRESENTATION = "representation"
     GENERATIVE = "generative"
 

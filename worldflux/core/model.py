@@ -17,12 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from worldflux.core import composition
-from worldflux.core.components import BuildContext, Objective, Planner
+from worldflux.core.components import BuildContext
 from worldflux.core.composition import build_component
 from worldflux.core.config import WorldModelConfig
 from worldflux.core.exceptions import (
     CapabilityError,
-    ConfigurationError,
     ContractViolation,
     ShapeMismatchError,
 )
@@ -30,7 +29,7 @@ from worldflux.core.registry import SLOTS
 from worldflux.core.spec import Capability, ModelIOContract, ModelMaturity
 from worldflux.core.types import Batch, LossOutput, ModelOutput, State, Trajectory
 
-__all__ = ["SpecWorldModel", "WorldModel", "build_component"]
+__all__ = ["WorldModel", "build_component"]
 
 
 def _leading_dim(obs: Any) -> int | None:
@@ -42,20 +41,6 @@ def _leading_dim(obs: Any) -> int | None:
             if isinstance(value, Tensor) and value.dim() > 0:
                 return int(value.shape[0])
     return None
-
-
-def _cast_batch(batch: Batch, dtype: torch.dtype, device: torch.device) -> Batch:
-    """``batch`` on ``device`` with floating tensors in ``dtype`` (itself when nothing moves)."""
-
-    def needs(value: Any) -> bool:
-        if isinstance(value, Tensor):
-            wrong_dtype = value.is_floating_point() and value.dtype != dtype
-            return wrong_dtype or value.device != device
-        return isinstance(value, Mapping) and any(needs(v) for v in value.values())
-
-    if any(needs(v) for v in batch.values()):
-        return batch.to(device=device, dtype=dtype)
-    return batch
 
 
 class WorldModel(nn.Module, ABC):
@@ -352,122 +337,12 @@ class WorldModel(nn.Module, ABC):
         return f"model_type={self.model_type!r}, trainable_params={self.num_parameters():,}"
 
 
-class SpecWorldModel(WorldModel):
-    """A WorldModel whose slots, objective, planner and contract come from a spec.
+def __getattr__(name: str) -> Any:
+    """``SpecWorldModel`` moved to :mod:`worldflux.core.spec_model`; code generated before the
+    move imports it from here."""
+    if name == "SpecWorldModel":
+        # deferred: spec_model imports this module (WorldModel); resolving lazily breaks the cycle
+        from worldflux.core.spec_model import SpecWorldModel
 
-    Generated classes (``generated/models/<type>.py``) subclass it and set ``SPEC``: a dict with
-    keys ``slots`` (slot -> ``{impl, params}``), ``objective`` and optional ``planner``
-    (``{impl, params}``), ``io_contract``, ``capabilities``, ``composable``, ``maturity``.
-    """
-
-    SPEC: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, config: WorldModelConfig | None = None) -> None:
-        config_class = type(self)._config_class()
-        super().__init__(config if config is not None else config_class())
-        spec = type(self).SPEC
-        self.capabilities = {Capability(c) for c in spec.get("capabilities", ())}
-        self.composable_support = set(spec.get("composable", ()))
-        self._ctx = BuildContext(self.config)
-        slots = spec.get("slots") or {}
-        missing = [slot for slot in SLOTS if slot not in slots]
-        if missing:
-            raise ConfigurationError(
-                f"{type(self).__name__}.SPEC['slots'] lacks {missing}; every model declares all "
-                f"five slots ({', '.join(SLOTS)})"
-            )
-        for slot, attr in SLOTS.items():
-            entry = slots[slot]
-            setattr(
-                self, attr, build_component(slot, entry["impl"], entry.get("params"), self._ctx)
-            )
-        objective = spec.get("objective")
-        self.objective: Objective | None = (
-            build_component("objective", objective["impl"], objective.get("params"), self._ctx)  # type: ignore[assignment]
-            if objective
-            else None
-        )
-        planner = spec.get("planner")
-        self.planner: Planner | None = (
-            build_component("planner", planner["impl"], planner.get("params"), self._ctx)  # type: ignore[assignment]
-            if planner
-            else None
-        )
-
-    @classmethod
-    def _config_class(cls) -> type[WorldModelConfig]:
-        from worldflux.core.registry import WorldModelRegistry
-
-        if cls.model_type and WorldModelRegistry.is_registered(cls.model_type):
-            return WorldModelRegistry.get_config_class(cls.model_type)
-        return WorldModelConfig
-
-    def check_composition(self) -> None:
-        """The base probe, then the objective's and the planner's own ``check_model(model)``."""
-        super().check_composition()
-        for part in (self.objective, self.planner):
-            check = getattr(part, "check_model", None)
-            if callable(check):
-                check(self)
-
-    def io_contract(self) -> ModelIOContract:
-        """The spec's contract, refined by each slot implementation in slot order (see
-        :meth:`~worldflux.core.components.SlotModule.refine_contract`)."""
-        contract = ModelIOContract.from_dict(type(self).SPEC.get("io_contract", {}))
-        for attr in SLOTS.values():
-            refine = getattr(getattr(self, attr, None), "refine_contract", None)
-            if callable(refine):
-                contract = refine(contract)
-        return contract
-
-    def loss(self, batch: Batch | dict[str, Any]) -> LossOutput:
-        """The spec's objective on a ``[B, T, ...]`` batch (validated against the contract;
-        tensors are then moved to the model's device, floating ones cast to its dtype)."""
-        if self.objective is None:
-            raise CapabilityError(f"{type(self).__name__} declares no objective")
-        if not isinstance(batch, Batch):
-            batch = Batch(batch)
-        contract = self._checks()
-        if contract is not None:
-            contract.validate_batch(batch)
-            batch = _cast_batch(batch, self._float_dtype(), self._device())
-        out: LossOutput = self.objective(self, batch)
-        return out
-
-    @property
-    def can_act(self) -> bool:
-        """Whether :meth:`act` works: the objective owns an acting policy (``act`` hook)."""
-        return callable(getattr(self.objective, "act", None))
-
-    def act(
-        self,
-        obs: Tensor | dict[str, Tensor],
-        carry: Any = None,
-        *,
-        is_first: bool = False,
-        eval_mode: bool = False,
-    ) -> tuple[Tensor, Any]:
-        """One acting step of the model's own policy (capability POLICY, e.g. DreamerV3's actor):
-        observations ``[B, *obs_shape]`` and the carry of the previous call (None at the start)
-        -> ``(action [B, A] or [B], carry)``.
-
-        Raises:
-            CapabilityError: the model's objective has no acting policy (see :attr:`can_act`).
-        """
-        act = getattr(self.objective, "act", None)
-        if not callable(act):
-            raise CapabilityError(
-                f"{type(self).__name__} has no acting policy: its objective defines no act(); "
-                "use plan() for models with a planner"
-            )
-        result: tuple[Tensor, Any] = act(self, obs, carry, is_first=is_first, eval_mode=eval_mode)
-        return result
-
-    def plan(
-        self, obs: Tensor | dict[str, Tensor], *, eval_mode: bool = False, t0: bool = False
-    ) -> Tensor:
-        """Choose actions ``[B, A]`` for observations ``[B, *obs_shape]`` (capability PLANNING)."""
-        if self.planner is None:
-            raise CapabilityError(f"{type(self).__name__} has no planner (capability 'planning')")
-        actions: Tensor = self.planner(self, obs, eval_mode=eval_mode, t0=t0)
-        return actions
+        return SpecWorldModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,7 @@
 lives in :mod:`worldflux.core.model_registry`, the loaders that fill the registries on first use
 in :mod:`worldflux.core.loaders`, the five slots in :mod:`worldflux.core.slots`; they are all
 imported from this module (the path generated code and plugins use). Slot
-implementations are registered per kind (the five slots plus ``objective`` and ``planner``) under
+implementations are registered per kind (the five slots plus ``objective`` and ``behaviour``) under
 a key. Third-party packages add implementations through the ``worldflux.components`` entry-point
 group; their keys are namespaced ``package/name`` so they cannot collide with built-ins.
 """
@@ -38,8 +38,12 @@ __all__ = [
     "unregister_component",
 ]
 
-#: Every kind of registered component: the five slots, then the objective and the planner.
-COMPONENT_KINDS: tuple[str, ...] = (*SLOTS, "objective", "planner")
+#: Every kind of registered component: the five slots, then the objective and the behaviour
+#: (how the model acts: a planner such as MPPI, a learned actor-critic, a goal planner).
+COMPONENT_KINDS: tuple[str, ...] = (*SLOTS, "objective", "behaviour")
+
+#: Older names of a kind: ``planner`` (wave 1) is the same table as ``behaviour``.
+KIND_ALIASES: dict[str, str] = {"planner": "behaviour"}
 
 #: Entry-point group through which installed packages register components.
 ENTRY_POINT_GROUP = "worldflux.components"
@@ -96,6 +100,8 @@ class ComponentEntry:
 
 
 _components: dict[str, dict[str, ComponentEntry]] = {kind: {} for kind in COMPONENT_KINDS}
+for _alias, _kind in KIND_ALIASES.items():
+    _components[_alias] = _components[_kind]  # one table, two names
 _plugins_loaded = False
 _plugin_lock = threading.Lock()
 
@@ -110,7 +116,7 @@ def _check_kind(kind: str) -> None:
 def register_component(
     kind: str, key: str, *, params_model: type[BaseModel] | None = None, override: bool = False
 ) -> Callable[[C], C]:
-    """Class decorator registering a slot implementation (or objective / planner) under ``key``.
+    """Class decorator registering a slot implementation (or objective / behaviour) under ``key``.
 
     Example:
         >>> @register_component("dynamics_model", "mypkg/gru", params_model=GRUParams)

@@ -13,8 +13,9 @@ __all__ = ["load_components", "load_models"]
 
 
 def load_components() -> None:
-    """Register the built-in slot implementations (generic components, then every family)."""
+    """Register the built-in implementations (behaviours, generic components, every family)."""
     # deferred: keeps "import worldflux" cheap (the implementations import torch)
+    import worldflux.behaviour
     import worldflux.components
     import worldflux.families  # noqa: F401
 

@@ -95,10 +95,6 @@ class SamplingPlanner(Planner):
 
     def __init__(self, ctx: BuildContext, params: SamplingPlannerParams) -> None:
         super().__init__()
-        if ctx.action_type != "continuous":
-            raise ConfigurationError(
-                f"{type(self).__name__}: needs continuous actions, found {ctx.action_type!r}"
-            )
         if params.num_elites > params.num_samples:
             raise ConfigurationError(
                 f"{type(self).__name__}: num_elites ({params.num_elites}) must be <= "
@@ -115,6 +111,9 @@ class SamplingPlanner(Planner):
             )
         self.params = params
         self.action_dim = ctx.action_dim
+        #: Discrete actions are planned in their continuous relaxation: a sampled vector
+        #: ``[A]`` of scores in the action bounds stands for the index of its largest entry.
+        self.discrete = ctx.action_type == "discrete"
         self.horizon = int(params.horizon or ctx.hparam("horizon", 3))
         self.iterations = params.iterations + params.extra_iterations_large_action * int(
             ctx.action_dim >= 20
@@ -124,6 +123,11 @@ class SamplingPlanner(Planner):
     def reset(self) -> None:
         """Forget the warm start (call at the start of an episode, or pass ``t0=True``)."""
         self._prev_mean = None
+
+    def env_action(self, action: Tensor) -> Tensor:
+        """What the model is given for a planned ``[N, A]`` vector: itself, or for discrete
+        actions the index ``[N]`` of its largest score."""
+        return action.argmax(-1) if self.discrete else action
 
     # -- hooks for subclasses ------------------------------------------------------------------
     def elite_weights(self, elite_value: Tensor) -> Tensor:
@@ -143,7 +147,7 @@ class SamplingPlanner(Planner):
         total: Tensor | float = 0.0
         discount = 1.0
         for t in range(actions.shape[0]):
-            state, reward = fns.step(state, actions[t])
+            state, reward = fns.step(state, self.env_action(actions[t]))
             total = total + discount * reward
             discount *= gamma
         if fns.value is not None and fns.policy is not None:
@@ -210,4 +214,4 @@ class SamplingPlanner(Planner):
             std = var.sqrt().clamp(p.min_std, p.max_std)
         self._prev_mean = mean.clone()
         action = self.select(elite_actions, weights, mean, std, eval_mode)
-        return action.clamp(p.action_low, p.action_high)
+        return self.env_action(action.clamp(p.action_low, p.action_high))

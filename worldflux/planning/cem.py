@@ -16,7 +16,7 @@ from worldflux.planning.base import SamplingPlanner, SamplingPlannerParams
 __all__ = ["CEMPlanner"]
 
 
-@register_component("planner", "cem", params_model=SamplingPlannerParams)
+@register_component("behaviour", "cem", params_model=SamplingPlannerParams)
 class CEMPlanner(SamplingPlanner):
     """The cross-entropy method: uniform elite weights, returns the mean's first action."""
 

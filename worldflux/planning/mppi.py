@@ -22,7 +22,7 @@ def gumbel_sample(probs: Tensor) -> Tensor:
     return (probs.log() + gumbels).argmax(-1)
 
 
-@register_component("planner", "mppi", params_model=SamplingPlannerParams)
+@register_component("behaviour", "mppi", params_model=SamplingPlannerParams)
 class MPPIPlanner(SamplingPlanner):
     """MPPI with the official TD-MPC2 settings (6 iterations, +2 for action_dim >= 20; 512 samples;
     64 elites; 24 policy trajectories; horizon 3; temperature 0.5; std in [0.05, 2])."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from worldflux.core.components import Planner
 from worldflux.core.config import WorldModelConfig
 from worldflux.core.exceptions import ConfigurationError, did_you_mean
 from worldflux.core.registry import SLOTS, get_component
@@ -247,12 +248,44 @@ def _component_refs(spec: Spec) -> list[Issue]:
     for slot in SLOTS:
         issues += _component_issues(spec, slot, spec.data["slots"][slot], ("slots", slot))
     issues += _component_issues(spec, "objective", spec.data["objective"], ("objective",))
-    planner = spec.data.get("planner")
-    if planner is not None:
-        issues += _component_issues(spec, "planner", planner, ("planner",))
+    behaviour_key = "behaviour" if "behaviour" in spec.data else "planner"
+    behaviour = spec.data.get(behaviour_key)
+    if "behaviour" in spec.data and "planner" in spec.data:
+        issues.append(
+            spec.doc.issue(
+                ("planner",),
+                "`planner` is the older name of `behaviour`; declare one of them, not both",
+                key=True,
+            )
+        )
+    if behaviour is not None:
+        found = _component_issues(spec, "behaviour", behaviour, (behaviour_key,))
+        issues += found
+        if not found and "planning" in spec.data.get("capabilities", []):
+            entry = get_component("behaviour", str(behaviour["impl"]))
+            if not issubclass(entry.cls, Planner):
+                issues.append(
+                    spec.doc.issue(
+                        (behaviour_key, "impl"),
+                        f"capability 'planning' needs a planner behaviour (e.g. mppi, cem), "
+                        f"found {behaviour['impl']!r} ({entry.cls.__name__})",
+                        key=False,
+                    )
+                )
+        if not found and "goal_planning" in spec.data.get("capabilities", []):
+            entry = get_component("behaviour", str(behaviour["impl"]))
+            if not getattr(entry.cls, "needs_goal", False):
+                issues.append(
+                    spec.doc.issue(
+                        (behaviour_key, "impl"),
+                        f"capability 'goal_planning' needs a goal behaviour (e.g. goal_cem), "
+                        f"found {behaviour['impl']!r} ({entry.cls.__name__})",
+                        key=False,
+                    )
+                )
     elif "planning" in spec.data.get("capabilities", []):
         issues.append(
-            spec.doc.issue(("capabilities",), "capability 'planning' needs a `planner` entry")
+            spec.doc.issue(("capabilities",), "capability 'planning' needs a `behaviour` entry")
         )
     return issues
 

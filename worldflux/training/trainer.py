@@ -6,7 +6,8 @@ Update protocol (docs/training.md, "The update protocol"):
   ``dict[str, Optimizer]`` (e.g. ``{"model": ..., "policy": ...}``). Models without an objective
   get one Adam over every trainable parameter, named ``"model"``.
 * Default update (the objective has no ``update`` method): ``LossOutput = objective(model,
-  batch)`` (or ``model.loss(batch)``); the Trainer checks the loss is finite, back-propagates
+  batch)`` (``model.loss(batch)`` for spec models: the objective plus a learned behaviour's
+  terms); the Trainer checks the loss is finite, back-propagates
   ``LossOutput.loss`` once, averages gradients across processes, checks every gradient is
   finite, clips each optimiser's gradient norm to ``grad_clip`` and steps *every* optimiser, then
   calls ``objective.after_step(model)`` (EMA / Polyak targets).
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 
 from worldflux.core.model import WorldModel
 from worldflux.core.numerics import all_finite, first_non_finite
+from worldflux.core.spec_model import SpecWorldModel
 from worldflux.core.types import Batch, LossOutput
 from worldflux.training.distributed import DistributedContext
 from worldflux.training.errors import NonFiniteError, TrainingError
@@ -195,9 +197,9 @@ class Trainer:
 
     def _default_update(self, batch: Batch) -> dict[str, float]:
         """One backward of ``LossOutput.loss``; every optimiser steps (see module docs)."""
-        if self.objective is not None:
+        if self.objective is not None and not isinstance(self.model, SpecWorldModel):
             out: LossOutput = self.objective(self.model, batch)
-        else:
+        else:  # a spec model's loss adds its learned behaviour's terms to the objective's
             out = self.model.loss(batch)
         if out.loss.dim() != 0:
             raise TrainingError(
@@ -230,6 +232,9 @@ class Trainer:
             opt.step()
         if self.objective is not None:
             self.objective.after_step(self.model)
+        behaviour = getattr(self.model, "behaviour", None)
+        if behaviour is not None:
+            behaviour.after_step(self.model)
         return metrics
 
     @staticmethod

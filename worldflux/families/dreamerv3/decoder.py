@@ -27,9 +27,9 @@ from worldflux.core.registry import register_component
 from worldflux.core.spec import ModelIOContract
 from worldflux.core.types import ModelOutput, State
 from worldflux.families.dreamerv3.encoder import Conv, as_dict, channel_norm, split_keys
-from worldflux.families.dreamerv3.heads import BinaryHead, TwoHotHead
 from worldflux.families.dreamerv3.hparams import hp, obs_layout
-from worldflux.families.dreamerv3.nets import MLP, BlockLinear, Dense, RMSNorm, symexp, symlog
+from worldflux.nn.heads import BinaryHead, TwoHotHead
+from worldflux.nn.nets import MLP, BlockLinear, Dense, RMSNorm, symexp, symlog
 
 __all__ = ["DreamerDecoder", "feat_of"]
 

@@ -23,7 +23,7 @@ from worldflux.core.registry import register_component
 from worldflux.core.spec import ModelIOContract, TensorSpec
 from worldflux.core.types import State
 from worldflux.families.dreamerv3.hparams import hp, obs_layout
-from worldflux.families.dreamerv3.nets import Dense, RMSNorm, symlog, trunc_normal_in_
+from worldflux.nn.nets import Dense, RMSNorm, symlog, trunc_normal_in_
 
 __all__ = ["DreamerEncoder", "split_keys"]
 

@@ -24,17 +24,18 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
+from worldflux.behaviour.actor_critic import imagination_losses, slow_update
 from worldflux.core.components import BuildContext, Objective
 from worldflux.core.exceptions import ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import Batch, LossOutput, State
 from worldflux.families.dreamerv3.decoder import DreamerDecoder, feat_of
-from worldflux.families.dreamerv3.dists import UnimixCategorical, binary_loss, categorical_kl
-from worldflux.families.dreamerv3.heads import PolicyHead, TwoHotHead
 from worldflux.families.dreamerv3.hparams import hp
 from worldflux.families.dreamerv3.optim import DreamerOptimizer
-from worldflux.families.dreamerv3.returns import PercentileNorm, lambda_return
 from worldflux.families.dreamerv3.rssm import RSSM
+from worldflux.nn.dists import UnimixCategorical, binary_loss, categorical_kl
+from worldflux.nn.heads import PolicyHead, TwoHotHead
+from worldflux.nn.returns import PercentileNorm, lambda_return
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
@@ -192,8 +193,7 @@ class DreamerObjective(Objective):
     def after_step(self, model: WorldModel) -> None:
         """Slow critic EMA: ``slow = rate * val + (1 - rate) * slow`` every ``slow_every`` steps."""
         if int(self.slow_count) % self.p.slow_every == 0:
-            for src, dst in zip(self.val.parameters(), self.slowval.parameters(), strict=True):
-                dst.mul_(1 - self.p.slow_rate).add_(src, alpha=self.p.slow_rate)
+            slow_update(self.val, self.slowval, self.p.slow_rate)
         self.slow_count += 1
 
     # -- the loss ---------------------------------------------------------------------------------
@@ -293,38 +293,29 @@ class DreamerObjective(Objective):
     def _imag_loss(
         self, dec: DreamerDecoder, feat: Tensor, act: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
-        """Policy and value losses on an imagined trajectory ``feat [N, H+1, F]``.
-
-        Returns (policy loss, value loss, lambda-return at the start ``[N]``, metrics).
-        """
+        """Policy and value losses on an imagined trajectory ``feat [N, H+1, F]`` (the shared
+        :func:`~worldflux.behaviour.actor_critic.imagination_losses`, on DreamerV3's reward and
+        continue heads). Returns (policy loss, value loss, lambda-return at the start ``[N]``,
+        metrics)."""
         p = self.p
         with torch.no_grad():
             rew = dec.rew.dist(feat).pred()
             con = torch.sigmoid(dec.con(feat))
-            slowpred = self.slowval.dist(feat).pred()
-        val_dist = self.val.dist(feat)
-        tarval = val_dist.pred().detach()
-        disc = 1.0 if p.contdisc else 1 - 1 / p.horizon
-        weight = torch.cumprod(disc * con, 1) / disc
-        ret = lambda_return(torch.zeros_like(con), 1 - con, rew, tarval, disc, p.lam)
-        if self.training:
-            self.retnorm.update(ret)
-        _, rscale = self.retnorm.stats()
-        adv = (ret - tarval[:, :-1]) / rscale
-        policy = self.pol(feat)
-        logpi = policy.logp(act.detach())[:, :-1]
-        ent = policy.entropy()[:, :-1]
-        w = weight[:, :-1].detach()
-        policy_loss = (w * -(logpi * adv.detach() + p.actent * ent)).mean()
-        tar = torch.cat([ret, torch.zeros_like(ret[:, -1:])], 1)
-        value_loss = (w * (val_dist.loss(tar) + p.slowreg * val_dist.loss(slowpred))[:, :-1]).mean()
-        metrics = {
-            "imag/ret": float(ret.mean()),
-            "imag/adv": float(adv.mean()),
-            "imag/entropy": float(ent.detach().mean()),
-            "imag/retscale": float(rscale),
-        }
-        return policy_loss, value_loss, ret[:, 0], metrics
+        return imagination_losses(
+            self.pol,
+            self.val,
+            self.slowval,
+            self.retnorm,
+            feat,
+            act,
+            rew,
+            con,
+            disc=1.0 if p.contdisc else 1 - 1 / p.horizon,
+            lam=p.lam,
+            actent=p.actent,
+            slowreg=p.slowreg,
+            update_norm=self.training,
+        )
 
     def _repl_loss(
         self, feat: Tensor, last: Tensor, term: Tensor, rew: Tensor, boot: Tensor

@@ -21,11 +21,11 @@ from torch.nn import functional as F
 from worldflux.core.exceptions import CheckpointError
 from worldflux.core.types import State
 from worldflux.families.dreamerv3.decoder import DreamerDecoder, feat_of
-from worldflux.families.dreamerv3.dists import binary_loss, categorical_kl
 from worldflux.families.dreamerv3.encoder import DreamerEncoder
 from worldflux.families.dreamerv3.objective import DreamerObjective
 from worldflux.families.dreamerv3.rssm import RSSM
 from worldflux.families.dreamerv3.weights import load_official_weights
+from worldflux.nn.dists import binary_loss, categorical_kl
 from worldflux.parity import ParityRow, compare, read_golden
 
 if TYPE_CHECKING:

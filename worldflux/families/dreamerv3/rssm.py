@@ -28,9 +28,9 @@ from worldflux.core.components import ActionConditioner, BuildContext, DynamicsM
 from worldflux.core.exceptions import ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import State
-from worldflux.families.dreamerv3.dists import onehot_from_probs, softmax, unimix_logprobs
 from worldflux.families.dreamerv3.hparams import hp
-from worldflux.families.dreamerv3.nets import BlockLinear, Dense, RMSNorm, tanh
+from worldflux.nn.dists import onehot_from_probs, softmax, unimix_logprobs
+from worldflux.nn.nets import BlockLinear, Dense, RMSNorm, tanh
 
 __all__ = ["RSSM", "DreamerActionConditioner"]
 

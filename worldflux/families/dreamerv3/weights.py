@@ -25,10 +25,10 @@ from torch import Tensor
 from worldflux.core.exceptions import CheckpointError, ContractViolation
 from worldflux.families.dreamerv3.decoder import DreamerDecoder
 from worldflux.families.dreamerv3.encoder import DreamerEncoder
-from worldflux.families.dreamerv3.heads import BinaryHead, PolicyHead, TwoHotHead
-from worldflux.families.dreamerv3.nets import MLP
 from worldflux.families.dreamerv3.objective import DreamerObjective
 from worldflux.families.dreamerv3.rssm import RSSM
+from worldflux.nn.heads import BinaryHead, PolicyHead, TwoHotHead
+from worldflux.nn.nets import MLP
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel

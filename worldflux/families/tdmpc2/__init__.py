@@ -5,7 +5,7 @@ Importing this package registers ``tdmpc2.encoder``, ``tdmpc2.dynamics``, ``tdmp
 ``tdmpc2`` parity handler.
 """
 
-import worldflux.planning  # noqa: F401  (registers the mppi and cem planners)
+import worldflux.behaviour  # noqa: F401  (registers the behaviours: mppi, cem, ...)
 from worldflux.families.tdmpc2 import objective, parity, slots
 
 __all__ = ["objective", "parity", "slots"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 
 from ..configs.tinyrnn import TinyRNNWorldModelConfig
 
@@ -49,7 +49,7 @@ class TinyRNNWorldModel(SpecWorldModel):
             "rollout_executor": {"impl": "open_loop", "params": {}},
         },
         "objective": {"impl": "generic", "params": {"dynamics_coef": 0.5, "lr": 0.001}},
-        "planner": None,
+        "behaviour": None,
         "io_contract": {
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],

@@ -11,14 +11,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from worldflux.families.dreamerv3.dists import (
+from worldflux.nn.dists import (
     BoundedNormal,
     TwoHot,
     UnimixCategorical,
     twohot_bins,
     unimix_logprobs,
 )
-from worldflux.families.dreamerv3.nets import MLP, Dense, tanh
+from worldflux.nn.nets import MLP, Dense, tanh
 
 __all__ = ["BinaryHead", "PolicyHead", "TwoHotHead"]
 

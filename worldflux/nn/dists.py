@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from worldflux.families.dreamerv3.nets import symexp
+from worldflux.nn.nets import symexp
 
 __all__ = [
     "BoundedNormal",

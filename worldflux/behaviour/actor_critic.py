@@ -1,0 +1,334 @@
+"""``actor_critic``: a Dreamer-style actor-critic trained in the imagination of ANY world model.
+
+One implementation serves every family: :func:`imagination_losses` is the DreamerV3 policy/value
+loss (REINFORCE on lambda-returns normalised by their 5-95 percentile range, entropy bonus, a
+two-hot critic regularised toward its slow EMA copy); ``dreamerv3.objective`` calls it for its own
+actor, and :class:`ImaginationActorCritic` wraps it as a behaviour for models that expose only the
+five-slot interface:
+
+* features: every tensor of the model's ``State`` flattened and concatenated in key order
+  (``feat [N, F]``, F from the declared contract's state shapes);
+* imagination: from ``model.encode(obs)`` of up to ``starts`` replay frames, ``imag_length``
+  steps of ``model.transition(state, actor(feat))``; rewards and continues from
+  ``model.decode(state).predictions`` (``continue`` defaults to 1 when the model has none);
+* gradients: imagination runs under ``no_grad`` and the losses see only detached features, so
+  the world model's parameters receive no gradient from the behaviour (conformance checks it).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
+
+from worldflux.components._common import Size, resolve_size
+from worldflux.core.components import Behaviour, BuildContext
+from worldflux.core.exceptions import CapabilityError
+from worldflux.core.registry import register_component
+from worldflux.core.types import Batch, LossOutput, State
+from worldflux.nn.dists import BoundedNormal, UnimixCategorical
+from worldflux.nn.heads import PolicyHead, TwoHotHead
+from worldflux.nn.returns import PercentileNorm, lambda_return
+
+if TYPE_CHECKING:
+    from worldflux.core.model import WorldModel
+
+__all__ = ["ActorCriticParams", "ImaginationActorCritic", "imagination_losses", "state_features"]
+
+
+def imagination_losses(
+    pol: PolicyHead,
+    val: TwoHotHead,
+    slowval: TwoHotHead,
+    retnorm: PercentileNorm,
+    feat: Tensor,
+    act: Tensor,
+    rew: Tensor,
+    con: Tensor,
+    *,
+    disc: float,
+    lam: float,
+    actent: float,
+    slowreg: float,
+    update_norm: bool,
+) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
+    """DreamerV3's policy and value losses on an imagined trajectory (official ``imag_loss``).
+
+    Args:
+        feat: features ``[N, H+1, F]`` of the imagined states (no gradient needed).
+        act: actions ``[N, H+1, A]`` taken from them (one-hot for discrete actions).
+        rew: predicted reward of arriving in each state ``[N, H+1]`` (position 0 unused).
+        con: predicted continue probability of each state ``[N, H+1]``.
+        disc: discount per step; lam: lambda of the returns; actent: entropy bonus;
+        slowreg: weight of the slow-critic regulariser; update_norm: update the return percentiles.
+
+    Returns:
+        (policy loss, value loss, lambda-return at the start ``[N]``, metrics).
+    """
+    with torch.no_grad():
+        slowpred = slowval.dist(feat).pred()
+    val_dist = val.dist(feat)
+    tarval = val_dist.pred().detach()
+    weight = torch.cumprod(disc * con, 1) / disc
+    ret = lambda_return(torch.zeros_like(con), 1 - con, rew, tarval, disc, lam)
+    if update_norm:
+        retnorm.update(ret)
+    _, rscale = retnorm.stats()
+    adv = (ret - tarval[:, :-1]) / rscale
+    policy = pol(feat)
+    logpi = policy.logp(act.detach())[:, :-1]
+    ent = policy.entropy()[:, :-1]
+    w = weight[:, :-1].detach()
+    policy_loss = (w * -(logpi * adv.detach() + actent * ent)).mean()
+    tar = torch.cat([ret, torch.zeros_like(ret[:, -1:])], 1)
+    value_loss = (w * (val_dist.loss(tar) + slowreg * val_dist.loss(slowpred))[:, :-1]).mean()
+    metrics = {
+        "imag/ret": float(ret.mean()),
+        "imag/adv": float(adv.mean()),
+        "imag/entropy": float(ent.detach().mean()),
+        "imag/retscale": float(rscale),
+    }
+    return policy_loss, value_loss, ret[:, 0], metrics
+
+
+@torch.no_grad()
+def slow_update(val: TwoHotHead, slowval: TwoHotHead, rate: float) -> None:
+    """``slow = rate * val + (1 - rate) * slow`` (the slow critic's EMA)."""
+    for src, dst in zip(val.parameters(), slowval.parameters(), strict=True):
+        dst.mul_(1 - rate).add_(src, alpha=rate)
+
+
+def state_features(state: State) -> Tensor:
+    """Every tensor of ``state`` (``[N, ...]`` each) flattened to ``[N, -1]``, cast to float and
+    concatenated in sorted key order: ``feat [N, F]``."""
+    parts = [state[key].flatten(1).float() for key in sorted(state.keys())]
+    return torch.cat(parts, -1)
+
+
+class ActorCriticParams(BaseModel):
+    """Settings of the imagination actor-critic (DreamerV3's defaults where they exist)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    imag_length: int = Field(15, ge=1, description="imagined steps per start state")
+    starts: int = Field(256, ge=1, description="most replay frames imagination starts from")
+    horizon: float = Field(333.0, gt=1.0, description="discount = 1 - 1 / horizon")
+    lam: float = Field(0.95, ge=0.0, le=1.0)
+    actent: float = Field(3e-4, ge=0.0, description="entropy bonus")
+    slowreg: float = Field(1.0, ge=0.0)
+    slow_rate: float = Field(0.02, gt=0.0, le=1.0)
+    retnorm_rate: float = Field(0.01, gt=0.0, le=1.0)
+    retnorm_limit: float = Field(1.0, gt=0.0)
+    layers: int = Field(2, ge=1)
+    units: Size = Field(64, description="hidden width (an int or a config symbol)")
+    bins: int = Field(255, ge=3)
+    minstd: float = Field(0.1, gt=0.0)
+    maxstd: float = Field(1.0, gt=0.0)
+    unimix: float = Field(0.01, ge=0.0, lt=1.0)
+    policy_scale: float = Field(1.0, ge=0.0)
+    value_scale: float = Field(1.0, ge=0.0)
+
+
+@register_component("behaviour", "actor_critic", params_model=ActorCriticParams)
+class ImaginationActorCritic(Behaviour):
+    """An actor ``pol`` and a two-hot critic ``val`` (with its slow copy ``slowval``) on the
+    model's state features, trained on imagined rollouts (loss terms ``policy``, ``value``)."""
+
+    learns = True
+    loss_terms = ("policy", "value")
+    #: State the loss updates in train mode (the return percentiles, as DreamerV3's loss does).
+    loss_side_effects = ("retnorm.lo", "retnorm.hi")
+    slow_count: Tensor
+
+    def __init__(self, ctx: BuildContext, params: ActorCriticParams) -> None:
+        super().__init__()
+        self.p = params
+        self.discrete = ctx.action_type == "discrete"
+        self.action_dim = ctx.action_dim
+        self.units = resolve_size(ctx, params.units, "actor_critic.units")
+        self.feat_dim = 0
+        self.pol: PolicyHead | None = None
+        self.val: TwoHotHead | None = None
+        self.slowval: TwoHotHead | None = None
+        self.retnorm = PercentileNorm(params.retnorm_rate, params.retnorm_limit)
+
+    def bind(self, model: WorldModel) -> None:
+        """Build the heads for the model's feature size (from the declared state shapes)."""
+        state = model.declared_contract().state
+        feat = 0
+        for spec in state.values():
+            size = 1
+            for dim in spec.shape:
+                size *= int(dim)
+            feat += size
+        self.feat_dim = feat
+        p = self.p
+        self.pol = PolicyHead(
+            feat,
+            p.layers,
+            self.units,
+            self.action_dim,
+            self.discrete,
+            minstd=p.minstd,
+            maxstd=p.maxstd,
+            unimix=p.unimix,
+        )
+        self.val = TwoHotHead(feat, p.layers, self.units, p.bins)
+        self.slowval = copy.deepcopy(self.val)
+        for param in self.slowval.parameters():
+            param.requires_grad_(False)
+
+    def _heads(self) -> tuple[PolicyHead, TwoHotHead, TwoHotHead]:
+        if self.pol is None or self.val is None or self.slowval is None:
+            raise CapabilityError("actor_critic: bind(model) was not called (no heads yet)")
+        return self.pol, self.val, self.slowval
+
+    def check_model(self, model: WorldModel) -> None:
+        """The model predicts rewards (``decode(state).predictions['reward']``) and its state
+        features still have the size the heads were built for."""
+        contract = model.declared_contract()
+        if "reward" not in contract.predictions:
+            raise CapabilityError(
+                f"actor_critic needs a reward prediction; {type(model).__name__} declares "
+                f"predictions {sorted(contract.predictions)}"
+            )
+        with torch.no_grad():
+            obs = _example_obs(model)
+            feat = state_features(model.encode(obs))
+        if feat.shape[-1] != self.feat_dim:
+            raise CapabilityError(
+                f"actor_critic: state features have size {feat.shape[-1]}, the heads were built "
+                f"for {self.feat_dim}"
+            )
+
+    # -- acting ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(
+        self,
+        model: WorldModel,
+        obs: Tensor | dict[str, Tensor],
+        carry: Any = None,
+        *,
+        is_first: bool = False,
+        eval_mode: bool = False,
+        goal: Tensor | dict[str, Tensor] | None = None,
+    ) -> tuple[Tensor, Any]:
+        """``encode(obs)`` (carrying the previous state and action for recurrent encoders),
+        then the actor's sample (its mode in eval mode). Returns ``(action, (state, action))``."""
+        pol, _, _ = self._heads()
+        state, prev = (None, None) if carry is None or is_first else carry
+        state = model.encode(obs, state, prev) if state is not None else model.encode(obs)
+        dist = pol(state_features(state).to(_param_dtype(pol)))
+        action = self._env_action(model, dist, eval_mode)
+        return action, (state, action)
+
+    def _env_action(
+        self, model: WorldModel, dist: BoundedNormal | UnimixCategorical, eval_mode: bool
+    ) -> Tensor:
+        if isinstance(dist, UnimixCategorical):
+            choice = dist.logprobs if eval_mode else dist.sample()
+            return choice.argmax(-1)
+        bounds = model.bound_contract().action
+        sample = dist.mean if eval_mode else dist.sample()
+        return sample.clamp(bounds.low, bounds.high)
+
+    def after_step(self, model: WorldModel) -> None:
+        """The slow critic follows the critic after every optimiser step."""
+        _, val, slowval = self._heads()
+        slow_update(val, slowval, self.p.slow_rate)
+
+    # -- learning -------------------------------------------------------------------------------
+    def loss(self, model: WorldModel, batch: Batch) -> LossOutput:
+        """Policy and value losses on ``imag_length``-step rollouts from up to ``starts`` frames
+        of ``batch['obs'] [B, T, ...]`` (evenly spaced, so no random draw)."""
+        pol, val, slowval = self._heads()
+        p = self.p
+        with torch.no_grad():
+            start = model.encode(_start_frames(batch["obs"], p.starts))
+            feat, act, rew, con = self._imagine(model, pol, start)
+        disc = 1.0 - 1.0 / p.horizon
+        policy_loss, value_loss, _, metrics = imagination_losses(
+            pol,
+            val,
+            slowval,
+            self.retnorm,
+            feat,
+            act,
+            rew,
+            con,
+            disc=disc,
+            lam=p.lam,
+            actent=p.actent,
+            slowreg=p.slowreg,
+            update_norm=self.training,
+        )
+        policy_loss = policy_loss * p.policy_scale
+        value_loss = value_loss * p.value_scale
+        return LossOutput(
+            loss=policy_loss + value_loss,
+            components={"policy": policy_loss, "value": value_loss},
+            metrics=metrics,
+        )
+
+    def _imagine(
+        self, model: WorldModel, pol: PolicyHead, state: State
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(feat [N, H+1, F], act [N, H+1, A], rew [N, H+1], con [N, H+1])``."""
+        dtype = _param_dtype(pol)
+        feats, acts, rews, cons = [], [], [], []
+        for step in range(self.p.imag_length + 1):
+            f = state_features(state).to(dtype)
+            dist = pol(f)
+            sample = dist.sample()
+            feats.append(f)
+            acts.append(sample)
+            if step > 0:
+                predictions = model.decode(state, validate=False).predictions
+                rews.append(predictions["reward"].to(dtype))
+                cont = predictions.get("continue")
+                cons.append(torch.ones_like(rews[-1]) if cont is None else cont.to(dtype))
+            else:
+                rews.append(torch.zeros(f.shape[0], dtype=dtype, device=f.device))
+                cons.append(torch.ones(f.shape[0], dtype=dtype, device=f.device))
+            if step < self.p.imag_length:
+                action = sample.argmax(-1) if self.discrete else sample
+                state = model.transition(state, action, validate=False)
+        return (
+            torch.stack(feats, 1),
+            torch.stack(acts, 1),
+            torch.stack(rews, 1),
+            torch.stack(cons, 1),
+        )
+
+
+def _param_dtype(module: torch.nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
+def _start_frames(obs: Tensor | dict[str, Tensor], most: int) -> Tensor | dict[str, Tensor]:
+    """Up to ``most`` evenly spaced frames of ``obs [B, T, ...]``, flattened to ``[N, ...]``."""
+
+    def pick(x: Tensor) -> Tensor:
+        flat = x.flatten(0, 1)
+        if flat.shape[0] <= most:
+            return flat
+        index = torch.linspace(0, flat.shape[0] - 1, most, device=flat.device).round().long()
+        return flat[index]
+
+    if isinstance(obs, dict):
+        return {key: pick(value) for key, value in obs.items()}
+    return pick(obs)
+
+
+def _example_obs(model: WorldModel) -> Tensor | dict[str, Tensor]:
+    """Two zero observations of the model's bound contract (for the feature-size probe)."""
+    contract = model.bound_contract()
+    device = next(model.parameters()).device
+    obs = {
+        key: torch.zeros((2, *(int(d) for d in spec.shape)), dtype=spec.torch_dtype, device=device)
+        for key, spec in contract.observation.items()
+    }
+    return obs if len(obs) > 1 else next(iter(obs.values()))
