@@ -13,7 +13,6 @@ from worldflux.behaviour.actor_critic import (
     ActorCriticParams,
     ImaginationActorCritic,
     imagination_losses,
-    state_features,
 )
 from worldflux.behaviour.goal import GoalCEM, GoalCEMParams
 from worldflux.behaviour.objective_policy import ObjectivePolicy
@@ -28,5 +27,4 @@ __all__ = [
     "MPPIPlanner",
     "ObjectivePolicy",
     "imagination_losses",
-    "state_features",
 ]

@@ -6,8 +6,8 @@ two-hot critic regularised toward its slow EMA copy); ``dreamerv3.objective`` ca
 actor, and :class:`ImaginationActorCritic` wraps it as a behaviour for models that expose only the
 five-slot interface:
 
-* features: every tensor of the model's ``State`` flattened and concatenated in key order
-  (``feat [N, F]``, F from the declared contract's state shapes);
+* features: the state's ``latent``, else every state tensor flattened and concatenated in key
+  order (``components._common.state_features``; ``feat [N, F]``, F from the declared contract);
 * imagination: from ``model.encode(obs)`` of up to ``starts`` replay frames, ``imag_length``
   steps of ``model.transition(state, actor(feat))``; rewards and continues from
   ``model.decode(state).predictions`` (``continue`` defaults to 1 when the model has none);
@@ -18,13 +18,14 @@ five-slot interface:
 from __future__ import annotations
 
 import copy
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from worldflux.components._common import Size, resolve_size
+from worldflux.components._common import Size, resolve_size, state_features
 from worldflux.core.components import Behaviour, BuildContext
 from worldflux.core.exceptions import CapabilityError
 from worldflux.core.registry import register_component
@@ -36,7 +37,7 @@ from worldflux.nn.returns import PercentileNorm, lambda_return
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
 
-__all__ = ["ActorCriticParams", "ImaginationActorCritic", "imagination_losses", "state_features"]
+__all__ = ["ActorCriticParams", "ImaginationActorCritic", "imagination_losses", "slow_update"]
 
 
 def imagination_losses(
@@ -101,13 +102,6 @@ def slow_update(val: TwoHotHead, slowval: TwoHotHead, rate: float) -> None:
         dst.mul_(1 - rate).add_(src, alpha=rate)
 
 
-def state_features(state: State) -> Tensor:
-    """Every tensor of ``state`` (``[N, ...]`` each) flattened to ``[N, -1]``, cast to float and
-    concatenated in sorted key order: ``feat [N, F]``."""
-    parts = [state[key].flatten(1).float() for key in sorted(state.keys())]
-    return torch.cat(parts, -1)
-
-
 class ActorCriticParams(BaseModel):
     """Settings of the imagination actor-critic (DreamerV3's defaults where they exist)."""
 
@@ -158,12 +152,8 @@ class ImaginationActorCritic(Behaviour):
     def bind(self, model: WorldModel) -> None:
         """Build the heads for the model's feature size (from the declared state shapes)."""
         state = model.declared_contract().state
-        feat = 0
-        for spec in state.values():
-            size = 1
-            for dim in spec.shape:
-                size *= int(dim)
-            feat += size
+        parts = [state["latent"]] if "latent" in state else list(state.values())
+        feat = sum(math.prod(int(d) for d in spec.shape) for spec in parts)
         self.feat_dim = feat
         p = self.p
         self.pol = PolicyHead(
@@ -197,7 +187,7 @@ class ImaginationActorCritic(Behaviour):
             )
         with torch.no_grad():
             obs = _example_obs(model)
-            feat = state_features(model.encode(obs))
+            feat = state_features(model.encode(obs)).float()
         if feat.shape[-1] != self.feat_dim:
             raise CapabilityError(
                 f"actor_critic: state features have size {feat.shape[-1]}, the heads were built "

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from worldflux.behaviour.actor_critic import state_features
+from worldflux.components._common import state_features
 from worldflux.core.components import BuildContext
 from worldflux.core.exceptions import CapabilityError
 from worldflux.core.registry import register_component
@@ -78,7 +78,7 @@ class GoalCEM(CEMPlanner):
         if goal is None:
             raise CapabilityError("goal_cem: act(...) needs goal=<goal observation [B, ...]>")
         with torch.no_grad():
-            goal_feat = state_features(model.encode(goal))
+            goal_feat = state_features(model.encode(goal)).float()
         self._goal = goal_feat.repeat_interleave(self.params.num_samples, dim=0)
         try:
             action: Tensor = self(model, obs, eval_mode=eval_mode, t0=is_first)
@@ -95,7 +95,7 @@ class GoalCEM(CEMPlanner):
         for t in range(actions.shape[0]):
             state = fns.model.transition(state, self.env_action(actions[t]), validate=False)
             if self.energy == "all" or t == actions.shape[0] - 1:
-                total = total + (state_features(state) - goal).abs().mean(-1)
+                total = total + (state_features(state).float() - goal).abs().mean(-1)
         if self.energy == "all":
             total = total / actions.shape[0]
         return -total
