@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+from conformance_behaviour_cases import BEHAVIOUR_CASES
 from test_conformance_branches import NaNOutOfBounds, NotCopyable
 from test_conformance_meta import (
     BROKEN,
@@ -1276,6 +1277,8 @@ CASES += [
         _swap_slot("rollout_executor", "wf_conformance_toy/rollout_no_start"),
     ),
 ]
+
+CASES += BEHAVIOUR_CASES
 
 
 def run_case(case: tuple[Any, ...], tmp: Path, **kw: Any) -> bool:

@@ -11,7 +11,7 @@ from worldflux.core.config import WorldModelConfig
 
 class SSMWorldModelConfig(WorldModelConfig):
     """
-    Diagonal SSM hyperparameters.
+    Selective SSM hyperparameters.
     """
 
     model_config = ConfigDict(
@@ -40,7 +40,11 @@ class SSMWorldModelConfig(WorldModelConfig):
     """
     hidden width of the encoder and decoder MLPs
     """
+    ssm_state: Annotated[int, Field(ge=1)] = 16
+    """
+    states per channel N (Mamba 16)
+    """
     state_dim: Annotated[int, Field(ge=1)] = 256
     """
-    SSM state channels
+    SSM channels D (the readout y the decoder reads)
     """

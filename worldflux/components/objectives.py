@@ -3,7 +3,8 @@ latent dynamics), usable by any spec built from the generic components.
 
 For a batch ``[B, T, ...]`` it filters observations through the model (``encode`` with the
 previous state and action; the state is reset where ``is_first``), giving posterior states
-``s_t``; then, through the slots:
+``s_t`` (a dynamics model with ``observe_sequence(model, obs [B, T, ...], prev_actions, keep
+[B, T])`` gives them all at once, e.g. the SSM's parallel scan); then, through the slots:
 
 - ``reconstruction``: MSE of ``decode(s_t)["obs"]`` against ``obs[:, t]``;
 - ``reward``: MSE of ``decode(transition(s_t, a_t))["reward"]`` against ``rewards[:, t]``;
@@ -65,6 +66,16 @@ class GenericObjective(Objective):
     def _posteriors(self, model: WorldModel, batch: Batch) -> list[State]:
         obs, actions = batch["obs"], batch["actions"]
         is_first = batch.get("is_first")
+        scan = getattr(model.dynamics_model, "observe_sequence", None)
+        if callable(scan) and isinstance(obs, Tensor):  # the whole sequence at once (SSM scan)
+            keep = torch.ones(actions.shape[:2], device=actions.device)
+            if is_first is not None:
+                keep = 1.0 - is_first.float()
+            keep[:, 0] = 1.0
+            shifted = torch.cat([actions[:, :1], actions[:, :-1]], 1)
+            mask = keep.view(*keep.shape, *([1] * (shifted.dim() - 2))).to(shifted.dtype)
+            posteriors: list[State] = scan(model, obs, shifted * mask, keep)
+            return posteriors
         states: list[State] = []
         state: State | None = None
         for t in range(batch.seq_len):
