@@ -15,8 +15,7 @@ with tensor indexing (no Python loop over ``B x T``).
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,8 @@ from torch import Tensor
 
 from worldflux.core.types import Batch
 from worldflux.training.errors import ReplayError
+from worldflux.training.observations import flat_size, flatten, split
+from worldflux.training.replay_bench import measure_sampling_throughput
 
 __all__ = ["ReplayBuffer", "measure_sampling_throughput"]
 
@@ -46,6 +47,10 @@ class ReplayBuffer:
         action_type: ``"continuous"`` or ``"discrete"``.
         obs_dtype: storage dtype of observations (``torch.uint8`` for rendered frames).
         seed: seed of the buffer's own sampling generator (part of its saved state).
+        obs_layout: dict observations (key -> per-sample shape, see
+            :mod:`worldflux.training.observations`): stored flat (``obs_shape`` must be ``(D,)``,
+            the keys' total size), given to :meth:`begin_episode` / :meth:`add` as dicts and
+            sampled as ``{key: [B, T, *shape]}``.
 
     Attributes:
         total: rows ever written (the replay position); ``size`` rows are held.
@@ -60,6 +65,7 @@ class ReplayBuffer:
         action_type: str = "continuous",
         obs_dtype: torch.dtype = torch.float32,
         seed: int = 0,
+        obs_layout: Mapping[str, tuple[int, ...]] | None = None,
     ) -> None:
         if capacity < 2:
             raise ReplayError(f"replay capacity: expected at least 2 rows, found {capacity}")
@@ -87,6 +93,20 @@ class ReplayBuffer:
         self.episodes = 0
         self.episode_open = False
         self.generator = torch.Generator().manual_seed(int(seed))
+        self.obs_layout: dict[str, tuple[int, ...]] | None = None
+        if obs_layout is not None:
+            self.set_obs_layout(obs_layout)
+
+    def set_obs_layout(self, layout: Mapping[str, tuple[int, ...]]) -> None:
+        """Serve the flat observations as dicts of ``layout``'s keys (kept out of the saved
+        state: a loaded buffer gets its layout back from the environment)."""
+        layout = {k: tuple(int(d) for d in layout[k]) for k in sorted(layout)}
+        if self.obs_shape != (flat_size(layout),):
+            raise ReplayError(
+                f"replay obs layout {layout}: expected flat rows of shape "
+                f"[{flat_size(layout)}], the buffer stores {list(self.obs_shape)}"
+            )
+        self.obs_layout = layout
 
     # -- writing ----------------------------------------------------------------------------
     @property
@@ -99,12 +119,31 @@ class ReplayBuffer:
         return self.total - self.size
 
     def _check_obs(self, obs: Any) -> Tensor:
+        if self.obs_layout is not None and isinstance(obs, Mapping):
+            try:
+                return flatten(obs, self.obs_layout, "replay obs").to(self.obs_dtype)
+            except ValueError as error:
+                raise ReplayError(str(error)) from None
         tensor = torch.as_tensor(np.asarray(obs))
         if tuple(tensor.shape) != self.obs_shape:
             raise ReplayError(
                 f"replay obs: expected shape {list(self.obs_shape)}, found {list(tensor.shape)}"
             )
         return tensor.to(self.obs_dtype)
+
+    def _check_action(self, action: Any) -> Tensor:
+        act = torch.as_tensor(np.asarray(action))
+        if self.action_type == "discrete":
+            if act.numel() != 1:
+                raise ReplayError(
+                    f"replay action: expected one discrete index, found shape {list(act.shape)}"
+                )
+            return act.reshape(()).to(torch.int64)
+        if tuple(act.shape) != (self.action_dim,):
+            raise ReplayError(
+                f"replay action: expected shape [{self.action_dim}], found {list(act.shape)}"
+            )
+        return act
 
     def _write_row(self, obs: Tensor, is_first: bool) -> None:
         i = self.total % self.capacity
@@ -139,17 +178,7 @@ class ReplayBuffer:
                 "replay add: no episode is open; call begin_episode(obs) before adding transitions"
             )
         last = (self.total - 1) % self.capacity
-        act = torch.as_tensor(np.asarray(action))
-        if self.action_type == "discrete":
-            if act.numel() != 1:
-                raise ReplayError(
-                    f"replay action: expected one discrete index, found shape {list(act.shape)}"
-                )
-            act = act.reshape(()).to(torch.int64)
-        elif tuple(act.shape) != (self.action_dim,):
-            raise ReplayError(
-                f"replay action: expected shape [{self.action_dim}], found {list(act.shape)}"
-            )
+        act = self._check_action(action)
         tensor = self._check_obs(next_obs)
         self.actions[last] = act
         self.rewards[last] = float(reward)
@@ -236,8 +265,9 @@ class ReplayBuffer:
         ``cross_episodes``; ``is_first`` marks where a new episode starts inside a window).
 
         Keys: ``obs [B, T, *obs_shape]`` (uint8 frames become float32 in ``[0, 1]`` when
-        ``normalize_images``), ``actions [B, T, A]`` float32 (or ``[B, T]`` int64),
-        ``rewards [B, T]`` float32, ``terminated``, ``truncated``, ``is_first`` ``[B, T]`` bool.
+        ``normalize_images``; with an ``obs_layout`` a dict of ``[B, T, *shape]`` per key),
+        ``actions [B, T, A]`` float32 (or ``[B, T]`` int64), ``rewards [B, T]`` float32,
+        ``terminated``, ``truncated``, ``is_first`` ``[B, T]`` bool.
         """
         starts = self.sample_indices(batch_size, seq_len, cross_episodes)
         return self.gather(starts, seq_len, device=device, normalize_images=normalize_images)
@@ -250,12 +280,12 @@ class ReplayBuffer:
         normalize_images: bool = True,
     ) -> Batch:
         """The windows starting at logical indices ``starts [B]`` (see :meth:`sample`)."""
-        rows = (starts[:, None] + torch.arange(seq_len)[None, :]) % self.capacity
+        rows = self._window_rows(starts, seq_len)
         obs = self.obs[rows]
         if normalize_images and obs.dtype == torch.uint8:
             obs = obs.to(torch.float32).div_(255.0)
         batch = Batch(
-            obs=obs,
+            obs=obs if self.obs_layout is None else split(obs, self.obs_layout),
             actions=self.actions[rows],
             rewards=self.rewards[rows],
             terminated=self.terminated[rows],
@@ -263,6 +293,10 @@ class ReplayBuffer:
             is_first=self.is_first[rows],
         )
         return batch if device is None else batch.to(device)
+
+    def _window_rows(self, starts: Tensor, seq_len: int) -> Tensor:
+        """Storage rows ``[B, T]`` of the windows starting at ``starts [B]``."""
+        return (starts[:, None] + torch.arange(seq_len)[None, :]) % self.capacity
 
     def grown(self, capacity: int) -> ReplayBuffer:
         """A copy with room for ``capacity`` rows, every held row kept at its logical index (so
@@ -277,7 +311,12 @@ class ReplayBuffer:
                 f"replay grow: expected a capacity >= {self.capacity}, found {capacity}"
             )
         bigger = ReplayBuffer(
-            capacity, self.obs_shape, self.action_dim, self.action_type, self.obs_dtype
+            capacity,
+            self.obs_shape,
+            self.action_dim,
+            self.action_type,
+            self.obs_dtype,
+            obs_layout=self.obs_layout,
         )
         logical = torch.arange(self._oldest, self.total)
         for name in _ARRAYS:
@@ -349,74 +388,3 @@ class ReplayBuffer:
             target[:n] = stored
         buffer.generator.set_state(tensors["generator"])
         return buffer
-
-
-def measure_sampling_throughput(
-    capacity: int = 1_000_000,
-    batch_size: int = 16,
-    seq_len: int = 64,
-    obs_shape: Sequence[int] = (24,),
-    action_dim: int = 6,
-    episode_len: int = 1000,
-    min_seconds: float = 1.0,
-    seed: int = 0,
-    threads: int | None = 1,
-) -> dict[str, float]:
-    """Sampling throughput of a full buffer (for the benchmark suite).
-
-    Fills a ``capacity``-row buffer with episodes of ``episode_len`` steps (random data written in
-    bulk), then samples ``[batch_size, seq_len]`` windows for at least ``min_seconds``, with
-    ``threads`` torch intra-op threads (None: leave torch's setting; the gathers are small, and
-    extra threads only add wake-up stalls on a busy machine).
-
-    Returns:
-        ``batches_per_s``, ``samples_per_s`` (windows, i.e. ``batch_size`` per batch),
-        ``steps_per_s`` (``batch_size * seq_len`` rows per batch), ``batches``, ``seconds``.
-    """
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        return _measure(
-            capacity, batch_size, seq_len, obs_shape, action_dim, episode_len, min_seconds, seed
-        )
-    finally:
-        torch.set_num_threads(before)
-
-
-def _measure(
-    capacity: int,
-    batch_size: int,
-    seq_len: int,
-    obs_shape: Sequence[int],
-    action_dim: int,
-    episode_len: int,
-    min_seconds: float,
-    seed: int,
-) -> dict[str, float]:
-    buffer = ReplayBuffer(capacity, obs_shape, action_dim, seed=seed)
-    g = torch.Generator().manual_seed(seed)
-    buffer.obs.normal_(generator=g)
-    buffer.actions.uniform_(-1.0, 1.0, generator=g)
-    buffer.rewards.normal_(generator=g)
-    rows = torch.arange(capacity)
-    buffer.episode.copy_(rows // (episode_len + 1))
-    buffer.is_first.copy_(rows % (episode_len + 1) == 0)
-    buffer.truncated.copy_(rows % (episode_len + 1) == episode_len - 1)
-    buffer.total = capacity
-    buffer.episodes = int(buffer.episode[-1]) + 1
-    buffer.sample(batch_size, seq_len)  # warm-up
-    batches = 0
-    start = time.perf_counter()
-    elapsed = 0.0
-    while elapsed < min_seconds:
-        buffer.sample(batch_size, seq_len)
-        batches += 1
-        elapsed = time.perf_counter() - start
-    return {
-        "batches_per_s": batches / elapsed,
-        "samples_per_s": batches * batch_size / elapsed,
-        "steps_per_s": batches * batch_size * seq_len / elapsed,
-        "batches": float(batches),
-        "seconds": elapsed,
-    }
