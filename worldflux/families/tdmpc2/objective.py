@@ -45,7 +45,7 @@ from worldflux.core.registry import register_component
 from worldflux.core.types import Batch, LossOutput, State
 from worldflux.families.tdmpc2.draws import Draws, TorchDraws
 from worldflux.families.tdmpc2.math import RunningScale
-from worldflux.families.tdmpc2.slots import TRANSITION_INPUT, TDMPC2Heads
+from worldflux.families.tdmpc2.slots import TRANSITION_INPUT, TDMPC2Heads, concat_modalities
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
@@ -138,12 +138,8 @@ class TDMPC2Objective(Objective):
     def _time_major(batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """obs ``[T, B, D]``, actions ``[H, B, A]``, rewards and terminated ``[H, B, 1]``."""
         obs = batch["obs"]
-        if isinstance(obs, dict):
-            if len(obs) != 1:
-                raise ContractViolation(
-                    f"batch['obs']: tdmpc2 takes one vector modality, found keys {sorted(obs)}"
-                )
-            obs = next(iter(obs.values()))
+        if isinstance(obs, dict):  # dict observations (config obs_keys): the encoder's input
+            obs = concat_modalities(obs, lead=2)
         if obs.dim() != 3 or obs.shape[1] < 2:
             raise ContractViolation(
                 f"batch['obs']: expected [B, T, obs_dim] with T >= 2, found {list(obs.shape)}"

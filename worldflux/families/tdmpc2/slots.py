@@ -7,11 +7,19 @@ transition that produced the state, so that ``decode`` can predict that transiti
 observation without a previous state and action) holds zeros there: a real ``[z, a]`` never is all
 zeros because SimNorm makes every group of ``z`` sum to 1, so its reward is reported as 0. The
 action conditioner is the generic ``concat`` (``[z, a]``).
+
+Dict observations (config ``obs_keys``, entries ``"name:dims"`` of vector keys such as
+``["position:2", "velocity:"]``): the encoder's input is every key flattened and concatenated in
+sorted key order (:func:`concat_modalities`), the one state encoder the official code applies to
+its ``state`` modality; the contract then takes one observation tensor per key.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -20,6 +28,7 @@ from torch import Tensor
 from worldflux.core.components import BuildContext, Decoder, DynamicsModel, ObservationEncoder
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
+from worldflux.core.spec import ModelIOContract, TensorSpec
 from worldflux.core.types import ModelOutput, State
 from worldflux.families.tdmpc2.hparams import TDMPC2HParams, hparams_from
 from worldflux.families.tdmpc2.layers import QEnsemble, normed_mlp, q_ensemble_forward
@@ -31,13 +40,54 @@ from worldflux.families.tdmpc2.math import (
     squashed_gaussian,
 )
 
-__all__ = ["TRANSITION_INPUT", "TDMPC2Dynamics", "TDMPC2Encoder", "TDMPC2Heads"]
+__all__ = [
+    "TRANSITION_INPUT",
+    "TDMPC2Dynamics",
+    "TDMPC2Encoder",
+    "TDMPC2Heads",
+    "concat_modalities",
+    "obs_layout",
+]
 
 #: State key of the ``[z_t, a_t]`` features a dynamics step consumed.
 TRANSITION_INPUT = "transition_input"
 
 
+def obs_layout(ctx: BuildContext) -> dict[str, tuple[int, ...]] | None:
+    """The dict-observation layout of config ``obs_keys`` (key -> per-sample shape, sorted),
+    or None for one observation tensor.
+
+    Raises:
+        ConfigurationError: an entry is not ``name:dims`` with at most one positive dim.
+    """
+    entries = ctx.hparam("obs_keys") or []
+    layout: dict[str, tuple[int, ...]] = {}
+    for entry in entries:
+        name, sep, dims = str(entry).partition(":")
+        try:
+            shape = tuple(int(d) for d in dims.split("x")) if dims else ()
+        except ValueError:
+            shape = (-1,)
+        if not sep or not name or len(shape) > 1 or any(d < 1 for d in shape) or name in layout:
+            raise ConfigurationError(
+                "tdmpc2 config obs_keys: expected unique vector entries 'name:dims' such as "
+                f"'position:2' or 'velocity:', found {entry!r}"
+            )
+        layout[name] = shape
+    return {k: layout[k] for k in sorted(layout)} if layout else None
+
+
+def concat_modalities(obs: Mapping[str, Tensor], lead: int) -> Tensor:
+    """Dict observations ``{key: [*lead_shape, *shape]}`` -> ``[*lead_shape, D]``: every key
+    flattened, concatenated in sorted key order (``lead`` leading dims)."""
+    parts = [obs[k].reshape(*obs[k].shape[:lead], -1) for k in sorted(obs)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, -1)
+
+
 def _obs_dim(ctx: BuildContext) -> int:
+    layout = obs_layout(ctx)
+    if layout is not None:
+        return sum(math.prod(shape) for shape in layout.values())
     if len(ctx.obs_shape) != 1:
         raise ConfigurationError(
             f"tdmpc2.encoder: expected a vector observation shape (D,), found {ctx.obs_shape}"
@@ -51,20 +101,36 @@ class TDMPC2Encoder(ObservationEncoder):
 
     ``max(num_enc_layers − 1, 1)`` NormedLinear (Mish) layers of width ``enc_dim``, then a
     NormedLinear to ``latent_dim`` ending in SimNorm (softmax over groups of ``simnorm_dim``).
+    With config ``obs_keys`` the input is a dict, its keys concatenated (module docstring).
     Sets ``ctx.dims["latent_dim"]``.
     """
 
     def __init__(self, ctx: BuildContext, params: Any) -> None:
         super().__init__()
         hp = hparams_from(ctx.config)
+        self.layout = obs_layout(ctx)
         hidden = [hp.enc_dim] * max(hp.num_enc_layers - 1, 1)
         self.net = normed_mlp(
             _obs_dim(ctx), hidden, hp.latent_dim, final_act="simnorm", simnorm_dim=hp.simnorm_dim
         )
         ctx.dims["latent_dim"] = hp.latent_dim
 
+    def refine_contract(self, contract: ModelIOContract) -> ModelIOContract:
+        """With ``obs_keys`` the one ``obs`` tensor becomes one ``[B, *shape]`` tensor per key,
+        with the declared ``obs`` dtype."""
+        if self.layout is None:
+            return contract
+        base = contract.observation.get("obs")
+        dtype = base.dtype if base is not None else "float32"
+        observation = {k: TensorSpec(shape=s, dtype=dtype) for k, s in self.layout.items()}
+        return replace(contract, observation=observation)
+
     def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
         if isinstance(obs, dict):
+            if self.layout is not None:
+                first = sorted(self.layout)[0]
+                lead = obs[first].dim() - len(self.layout[first])
+                return State(latent=self.net(concat_modalities(obs, lead)))
             if len(obs) != 1:
                 raise ContractViolation(
                     f"obs: tdmpc2.encoder takes one vector modality, found keys {sorted(obs)}"
