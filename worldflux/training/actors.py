@@ -21,6 +21,7 @@ from torch import Tensor
 
 from worldflux.core.model import WorldModel
 from worldflux.core.spec import Capability
+from worldflux.training.envs import Obs
 
 __all__ = ["Actor", "PlannerActor", "PolicyActor", "RandomActor", "make_actor"]
 
@@ -32,7 +33,7 @@ class Actor(Protocol):
 
     def reset(self) -> None: ...
 
-    def act(self, obs: np.ndarray, is_first: bool, eval_mode: bool = False) -> np.ndarray: ...
+    def act(self, obs: Obs, is_first: bool, eval_mode: bool = False) -> np.ndarray: ...
 
 
 class RandomActor:
@@ -56,7 +57,7 @@ class RandomActor:
     def reset(self) -> None:
         """Random actions carry nothing between steps."""
 
-    def act(self, obs: np.ndarray, is_first: bool, eval_mode: bool = False) -> np.ndarray:
+    def act(self, obs: Obs, is_first: bool, eval_mode: bool = False) -> np.ndarray:
         if self.action_type == "discrete":
             return np.asarray(self.rng.integers(self.action_dim), dtype=np.int64)
         return self.rng.uniform(self.low, self.high, size=self.action_dim).astype(np.float32)
@@ -68,7 +69,10 @@ class RandomActor:
         self.rng.bit_generator.state = state["rng"]
 
 
-def _obs_tensor(obs: np.ndarray, model: WorldModel, normalize_images: bool) -> torch.Tensor:
+def _obs_tensor(obs: Any, model: WorldModel, normalize_images: bool) -> Any:
+    """``obs`` (an array, or a dict of arrays) as ``[1, ...]`` tensors on the model's device."""
+    if isinstance(obs, dict):
+        return {k: _obs_tensor(v, model, normalize_images) for k, v in obs.items()}
     tensor = torch.from_numpy(np.asarray(obs))[None]
     if tensor.dtype == torch.uint8 and normalize_images:
         tensor = tensor.float().div_(255.0)
@@ -90,7 +94,7 @@ class PlannerActor:
         if planner is not None and callable(getattr(planner, "reset", None)):
             planner.reset()
 
-    def act(self, obs: np.ndarray, is_first: bool, eval_mode: bool = False) -> np.ndarray:
+    def act(self, obs: Obs, is_first: bool, eval_mode: bool = False) -> np.ndarray:
         with torch.no_grad():
             plan: Any = getattr(self.model, "plan")  # noqa: B009 - SpecWorldModel.plan
             tensor = _obs_tensor(obs, self.model, self.normalize_images)
@@ -111,7 +115,7 @@ class PolicyActor:
     def reset(self) -> None:
         self.carry = None
 
-    def act(self, obs: np.ndarray, is_first: bool, eval_mode: bool = False) -> np.ndarray:
+    def act(self, obs: Obs, is_first: bool, eval_mode: bool = False) -> np.ndarray:
         with torch.no_grad():
             act: Any = getattr(self.model, "act")  # noqa: B009 - optional policy protocol
             action: Tensor

@@ -41,6 +41,8 @@ _FIELDS = {
     "eval_episodes": "eval_episodes",
     "threads": "threads",
     "tensorboard": "tensorboard",
+    "num_envs": "num_envs",
+    "vector_mode": "vector_mode",
 }
 
 
@@ -55,7 +57,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--dataset", metavar="PATH", help="train offline on an episode dataset (no environment)"
     )
-    parser.add_argument("--steps", type=int, help="environment steps (with --dataset: updates)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="environment steps, summed over the --num-envs environments (with --dataset: updates)",
+    )
     parser.add_argument("--out", help="run directory (default runs/<model>-<env>-s<seed>)")
     parser.add_argument(
         "--resume",
@@ -85,6 +91,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="simulator steps per agent step (action held, rewards summed; default 1); "
         "--steps and the other step counts are agent steps",
+    )
+    parser.add_argument(
+        "--num-envs",
+        type=int,
+        help="environments stepped at once (gymnasium.vector; env i seeded seed + i, its own "
+        "replay stream; default 1); --steps and every step count are summed over them",
+    )
+    parser.add_argument(
+        "--vector-mode",
+        choices=["sync", "async"],
+        help="sync: one process (default with --num-envs > 1); async: a worker process per env",
     )
     parser.add_argument("--grad-clip", type=float)
     parser.add_argument("--threads", type=int, help="torch intra-op threads")

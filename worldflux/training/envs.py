@@ -1,7 +1,9 @@
-"""Gymnasium environments with vector or rendered 64x64 image observations.
+"""Gymnasium environments with vector, dict or rendered 64x64 image observations.
 
 :class:`GymEnv` hides the space details the loop does not care about: observations come back as
-numpy arrays of a fixed shape (``[obs_dim]`` float32, or ``[3, S, S]`` uint8 frames), actions go in
+numpy arrays of a fixed shape (``[obs_dim]`` float32, or ``[3, S, S]`` uint8 frames), or, for a
+``Dict`` space of Box keys of rank 0 or 1, as a dict of float32 arrays (sorted keys; the spec's
+``obs_layout``, see :mod:`worldflux.training.observations`), actions go in
 as the model emits them (continuous ``[A]`` in the contract's ``[low, high]``, rescaled to the
 environment's Box; or a discrete index), and the environment's RNG state can be saved and
 restored for exact resume.
@@ -19,10 +21,13 @@ from torch.nn import functional as F
 
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.training.dmc import DMC_PREFIX, make_dmc
+from worldflux.training.observations import flat_size
 
-__all__ = ["EnvSpec", "GymEnv", "ObsMode"]
+__all__ = ["EnvSpec", "GymEnv", "Obs", "ObsMode"]
 
 ObsMode = Literal["vector", "image"]
+#: one observation: an array, or a dict of arrays (dict observation spaces)
+Obs = np.ndarray | dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -34,12 +39,15 @@ class EnvSpec:
         action_dim: continuous action size, or number of discrete actions.
         action_type: ``"continuous"`` or ``"discrete"``.
         obs_dtype: ``"float32"`` (vectors) or ``"uint8"`` (frames).
+        obs_layout: for dict observations, key -> per-sample shape (sorted keys); ``obs_shape``
+            is then ``(D,)``, the size of the keys flattened and concatenated. None otherwise.
     """
 
     obs_shape: tuple[int, ...]
     action_dim: int
     action_type: str
     obs_dtype: str
+    obs_layout: dict[str, tuple[int, ...]] | None = None
 
 
 def _import_gymnasium() -> Any:
@@ -162,12 +170,27 @@ class GymEnv:
         if self.obs_mode == "image":
             return EnvSpec((3, self.image_size, self.image_size), action_dim, action_type, "uint8")
         obs_space = self.env.observation_space
+        if isinstance(obs_space, gym.spaces.Dict):
+            return self._dict_spec(gym, obs_space, action_dim, action_type)
         if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
             raise ConfigurationError(
                 f"environment {self.env_id!r}: observation space {obs_space} is not a 1-D Box; "
                 "use obs_mode='image'"
             )
         return EnvSpec((int(obs_space.shape[0]),), action_dim, action_type, "float32")
+
+    def _dict_spec(self, gym: Any, space: Any, action_dim: int, action_type: str) -> EnvSpec:
+        """A Dict of Box keys of rank 0 or 1: their layout, stored as float32 vectors."""
+        layout: dict[str, tuple[int, ...]] = {}
+        for key in sorted(space.spaces):
+            sub = space.spaces[key]
+            if not isinstance(sub, gym.spaces.Box) or len(sub.shape) > 1:
+                raise ConfigurationError(
+                    f"environment {self.env_id!r}: dict observation key {key!r} is {sub}; "
+                    "expected a Box of rank 0 or 1 (flat vector keys), or use obs_mode='image'"
+                )
+            layout[key] = tuple(int(d) for d in sub.shape)
+        return EnvSpec((flat_size(layout),), action_dim, action_type, "float32", layout)
 
     # -- observations ---------------------------------------------------------------------------
     def _frame(self) -> np.ndarray:
@@ -179,12 +202,17 @@ class GymEnv:
         small = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True)
         return small[0].round().clamp(0, 255).to(torch.uint8).numpy()
 
-    def _observe(self, obs: Any) -> np.ndarray:
+    def _observe(self, obs: Any) -> Obs:
         if self.obs_mode == "image":
             return self._frame()
+        if self.spec.obs_layout is not None:
+            return {
+                k: np.asarray(obs[k], dtype=np.float32).reshape(shape)
+                for k, shape in self.spec.obs_layout.items()
+            }
         return np.asarray(obs, dtype=np.float32)
 
-    def reset(self) -> np.ndarray:
+    def reset(self) -> Obs:
         """Start an episode; returns the first observation."""
         if not self.seeded:
             obs, _ = self.env.reset(seed=self.seed)
@@ -201,7 +229,7 @@ class GymEnv:
         unit = (a - self.action_low) / (self.action_high - self.action_low)
         return (self._box_low + unit * (self._box_high - self._box_low)).astype(np.float32)
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool]:
+    def step(self, action: Any) -> tuple[Obs, float, bool, bool]:
         """Apply a model action; returns ``(next_obs, reward, terminated, truncated)``."""
         env_action = self.env_action(action)
         total = 0.0

@@ -6,13 +6,14 @@ the replay buffer (or restores them from the checkpoint); running it repeats
 :meth:`~OnlineRun.step` until ``config.steps``, then checkpoints, evaluates once more and closes
 everything. Its state between steps is one :class:`~worldflux.training.run_data.LoopState`
 (``self.state``), saved in every checkpoint. Every random stream is consumed in a fixed order,
-so a run resumed from an episode-end checkpoint continues bitwise exactly on CPU.
+so a run resumed from an episode-end checkpoint continues bitwise exactly on CPU. A run with
+several environments (``num_envs > 1`` or a ``vector_mode``) is a
+:class:`~worldflux.training.online_vector.VectorRun`, which overrides the collection hooks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import time
 from collections.abc import Iterator
@@ -30,23 +31,23 @@ from worldflux.training.checkpoint import (
     save_training_checkpoint,
 )
 from worldflux.training.distributed import DistributedContext
-from worldflux.training.envs import GymEnv
+from worldflux.training.envs import GymEnv, Obs
 from worldflux.training.errors import TrainingError
 from worldflux.training.interrupts import StopRequest, TrainingInterrupted
-from worldflux.training.metrics import MetricsLogger, Progress
 from worldflux.training.replay import ReplayBuffer
 from worldflux.training.resume_state import check_resume_state
 from worldflux.training.run_data import (
-    RUN_FILE,
     LoopState,
     RunConfig,
     RunSettings,
     RunSummary,
+    SizedEnv,
     build_model,
     check_resume_config,
     checkpoint_dir,
     make_env,
 )
+from worldflux.training.run_outputs import RunOutputs
 from worldflux.training.trainer import Trainer, TrainerConfig
 
 __all__ = ["OnlineRun", "isolated_rng"]
@@ -70,7 +71,7 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-class OnlineRun:
+class OnlineRun(RunOutputs):
     """One online run of one process: collect, replay, update, log, checkpoint, evaluate.
 
     Building it does everything before the first step, in this order (the random streams
@@ -80,7 +81,19 @@ class OnlineRun:
     ``run.json`` and open the metrics. :meth:`run` does the rest.
     """
 
+    env: GymEnv  # the training environment (a VectorRun has ``venv`` instead)
+
+    def __new__(cls, config: RunConfig, dist: DistributedContext, resume: bool) -> OnlineRun:
+        """A run with several environments is a :class:`.online_vector.VectorRun`."""
+        if cls is OnlineRun and config.vectorized:
+            # deferred: online_vector imports this module (VectorRun subclasses OnlineRun)
+            from worldflux.training.online_vector import VectorRun
+
+            return object.__new__(VectorRun)
+        return object.__new__(cls)
+
     def __init__(self, config: RunConfig, dist: DistributedContext, resume: bool) -> None:
+        config.check_vector()
         self.config, self.dist = config, dist
         self.out = Path(config.out)
         self.ckpt = checkpoint_dir(self.out, dist)
@@ -88,16 +101,17 @@ class OnlineRun:
             check_resume_config(config, self.ckpt)
         self.rank_seed = config.seed + 1000 * dist.rank
         _seed_everything(config.seed)
-        self.env = make_env(config, self.rank_seed)
-        self.model = build_model(config, self.env)
+        sized = self._make_env()
+        self.spec = sized.spec
+        self.model = build_model(config, sized)
         contract = self.model.bound_contract()
         # uint8 frames reach the model as [0, 1] floats unless its contract takes uint8
         self.normalize = not any(s.dtype == "uint8" for s in contract.observation.values())
         self.trainer = Trainer(self.model, TrainerConfig(grad_clip=config.grad_clip), dist=dist)
         _seed_everything(self.rank_seed)
-        spec = self.env.spec
+        spec = self.spec
         self.action_low, self.action_high = contract.action.low, contract.action.high
-        self.env.action_low, self.env.action_high = self.action_low, self.action_high
+        self._set_action_range()
         self.random_actor = RandomActor(
             spec.action_dim,
             spec.action_type,
@@ -109,6 +123,7 @@ class OnlineRun:
         self.settings = RunSettings.derive(config, self.model)
         self.state = LoopState.start(config)
         self._eval_env: GymEnv | None = None
+        self._init_collection()
         self.replay = self._restore() if resume else self._new_replay()
         self._open_outputs(resume)
         # an objective that resets its carry at is_first (DreamerV3) trains on windows across
@@ -118,9 +133,37 @@ class OnlineRun:
         self.sampleable = False  # some window can be sampled (then it stays so)
         self.stop = StopRequest()
         self.last_save = time.perf_counter()
-        self.obs: np.ndarray | None = None  # the latest observation of the training env
+        self.obs: Obs | None = None  # the latest observation of the training env
 
-    # -- building -------------------------------------------------------------------------
+    # -- building (the collection hooks a VectorRun overrides) -----------------------------
+
+    def _make_env(self) -> SizedEnv:
+        """The training environment (seed ``rank_seed``)."""
+        self.env = make_env(self.config, self.rank_seed)
+        return self.env
+
+    def _set_action_range(self) -> None:
+        self.env.action_low, self.env.action_high = self.action_low, self.action_high
+
+    def _init_collection(self) -> None:
+        """What collection needs besides the actors (nothing for one environment)."""
+
+    def _collection_state(self) -> dict[str, Any]:
+        """The checkpoint's collection state: environment and random-actor RNGs."""
+        return {"env": self.env.rng_state(), "random_actor": self.random_actor.state()}
+
+    def _restore_collection(self, extra: dict[str, Any], replay: ReplayBuffer) -> ReplayBuffer:
+        """Restore the environment and random-actor RNGs; an open episode is dropped (a new
+        one starts)."""
+        self.env.set_rng_state(extra["env"])
+        self.random_actor.set_state(extra["random_actor"])
+        if self.state.episode_open:
+            replay.episode_open = False  # the open episode cannot be continued: start afresh
+            self.state.episode_open = False
+        return replay
+
+    def _close_envs(self) -> None:
+        self.env.close()
 
     def eval_env(self) -> GymEnv:
         """The evaluation environment (seed ``rank_seed + 500``), made on first use."""
@@ -134,7 +177,7 @@ class OnlineRun:
 
     def _new_replay(self) -> ReplayBuffer:
         """An empty buffer of ``replay_capacity`` rows, sampling with the rank's seed."""
-        spec = self.env.spec
+        spec = self.spec
         return ReplayBuffer(
             self.settings.replay_capacity,
             spec.obs_shape,
@@ -142,6 +185,7 @@ class OnlineRun:
             spec.action_type,
             obs_dtype=torch.uint8 if spec.obs_dtype == "uint8" else torch.float32,
             seed=self.rank_seed,
+            obs_layout=spec.obs_layout,
         )
 
     def _restore(self) -> ReplayBuffer:
@@ -155,39 +199,17 @@ class OnlineRun:
             raise CheckpointError(f"{self.ckpt}: holds no replay buffer; cannot resume collection")
         replay, extra = loaded.replay, loaded.extra
         capacity = self.settings.replay_capacity  # this run's (the default for its `steps`)
+        if self.spec.obs_layout is not None:
+            replay.set_obs_layout(self.spec.obs_layout)
         self.state = LoopState.from_dict(extra["loop"])
         self.settings = RunSettings.from_dict(extra["derived"])
-        self.env.set_rng_state(extra["env"])
-        self.random_actor.set_state(extra["random_actor"])
         if extra.get("eval_env") is not None:
             self.eval_env().set_rng_state(extra["eval_env"])
-        if self.state.episode_open:
-            replay.episode_open = False  # the open episode cannot be continued: start afresh
-            self.state.episode_open = False
+        replay = self._restore_collection(extra, replay)
         if self.config.replay_capacity is None and capacity > replay.capacity:
             replay = replay.grown(capacity)
             self.settings.replay_capacity = capacity
         return replay
-
-    def _open_outputs(self, resume: bool) -> None:
-        """Write ``run.json``, open the metrics (rank 0; a resume drops records after the
-        checkpoint) and the progress bar, and start the clocks."""
-        main = self.dist.is_main
-        if main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / RUN_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        resume_step = self.state.env_step if resume else None
-        self.logger = (
-            MetricsLogger(self.out, resume_step=resume_step, tensorboard=self.config.tensorboard)
-            if main
-            else None
-        )
-        self.progress = Progress(self.config.steps, enabled=self.config.progress and main)
-        self.start = time.perf_counter()
-        self.window_start, self.window_updates, self.window_steps = time.perf_counter(), 0, 0
-        #: episode returns finished since the last report (aggregated over ranks under DDP)
-        self.window_returns: list[float] = []
-        self.last_metrics: dict[str, float] = {}
 
     # -- running --------------------------------------------------------------------------
 
@@ -209,7 +231,7 @@ class OnlineRun:
             self.close()
         self.dist.barrier()
         if self.dist.enabled and not self.dist.all_equal(
-            float(sum(float(p.sum()) for p in self.model.parameters()))
+            float(sum(float(p.detach().sum()) for p in self.model.parameters()))
         ):
             raise TrainingError("replicas diverged: parameters differ across processes")
         return self.summary()
@@ -231,7 +253,7 @@ class OnlineRun:
         self._update_after_step()
         if terminated or truncated:
             self._end_episode()
-        self._report()
+        self._report(state.env_step - 1)
 
     def _begin_episode(self) -> None:
         """Reset the environment and the actor; the first observation opens a replay episode."""
@@ -242,7 +264,7 @@ class OnlineRun:
         self.state.episode_open = True
         self.state.episode_return, self.state.episode_length = 0.0, 0
 
-    def act(self, obs: np.ndarray, is_first: bool, eval_mode: bool = False) -> np.ndarray:
+    def act(self, obs: Obs, is_first: bool, eval_mode: bool = False) -> np.ndarray:
         """The random actor's action during the seed phase (or for a model that cannot act),
         else the model's."""
         if self.actor is None or self.state.env_step < self.settings.seed_steps:
@@ -263,13 +285,23 @@ class OnlineRun:
 
     def _end_episode(self) -> None:
         """Record the episode; evaluate and checkpoint when due; stop when asked."""
-        state, config = self.state, self.config
+        self.state.episode_open = False
+        self._record_episode({})
+        self._episode_end_duties()
+
+    def _record_episode(self, fields: dict[str, Any]) -> None:
+        """Count the episode that just ended (``state.episode_return`` / ``_length``) and log
+        its ``episode`` record (with ``fields``)."""
+        state = self.state
         state.episode += 1
-        state.episode_open = False
         state.returns.append(state.episode_return)
         self.window_returns.append(state.episode_return)
         record = {"episode_return": state.episode_return, "episode_length": state.episode_length}
-        self.record("episode", record)
+        self.record("episode", {**record, **fields})
+
+    def _episode_end_duties(self) -> None:
+        """After episode ends: evaluate and checkpoint when due; stop when asked."""
+        state, config = self.state, self.config
         if config.eval_every and state.env_step >= state.next_eval:
             self.evaluate()
             while state.next_eval <= state.env_step:
@@ -281,45 +313,6 @@ class OnlineRun:
                 state.next_checkpoint += config.checkpoint_every
         if self.stop.requested:
             raise TrainingInterrupted(state.env_step, self.out, self.stop.signal_name)
-
-    def _report(self) -> None:
-        """Every ``log_every`` steps (and at the last): a ``train`` record of the latest
-        update's metrics and the rates since the previous one, and a full progress line; else
-        the progress bar's step and episode return."""
-        env_step = self.state.env_step
-        if env_step % self.config.log_every != 0 and env_step != self.config.steps:
-            self.progress.update(env_step, self._returns())
-            return
-        now = time.perf_counter()
-        elapsed = max(now - self.window_start, 1e-9)
-        rates = {
-            "updates_per_s": self.window_updates / elapsed,
-            "env_steps_per_s": self.window_steps / elapsed,
-        }
-        if self.dist.enabled:
-            # every rank reaches each report at the same env step: a safe collective
-            total, count = self.dist.all_sum([sum(self.window_returns), len(self.window_returns)])
-            if count:
-                rates["return_all_ranks"] = total / count
-            rates["episodes_all_ranks"] = count
-        self.window_returns = []
-        if self.last_metrics:
-            self.record("train", {**self.last_metrics, **rates})
-        self.window_start, self.window_updates, self.window_steps = now, 0, 0
-        fields = {"upd/s": rates["updates_per_s"]}
-        fields.update({k: v for k, v in self.last_metrics.items() if "loss" in k})
-        fields.update(self._returns())
-        self.progress.update(env_step, fields, force=True)
-
-    def _returns(self) -> dict[str, float]:
-        """The bar's return fields, always the same names: ``last return`` (the last finished
-        episode, as in the ``episode`` records) and ``eval`` (the last evaluation's mean)."""
-        fields: dict[str, float] = {}
-        if self.state.returns:
-            fields["last return"] = self.state.returns[-1]
-        if self.state.eval_returns:
-            fields["eval"] = self.state.eval_returns[-1]
-        return fields
 
     def update(self, n: int) -> None:
         """``n`` Trainer updates; none until some episode holds ``seq_len`` steps (short
@@ -383,26 +376,11 @@ class OnlineRun:
         extra = {
             "eval_env": None if self._eval_env is None else self._eval_env.rng_state(),
             "loop": self.state.to_dict(),
-            "env": self.env.rng_state(),
-            "random_actor": self.random_actor.state(),
+            **self._collection_state(),
             "derived": self.settings.to_dict(),
             "run": self.config.to_dict(),
         }
         save_training_checkpoint(self.ckpt, self.trainer, self.replay, extra)
-
-    def record(self, kind: str, values: dict[str, Any]) -> None:
-        """One metrics record (rank 0 only), stamped with time, env step, update, episode."""
-        if self.logger is not None:
-            self.logger.log(
-                {
-                    "kind": kind,
-                    "time_s": round(time.perf_counter() - self.start, 3),
-                    "env_step": self.state.env_step,
-                    "update": self.trainer.step,
-                    "episode": self.state.episode,
-                    **values,
-                }
-            )
 
     def finish(self) -> None:
         """The final checkpoint, then (unless an evaluation just ran) a final evaluation."""
@@ -420,7 +398,7 @@ class OnlineRun:
         self.progress.close()
         if self.logger is not None:
             self.logger.close()
-        self.env.close()
+        self._close_envs()
         if self._eval_env is not None:
             self._eval_env.close()
 

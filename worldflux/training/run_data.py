@@ -15,14 +15,15 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from worldflux.core.exceptions import CheckpointError
+from worldflux.core.exceptions import CheckpointError, ConfigurationError
 from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.training.checkpoint import read_training_extra
 from worldflux.training.distributed import DistributedContext
-from worldflux.training.envs import GymEnv, ObsMode
+from worldflux.training.envs import EnvSpec, GymEnv, ObsMode
+from worldflux.training.observations import check_layout, obs_keys_entries
 
 __all__ = [
     "RUN_FILE",
@@ -46,6 +47,8 @@ _FIXED_ON_RESUME = (
     "max_episode_steps",
     "action_repeat",
     "seed",
+    "num_envs",
+    "vector_mode",
 )
 
 
@@ -56,7 +59,8 @@ class RunConfig:
     Attributes:
         model: model id or alias (``tdmpc2-ci``, ``tdmpc2:ci``).
         env_id: Gymnasium id (``Pendulum-v1``).
-        steps: total environment steps (per process).
+        steps: total environment steps (per process), summed over the ``num_envs``
+            environments; the run stops at the first vector step that reaches it.
         out: run directory (metrics, run.json, checkpoint/).
         seed: seeds torch, numpy, python, the environment and the replay sampler.
         obs_mode: ``"vector"`` or ``"image"`` (rendered ``image_size`` frames).
@@ -86,6 +90,11 @@ class RunConfig:
             models on a busy machine).
         tensorboard: also write every record as TensorBoard scalars to ``out/tensorboard``
             (``pip install "worldflux[tensorboard]"``).
+        num_envs: environments stepped at once (``gymnasium.vector``; environment ``i`` seeded
+            with the process's seed + ``i``), each its own replay stream.
+        vector_mode: ``"sync"`` (one process) or ``"async"`` (a worker per environment); None
+            means ``"sync"`` for ``num_envs > 1`` and the plain one-environment loop for 1 (which
+            ``num_envs=1, vector_mode="sync"`` reproduces bitwise).
     """
 
     model: str
@@ -114,6 +123,22 @@ class RunConfig:
     progress: bool = True
     threads: int | None = None
     tensorboard: bool = False
+    num_envs: int = 1
+    vector_mode: str | None = None
+
+    @property
+    def vectorized(self) -> bool:
+        """Whether the run collects through a vector environment (:mod:`.vector_env`)."""
+        return self.num_envs > 1 or self.vector_mode is not None
+
+    def check_vector(self) -> None:
+        """Raise ConfigurationError for a bad ``num_envs`` / ``vector_mode``."""
+        if type(self.num_envs) is not int or self.num_envs < 1:
+            raise ConfigurationError(f"num_envs: expected an integer >= 1, found {self.num_envs!r}")
+        if self.vector_mode not in (None, "sync", "async"):
+            raise ConfigurationError(
+                f"vector_mode: expected 'sync' or 'async', found {self.vector_mode!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -155,7 +180,10 @@ class RunSettings:
             pretrain_updates=(
                 config.pretrain_updates if config.pretrain_updates is not None else seed_steps
             ),
-            replay_capacity=config.replay_capacity or min(1_000_000, max(2 * config.steps, 1000)),
+            replay_capacity=_round_up(
+                config.replay_capacity or min(1_000_000, max(2 * config.steps, 1000)),
+                config.num_envs,  # one equal replay segment per environment
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +194,10 @@ class RunSettings:
     def from_dict(cls, saved: Mapping[str, Any]) -> RunSettings:
         """The settings of a checkpoint (validated by ``check_resume_state`` beforehand)."""
         return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls)})
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 def _default_seq_len(model: WorldModel) -> int:
@@ -255,9 +287,22 @@ class RunSummary:
     actor: str = "random"  # who acts after the seed steps: "planner", "policy" or "random"
 
 
-def build_model(config: RunConfig, env: GymEnv) -> WorldModel:
+class SizedEnv(Protocol):
+    """What a model is built for: an environment's spec and time limit (one env or a vector)."""
+
+    spec: EnvSpec
+    time_limit: int | None
+
+
+def build_model(config: RunConfig, env: SizedEnv) -> WorldModel:
     """The model ``config.model`` names, sized to ``env`` (``episode_length`` from its time
-    limit when the model's config has that field and the overrides leave it unset)."""
+    limit when the model's config has that field and the overrides leave it unset; for dict
+    observations ``obs_keys`` from the environment's layout, unless overridden).
+
+    Raises:
+        ConfigurationError: the environment has dict observations and the model's contract does
+            not take exactly its keys and shapes (naming the key, expected and found shape).
+    """
     from worldflux.factory import create_world_model
 
     spec = env.spec
@@ -266,13 +311,19 @@ def build_model(config: RunConfig, env: GymEnv) -> WorldModel:
     fields = WorldModelRegistry.get_config_class(model_type).model_fields
     if "episode_length" in fields and "episode_length" not in overrides and env.time_limit:
         overrides["episode_length"] = env.time_limit  # e.g. TD-MPC2's discount heuristic
-    return create_world_model(
+    layout = spec.obs_layout
+    if layout is not None and "obs_keys" in fields and "obs_keys" not in overrides:
+        overrides["obs_keys"] = obs_keys_entries(layout)
+    model = create_world_model(
         config.model,
         obs_shape=spec.obs_shape,
         action_dim=spec.action_dim,
         action_type=spec.action_type,
         **overrides,
     )
+    if layout is not None:
+        check_layout(model.bound_contract().observation, layout, config.model, config.env_id)
+    return model
 
 
 def make_env(config: RunConfig, seed: int) -> GymEnv:

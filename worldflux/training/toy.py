@@ -10,6 +10,9 @@ with a Polyak-averaged target encoder (``after_step``) and a small tanh policy, 
 random-shooting planner drawing from the global torch RNG. With ``two_stage=True`` the objective
 has two optimisers (``model`` and ``policy``) and a custom ``update`` that steps them in order,
 the policy on detached latents, as TD-MPC2 does.
+
+The module also registers a Gymnasium environment with dict observations, ``DictPendulum-v1``
+(``gym.make(DICT_ENV_ID)``, ``worldflux train MODEL --env worldflux.training.toy:DictPendulum-v1``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -31,15 +35,21 @@ from worldflux.core.components import (
     Planner,
 )
 from worldflux.core.config import WorldModelConfig
-from worldflux.core.model import SpecWorldModel
 from worldflux.core.registry import WorldModelRegistry, register_component, unregister_component
 from worldflux.core.spec import ModelIOContract, ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 from worldflux.core.types import Batch, LossOutput, ModelOutput, State
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
 
-__all__ = ["TOY_MODEL_TYPE", "ToyConfig", "registered_toy_model"]
+__all__ = [
+    "DICT_ENV_ID",
+    "TOY_MODEL_TYPE",
+    "ToyConfig",
+    "make_dict_pendulum",
+    "registered_toy_model",
+]
 
 TOY_MODEL_TYPE = "training_toy"
 _PREFIX = "training_toy"
@@ -335,3 +345,47 @@ def registered_toy_model(two_stage: bool = False) -> Iterator[type[SpecWorldMode
         WorldModelRegistry.unregister(TOY_MODEL_TYPE)
         for kind, key, _ in _COMPONENTS:
             unregister_component(kind, key)
+
+
+# -- a toy environment with dict observations -------------------------------------------------
+
+#: Gymnasium id of the dict-observation Pendulum (the module part makes ``gym.make`` and
+#: ``worldflux train --env`` import this module, which registers it)
+DICT_ENV_ID = "worldflux.training.toy:DictPendulum-v1"
+
+
+def make_dict_pendulum(**kwargs: Any) -> Any:
+    """Pendulum-v1 with ``Dict`` observations: ``position`` ``[cos θ, sin θ]`` and the scalar
+    ``velocity`` θ̇ (``[]``), for tests and examples of dict observations end to end."""
+    # deferred: optional dependency (extra "train"); this module must import without it
+    import gymnasium as gym
+    from gymnasium.envs.classic_control.pendulum import PendulumEnv
+
+    class DictPendulum(gym.ObservationWrapper):
+        def __init__(self, env: Any) -> None:
+            super().__init__(env)
+            self.observation_space = gym.spaces.Dict(
+                {
+                    "position": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+                    "velocity": gym.spaces.Box(-8.0, 8.0, (), np.float32),
+                }
+            )
+
+        def observation(self, observation: Any) -> dict[str, Any]:
+            obs = np.asarray(observation, dtype=np.float32)
+            return {"position": obs[:2], "velocity": obs[2:3].reshape(())}
+
+    return DictPendulum(PendulumEnv(**kwargs))
+
+
+def _register_dict_env() -> None:
+    try:
+        # deferred: optional dependency (extra "train"); without it there is nothing to register
+        import gymnasium as gym
+    except ImportError:  # pragma: no cover - the train extra is missing
+        return
+    if "DictPendulum-v1" not in gym.registry:
+        gym.register("DictPendulum-v1", entry_point=make_dict_pendulum, max_episode_steps=200)
+
+
+_register_dict_env()
