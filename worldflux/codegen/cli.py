@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from worldflux.core.exceptions import WorldFluxError
+
 __all__ = ["configure", "main", "run"]
 
 
@@ -34,6 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the generator; returns the exit code (spec errors raise SpecError -> exit 2)."""
+    # deferred: keeps "worldflux --help" cheap (the generator loads jinja2, jsonschema, torch)
     from worldflux.codegen.rendering import render
     from worldflux.codegen.sync import apply, check_report, dry_run_report, plan
     from worldflux.codegen.verify import shadowing_issues, verify_param_counts
@@ -70,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m worldflux.codegen``; a bad spec exits 2 with located errors, no traceback."""
-    from worldflux.core.exceptions import WorldFluxError
 
     parser = argparse.ArgumentParser(
         prog="python -m worldflux.codegen",

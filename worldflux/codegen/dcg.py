@@ -7,6 +7,7 @@ pyproject.toml, so a bare ``datamodel-codegen --check`` agrees with ``nox -s gen
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 from pathlib import Path
@@ -53,6 +54,7 @@ SPEC_MODELS_OPTIONS: dict[str, Any] = {
 
 def _dcg() -> Any:
     try:
+        # deferred: optional dependency (extra "codegen"), checked with a clear message
         import datamodel_code_generator as dcg
     except ImportError:
         raise ConfigurationError(
@@ -69,8 +71,6 @@ def _dcg() -> Any:
 
 
 def _installed_version() -> str:
-    import importlib.metadata
-
     return importlib.metadata.version("datamodel-code-generator")
 
 
@@ -85,6 +85,7 @@ def _common(dcg: Any) -> dict[str, Any]:
 def render_spec_models(root: Path, schema_file: Path) -> str:
     """``generated/spec_models.py``: pydantic models of the spec schema (formatted by dcg+ruff)."""
     dcg = _dcg()
+    # deferred: optional dependency (extra "codegen"), present once _dcg() returned
     from datamodel_code_generator.format import Formatter
 
     options = {

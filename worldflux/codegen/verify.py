@@ -13,6 +13,8 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from worldflux.codegen.dcg import render_config
+from worldflux.codegen.rendering import header_for, spec_constant
 from worldflux.discovery.project import Project, load_project
 from worldflux.discovery.sources import ModelSource
 from worldflux.speclang import Issue, Spec
@@ -24,6 +26,7 @@ __all__ = ["count_preset_params", "measured_params", "shadowing_issues", "verify
 def shadowing_issues(specs: list[Spec], project: Project) -> list[Issue]:
     """A project's model types and aliases may not take a name that worldflux or an installed
     plugin already declares (the message names the other spec file)."""
+    # deferred: discovery.sources reads the installed catalogs, only for a project's specs
     from worldflux.discovery.sources import other_sources
 
     taken: dict[str, tuple[str, ModelSource]] = {}
@@ -69,6 +72,7 @@ def count_preset_params(
     spec: Spec, config_cls: Any, spec_constant: dict[str, Any]
 ) -> dict[str, Any]:
     """Preset -> trainable parameter count (or the exception that stopped its build)."""
+    # deferred: builds need torch and the model classes; rendering and --dry-run need neither
     import torch
 
     from worldflux.core.spec import ModelMaturity
@@ -94,8 +98,6 @@ def count_preset_params(
 def measured_params(spec: Spec) -> dict[str, Any]:
     """Preset -> trainable parameter count (or the exception its build raised), from the spec
     alone (the config class is rendered, not formatted: formatting changes no behaviour)."""
-    from worldflux.codegen.dcg import render_config
-    from worldflux.codegen.rendering import header_for, spec_constant
 
     config_cls = _config_class(spec, render_config(spec, header_for(spec.source)))
     return count_preset_params(spec, config_cls, spec_constant(spec))
@@ -107,7 +109,6 @@ def verify_param_counts(specs: list[Spec], files: Mapping[str, str], root: Any) 
     Raises:
         SpecError: ``file:line:col: $.presets.<p>.params: ... declares N, builds M``.
     """
-    from worldflux.codegen.rendering import spec_constant
 
     project = load_project(root)
     gen = project.display(project.generated_dir)

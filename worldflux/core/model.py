@@ -320,6 +320,7 @@ class WorldModel(nn.Module, ABC):
     # -- persistence ----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write weights (safetensors), config and metadata to ``directory`` atomically."""
+        # deferred: core.checkpoint imports this module (WorldModel)
         from worldflux.core.checkpoint import save_pretrained
 
         return save_pretrained(self, directory)
@@ -329,6 +330,7 @@ class WorldModel(nn.Module, ABC):
         cls, directory: str | Path, device: str | torch.device = "cpu"
     ) -> WorldModel:
         """Rebuild a model saved by :meth:`save_pretrained`; never loads half a checkpoint."""
+        # deferred: core.checkpoint imports this module (WorldModel)
         from worldflux.core.checkpoint import load_pretrained
 
         return load_pretrained(directory, expected=cls, device=device)

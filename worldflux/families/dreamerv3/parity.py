@@ -165,6 +165,7 @@ class DreamerParityHandler:
     def build(self, model_id: str, **kwargs: Any) -> WorldModel:
         if self._builder is not None:
             return self._builder(model_id, **kwargs)
+        # deferred: the factory sits above the families (it imports every one of them)
         from worldflux.factory import create_world_model
 
         return create_world_model(model_id, **kwargs)

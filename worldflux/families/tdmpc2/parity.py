@@ -214,6 +214,7 @@ class TDMPC2ParityHandler:
         action_dim: int,
         **overrides: Any,
     ) -> WorldModel:
+        # deferred: the factory sits above the families (it imports every one of them)
         from worldflux.factory import create_world_model
 
         model = create_world_model(
@@ -223,6 +224,7 @@ class TDMPC2ParityHandler:
         return model
 
     def check_golden(self, model_id: str, golden: Path) -> list[ParityRow]:
+        # deferred: the factory sits above the families (it imports every one of them)
         from worldflux.factory import create_world_model
 
         tensors, metadata = read_golden(golden)
