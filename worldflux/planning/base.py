@@ -64,7 +64,7 @@ class LatentFunctions:
 
     def __init__(self, model: WorldModel) -> None:
         self.model = model
-        decoder: Any = model.decoder_module
+        decoder = model.decoder_module  # optional hooks, read with getattr: any decoder
         self.policy: Callable[[Tensor], Tensor] | None = getattr(decoder, "planning_policy", None)
         self.value: Callable[[Tensor, Tensor], Tensor] | None = getattr(
             decoder, "planning_value", None

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 from torch.nn import functional as F
 
-from worldflux.core.components import BuildContext, Objective
+from worldflux.core.components import ActionConditioner, BuildContext, Objective, ObservationEncoder
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
+from worldflux.core.slot_access import slot_as
 from worldflux.core.types import Batch, LossOutput
+from worldflux.families.diffusion.slots import DiffusionDynamics
 from worldflux.families.shared.tensors import masked_mean, reset_where
 
 if TYPE_CHECKING:
@@ -56,9 +58,9 @@ class DiffusionObjective(Objective):
         b, t = obs.shape[0], obs.shape[1]
         if t < 2:
             raise ConfigurationError(f"diffusion loss: batch['obs'] needs T >= 2, found T={t}")
-        encoder: Any = model.observation_encoder
-        conditioner: Any = model.action_conditioner
-        dynamics: Any = model.dynamics_model
+        encoder = slot_as(model, "observation_encoder", ObservationEncoder)
+        conditioner = slot_as(model, "action_conditioner", ActionConditioner)
+        dynamics = slot_as(model, "dynamics_model", DiffusionDynamics)
         initial = dynamics.initial_state(b, obs.device, torch.float32)
         state = dynamics.observe(initial, None, encoder(obs[:, 0]))
         denoise, rewards, conts = [], [], []

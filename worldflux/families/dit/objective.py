@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.nn import functional as F
 
-from worldflux.core.components import BuildContext, Objective
+from worldflux.core.components import ActionConditioner, BuildContext, Objective
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
+from worldflux.core.slot_access import slot_as
 from worldflux.core.types import Batch, LossOutput, State
+from worldflux.families.dit.slots import DiTDynamics
 from worldflux.families.shared.tensors import masked_mean
 
 if TYPE_CHECKING:
@@ -46,8 +48,8 @@ class DiTObjective(Objective):
         b, t = obs.shape[0], obs.shape[1]
         if t < 2:
             raise ConfigurationError(f"dit loss: batch['obs'] needs T >= 2, found T={t}")
-        dynamics: Any = model.dynamics_model
-        conditioner: Any = model.action_conditioner
+        dynamics = slot_as(model, "dynamics_model", DiTDynamics)
+        conditioner = slot_as(model, "action_conditioner", ActionConditioner)
         z = model.encode(obs.flatten(0, 1), validate=False)["latent"]
         recon = model.decode(State(latent=z)).predictions["obs"]
         reconstruction = F.mse_loss(recon, obs.flatten(0, 1).to(recon.dtype))

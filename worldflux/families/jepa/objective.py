@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,7 +11,9 @@ from torch.nn import functional as F
 from worldflux.core.components import BuildContext, Objective
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
+from worldflux.core.slot_access import slot_as
 from worldflux.core.types import Batch, LossOutput, State
+from worldflux.families.jepa.slots import JEPAEncoder
 from worldflux.families.shared.tensors import masked_mean
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ class JEPAObjective(Objective):
         b, t = obs.shape[0], obs.shape[1]
         if t < 2:
             raise ConfigurationError(f"jepa loss: batch['obs'] needs T >= 2 steps, found T={t}")
-        encoder: Any = model.observation_encoder
+        encoder = slot_as(model, "observation_encoder", JEPAEncoder)
         flat = obs.flatten(0, 1)
         z = torch.unflatten(model.encode(flat, validate=False)["latent"], 0, (b, t))
         target = torch.unflatten(encoder.target_latent(flat), 0, (b, t))
@@ -79,5 +81,5 @@ class JEPAObjective(Objective):
 
     def after_step(self, model: WorldModel) -> None:
         """EMA update of the target encoder."""
-        encoder: Any = model.observation_encoder
+        encoder = slot_as(model, "observation_encoder", JEPAEncoder)
         encoder.update_target(self.p.ema_decay)

@@ -39,9 +39,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from worldflux.core.components import BuildContext, Objective
+from worldflux.core.components import (
+    ActionConditioner,
+    BuildContext,
+    DynamicsModel,
+    Objective,
+    ObservationEncoder,
+)
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
+from worldflux.core.slot_access import slot_as
 from worldflux.core.types import Batch, LossOutput, State
 from worldflux.families.tdmpc2.draws import Draws, TorchDraws
 from worldflux.families.tdmpc2.math import RunningScale
@@ -119,7 +126,7 @@ class TDMPC2Objective(Objective):
     @staticmethod
     def _encode(model: WorldModel, obs: Tensor) -> Tensor:
         """``obs [..., obs_dim] -> z [..., L]`` through the observation-encoder slot."""
-        encoder: Any = model.observation_encoder
+        encoder = slot_as(model, "observation_encoder", ObservationEncoder)
         lead = obs.shape[:-1]
         z: Tensor = encoder(obs.reshape(-1, obs.shape[-1]))["latent"]
         return z.reshape(*lead, z.shape[-1])
@@ -127,7 +134,7 @@ class TDMPC2Objective(Objective):
     @staticmethod
     def _za(model: WorldModel, z: Tensor, a: Tensor) -> Tensor:
         """``[z, a]`` features through the action-conditioner slot (any leading dims)."""
-        conditioner: Any = model.action_conditioner
+        conditioner = slot_as(model, "action_conditioner", ActionConditioner)
         lead = z.shape[:-1]
         za: Tensor = conditioner(
             State(latent=z.reshape(-1, z.shape[-1])), a.reshape(-1, a.shape[-1])
@@ -178,7 +185,8 @@ class TDMPC2Objective(Objective):
             draws: the source of the TD-target ε and head indices.
         """
         heads = _heads_of(model)
-        dynamics: Any = model.dynamics_model
+        dynamics = slot_as(model, "dynamics_model", DynamicsModel)
+        conditioner = slot_as(model, "action_conditioner", ActionConditioner)
         p = self.params
         horizon = actions.shape[0]
         gamma = self.discount(model)
@@ -195,7 +203,7 @@ class TDMPC2Objective(Objective):
         consistency = obs.new_zeros(())
         for t in range(horizon):
             state = State(latent=z)
-            nxt = dynamics(state, model.action_conditioner(state, actions[t]))  # type: ignore[misc]
+            nxt = dynamics(state, conditioner(state, actions[t]))
             z = nxt["latent"]
             consistency = consistency + F.mse_loss(z, next_z[t]) * p.rho**t
             zs.append(z)
@@ -284,7 +292,7 @@ class TDMPC2Objective(Objective):
     def param_groups(self, model: WorldModel) -> list[dict[str, Any]]:
         """World-model groups: the encoder (lr × ``enc_lr_scale``) and every other trainable
         parameter except the policy (which has its own optimiser, see :meth:`make_optimizers`)."""
-        encoder: Any = model.observation_encoder
+        encoder = slot_as(model, "observation_encoder", ObservationEncoder)
         enc = [p for p in encoder.parameters() if p.requires_grad]
         skip = {id(p) for p in enc} | {id(p) for p in self._policy_parameters(model)}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in skip]

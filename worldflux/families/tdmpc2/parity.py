@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from worldflux.core.components import ActionConditioner, DynamicsModel, ObservationEncoder
 from worldflux.core.exceptions import CheckpointError
+from worldflux.core.slot_access import slot_as
 from worldflux.core.types import Batch, State
 from worldflux.families.tdmpc2.draws import ReplayDraws
 from worldflux.families.tdmpc2.hparams import hparams_from
@@ -69,11 +71,10 @@ def _row(
 
 
 def _forward_rows(model: WorldModel, t: Mapping[str, Tensor], prefix: str) -> list[ParityRow]:
-    heads: Any = model.decoder_module
-    assert isinstance(heads, TDMPC2Heads)
-    encoder: Any = model.observation_encoder
-    dynamics: Any = model.dynamics_model
-    conditioner: Any = model.action_conditioner
+    heads = slot_as(model, "decoder", TDMPC2Heads)
+    encoder = slot_as(model, "observation_encoder", ObservationEncoder)
+    dynamics = slot_as(model, "dynamics_model", DynamicsModel)
+    conditioner = slot_as(model, "action_conditioner", ActionConditioner)
     rows: list[ParityRow] = []
     with torch.no_grad():
         z = encoder(t["inputs.obs"])["latent"]
@@ -133,9 +134,8 @@ def _golden_batch(t: Mapping[str, Tensor]) -> Batch:
 def _update_rows(
     model: WorldModel, t: Mapping[str, Tensor], prefix: str, dropout: bool
 ) -> list[ParityRow]:
-    heads: Any = model.decoder_module
-    objective: Any = model.objective
-    assert isinstance(objective, TDMPC2Objective)
+    heads = slot_as(model, "decoder", TDMPC2Heads)
+    objective = slot_as(model, "objective", TDMPC2Objective)
     if not dropout:
         heads.q.dropout = 0.0
     draws = ReplayDraws(

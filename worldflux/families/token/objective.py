@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.nn import functional as F
 
-from worldflux.core.components import BuildContext, Objective
+from worldflux.core.components import ActionConditioner, BuildContext, Objective
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
+from worldflux.core.slot_access import slot_as
 from worldflux.core.types import Batch, LossOutput, State
 from worldflux.families.shared.tensors import masked_mean, reset_where
+from worldflux.families.token.slots import TokenDecoder, Tokenizer, TokenTransformer
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
@@ -53,15 +55,15 @@ class TokenObjective(Objective):
         b, t = obs.shape[0], obs.shape[1]
         if t < 2:
             raise ConfigurationError(f"token loss: batch['obs'] needs T >= 2, found T={t}")
-        encoder: Any = model.observation_encoder
-        conditioner: Any = model.action_conditioner
-        dynamics: Any = model.dynamics_model
-        decoder: Any = model.decoder_module
+        encoder = slot_as(model, "observation_encoder", Tokenizer)
+        conditioner = slot_as(model, "action_conditioner", ActionConditioner)
+        dynamics = slot_as(model, "dynamics_model", TokenTransformer)
+        decoder = slot_as(model, "decoder", TokenDecoder)
         z_e, z_q, tokens = encoder.quantize(obs.flatten(0, 1))
         recon = decoder.reconstruct(z_e + (z_q - z_e).detach())
         reconstruction = F.mse_loss(recon, obs.flatten(0, 1).to(recon.dtype))
         vq = F.mse_loss(z_q, z_e.detach()) + self.p.commitment_beta * F.mse_loss(z_e, z_q.detach())
-        tokens = tokens.detach().unflatten(0, (b, t))
+        tokens = torch.unflatten(tokens.detach(), 0, (b, t))
 
         def obs_state(step: int) -> State:
             return State(tokens=tokens[:, step])

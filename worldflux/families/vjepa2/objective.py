@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 from torch.nn import functional as F
 
-from worldflux.core.components import BuildContext, Objective
+from worldflux.core.components import ActionConditioner, BuildContext, DynamicsModel, Objective
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
+from worldflux.core.slot_access import slot_as
 from worldflux.core.types import Batch, LossOutput, State
 from worldflux.families.shared.tensors import masked_mean, reset_where
+from worldflux.families.vjepa2.slots import VJEPA2Encoder
 
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
@@ -61,12 +63,12 @@ class VJEPA2Objective(Objective):
         b, t = obs.shape[0], obs.shape[1]
         if t < 2:
             raise ConfigurationError(f"vjepa2 loss: batch['obs'] needs T >= 2, found T={t}")
-        encoder: Any = model.observation_encoder
-        conditioner: Any = model.action_conditioner
-        dynamics: Any = model.dynamics_model
+        encoder = slot_as(model, "observation_encoder", VJEPA2Encoder)
+        conditioner = slot_as(model, "action_conditioner", ActionConditioner)
+        dynamics = slot_as(model, "dynamics_model", DynamicsModel)
         flat = obs.flatten(0, 1)
         frames = encoder(flat)["frame"].unflatten(0, (b, t))
-        target = encoder.target_tokens(flat).unflatten(0, (b, t))
+        target = torch.unflatten(encoder.target_tokens(flat), 0, (b, t))
         initial = dynamics.initial_state(b, obs.device, torch.float32)
         state = dynamics.observe(initial, None, State(frame=frames[:, 0]))
         tf, roll, rewards, conts = [], [], [], []
@@ -117,5 +119,5 @@ class VJEPA2Objective(Objective):
 
     def after_step(self, model: WorldModel) -> None:
         """EMA update of the target encoder."""
-        encoder: Any = model.observation_encoder
+        encoder = slot_as(model, "observation_encoder", VJEPA2Encoder)
         encoder.update_target(self.p.ema_decay)
