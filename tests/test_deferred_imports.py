@@ -23,13 +23,7 @@ CEILING = 100
 #: Files whose deferred imports are not commented yet because others were rewriting them when
 #: the rest were (issue 15): each must still hold an uncommented one (a stale entry fails), and
 #: leaves this list once its imports are moved or commented.
-PENDING: frozenset[str] = frozenset(
-    {
-        "worldflux/training/cli.py",
-        "worldflux/training/envs.py",
-        "worldflux/training/run_data.py",
-    }
-)
+PENDING: frozenset[str] = frozenset()
 
 Import = ast.Import | ast.ImportFrom
 

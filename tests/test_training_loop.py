@@ -179,7 +179,7 @@ def test_progress_shows_elapsed_time_and_an_eta_from_the_pace() -> None:
 def test_actor_choice_planner_policy_or_random() -> None:
     from worldflux import create_world_model
     from worldflux.core.exceptions import CapabilityError
-    from worldflux.training.actors import PlannerActor, PolicyActor, make_actor
+    from worldflux.training.actors import GoalActor, PlannerActor, PolicyActor, make_actor
 
     shapes = {"obs_shape": (3,), "action_dim": 1}
     assert isinstance(make_actor(create_world_model("tdmpc2:ci", **shapes)), PlannerActor)
@@ -194,7 +194,8 @@ def test_actor_choice_planner_policy_or_random() -> None:
     ssm = create_world_model("ssm:ci", obs_shape=(3,), action_dim=1)  # behaviour: actor_critic
     assert isinstance(make_actor(ssm), PolicyActor) and ssm.can_act
     jepa = create_world_model("jepa:ci", obs_shape=(3,), action_dim=1)  # goal_cem: needs a goal
-    assert make_actor(jepa) is None and not jepa.can_act
+    goal_actor = make_actor(jepa)  # acts once the environment gives a goal
+    assert isinstance(goal_actor, GoalActor) and not goal_actor.ready and not jepa.can_act
     with pytest.raises(CapabilityError, match="goal"):
         jepa.act(torch.zeros(1, 3))
 

@@ -8,7 +8,8 @@ five-slot interface:
 
 * features: the state's ``latent``, else every state tensor flattened and concatenated in key
   order (``components._common.state_features``; ``feat [N, F]``, F from the declared contract);
-* imagination: from ``model.encode(obs)`` of up to ``starts`` replay frames, ``imag_length``
+* imagination: from up to ``starts`` filtered replay states (``encode`` along each window with
+  the previous state and action, as the behaviour sees states when it acts), ``imag_length``
   steps of ``model.transition(state, actor(feat))``; rewards and continues from
   ``model.decode(state).predictions`` (``continue`` defaults to 1 when the model has none);
 * gradients: imagination runs under ``no_grad`` and the losses see only detached features, so
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from worldflux.components._common import Size, resolve_size, state_features
+from worldflux.components.objectives import filtered_states
 from worldflux.core.components import Behaviour, BuildContext
 from worldflux.core.exceptions import CapabilityError
 from worldflux.core.registry import register_component
@@ -232,12 +234,13 @@ class ImaginationActorCritic(Behaviour):
 
     # -- learning -------------------------------------------------------------------------------
     def loss(self, model: WorldModel, batch: Batch) -> LossOutput:
-        """Policy and value losses on ``imag_length``-step rollouts from up to ``starts`` frames
-        of ``batch['obs'] [B, T, ...]`` (evenly spaced, so no random draw)."""
+        """Policy and value losses on ``imag_length``-step rollouts from up to ``starts`` of the
+        batch's filtered states (``encode`` along each ``[B, T]`` window with the previous state
+        and action, as when acting; evenly spaced, so no random draw)."""
         pol, val, slowval = self._heads()
         p = self.p
         with torch.no_grad():
-            start = model.encode(_start_frames(batch["obs"], p.starts))
+            start = _start_states(filtered_states(model, batch), p.starts)
             feat, act, rew, con = self._imagine(model, pol, start)
         disc = 1.0 - 1.0 / p.horizon
         policy_loss, value_loss, _, metrics = imagination_losses(
@@ -298,19 +301,15 @@ def _param_dtype(module: torch.nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def _start_frames(obs: Tensor | dict[str, Tensor], most: int) -> Tensor | dict[str, Tensor]:
-    """Up to ``most`` evenly spaced frames of ``obs [B, T, ...]``, flattened to ``[N, ...]``."""
-
-    def pick(x: Tensor) -> Tensor:
-        flat = x.flatten(0, 1)
-        if flat.shape[0] <= most:
-            return flat
-        index = torch.linspace(0, flat.shape[0] - 1, most, device=flat.device).round().long()
-        return flat[index]
-
-    if isinstance(obs, dict):
-        return {key: pick(value) for key, value in obs.items()}
-    return pick(obs)
+def _start_states(states: list[State], most: int) -> State:
+    """Up to ``most`` evenly spaced states of the ``T`` filtered states ``[B, ...]`` as one
+    ``[N, ...]`` State (no random draw)."""
+    stacked = {key: torch.stack([s[key] for s in states], 1).flatten(0, 1) for key in states[0]}
+    count = next(iter(stacked.values())).shape[0]
+    if count <= most:
+        return State(stacked)
+    index = torch.linspace(0, count - 1, most).round().long()
+    return State({key: value[index.to(value.device)] for key, value in stacked.items()})
 
 
 def _example_obs(model: WorldModel) -> Tensor | dict[str, Tensor]:

@@ -33,7 +33,7 @@ from worldflux.core.types import Batch, LossOutput, State
 if TYPE_CHECKING:
     from worldflux.core.model import WorldModel
 
-__all__ = ["GenericObjective", "GenericObjectiveParams"]
+__all__ = ["GenericObjective", "GenericObjectiveParams", "filtered_states"]
 
 
 class GenericObjectiveParams(BaseModel):
@@ -55,6 +55,38 @@ def _reset(state: State, keep: Tensor) -> State:
     )
 
 
+def filtered_states(model: WorldModel, batch: Batch) -> list[State]:
+    """The posterior state after each observation of a ``[B, T, ...]`` batch: ``encode`` with
+    the previous state and action, the state reset where ``is_first`` (one scan instead when
+    the dynamics model has ``observe_sequence``). Returns T states ``[B, ...]``."""
+    obs, actions = batch["obs"], batch["actions"]
+    is_first = batch.get("is_first")
+    scan = getattr(model.dynamics_model, "observe_sequence", None)
+    if callable(scan) and isinstance(obs, Tensor):  # the whole sequence at once (SSM scan)
+        keep = torch.ones(actions.shape[:2], device=actions.device)
+        if is_first is not None:
+            keep = 1.0 - is_first.float()
+        keep[:, 0] = 1.0
+        shifted = torch.cat([actions[:, :1], actions[:, :-1]], 1)
+        mask = keep.view(*keep.shape, *([1] * (shifted.dim() - 2))).to(shifted.dtype)
+        posteriors: list[State] = scan(model, obs, shifted * mask, keep)
+        return posteriors
+    states: list[State] = []
+    state: State | None = None
+    for t in range(batch.seq_len):
+        obs_t = {k: v[:, t] for k, v in obs.items()} if isinstance(obs, dict) else obs[:, t]
+        action = None
+        if state is not None:
+            action = actions[:, t - 1]
+            if is_first is not None and len(state):
+                keep = 1.0 - is_first[:, t].float()
+                state = _reset(state, keep)
+                action = action * keep.view(-1, *([1] * (action.dim() - 1))).to(action.dtype)
+        state = model.encode(obs_t, state, action, validate=False)
+        states.append(state)
+    return states
+
+
 @register_component("objective", "generic", params_model=GenericObjectiveParams)
 class GenericObjective(Objective):
     """Reconstruction + reward + continue + latent dynamics, computed through the model's slots."""
@@ -64,32 +96,7 @@ class GenericObjective(Objective):
         self.params = params
 
     def _posteriors(self, model: WorldModel, batch: Batch) -> list[State]:
-        obs, actions = batch["obs"], batch["actions"]
-        is_first = batch.get("is_first")
-        scan = getattr(model.dynamics_model, "observe_sequence", None)
-        if callable(scan) and isinstance(obs, Tensor):  # the whole sequence at once (SSM scan)
-            keep = torch.ones(actions.shape[:2], device=actions.device)
-            if is_first is not None:
-                keep = 1.0 - is_first.float()
-            keep[:, 0] = 1.0
-            shifted = torch.cat([actions[:, :1], actions[:, :-1]], 1)
-            mask = keep.view(*keep.shape, *([1] * (shifted.dim() - 2))).to(shifted.dtype)
-            posteriors: list[State] = scan(model, obs, shifted * mask, keep)
-            return posteriors
-        states: list[State] = []
-        state: State | None = None
-        for t in range(batch.seq_len):
-            obs_t = {k: v[:, t] for k, v in obs.items()} if isinstance(obs, dict) else obs[:, t]
-            action = None
-            if state is not None:
-                action = actions[:, t - 1]
-                if is_first is not None and len(state):
-                    keep = 1.0 - is_first[:, t].float()
-                    state = _reset(state, keep)
-                    action = action * keep.view(-1, *([1] * (action.dim() - 1))).to(action.dtype)
-            state = model.encode(obs_t, state, action, validate=False)
-            states.append(state)
-        return states
+        return filtered_states(model, batch)
 
     def forward(self, model: WorldModel, batch: Batch) -> LossOutput:
         p = self.params

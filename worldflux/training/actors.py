@@ -6,9 +6,11 @@
   with the ``planning`` capability (TD-MPC2's MPPI).
 * :class:`PolicyActor`: models exposing ``act(obs [1, *obs_shape], carry, *, is_first, eval_mode)
   -> (action [1, A] or [1], carry)`` (a recurrent policy such as DreamerV3's actor; a spec model
-  acts when its objective has an ``act`` hook, ``model.can_act``).
+  acts when its objective has an ``act`` hook or its spec declares a behaviour, ``model.can_act``).
+* :class:`GoalActor`: goal behaviours (``goal_cem``), toward the episode's goal observation.
 
-:func:`make_actor` picks the planner, then the policy, then random actions.
+:func:`make_actor` picks the planner, then a goal behaviour, then the policy, then random
+actions; :func:`declared_behaviour` names the spec's behaviour for run records.
 """
 
 from __future__ import annotations
@@ -19,11 +21,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from worldflux.core.exceptions import CapabilityError
 from worldflux.core.model import WorldModel
 from worldflux.core.spec import Capability
 from worldflux.training.envs import Obs
 
-__all__ = ["Actor", "PlannerActor", "PolicyActor", "RandomActor", "make_actor"]
+__all__ = [
+    "Actor",
+    "GoalActor",
+    "PlannerActor",
+    "PolicyActor",
+    "RandomActor",
+    "declared_behaviour",
+    "give_goal",
+    "make_actor",
+]
 
 
 class Actor(Protocol):
@@ -128,13 +140,73 @@ class PolicyActor:
         return action[0].detach().cpu().numpy()
 
 
+class GoalActor:
+    """Acts with a goal behaviour (``goal_cem``): ``model.act(obs, None, is_first=, eval_mode=,
+    goal=)`` toward the goal observation of the episode, which the loop hands over at every reset
+    (:meth:`set_goal`, from the environment's ``info["goal"]``). Without a goal it is not
+    :attr:`ready`: the loop then acts randomly."""
+
+    name = "goal"
+
+    def __init__(self, model: WorldModel, normalize_images: bool = True) -> None:
+        self.model = model
+        self.normalize_images = normalize_images
+        self.goal: Obs | None = None
+
+    @property
+    def ready(self) -> bool:
+        """A goal is known for this episode."""
+        return self.goal is not None
+
+    def set_goal(self, goal: Obs | None) -> None:
+        self.goal = goal
+
+    def reset(self) -> None:
+        behaviour = getattr(self.model, "behaviour", None)
+        if behaviour is not None:
+            behaviour.reset()
+
+    def act(self, obs: Obs, is_first: bool, eval_mode: bool = False) -> np.ndarray:
+        if self.goal is None:
+            raise CapabilityError("the goal behaviour has no goal: the environment gave none")
+        with torch.no_grad():
+            act: Any = getattr(self.model, "act")  # noqa: B009 - SpecWorldModel.act
+            action: Tensor
+            action, _ = act(
+                _obs_tensor(obs, self.model, self.normalize_images),
+                None,
+                is_first=is_first,
+                eval_mode=eval_mode,
+                goal=_obs_tensor(self.goal, self.model, self.normalize_images),
+            )
+        return action[0].detach().cpu().numpy()
+
+
+def give_goal(actor: Any, goal: Obs | None) -> None:
+    """Hand an episode's goal observation to an actor that plans toward goals."""
+    set_goal = getattr(actor, "set_goal", None)
+    if callable(set_goal):
+        set_goal(goal)
+
+
+def declared_behaviour(model: WorldModel) -> str | None:
+    """The registered key of the behaviour a spec model declares (``actor_critic``, ``mppi``,
+    ...), or None."""
+    spec: dict[str, Any] = getattr(type(model), "SPEC", None) or {}
+    entry = spec.get("behaviour") or spec.get("planner")
+    return None if not entry else str(entry["impl"])
+
+
 def make_actor(
     model: WorldModel, normalize_images: bool = True
-) -> PlannerActor | PolicyActor | None:
-    """The model's own actor: its planner (capability ``planning``), else its ``act`` policy,
-    else None (the loop then acts randomly throughout)."""
+) -> PlannerActor | PolicyActor | GoalActor | None:
+    """The model's own actor: its planner (capability ``planning``), a goal behaviour (which
+    acts once the environment gives a goal), else its ``act`` policy, else None (the loop then
+    acts randomly throughout)."""
     if Capability.PLANNING in model.capabilities and getattr(model, "planner", None) is not None:
         return PlannerActor(model, normalize_images)
+    if getattr(getattr(model, "behaviour", None), "needs_goal", False):
+        return GoalActor(model, normalize_images)
     if callable(getattr(model, "act", None)) and getattr(model, "can_act", True):
         return PolicyActor(model, normalize_images)
     return None

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from worldflux.core.exceptions import ConfigurationError
@@ -148,14 +149,13 @@ def _default_out(model: str, source: str, seed: int) -> str:
 
 
 def _run_offline(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # deferred: keeps "worldflux --help" cheap (offline training loads torch and the models)
     from worldflux.datasets.offline import OfflineConfig, train_offline
 
     if args.resume:
         raise ConfigurationError("--resume is not available with --dataset yet")
     if args.threads:
-        import torch
+        import torch  # deferred: keeps "worldflux --help" cheap
 
         torch.set_num_threads(args.threads)
     if args.model is None or args.steps is None:
@@ -200,8 +200,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 def _config(args: argparse.Namespace) -> tuple[Any, bool]:
     """The run to do, and whether it resumes one."""
-    from pathlib import Path
-
+    # deferred: keeps "worldflux --help" cheap (the loop loads torch and the models)
     from worldflux.training.loop import RUN_FILE, RunConfig
 
     given = _given(args)
@@ -244,14 +243,14 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset:
         return _run_offline(args)
 
+    # deferred: keeps "worldflux --help" cheap (the loop loads torch and the models)
     from worldflux.training.checkpoint import read_training_extra
     from worldflux.training.interrupts import TrainingInterrupted
     from worldflux.training.loop import checkpoint_dir, train
 
     config, resume = _config(args)
     if resume:
-        from pathlib import Path
-
+        # deferred: keeps "worldflux --help" cheap (torch.distributed)
         from worldflux.training.distributed import init_from_environment
 
         ckpt = checkpoint_dir(Path(config.out), init_from_environment())
@@ -271,6 +270,9 @@ def run(args: argparse.Namespace) -> int:
         f"trained {config.model} on {config.env_id}: {summary.env_steps} env steps, "
         f"{summary.updates} updates, {summary.episodes} episodes, "
         f"mean return of the last {len(last)} episodes {mean:.1f}{final}; "
+        f"acting: {summary.actor}"
+        + (f" (behaviour {summary.behaviour})" if summary.behaviour else "")
+        + "; "
         f"run directory {summary.out}"
     )
     return 0

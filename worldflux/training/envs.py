@@ -52,11 +52,16 @@ class EnvSpec:
 
 def _import_gymnasium() -> Any:
     try:
+        # deferred: optional dependency (extra "train"), refused with a clear message
         import gymnasium
     except ImportError:
         raise ConfigurationError(
             "training on environments needs gymnasium: pip install 'worldflux[train]'"
         ) from None
+    # deferred: worldflux's own environments import gymnasium (optional extra "train")
+    from worldflux.training.reach import register
+
+    register()  # worldflux/Reach-v0
     return gymnasium
 
 
@@ -113,6 +118,7 @@ class GymEnv:
             raise ConfigurationError(
                 f"action_repeat: expected an integer >= 1, found {action_repeat!r}"
             )
+        self.goal: Obs | None = None
         self.action_repeat = action_repeat
         if obs_mode not in ("vector", "image"):
             raise ConfigurationError(f"obs_mode: expected 'vector' or 'image', found {obs_mode!r}")
@@ -213,12 +219,16 @@ class GymEnv:
         return np.asarray(obs, dtype=np.float32)
 
     def reset(self) -> Obs:
-        """Start an episode; returns the first observation."""
+        """Start an episode; returns the first observation. A goal-conditioned environment's
+        goal observation (``info["goal"]`` at reset, vector observations) is kept in
+        :attr:`goal` (None otherwise) for goal behaviours."""
         if not self.seeded:
-            obs, _ = self.env.reset(seed=self.seed)
+            obs, info = self.env.reset(seed=self.seed)
             self.seeded = True
         else:
-            obs, _ = self.env.reset()
+            obs, info = self.env.reset()
+        goal = info.get("goal") if isinstance(info, dict) else None
+        self.goal = None if goal is None or self.obs_mode == "image" else self._observe(goal)
         return self._observe(obs)
 
     def env_action(self, action: Any) -> Any:

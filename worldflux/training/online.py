@@ -13,10 +13,7 @@ several environments (``num_envs > 1`` or a ``vector_mode``) is a
 
 from __future__ import annotations
 
-import contextlib
-import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ import numpy as np
 import torch
 
 from worldflux.core.exceptions import CheckpointError
-from worldflux.training.actors import RandomActor, make_actor
+from worldflux.training.actors import RandomActor, declared_behaviour, give_goal, make_actor
 from worldflux.training.checkpoint import (
     load_training_checkpoint,
     read_training_extra,
@@ -48,27 +45,10 @@ from worldflux.training.run_data import (
     make_env,
 )
 from worldflux.training.run_outputs import RunOutputs
+from worldflux.training.seeding import isolated_rng, seed_everything
 from worldflux.training.trainer import Trainer, TrainerConfig
 
 __all__ = ["OnlineRun", "isolated_rng"]
-
-
-@contextlib.contextmanager
-def isolated_rng() -> Iterator[None]:
-    """Run a block without moving torch's, numpy's or Python's global random streams."""
-    np_state, py_state = np.random.get_state(), random.getstate()
-    with torch.random.fork_rng():
-        try:
-            yield
-        finally:
-            np.random.set_state(np_state)
-            random.setstate(py_state)
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
 
 
 class OnlineRun(RunOutputs):
@@ -100,7 +80,7 @@ class OnlineRun(RunOutputs):
         if resume:
             check_resume_config(config, self.ckpt)
         self.rank_seed = config.seed + 1000 * dist.rank
-        _seed_everything(config.seed)
+        seed_everything(config.seed)
         sized = self._make_env()
         self.spec = sized.spec
         self.model = build_model(config, sized)
@@ -108,7 +88,7 @@ class OnlineRun(RunOutputs):
         # uint8 frames reach the model as [0, 1] floats unless its contract takes uint8
         self.normalize = not any(s.dtype == "uint8" for s in contract.observation.values())
         self.trainer = Trainer(self.model, TrainerConfig(grad_clip=config.grad_clip), dist=dist)
-        _seed_everything(self.rank_seed)
+        seed_everything(self.rank_seed)
         spec = self.spec
         self.action_low, self.action_high = contract.action.low, contract.action.high
         self._set_action_range()
@@ -261,15 +241,21 @@ class OnlineRun(RunOutputs):
         self.replay.begin_episode(self.obs)
         if self.actor is not None:
             self.actor.reset()
+            give_goal(self.actor, self.env.goal)
         self.state.episode_open = True
         self.state.episode_return, self.state.episode_length = 0.0, 0
 
     def act(self, obs: Obs, is_first: bool, eval_mode: bool = False) -> np.ndarray:
         """The random actor's action during the seed phase (or for a model that cannot act),
         else the model's."""
-        if self.actor is None or self.state.env_step < self.settings.seed_steps:
+        actor = self.actor
+        if actor is None or not getattr(actor, "ready", True) or self.seeding():  # no goal yet
             return self.random_actor.act(obs, is_first, eval_mode=eval_mode)
-        return self.actor.act(obs, is_first, eval_mode=eval_mode)
+        return actor.act(obs, is_first, eval_mode=eval_mode)
+
+    def seeding(self) -> bool:
+        """Still in the random-action seed phase."""
+        return self.state.env_step < self.settings.seed_steps
 
     def _update_after_step(self) -> None:
         """``pretrain_updates`` at the seed phase's last step, then ``updates_per_step`` per
@@ -355,6 +341,7 @@ class OnlineRun(RunOutputs):
             obs, done, total, first = env.reset(), False, 0.0, True
             if self.actor is not None:
                 self.actor.reset()
+                give_goal(self.actor, env.goal)
             while not done:
                 obs, reward, terminated, truncated = env.step(self.act(obs, first, eval_mode=True))
                 total, done, first = total + reward, terminated or truncated, False
@@ -413,4 +400,5 @@ class OnlineRun(RunOutputs):
             out=self.out,
             model=self.model,
             actor=self.actor.name if self.actor is not None else "random",
+            behaviour=declared_behaviour(self.model),
         )

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldflux.core.exceptions import CheckpointError
-from worldflux.training.actors import RandomActor
+from worldflux.core.exceptions import CheckpointError, ConfigurationError
+from worldflux.training.actors import GoalActor, RandomActor
 from worldflux.training.envs import Obs
 from worldflux.training.online import OnlineRun
 from worldflux.training.replay import ReplayBuffer
@@ -70,6 +70,11 @@ class VectorRun(OnlineRun):
             )
             for i in range(1, n)
         ]
+        if isinstance(self.actor, GoalActor):
+            raise ConfigurationError(
+                f"{self.config.model}: its goal behaviour plans for one environment at a time; "
+                "train it with --num-envs 1"
+            )
         self.batch_actor = None if self.actor is None else BatchActor(self.actor, n)
         self.obs_list: list[Obs] = [np.zeros(0)] * n
         self.open = np.zeros(n, dtype=bool)  # an episode is running in env i

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from worldflux.core.exceptions import CheckpointError, ConfigurationError
 from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry
+from worldflux.factory import create_world_model
 from worldflux.training.checkpoint import read_training_extra
 from worldflux.training.distributed import DistributedContext
 from worldflux.training.envs import EnvSpec, GymEnv, ObsMode
@@ -284,7 +285,8 @@ class RunSummary:
     eval_returns: list[float]
     out: Path
     model: WorldModel
-    actor: str = "random"  # who acts after the seed steps: "planner", "policy" or "random"
+    actor: str = "random"  # who acts after the seed steps: "planner", "policy", "goal", "random"
+    behaviour: str | None = None  # the spec's declared behaviour (actor_critic, mppi, ...)
 
 
 class SizedEnv(Protocol):
@@ -303,8 +305,6 @@ def build_model(config: RunConfig, env: SizedEnv) -> WorldModel:
         ConfigurationError: the environment has dict observations and the model's contract does
             not take exactly its keys and shapes (naming the key, expected and found shape).
     """
-    from worldflux.factory import create_world_model
-
     spec = env.spec
     overrides = dict(config.model_overrides)
     model_type, _ = WorldModelRegistry.resolve(config.model)

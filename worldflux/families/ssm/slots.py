@@ -7,7 +7,8 @@ states per channel). One step from input ``u [B, D]``:
   input matrix ``B = W_B u [B, N]`` and the readout ``C = W_C u [B, N]`` depend on the input;
 * zero-order-hold discretisation of ``A = -exp(A_log) [D, N]`` (S4D-real init ``A = -(1..N)``,
   so ``exp(dt A)`` lies in (0, 1): stable): ``h' = exp(dt A) * h + dt * B * u``;
-* readout with skip: ``y = sum_n C_n h'_n + D_skip * u``; the decoder reads ``y``.
+* readout with skip, normalised: ``y = LN(sum_n C_n h'_n + D_skip * u)``; the decoder reads
+  ``y``.
 
 Inputs: a posterior step (``observe``) gets ``u = W_x x + B_a a`` (the encoded observation and
 the previous action), a prior step (``forward``, imagination) ``u = W_y y + B_a a``: the model's
@@ -105,8 +106,9 @@ class SelectiveSSM(DynamicsModel):
         return decay, drive, self.c_proj(u)
 
     def readout(self, h: Tensor, c: Tensor, u: Tensor) -> Tensor:
-        """``y = sum_n C_n h_n + D_skip * u`` ``[..., D]``."""
-        return (h * c.unsqueeze(-2)).sum(-1) + self.skip * u
+        """``y = LN(sum_n C_n h_n + D_skip * u)`` ``[..., D]`` (normalised, as the norm after a
+        Mamba block: the decoder, the latent-dynamics target and the imagination read it)."""
+        return F.layer_norm((h * c.unsqueeze(-2)).sum(-1) + self.skip * u, (self.channels,))
 
     def _step(self, state: State, u: Tensor) -> State:
         decay, drive, c = self.coefficients(u)

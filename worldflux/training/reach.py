@@ -1,0 +1,78 @@
+"""``worldflux/Reach-v0``: a point in the plane that should reach a goal (a small, fast task on
+which every behaviour can be compared: reward planners, actor-critics and goal planners).
+
+* observation ``[x, y, gx, gy]`` float32 in ``[-1, 1]`` (the point and the goal);
+* action ``[dx, dy]`` in ``[-1, 1]``: the point moves by ``0.2 * action`` (clipped to the square);
+* reward ``-|point - goal|`` every step; episodes end by the time limit (50 steps);
+* ``info["goal"]``: the observation the environment shows once the point is at the goal, given at
+  every reset, so goal planners (``goal_cem``) plan toward it; ``info["success"]``: within 0.1.
+
+Start and goal are uniform in the square, from the environment's seeded generator. A random
+policy scores about -54 per episode, one that heads straight for the goal about -2.5
+(``python -m benchmarks.behaviours`` measures both).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+__all__ = ["ENV_ID", "ReachEnv", "register"]
+
+ENV_ID = "worldflux/Reach-v0"
+SPEED = 0.2
+SUCCESS_RADIUS = 0.1
+
+
+class ReachEnv(gymnasium.Env[np.ndarray, np.ndarray]):
+    """Move a point to a goal; see the module docstring."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}  # noqa: RUF012
+
+    def __init__(self, render_mode: str | None = None, size: int = 64) -> None:
+        self.observation_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.render_mode = render_mode
+        self.size = size
+        self.point = np.zeros(2, np.float32)
+        self.goal = np.zeros(2, np.float32)
+
+    def _obs(self, point: np.ndarray) -> np.ndarray:
+        return np.concatenate([point, self.goal]).astype(np.float32)
+
+    def _info(self) -> dict[str, Any]:
+        distance = float(np.linalg.norm(self.point - self.goal))
+        return {"goal": self._obs(self.goal), "success": distance < SUCCESS_RADIUS}
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.point = self.np_random.uniform(-1.0, 1.0, 2).astype(np.float32)
+        self.goal = self.np_random.uniform(-1.0, 1.0, 2).astype(np.float32)
+        return self._obs(self.point), self._info()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        move = np.clip(np.asarray(action, np.float32).reshape(2), -1.0, 1.0)
+        self.point = np.clip(self.point + SPEED * move, -1.0, 1.0).astype(np.float32)
+        reward = -float(np.linalg.norm(self.point - self.goal))
+        return self._obs(self.point), reward, False, False, self._info()
+
+    def render(self) -> np.ndarray:
+        """``[size, size, 3]`` uint8: the point in red, the goal in green."""
+        frame = np.zeros((self.size, self.size, 3), np.uint8)
+        for channel, (x, y) in ((0, self.point), (1, self.goal)):
+            col = round(float(x + 1.0) / 2.0 * (self.size - 1))
+            row = round((1.0 - float(y + 1.0) / 2.0) * (self.size - 1))
+            r = max(1, self.size // 16)
+            frame[max(0, row - r) : row + r + 1, max(0, col - r) : col + r + 1, channel] = 255
+        return frame
+
+
+def register() -> None:
+    """Register ``worldflux/Reach-v0`` with Gymnasium (once; 50-step time limit)."""
+    if ENV_ID not in gymnasium.registry:
+        gymnasium.register(ENV_ID, entry_point=f"{__name__}:ReachEnv", max_episode_steps=50)
