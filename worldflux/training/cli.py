@@ -40,6 +40,8 @@ _FIELDS = {
     "grad_clip": "grad_clip",
     "eval_every": "eval_every",
     "eval_episodes": "eval_episodes",
+    "eval_model_every": "eval_model_every",
+    "eval_model_episodes": "eval_model_episodes",
     "threads": "threads",
     "tensorboard": "tensorboard",
     "num_envs": "num_envs",
@@ -114,6 +116,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--eval-every", type=int, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default 1)")
+    parser.add_argument(
+        "--eval-model-every",
+        type=int,
+        help="env steps between evaluations of the model's predictions (error per open-loop "
+        "horizon vs copy-last and mean) on held-out random episodes recorded into "
+        "RUN/model_eval_data; logged as model_eval records (default 0: none)",
+    )
+    parser.add_argument(
+        "--eval-model-episodes", type=int, help="held-out episodes for --eval-model-every (4)"
+    )
     parser.add_argument(
         "--set",
         action="append",

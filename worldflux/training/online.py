@@ -31,6 +31,7 @@ from worldflux.training.distributed import DistributedContext
 from worldflux.training.envs import GymEnv, Obs
 from worldflux.training.errors import TrainingError
 from worldflux.training.interrupts import StopRequest, TrainingInterrupted
+from worldflux.training.model_eval import ModelEvaluator
 from worldflux.training.replay import ReplayBuffer
 from worldflux.training.resume_state import check_resume_state
 from worldflux.training.run_data import (
@@ -88,6 +89,7 @@ class OnlineRun(RunOutputs):
         # uint8 frames reach the model as [0, 1] floats unless its contract takes uint8
         self.normalize = not any(s.dtype == "uint8" for s in contract.observation.values())
         self.trainer = Trainer(self.model, TrainerConfig(grad_clip=config.grad_clip), dist=dist)
+        self.model_evaluator = ModelEvaluator(config, self.out)
         seed_everything(self.rank_seed)
         spec = self.spec
         self.action_low, self.action_high = contract.action.low, contract.action.high
@@ -292,6 +294,10 @@ class OnlineRun(RunOutputs):
             self.evaluate()
             while state.next_eval <= state.env_step:
                 state.next_eval += config.eval_every
+        every, last = config.eval_model_every, state.last_model_eval_step or 0
+        if every and self.dist.is_main and state.env_step // every > last // every:
+            self.record("model_eval", self.model_evaluator(self.model))
+            state.last_model_eval_step = state.env_step
         if self.checkpoint_due() or self.stop.requested:
             self.save()
             self.last_save = time.perf_counter()

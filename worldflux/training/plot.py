@@ -84,7 +84,12 @@ def plot_run(
         run_file = root / "run.json"
         meta: dict[str, Any] = json.loads(run_file.read_text()) if run_file.is_file() else {}
         title = f"{meta.get('model', '?')} on {meta.get('env_id', '?')}"
-    fig, (ax_ret, ax_loss) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    model_evals = [r for r in records if r.get("kind") == "model_eval"]
+    panels = 3 if model_evals else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), dpi=100)
+    ax_ret, ax_loss = axes[0], axes[1]
+    if model_evals:
+        _model_eval_panel(axes[2], model_evals)
     if episodes:
         steps = [r["env_step"] for r in episodes]
         returns = [float(r["episode_return"]) for r in episodes]
@@ -134,6 +139,25 @@ def plot_run(
     fig.savefig(target)
     plt.close(fig)
     return target
+
+
+def _model_eval_panel(ax: Any, records: list[dict[str, Any]]) -> None:
+    """Observation prediction error at the first and last open-loop horizon over training
+    (``model_eval`` records of ``--eval-model-every``), with the copy-last and mean baselines."""
+    kind = "obs_mse" if "obs_mse/h1" in records[0] else "probe_obs_mse"
+    last = max(int(k.rsplit("/h", 1)[1]) for k in records[0] if k.startswith(f"{kind}/h"))
+    steps = [r["env_step"] for r in records]
+    for h, style in ((1, "o-"), (last, "s-")):
+        for name, line in ((kind, style), ("copy_last_mse", "--"), ("mean_mse", ":")):
+            values = [r.get(f"{name}/h{h}") for r in records]
+            if all(isinstance(v, int | float) for v in values):
+                label = "model" if name == kind else name.removesuffix("_mse").replace("_", "-")
+                ax.plot(steps, values, line, label=f"{label}, h={h}")
+    ax.set_yscale("log")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("observation MSE (held-out episodes)")
+    ax.legend(loc="best", fontsize=7)
+    ax.grid(alpha=0.3)
 
 
 def _pyplot() -> Any:

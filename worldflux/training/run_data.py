@@ -84,6 +84,10 @@ class RunConfig:
             episodes on a separate environment instance with ``eval_mode=True`` at the next
             episode end and logs an ``eval`` record (``eval_return``: their mean).
         eval_episodes: episodes per evaluation.
+        eval_model_every: env steps between evaluations of the world model's predictions on
+            held-out random-policy episodes (0: none; :mod:`.model_eval`), each logged as a
+            ``model_eval`` record at the next episode end.
+        eval_model_episodes: held-out episodes recorded for ``eval_model_every``.
         final_eval: evaluate ``eval_episodes`` episodes at the end of the run (unless an
             evaluation just ran at that step).
         progress: draw the progress bar.
@@ -120,6 +124,8 @@ class RunConfig:
     grad_clip: float | None = None
     eval_every: int = 0
     eval_episodes: int = 1
+    eval_model_every: int = 0
+    eval_model_episodes: int = 4
     final_eval: bool = True
     progress: bool = True
     threads: int | None = None
@@ -226,6 +232,7 @@ class LoopState:
         eval_returns: the mean return of every evaluation.
         last_eval_step: the env step of the latest evaluation; None before the first, and
             then left out of :meth:`to_dict` (checkpoints keep the layout they always had).
+        last_model_eval_step: the same for the latest evaluation of the model's predictions.
     """
 
     env_step: int
@@ -239,6 +246,7 @@ class LoopState:
     returns: list[float]
     eval_returns: list[float]
     last_eval_step: int | None = None
+    last_model_eval_step: int | None = None
 
     @classmethod
     def start(cls, config: RunConfig) -> LoopState:
@@ -260,8 +268,9 @@ class LoopState:
         """The checkpoint form: the fields in declaration order, ``last_eval_step`` only once
         set."""
         state = dataclasses.asdict(self)
-        if state["last_eval_step"] is None:
-            del state["last_eval_step"]
+        for key in ("last_eval_step", "last_model_eval_step"):
+            if state[key] is None:
+                del state[key]
         return state
 
     @classmethod
