@@ -44,6 +44,9 @@ FAMILIES = (
     "gan",
     "tdmpc2",
 )
+#: families whose encoders take images: they see Reach rendered (point red, goal green), and
+#: goal planners get the frame of the goal state
+IMAGE_FAMILIES = {"vjepa2": 32, "renderer3d": 32}
 #: the evaluation environment's seed offset in the training loop (OnlineRun.eval_env)
 EVAL_SEED_OFFSET = 500
 
@@ -53,6 +56,7 @@ class FamilyResult:
     """One family's run: its behaviour, evaluation curve and the random policy's return."""
 
     family: str
+    task: str
     behaviour: str | None
     actor: str
     steps: int
@@ -85,9 +89,12 @@ def random_return(episodes: int, seed: int) -> float:
 def run_family(family: str, steps: int, episodes: int, seed: int, out: Path) -> FamilyResult:
     """Train ``<family>:ci`` on Reach for ``steps`` env steps and evaluate it (see module doc)."""
     updates = 0.25 if family == "tdmpc2" else 1.0  # MPPI's 512 x 6 plans dominate its time
+    size = IMAGE_FAMILIES.get(family)
     config = RunConfig(
         model=f"{family}:ci",
         env_id=ENV_ID,
+        obs_mode="image" if size else "vector",
+        image_size=size or 64,
         steps=steps,
         out=str(out / family),
         seed=seed,
@@ -107,6 +114,7 @@ def run_family(family: str, steps: int, episodes: int, seed: int, out: Path) -> 
     evals = [r for r in records if r.get("kind") == "eval"]
     return FamilyResult(
         family=family,
+        task=f"Reach-v0 ({size}x{size} pixels)" if size else "Reach-v0",
         behaviour=declared_behaviour(summary.model),
         actor=summary.actor,
         steps=summary.env_steps,
@@ -132,7 +140,7 @@ def markdown(results: list[FamilyResult], command: str) -> str:
         curve = " → ".join(f"{v:.1f}" for v in r.eval_returns)
         verdict = "yes" if r.margin > 0.1 * abs(r.random_return) else "**no**"
         lines.append(
-            f"| {r.family} | `{r.behaviour}` | Reach-v0 | {r.final_return:.1f} ({curve}) | "
+            f"| {r.family} | `{r.behaviour}` | {r.task} | {r.final_return:.1f} ({curve}) | "
             f"{r.random_return:.1f} | {verdict} ({r.margin:+.1f}) | {r.steps} | "
             f"{r.wall_s / 60:.1f} min |"
         )

@@ -41,6 +41,12 @@ def test_gym_env_keeps_the_goal_of_each_episode() -> None:
     obs = reach.reset()
     assert reach.goal is not None and reach.goal.shape == (4,)
     np.testing.assert_array_equal(reach.goal[2:], obs[2:])
+    frames = GymEnv(ENV_ID, seed=0, obs_mode="image", image_size=16)
+    first = frames.reset()
+    assert frames.goal is not None and frames.goal.shape == first.shape == (3, 16, 16)
+    green = 1  # the goal marker is drawn in both; only the point (red) moves to the goal
+    np.testing.assert_array_equal(frames.goal[green], first[green])
+    assert not np.array_equal(frames.goal[0], first[0])
     pendulum = GymEnv("Pendulum-v1", seed=0)
     pendulum.reset()
     assert pendulum.goal is None

@@ -200,7 +200,10 @@ class GymEnv:
 
     # -- observations ---------------------------------------------------------------------------
     def _frame(self) -> np.ndarray:
-        frame = self.env.render()
+        return self._resized(self.env.render())
+
+    def _resized(self, frame: Any) -> np.ndarray:
+        """An ``[H, W, 3]`` rendered frame as the model sees it: ``[3, size, size]`` uint8."""
         if frame is None:
             raise ConfigurationError(f"environment {self.env_id!r} rendered no frame")
         pixels = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
@@ -220,16 +223,26 @@ class GymEnv:
 
     def reset(self) -> Obs:
         """Start an episode; returns the first observation. A goal-conditioned environment's
-        goal observation (``info["goal"]`` at reset, vector observations) is kept in
-        :attr:`goal` (None otherwise) for goal behaviours."""
+        goal observation (``info["goal"]`` at reset; its ``render_goal()`` frame for image
+        observations) is kept in :attr:`goal` (None otherwise) for goal behaviours."""
         if not self.seeded:
             obs, info = self.env.reset(seed=self.seed)
             self.seeded = True
         else:
             obs, info = self.env.reset()
-        goal = info.get("goal") if isinstance(info, dict) else None
-        self.goal = None if goal is None or self.obs_mode == "image" else self._observe(goal)
+        self.goal = self._goal(info)
         return self._observe(obs)
+
+    def _goal(self, info: Any) -> Obs | None:
+        """The episode's goal observation: ``info["goal"]`` (vector observations), or for image
+        observations the frame of the goal state (the environment's ``render_goal()``)."""
+        goal = info.get("goal") if isinstance(info, dict) else None
+        if goal is None:
+            return None
+        if self.obs_mode != "image":
+            return self._observe(goal)
+        render_goal = getattr(self.env.unwrapped, "render_goal", None)
+        return self._resized(render_goal()) if callable(render_goal) else None
 
     def env_action(self, action: Any) -> Any:
         """The model's action (``[A]`` in ``[low, high]``, or an index) as the env takes it."""

@@ -5,7 +5,8 @@ which every behaviour can be compared: reward planners, actor-critics and goal p
 * action ``[dx, dy]`` in ``[-1, 1]``: the point moves by ``0.2 * action`` (clipped to the square);
 * reward ``-|point - goal|`` every step; episodes end by the time limit (50 steps);
 * ``info["goal"]``: the observation the environment shows once the point is at the goal, given at
-  every reset, so goal planners (``goal_cem``) plan toward it; ``info["success"]``: within 0.1.
+  every reset, so goal planners (``goal_cem``) plan toward it (``render_goal()``: the same as a
+  frame, for ``--obs image``); ``info["success"]``: within 0.1.
 
 Start and goal are uniform in the square, from the environment's seeded generator. A random
 policy scores about -54 per episode, one that heads straight for the goal about -2.5
@@ -63,8 +64,15 @@ class ReachEnv(gymnasium.Env[np.ndarray, np.ndarray]):
 
     def render(self) -> np.ndarray:
         """``[size, size, 3]`` uint8: the point in red, the goal in green."""
+        return self._draw(self.point)
+
+    def render_goal(self) -> np.ndarray:
+        """The frame once the point is at the goal (the goal observation of image runs)."""
+        return self._draw(self.goal)
+
+    def _draw(self, point: np.ndarray) -> np.ndarray:
         frame = np.zeros((self.size, self.size, 3), np.uint8)
-        for channel, (x, y) in ((0, self.point), (1, self.goal)):
+        for channel, (x, y) in ((0, point), (1, self.goal)):
             col = round(float(x + 1.0) / 2.0 * (self.size - 1))
             row = round((1.0 - float(y + 1.0) / 2.0) * (self.size - 1))
             r = max(1, self.size // 16)
