@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -86,8 +88,7 @@ def imagination_losses(
     ent = policy.entropy()[:, :-1]
     w = weight[:, :-1].detach()
     policy_loss = (w * -(logpi * adv.detach() + actent * ent)).mean()
-    tar = torch.cat([ret, torch.zeros_like(ret[:, -1:])], 1)
-    value_loss = (w * (val_dist.loss(tar) + slowreg * val_dist.loss(slowpred))[:, :-1]).mean()
+    value_loss = critic_loss(val_dist, slowpred, ret, w, slowreg)
     metrics = {
         "imag/ret": float(ret.mean()),
         "imag/adv": float(adv.mean()),
@@ -95,6 +96,29 @@ def imagination_losses(
         "imag/retscale": float(rscale),
     }
     return policy_loss, value_loss, ret[:, 0], metrics
+
+
+def critic_loss(val_dist: Any, slowpred: Tensor, ret: Tensor, w: Tensor, slowreg: float) -> Tensor:
+    """Two-hot critic loss toward the lambda-returns ``ret [N, H]`` (and the slow critic's
+    prediction ``slowpred [N, H+1]``), weighted by ``w [N, H]``."""
+    tar = torch.cat([ret, torch.zeros_like(ret[:, -1:])], 1)
+    per_step = val_dist.loss(tar) + slowreg * val_dist.loss(slowpred)
+    loss: Tensor = (w * per_step[:, :-1]).mean()
+    return loss
+
+
+@contextmanager
+def frozen(params: list[torch.nn.Parameter]) -> Iterator[None]:
+    """Parameters that a graph built inside does not train (``requires_grad`` off, then back):
+    gradients flow through their modules to the inputs, never into them."""
+    flags = [p.requires_grad for p in params]
+    for param in params:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param, flag in zip(params, flags, strict=True):
+            param.requires_grad_(flag)
 
 
 @torch.no_grad()
@@ -124,6 +148,14 @@ class ActorCriticParams(BaseModel):
     minstd: float = Field(0.1, gt=0.0)
     maxstd: float = Field(1.0, gt=0.0)
     unimix: float = Field(0.01, ge=0.0, lt=1.0)
+    gradient: str = Field(
+        "auto",
+        pattern="^(auto|dynamics|reinforce)$",
+        description="actor gradient: 'dynamics' backpropagates the lambda-returns through the "
+        "frozen world model (Dreamer V1/V2 for continuous control), 'reinforce' is DreamerV3's "
+        "score function; 'auto': dynamics for continuous actions, reinforce for discrete ones "
+        "or where the model's rollout has no gradient path (e.g. sampled tokens)",
+    )
     policy_scale: float = Field(1.0, ge=0.0)
     value_scale: float = Field(1.0, ge=0.0)
 
@@ -241,23 +273,29 @@ class ImaginationActorCritic(Behaviour):
         p = self.p
         with torch.no_grad():
             start = _start_states(filtered_states(model, batch), p.starts)
-            feat, act, rew, con = self._imagine(model, pol, start)
-        disc = 1.0 - 1.0 / p.horizon
-        policy_loss, value_loss, _, metrics = imagination_losses(
-            pol,
-            val,
-            slowval,
-            self.retnorm,
-            feat,
-            act,
-            rew,
-            con,
-            disc=disc,
-            lam=p.lam,
-            actent=p.actent,
-            slowreg=p.slowreg,
-            update_norm=self.training,
-        )
+        out = None
+        if p.gradient == "dynamics" or (p.gradient == "auto" and not self.discrete):
+            out = self._dynamics_loss(model, start)
+        if out is None:  # REINFORCE (DreamerV3), or no gradient path through the rollout
+            with torch.no_grad():
+                feat, act, rew, con = self._imagine(model, pol, start)
+            policy_loss, value_loss, _, metrics = imagination_losses(
+                pol,
+                val,
+                slowval,
+                self.retnorm,
+                feat,
+                act,
+                rew,
+                con,
+                disc=1.0 - 1.0 / p.horizon,
+                lam=p.lam,
+                actent=p.actent,
+                slowreg=p.slowreg,
+                update_norm=self.training,
+            )
+        else:
+            policy_loss, value_loss, metrics = out
         policy_loss = policy_loss * p.policy_scale
         value_loss = value_loss * p.value_scale
         return LossOutput(
@@ -266,10 +304,46 @@ class ImaginationActorCritic(Behaviour):
             metrics=metrics,
         )
 
+    def _dynamics_loss(
+        self, model: WorldModel, start: State
+    ) -> tuple[Tensor, Tensor, dict[str, float]] | None:
+        """The actor maximises the normalised lambda-returns by backpropagating them through
+        the world model's rollout and the critic, both frozen (no gradient reaches them); None
+        when the returns do not depend on the actions differentiably."""
+        pol, val, slowval = self._heads()
+        p = self.p
+        own = {id(param) for param in self.parameters()}
+        world = [param for param in model.parameters() if id(param) not in own]
+        with frozen([*world, *val.parameters()]), torch.enable_grad():
+            feat, _, rew, con = self._imagine(model, pol, start, differentiable=True)
+            value = val.dist(feat).pred()
+            disc = 1.0 - 1.0 / p.horizon
+            ret = lambda_return(torch.zeros_like(con), 1 - con, rew, value, disc, p.lam)
+        if not ret.requires_grad:
+            return None
+        if self.training:
+            self.retnorm.update(ret)
+        _, scale = self.retnorm.stats()
+        weight = (torch.cumprod(disc * con, 1) / disc).detach()[:, :-1]
+        ent = pol(feat.detach()).entropy()[:, :-1]
+        policy_loss = -(weight * (ret / scale + p.actent * ent)).mean()
+        flat = feat.detach()
+        with torch.no_grad():
+            slowpred = slowval.dist(flat).pred()
+        value_loss = critic_loss(val.dist(flat), slowpred, ret.detach(), weight, p.slowreg)
+        metrics = {
+            "imag/ret": float(ret.detach().mean()),
+            "imag/entropy": float(ent.detach().mean()),
+            "imag/retscale": float(scale),
+        }
+        return policy_loss, value_loss, metrics
+
     def _imagine(
-        self, model: WorldModel, pol: PolicyHead, state: State
+        self, model: WorldModel, pol: PolicyHead, state: State, differentiable: bool = False
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(feat [N, H+1, F], act [N, H+1, A], rew [N, H+1], con [N, H+1])``."""
+        """``(feat [N, H+1, F], act [N, H+1, A], rew [N, H+1], con [N, H+1])``; with
+        ``differentiable`` the actions are reparameterised samples, clipped to the bounds, so the
+        rollout is a function of the actor's parameters."""
         dtype = _param_dtype(pol)
         feats, acts, rews, cons = [], [], [], []
         for step in range(self.p.imag_length + 1):
@@ -287,7 +361,10 @@ class ImaginationActorCritic(Behaviour):
                 rews.append(torch.zeros(f.shape[0], dtype=dtype, device=f.device))
                 cons.append(torch.ones(f.shape[0], dtype=dtype, device=f.device))
             if step < self.p.imag_length:
-                action = sample.argmax(-1) if self.discrete else sample
+                if self.discrete:
+                    action = sample.argmax(-1)
+                else:
+                    action = sample.clamp(-1.0, 1.0) if differentiable else sample.detach()
                 state = model.transition(state, action, validate=False)
         return (
             torch.stack(feats, 1),

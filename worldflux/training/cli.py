@@ -37,6 +37,7 @@ _FIELDS = {
     "log_every": "log_every",
     "max_episode_steps": "max_episode_steps",
     "action_repeat": "action_repeat",
+    "frame_stack": "frame_stack",
     "grad_clip": "grad_clip",
     "eval_every": "eval_every",
     "eval_episodes": "eval_episodes",
@@ -89,6 +90,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-every", type=int)
     parser.add_argument("--max-episode-steps", type=int, help="time limit, in agent steps")
+    parser.add_argument(
+        "--frame-stack",
+        type=int,
+        help="observations are the last K ones stacked along their first axis (frames [3K, H, W], "
+        "vectors [K*D]; default 1: off)",
+    )
     parser.add_argument(
         "--action-repeat",
         type=int,

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from worldflux.core.exceptions import CheckpointError, ConfigurationError
 from worldflux.core.model import WorldModel
@@ -24,6 +24,7 @@ from worldflux.factory import create_world_model
 from worldflux.training.checkpoint import read_training_extra
 from worldflux.training.distributed import DistributedContext
 from worldflux.training.envs import EnvSpec, GymEnv, ObsMode
+from worldflux.training.frame_stack import FrameStack
 from worldflux.training.observations import check_layout, obs_keys_entries
 
 __all__ = [
@@ -78,6 +79,8 @@ class RunConfig:
         max_episode_steps: override the environment's time limit (in agent steps).
         action_repeat: simulator steps per agent step (the action is held and rewards summed);
             ``steps``, ``seed_steps``, ``eval_every`` and the other step counts are agent steps.
+        frame_stack: observations are the last ``frame_stack`` ones stacked along their first
+            axis (:mod:`.frame_stack`; 1: off).
         model_overrides: config overrides for ``create_world_model``.
         grad_clip: see :class:`TrainerConfig`.
         eval_every: env steps between evaluations (0: none); each runs ``eval_episodes``
@@ -120,6 +123,7 @@ class RunConfig:
     log_every: int = 250
     max_episode_steps: int | None = None
     action_repeat: int = 1
+    frame_stack: int = 1
     model_overrides: dict[str, Any] = field(default_factory=dict)
     grad_clip: float | None = None
     eval_every: int = 0
@@ -336,8 +340,9 @@ def build_model(config: RunConfig, env: SizedEnv) -> WorldModel:
 
 
 def make_env(config: RunConfig, seed: int) -> GymEnv:
-    """The run's environment (the evaluation one too, with another seed)."""
-    return GymEnv(
+    """The run's environment (the evaluation one too, with another seed), its observations
+    stacked over ``config.frame_stack`` steps when that is > 1."""
+    env = GymEnv(
         config.env_id,
         obs_mode=config.obs_mode,
         image_size=config.image_size,
@@ -345,6 +350,10 @@ def make_env(config: RunConfig, seed: int) -> GymEnv:
         action_repeat=config.action_repeat,
         seed=seed,
     )
+    if config.frame_stack == 1:
+        return env
+    stacked: Any = FrameStack(env, config.frame_stack)  # a GymEnv to the loop
+    return cast(GymEnv, stacked)
 
 
 def checkpoint_dir(out: Path, dist: DistributedContext) -> Path:
