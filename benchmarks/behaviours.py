@@ -86,12 +86,15 @@ def random_return(episodes: int, seed: int) -> float:
     return statistics.fmean(totals)
 
 
-def run_family(family: str, steps: int, episodes: int, seed: int, out: Path) -> FamilyResult:
+def run_family(
+    family: str, steps: int, episodes: int, seed: int, out: Path, behaviour: str | None = None
+) -> FamilyResult:
     """Train ``<family>:ci`` on Reach for ``steps`` env steps and evaluate it (see module doc)."""
     updates = 0.25 if family == "tdmpc2" else 1.0  # MPPI's 512 x 6 plans dominate its time
     size = IMAGE_FAMILIES.get(family)
     config = RunConfig(
         model=f"{family}:ci",
+        behaviour=behaviour,
         env_id=ENV_ID,
         obs_mode="image" if size else "vector",
         image_size=size or 64,
@@ -153,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--behaviour", default=None, help="swap this behaviour in (all families)")
     parser.add_argument("--out", default=None, help="run directories (default: a temp dir)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--markdown", action="store_true", help="print the docs table")
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="wf-behaviours-"))
     results = []
     for family in [f for f in args.families.split(",") if f]:
-        result = run_family(family, args.steps, args.episodes, args.seed, out)
+        result = run_family(family, args.steps, args.episodes, args.seed, out, args.behaviour)
         results.append(result)
         print(
             f"{family:11s} {result.behaviour!s:17s} final {result.final_return:8.1f}  random "

@@ -223,3 +223,25 @@ def test_the_wave_one_planner_key_still_builds_the_behaviour(parts: None) -> Non
     model = _mass_model({"impl": "cem", "params": {"horizon": 2}}, key="planner")
     assert isinstance(model.behaviour, CEMPlanner) and model.planner is model.behaviour
     assert model.plan(torch.zeros(2, 2), eval_mode=True).shape == (2, 2)
+
+
+def test_a_behaviour_swaps_in_and_survives_a_checkpoint(tmp_path: Any) -> None:
+    model = create_world_model("physics:ci")  # declares mppi
+    before = set(model.declared_contract().loss_components)
+    model.swap_component("behaviour", "actor_critic", {"units": 16})
+    assert isinstance(model.behaviour, ImaginationActorCritic) and model.planner is None
+    assert set(model.declared_contract().loss_components) == before | {"policy", "value"}
+    model.save_pretrained(tmp_path / "m")
+    loaded = type(model).from_pretrained(tmp_path / "m")
+    assert isinstance(loaded.behaviour, ImaginationActorCritic)
+    for (name, a), (_, b) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_a_behaviour_that_cannot_be_built_is_refused_and_the_old_one_kept() -> None:
+    model = create_world_model("physics:ci")
+    with pytest.raises(Exception, match="did you mean 'actor_critic'"):
+        model.swap_component("behaviour", "actor_critc")
+    assert isinstance(model.behaviour, MPPIPlanner)

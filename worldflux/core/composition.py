@@ -78,8 +78,10 @@ def swap_component(
             unknown key or bad params, an implementation that cannot be built for this model
             or cannot serve it, or a module that is not a fitting ``nn.Module``.
     """
+    if slot == BEHAVIOUR:
+        return _swap_behaviour(model, key_or_module, params)
     if slot not in SLOTS:
-        raise ConfigurationError(f"unknown slot {slot!r}" + did_you_mean(slot, SLOTS))
+        raise ConfigurationError(f"unknown slot {slot!r}" + did_you_mean(slot, [*SLOTS, BEHAVIOUR]))
     if slot not in model.composable_support:
         raise ConfigurationError(
             f"{type(model).__name__} does not support swapping {slot!r}; composable slots: "
@@ -143,6 +145,44 @@ def swap_component(
     else:
         model.component_overrides[slot] = None
     return module
+
+
+#: the pseudo-slot of :func:`swap_component` that replaces a spec model's behaviour
+BEHAVIOUR = "behaviour"
+
+
+def _swap_behaviour(
+    model: WorldModel, key_or_module: str | nn.Module, params: dict[str, Any] | None
+) -> nn.Module:
+    """Replace a spec model's behaviour (``swap_component(model, "behaviour", key)``): built,
+    bound and checked against the model (``check_model``), recorded for checkpoints; refused
+    (the previous one kept) when it cannot serve the model."""
+    if not hasattr(model, "behaviour"):
+        raise ConfigurationError(f"{type(model).__name__} has no behaviour to replace")
+    if not isinstance(key_or_module, str):
+        raise ConfigurationError("swap_component('behaviour', ...): expected a registry key")
+    previous = getattr(model, BEHAVIOUR)
+    try:
+        behaviour = build_component(BEHAVIOUR, key_or_module, params, model._build_context())
+        behaviour = behaviour.to(model._device())
+        setattr(model, BEHAVIOUR, behaviour)
+        model._bound = None  # a learned behaviour adds loss components
+        bind = getattr(behaviour, "bind", None)
+        if callable(bind):
+            bind(model)
+            behaviour.to(device=model._device(), dtype=model._float_dtype())
+        check = getattr(behaviour, "check_model", None)
+        if callable(check):
+            check(model)
+    except WorldFluxError as error:
+        setattr(model, BEHAVIOUR, previous)
+        model._bound = None
+        raise ConfigurationError(
+            f"{type(model).__name__}: behaviour={key_or_module} cannot serve this model "
+            f"({error.message}); the previous behaviour was kept"
+        ) from None
+    model.component_overrides[BEHAVIOUR] = {"impl": key_or_module, "params": dict(params or {})}
+    return behaviour
 
 
 def probe(model: WorldModel) -> None:

@@ -190,8 +190,11 @@ def give_goal(actor: Any, goal: Obs | None) -> None:
 
 
 def declared_behaviour(model: WorldModel) -> str | None:
-    """The registered key of the behaviour a spec model declares (``actor_critic``, ``mppi``,
-    ...), or None."""
+    """The registered key of the behaviour a spec model acts with (``actor_critic``, ``mppi``,
+    ...): a swapped-in one (``--behaviour``), else the spec's; None without one."""
+    swapped = model.component_overrides.get("behaviour")
+    if swapped:
+        return str(swapped["impl"])
     spec: dict[str, Any] = getattr(type(model), "SPEC", None) or {}
     entry = spec.get("behaviour") or spec.get("planner")
     return None if not entry else str(entry["impl"])

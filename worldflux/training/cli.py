@@ -38,6 +38,7 @@ _FIELDS = {
     "max_episode_steps": "max_episode_steps",
     "action_repeat": "action_repeat",
     "frame_stack": "frame_stack",
+    "behaviour": "behaviour",
     "grad_clip": "grad_clip",
     "eval_every": "eval_every",
     "eval_episodes": "eval_episodes",
@@ -90,6 +91,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-every", type=int)
     parser.add_argument("--max-episode-steps", type=int, help="time limit, in agent steps")
+    parser.add_argument(
+        "--behaviour",
+        metavar="KEY",
+        help="act with this registered behaviour instead of the spec's (actor_critic, mppi, cem, "
+        "goal_cem); refused when it cannot serve the model",
+    )
     parser.add_argument(
         "--frame-stack",
         type=int,

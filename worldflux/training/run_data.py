@@ -81,6 +81,8 @@ class RunConfig:
             ``steps``, ``seed_steps``, ``eval_every`` and the other step counts are agent steps.
         frame_stack: observations are the last ``frame_stack`` ones stacked along their first
             axis (:mod:`.frame_stack`; 1: off).
+        behaviour: act with this registered behaviour instead of the spec's (``actor_critic``,
+            ``mppi``, ``cem``, ``goal_cem``; refused when it cannot serve the model).
         model_overrides: config overrides for ``create_world_model``.
         grad_clip: see :class:`TrainerConfig`.
         eval_every: env steps between evaluations (0: none); each runs ``eval_episodes``
@@ -124,6 +126,7 @@ class RunConfig:
     max_episode_steps: int | None = None
     action_repeat: int = 1
     frame_stack: int = 1
+    behaviour: str | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)
     grad_clip: float | None = None
     eval_every: int = 0
@@ -336,6 +339,8 @@ def build_model(config: RunConfig, env: SizedEnv) -> WorldModel:
     )
     if layout is not None:
         check_layout(model.bound_contract().observation, layout, config.model, config.env_id)
+    if config.behaviour:
+        model.swap_component("behaviour", config.behaviour)
     return model
 
 
