@@ -5,24 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from worldflux.conformance.registry import all_checks
+from worldflux.conformance.registry import CheckInfo, all_checks
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "conformance.md"
 
 
-def _row(info: object) -> str:
-    capability = getattr(info, "capability", None)
-    gate = f" (gate: `{capability.value}`)" if capability else ""
-    obligations = getattr(info, "obligations")  # noqa: B009
+def _row(info: CheckInfo) -> str:
+    gate = f" (gate: `{info.capability.value}`)" if info.capability else ""
     levels = []
     for level in ("skeleton", "experimental", "reference"):
-        value = next(o for k, o in obligations.items() if getattr(k, "value", k) == level)
+        value = next(o for k, o in info.obligations.items() if getattr(k, "value", k) == level)
         levels.append(str(getattr(value, "value", value)))
-    cost = getattr(info, "cost")  # noqa: B009
-    return (
-        f"| `{getattr(info, 'id')}`{gate} | {getattr(info, 'clause')} | {' | '.join(levels)} | "
-        f"{getattr(cost, 'value', cost)} |"
-    )
+    cost = getattr(info.cost, "value", info.cost)
+    return f"| `{info.id}`{gate} | {info.clause} | {' | '.join(levels)} | {cost} |"
 
 
 def test_the_check_table_matches_the_registry() -> None:
