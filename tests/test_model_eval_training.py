@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training_loop import small_run
 
 from worldflux.training.loop import train
 from worldflux.training.model_eval import DATA_DIR
 from worldflux.training.plot import plot_run
-from worldflux.training.run_data import RunConfig
 from worldflux.training.toy import registered_toy_model
 
 
@@ -23,26 +23,9 @@ def toy() -> Iterator[None]:
         yield
 
 
-def _config(out: Path, **kw: object) -> RunConfig:
-    base: dict[str, object] = {
-        "model": "training_toy:ci",
-        "env_id": "Pendulum-v1",
-        "steps": 60,
-        "out": str(out),
-        "max_episode_steps": 20,
-        "seed_steps": 20,
-        "pretrain_updates": 2,
-        "batch_size": 4,
-        "log_every": 10,
-        "progress": False,
-    }
-    base.update(kw)
-    return RunConfig(**base)  # type: ignore[arg-type]
-
-
 def test_model_evaluations_are_logged_at_their_cadence(tmp_path: Path, toy: None) -> None:
     out = tmp_path / "run"
-    train(_config(out, eval_model_every=20, eval_model_episodes=2))
+    train(small_run(out, steps=60, eval_model_every=20, eval_model_episodes=2))
     records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
     evals = [r for r in records if r["kind"] == "model_eval"]
     assert [r["env_step"] for r in evals] == [20, 40, 60]
@@ -58,8 +41,10 @@ def test_model_evaluations_are_logged_at_their_cadence(tmp_path: Path, toy: None
 def test_model_evaluation_leaves_the_run_unchanged(tmp_path: Path, toy: None) -> None:
     """Same seed with and without --eval-model-every: bitwise the same parameters and returns
     (the evaluation neither draws from the global random streams nor leaves eval mode on)."""
-    plain = train(_config(tmp_path / "plain"))
-    watched = train(_config(tmp_path / "watched", eval_model_every=20, eval_model_episodes=2))
+    plain = train(small_run(tmp_path / "plain", steps=60))
+    watched = train(
+        small_run(tmp_path / "watched", steps=60, eval_model_every=20, eval_model_episodes=2)
+    )
     assert plain.returns == watched.returns
     for (name, a), (_, b) in zip(
         plain.model.state_dict().items(), watched.model.state_dict().items(), strict=True

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from worldflux.conformance.checks.common import as_batch, batch_size, validated
+from worldflux.conformance.checks.common import as_batch, batch_size, validated, within_bounds
 from worldflux.conformance.context import (
     CheckContext,
     CheckFailed,
@@ -61,13 +61,7 @@ def _check_action(ctx: CheckContext, action: Any, b: int, what: str) -> None:
     validated(lambda: contract.validate_action(action, (b,), what))
     if not isinstance(action, Tensor) or not bool(torch.isfinite(action.float()).all()):
         raise CheckFailed(f"{what}: expected finite actions")
-    if contract.action.kind == "continuous":
-        low, high = float(contract.action.low), float(contract.action.high)
-        if bool((action < low - 1e-6).any()) or bool((action > high + 1e-6).any()):
-            raise CheckFailed(
-                f"{what}: expected actions in [{low}, {high}], found values in "
-                f"[{float(action.min()):.4g}, {float(action.max()):.4g}]"
-            )
+    within_bounds(contract, action, what)
 
 
 @check(

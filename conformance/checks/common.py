@@ -79,3 +79,15 @@ def check_scalar(value: Any, what: str) -> Tensor:
     if not bool(value.detach().isfinite().all()):
         raise CheckFailed(f"{what}: expected a finite value, found {value.item()}")
     return value
+
+
+def within_bounds(contract: Any, action: Any, what: str) -> None:
+    """Continuous actions inside the contract's [low, high] (within 1e-6), else CheckFailed."""
+    if contract.action.kind != "continuous":
+        return
+    low, high = float(contract.action.low), float(contract.action.high)
+    if bool((action < low - 1e-6).any()) or bool((action > high + 1e-6).any()):
+        raise CheckFailed(
+            f"{what}: expected actions in [{low}, {high}], found values in "
+            f"[{float(action.min()):.4g}, {float(action.max()):.4g}]"
+        )

@@ -7,7 +7,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from worldflux.conformance.checks.common import as_batch, batch_size, check_scalar, validated
+from worldflux.conformance.checks.common import (
+    as_batch,
+    batch_size,
+    check_scalar,
+    validated,
+    within_bounds,
+)
 from worldflux.conformance.context import (
     CheckContext,
     CheckFailed,
@@ -205,20 +211,9 @@ def planning_policy(ctx: CheckContext) -> None:
                 raise CheckFailed(f"act(obs, carry): expected (action, carry), found {out!r}")
             action, carry = out
             validated(lambda: contract.validate_action(action, (b,), f"act step {step}"))  # noqa: B023
-            _within_bounds(contract, action, "act(obs)")
+            within_bounds(contract, action, "act(obs)")
 
     ctx.property(prop)
-
-
-def _within_bounds(contract: Any, action: Any, what: str) -> None:
-    if contract.action.kind != "continuous":
-        return
-    low, high = float(contract.action.low), float(contract.action.high)
-    if bool((action < low - 1e-6).any()) or bool((action > high + 1e-6).any()):
-        raise CheckFailed(
-            f"{what}: expected actions in [{low}, {high}], found values in "
-            f"[{float(action.min()):.4g}, {float(action.max()):.4g}]"
-        )
 
 
 @check(
