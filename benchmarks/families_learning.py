@@ -1,7 +1,9 @@
 """Learning figures of every model family: open-loop prediction error against baselines.
 
 ``python -m benchmarks.families_learning [--families F ...] [--tasks vector image] [--updates N]
-[--json OUT] [--markdown OUT]``
+[--family-updates F=N ...] [--set F:KEY=VALUE ...] [--json OUT] [--markdown OUT] [--plot PNG]``
+(``--from-json OUT`` redraws the table and plot of an earlier run). Results and the command that
+produced them: docs/families.md, "Learning figures".
 
 For each task, a random-policy dataset of ``worldflux/Reach-v0`` (a point moving toward a goal)
 is recorded once and cached (``--data-dir``): ``vector`` observes ``[x, y, gx, gy]``, ``image``
@@ -42,6 +44,7 @@ __all__ = [
     "Task",
     "format_markdown",
     "main",
+    "plot_rows",
     "prepare_dataset",
     "run_family",
 ]
@@ -253,6 +256,36 @@ def format_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_rows(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Bars: the model's error over the mean baseline's at h=1 and h=5 (log scale; 1 = the mean),
+    one group per family and task, with copy-last's ratio as a marker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r["status"] == "ok" and r["h1"]["mean"] and r["h5"]["mean"]]
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.55 * len(done) + 2), 4))
+    for offset, h, color in ((-0.2, 1, "tab:blue"), (0.2, HORIZON, "tab:orange")):
+        xs = [i + offset for i in range(len(done))]
+        ratio = [(r[f"h{h}"]["model"] or math.nan) / r[f"h{h}"]["mean"] for r in done]
+        copy = [(r[f"h{h}"]["copy_last"] or math.nan) / r[f"h{h}"]["mean"] for r in done]
+        axis.bar(xs, ratio, width=0.38, color=color, label=f"model, h={h}")
+        axis.scatter(xs, copy, marker="_", s=120, color="black", zorder=3)
+    axis.scatter([], [], marker="_", color="black", label="copy-last")
+    axis.axhline(1.0, color="gray", linestyle="--", label="mean baseline")
+    axis.set_yscale("log")
+    axis.set_ylabel("error / mean baseline's error")
+    axis.set_xticks(range(len(done)))
+    axis.set_xticklabels([f"{r['family']}\n{r['task']}" for r in done], fontsize=7)
+    axis.legend(fontsize=7)
+    axis.set_title("open-loop error on held-out Reach episodes (below 1: beats the mean)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def _parse_set(values: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``FAMILY:KEY=VALUE`` (VALUE as JSON when it parses) -> ``{family: {key: value}}``."""
     out: dict[str, dict[str, Any]] = {}
@@ -304,12 +337,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="runs/families-learning", help="run directories")
     parser.add_argument("--json", help="write the rows as JSON here")
     parser.add_argument("--markdown", help="write the table here")
+    parser.add_argument("--plot", help="draw the error ratios to this PNG (needs matplotlib)")
+    parser.add_argument(
+        "--from-json", help="no runs: rebuild the table (and --plot) from a --json output"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(given)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())["rows"]
+        print(format_markdown(saved))
+        if args.plot:
+            plot_rows(saved, Path(args.plot))
+        return 0
     from worldflux.runtime import tune_cpu_allocator
     from worldflux.training.reach import register
 
@@ -355,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(table)
+    if args.plot:
+        plot_rows(rows, Path(args.plot))
     print(table)
     print(f"total {document['total_seconds']:.0f} s")
     return 0
