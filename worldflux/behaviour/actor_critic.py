@@ -31,6 +31,7 @@ from torch import Tensor
 from worldflux.components._common import Size, resolve_size, state_features
 from worldflux.components.objectives import filtered_states
 from worldflux.core.components import Behaviour, BuildContext
+from worldflux.core.composition import probe_observation
 from worldflux.core.exceptions import CapabilityError
 from worldflux.core.registry import register_component
 from worldflux.core.types import Batch, LossOutput, State
@@ -219,9 +220,8 @@ class ImaginationActorCritic(Behaviour):
                 f"actor_critic needs a reward prediction; {type(model).__name__} declares "
                 f"predictions {sorted(contract.predictions)}"
             )
-        with torch.no_grad():
-            obs = _example_obs(model)
-            feat = state_features(model.encode(obs)).float()
+        with torch.no_grad(), torch.random.fork_rng():
+            feat = state_features(model.encode(probe_observation(model))).float()
         if feat.shape[-1] != self.feat_dim:
             raise CapabilityError(
                 f"actor_critic: state features have size {feat.shape[-1]}, the heads were built "
@@ -387,14 +387,3 @@ def _start_states(states: list[State], most: int) -> State:
         return State(stacked)
     index = torch.linspace(0, count - 1, most).round().long()
     return State({key: value[index.to(value.device)] for key, value in stacked.items()})
-
-
-def _example_obs(model: WorldModel) -> Tensor | dict[str, Tensor]:
-    """Two zero observations of the model's bound contract (for the feature-size probe)."""
-    contract = model.bound_contract()
-    device = next(model.parameters()).device
-    obs = {
-        key: torch.zeros((2, *(int(d) for d in spec.shape)), dtype=spec.torch_dtype, device=device)
-        for key, spec in contract.observation.items()
-    }
-    return obs if len(obs) > 1 else next(iter(obs.values()))

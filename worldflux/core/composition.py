@@ -185,6 +185,15 @@ def _swap_behaviour(
     return behaviour
 
 
+def probe_observation(model: WorldModel) -> Tensor | dict[str, Tensor]:
+    """A fixed observation batch ``[2, ...]`` of the model's bound contract (no RNG)."""
+    contract = model.bound_contract()
+    device = model._device()
+    if contract.single_modality:
+        return _probe_tensor(contract.observation["obs"], device)
+    return {k: _probe_tensor(v, device) for k, v in contract.observation.items()}
+
+
 def probe(model: WorldModel) -> None:
     """Probe that the slots work together: one encode / transition / decode / rollout step
     on fixed inputs built from the bound contract (``[2, ...]``), outputs checked against it.
@@ -197,11 +206,7 @@ def probe(model: WorldModel) -> None:
     if not contract.observation:
         return
     device = model._device()
-    obs: Any
-    if contract.single_modality:
-        obs = _probe_tensor(contract.observation["obs"], device)
-    else:
-        obs = {k: _probe_tensor(v, device) for k, v in contract.observation.items()}
+    obs = probe_observation(model)
     if contract.action.kind == "discrete":
         action = torch.zeros(2, dtype=torch.int64, device=device)
     else:
