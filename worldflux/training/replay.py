@@ -15,7 +15,7 @@ with tensor indexing (no Python loop over ``B x T``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,13 +231,24 @@ class ReplayBuffer:
                 f"replay sample: a window of {seq_len} steps needs at least {seq_len} rows, "
                 f"the buffer holds {self.size}"
             )
+
+        def draw(n: int) -> Tensor:
+            return self._oldest + torch.randint(count, (n,), generator=self.generator)
+
         if cross_episodes:
-            return self._oldest + torch.randint(count, (batch_size,), generator=self.generator)
+            return draw(batch_size)
+        return self._within_episodes(draw, batch_size, seq_len, f"{self.episodes} episodes")
+
+    def _within_episodes(
+        self, draw: Callable[[int], Tensor], batch_size: int, seq_len: int, where: str
+    ) -> Tensor:
+        """``batch_size`` window starts inside one episode: up to 4 rounds of ``draw(n)``
+        candidates kept when their window stays in its episode, then uniform picks among the
+        valid starts. ``where`` describes the buffer in the error of an empty result."""
         chosen: list[Tensor] = []
         need = batch_size
         for _ in range(4):
-            draw = max(2 * need, 32)
-            cand = self._oldest + torch.randint(count, (draw,), generator=self.generator)
+            cand = draw(max(2 * need, 32))
             good = cand[self._same_episode(cand, seq_len)][:need]
             chosen.append(good)
             need -= int(good.numel())
@@ -247,7 +258,7 @@ class ReplayBuffer:
         if valid.numel() == 0:
             raise ReplayError(
                 f"replay sample: no episode holds {seq_len} consecutive steps yet "
-                f"({self.size} rows in {self.episodes} episodes)"
+                f"({self.size} rows in {where})"
             )
         pick = torch.randint(int(valid.numel()), (need,), generator=self.generator)
         chosen.append(valid[pick])

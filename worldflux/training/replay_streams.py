@@ -217,24 +217,10 @@ class StreamReplay(ReplayBuffer):
             )
         if cross_episodes:
             return self._draw(batch_size, oldest, counts)
-        chosen: list[Tensor] = []
-        need = batch_size
-        for _ in range(4):
-            cand = self._draw(max(2 * need, 32), oldest, counts)
-            good = cand[self._same_episode(cand, seq_len)][:need]
-            chosen.append(good)
-            need -= int(good.numel())
-            if need == 0:
-                return torch.cat(chosen)
-        valid = self._valid_starts(seq_len)
-        if valid.numel() == 0:
-            raise ReplayError(
-                f"replay sample: no episode holds {seq_len} consecutive steps yet "
-                f"({self.size} rows in {self.episodes} episodes, {self.streams} streams)"
-            )
-        pick = torch.randint(int(valid.numel()), (need,), generator=self.generator)
-        chosen.append(valid[pick])
-        return torch.cat(chosen)
+        where = f"{self.episodes} episodes, {self.streams} streams"
+        return self._within_episodes(
+            lambda n: self._draw(n, oldest, counts), batch_size, seq_len, where
+        )
 
     # -- growing and checkpoints ------------------------------------------------------------
     def grown(self, capacity: int) -> StreamReplay:
