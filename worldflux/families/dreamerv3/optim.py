@@ -59,35 +59,58 @@ class DreamerOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One update of every parameter with a gradient.
+
+        The arithmetic is the per-tensor recipe of the module docstring, applied with
+        ``torch._foreach_*`` ops over all parameters that share an update count (normally all of
+        them): a few dozen kernel launches per step instead of a dozen per tensor, with the same
+        float32 results (the foreach norm and elementwise kernels are the per-tensor ones).
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            beta1, beta2, eps = group["beta1"], group["beta2"], group["eps"]
+            by_step: dict[int, list[Tensor]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad.float()
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
                     state["nu"] = torch.zeros_like(p, dtype=torch.float32)
                     state["mu"] = torch.zeros_like(p, dtype=torch.float32)
                 state["step"] += 1
-                t = state["step"]
-                if group["agc"]:
-                    upper = group["agc"] * torch.clamp(
-                        torch.linalg.vector_norm(p), min=group["pmin"]
-                    )
-                    unorm = torch.linalg.vector_norm(grad)
-                    grad = grad * (1.0 / torch.clamp(unorm / upper, min=1.0))
-                nu, mu = state["nu"], state["mu"]
-                nu.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                nu_hat = nu / (1 - beta2**t)
-                update = grad / (nu_hat.sqrt() + eps)
-                mu.mul_(beta1).add_(update, alpha=1 - beta1)
-                lr = self.current_lr(group, t)
-                if lr:
-                    p.add_((mu / (1 - beta1**t)).to(p.dtype), alpha=-lr)
+                by_step.setdefault(int(state["step"]), []).append(p)
+            for t, params in by_step.items():
+                self._update(group, t, params)
         return loss
+
+    def _update(self, group: dict[str, Any], t: int, params: list[Tensor]) -> None:
+        """Apply update number ``t`` (1-based) to ``params`` (all with gradients)."""
+        beta1, beta2, eps = group["beta1"], group["beta2"], group["eps"]
+        grads = [p.grad.float() for p in params]  # type: ignore[union-attr]
+        if group["agc"]:
+            pnorm = torch.stack(torch._foreach_norm(params))
+            gnorm = torch.stack(torch._foreach_norm(grads))
+            upper = group["agc"] * torch.clamp(pnorm, min=group["pmin"])
+            factor = 1.0 / torch.clamp(gnorm / upper, min=1.0)
+            grads = torch._foreach_mul(grads, list(factor.unbind()))
+        nus = [self.state[p]["nu"] for p in params]
+        mus = [self.state[p]["mu"] for p in params]
+        torch._foreach_mul_(nus, beta2)
+        torch._foreach_addcmul_(nus, grads, grads, value=1 - beta2)
+        denom = torch._foreach_div(nus, 1 - beta2**t)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, eps)
+        updates = torch._foreach_div(grads, denom)
+        torch._foreach_mul_(mus, beta1)
+        torch._foreach_add_(mus, updates, alpha=1 - beta1)
+        lr = self.current_lr(group, t)
+        if lr:
+            steps = torch._foreach_div(mus, 1 - beta1**t)
+            if all(p.dtype == torch.float32 for p in params):
+                torch._foreach_add_(params, steps, alpha=-lr)
+                return
+            for p, step in zip(params, steps, strict=True):
+                p.add_(step.to(p.dtype), alpha=-lr)
