@@ -95,7 +95,7 @@ class DreamerOptimizer(torch.optim.Optimizer):
             gnorm = torch.stack(torch._foreach_norm(grads))
             upper = group["agc"] * torch.clamp(pnorm, min=group["pmin"])
             factor = 1.0 / torch.clamp(gnorm / upper, min=1.0)
-            grads = torch._foreach_mul(grads, list(factor.unbind()))
+            grads = list(torch._foreach_mul(grads, list(factor.unbind())))
         nus = [self.state[p]["nu"] for p in params]
         mus = [self.state[p]["mu"] for p in params]
         torch._foreach_mul_(nus, beta2)
