@@ -10,7 +10,7 @@ counted (they are O(width), not O(width^2)).
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "dreamer_policy",
     "dreamer_rollout_step",
     "dreamer_train_step",
+    "dreamer_with_image",
     "mlp_macs",
     "tdmpc2_dynamics_step",
     "tdmpc2_mppi",
@@ -44,6 +45,9 @@ class DreamerDims:
 
     deter D, hidden H, stoch S x classes K, MLP units U, GRU blocks G, action A, obs width O.
     ``mlp_layers`` hidden layers in the encoder/decoder/policy/value, 1 in reward/continue.
+    ``image`` ``(C, H, W)`` replaces the vector observation by frames: a CNN encoder of
+    ``depth * mults`` channels (``kernel``-square stride-1 convs, each followed by a 2x2 pool) and
+    the mirrored decoder (``bspace`` block-linear spatial projection, x2 upsampling, convs).
     """
 
     deter: int
@@ -55,23 +59,79 @@ class DreamerDims:
     action_dim: int = 6
     obs_dim: int = 24
     mlp_layers: int = 3
+    image: tuple[int, int, int] | None = None
+    depth: int = 16
+    mults: tuple[int, ...] = (2, 3, 4, 4)
+    kernel: int = 5
+    bspace: int = 8
 
     @property
     def feat(self) -> int:
         """Width of the features the heads read: deter + stoch * classes."""
         return self.deter + self.stoch * self.classes
 
+    @property
+    def embed(self) -> int:
+        """Width of the encoder's output (the posterior's observation input)."""
+        if self.image is None:
+            return self.units
+        _, h, w = self.image
+        factor = 1 << len(self.mults)
+        return self.depth * self.mults[-1] * (h // factor) * (w // factor)
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-#: Official presets (dreamerv3/configs.yaml), Walker proprio (obs 24, action 6).
+#: Official presets (dreamerv3/configs.yaml), Walker proprio (obs 24, action 6); ``ci`` is
+#: worldflux's CPU preset (specs/models/dreamerv3.yaml: the parity goldens' tiny config).
 DREAMERV3_PRESETS: dict[str, DreamerDims] = {
-    "size1m": DreamerDims(deter=512, hidden=64, classes=4, units=64),
-    "size12m": DreamerDims(deter=2048, hidden=256, classes=16, units=256),
-    "size25m": DreamerDims(deter=3072, hidden=384, classes=24, units=384),
-    "size50m": DreamerDims(deter=4096, hidden=512, classes=32, units=512),
+    "ci": DreamerDims(deter=64, hidden=16, classes=4, units=16, depth=4),
+    "size1m": DreamerDims(deter=512, hidden=64, classes=4, units=64, depth=4),
+    "size12m": DreamerDims(deter=2048, hidden=256, classes=16, units=256, depth=16),
+    "size25m": DreamerDims(deter=3072, hidden=384, classes=24, units=384, depth=24),
+    "size50m": DreamerDims(deter=4096, hidden=512, classes=32, units=512, depth=32),
 }
+
+
+def dreamer_with_image(d: DreamerDims, image: tuple[int, int, int]) -> DreamerDims:
+    """``d`` observing ``image`` frames ``(C, H, W)`` instead of a vector."""
+    return replace(d, image=image)
+
+
+def _conv_macs(d: DreamerDims) -> tuple[int, int]:
+    """(encoder, decoder) MACs of the CNNs per frame (0, 0 without an image)."""
+    if d.image is None:
+        return 0, 0
+    channels, h, w = d.image
+    chans = [d.depth * m for m in d.mults]
+    k2 = d.kernel * d.kernel
+    encoder, cin = 0, channels
+    for index, cout in enumerate(chans):  # stride-1 conv at the stage's input resolution
+        encoder += (h >> index) * (w >> index) * k2 * cin * cout
+        cin = cout
+    stages = len(chans)
+    low = (h >> stages) * (w >> stages) * chans[-1]  # the spatial projection's width
+    decoder = d.deter * low // d.bspace + mlp_macs([d.stoch * d.classes, 2 * d.units, low])
+    ups = [*reversed(chans[:-1]), channels]
+    cin = chans[-1]
+    for index, cout in enumerate(ups):  # x2 upsampling, then the conv at the new resolution
+        scale = stages - 1 - index
+        decoder += (h >> scale) * (w >> scale) * k2 * cin * cout
+        cin = cout
+    return encoder, decoder
+
+
+def _encoder_macs(d: DreamerDims) -> int:
+    if d.image is not None:
+        return _conv_macs(d)[0]
+    return mlp_macs([d.obs_dim] + [d.units] * d.mlp_layers)
+
+
+def _decoder_macs(d: DreamerDims) -> int:
+    if d.image is not None:
+        return _conv_macs(d)[1]
+    return mlp_macs([d.feat] + [d.units] * d.mlp_layers + [d.obs_dim])
 
 
 def _dreamer_img_macs(d: DreamerDims) -> int:
@@ -92,11 +152,10 @@ def dreamer_imagine_step(d: DreamerDims) -> float:
 def dreamer_rollout_step(d: DreamerDims) -> float:
     """FLOPs of one ``model.rollout`` step per sample: the RSSM prior step plus the decode of the
     imagined state (reward and continue heads, vector observation decoder)."""
-    units = [d.units] * d.mlp_layers
     decode = (
         mlp_macs([d.feat, d.units, DREAMER_BINS])
         + mlp_macs([d.feat, d.units, 1])
-        + mlp_macs([d.feat, *units, d.obs_dim])
+        + _decoder_macs(d)
     )
     return 2.0 * (_dreamer_img_macs(d) + decode)
 
@@ -121,9 +180,9 @@ def dreamer_train_step(d: DreamerDims, batch: int, seq_len: int, horizon: int = 
     """
     sk = d.stoch * d.classes
     units = [d.units] * d.mlp_layers
-    encoder = mlp_macs([d.obs_dim, *units])
-    observe = _dreamer_img_macs(d) + mlp_macs([d.deter + d.units, d.hidden, sk])
-    decoder = mlp_macs([d.feat, *units, d.obs_dim])
+    encoder = _encoder_macs(d)
+    observe = _dreamer_img_macs(d) + mlp_macs([d.deter + d.embed, d.hidden, sk])
+    decoder = _decoder_macs(d)
     reward = mlp_macs([d.feat, d.units, DREAMER_BINS])
     cont = mlp_macs([d.feat, d.units, 1])
     policy = _policy_macs(d)
