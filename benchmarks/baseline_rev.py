@@ -1,19 +1,29 @@
 """``python -m benchmarks --baseline REV``: this tree against another revision, interleaved.
 
-The other revision is checked out in a temporary git worktree (with the package-dir mappings of
-pyproject.toml made into links, so ``import worldflux`` there is that revision's code whole).
-For every workload the two trees run alternately in fresh worker processes, ``rounds`` times;
+What runs where: the other revision is checked out in a temporary git worktree (with the
+package-dir mappings of pyproject.toml made into links, so ``import worldflux`` there is that
+revision's code whole: its ``generated/``, ``conformance/`` and ``specs/`` too). The workload
+definitions and the harness are *this* tree's: ``benchmarks/`` is copied once into a temporary
+directory that comes first on both sides' ``PYTHONPATH`` (followed by the worktree, or by this
+tree), and workers start with ``python -P`` so their working directory (the tree, where the CLI
+workloads need it) is not on ``sys.path``, without the editable install's import hook (which would
+serve a module REV lacks from this tree). Every worker reports where it imported both packages
+from, and a round whose packages came from the wrong place stops the run (a
+:class:`~benchmarks.BenchmarkError`): a baseline that silently measured this tree's worldflux would
+compare a tree with itself. A workload whose API REV lacks is ``skipped`` there, so "not
+compared", with the reason.
+
+For every workload the two sides run alternately in fresh worker processes, ``rounds`` times;
 each round gives a ratio ``this / baseline`` of calibrated times (each figure already divided by
-its own run's matmul calibration). The report is the median ratio and the band of the rounds'
-ratios: a workload regressed only when even its best round is slower by more than the tolerance,
-so a load spike in one round cannot make a verdict.
+its own run's matmul calibration) and of peak RSS. A workload with ``compare_to`` is compared
+with *that* workload run on REV (e.g. a compiled path against REV's eager one). Verdicts come
+from the band of the rounds (:func:`judge`), never from one round.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,15 +34,27 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import BenchmarkError
+from benchmarks.baseline_verdicts import Ratio, judge
 from benchmarks.harness import RunSettings, Workload
-from benchmarks.worker import parse_result
+from benchmarks.worker import ISOLATE_ENV, parse_result
 from benchmarks.workloads.commands import child_env
 
-__all__ = ["Ratio", "format_ratios", "interleaved", "worktree"]
+__all__ = ["Side", "check_paths", "interleaved", "resolve", "snapshot", "worktree"]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: package dirs mapped into ``worldflux`` by pyproject.toml (linked inside the worktree)
 MAPPED = {"generated": "generated", "conformance": "conformance", "specs": "specs"}
+
+
+def resolve(rev: str) -> str | None:
+    """The commit ``rev`` names in this repository (None if git cannot say)."""
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
 @contextmanager
@@ -64,103 +86,172 @@ def worktree(rev: str) -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _worker(tree: Path, workload: Workload, settings: RunSettings) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "benchmarks.worker", workload.name, "--threads"]
-    argv += [str(settings.threads), *(["--quick"] if settings.quick else [])]
-    if settings.runs is not None:
-        argv += ["--runs", str(settings.runs)]
-    env = child_env(settings.threads)
-    env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+@contextmanager
+def snapshot(source: Path = ROOT / "benchmarks") -> Iterator[Path]:
+    """A temporary directory holding a copy of ``source`` (this tree's ``benchmarks`` package),
+    to put first on a worker's ``PYTHONPATH``; both sides of a run use the same copy."""
+    base = Path(tempfile.mkdtemp(prefix="wf-bench-code-"))
     try:
-        done = subprocess.run(
-            argv,
-            cwd=tree,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=workload.timeout_s,
-            check=False,
-        )
-        return parse_result(done.stdout)
-    except (subprocess.TimeoutExpired, BenchmarkError) as error:
-        return {"name": workload.name, "status": "error", "reason": str(error)}
+        shutil.copytree(source, base / source.name, ignore=shutil.ignore_patterns("__pycache__"))
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclass(frozen=True)
-class Ratio:
-    """``this / baseline`` calibrated time of one workload (< 1 is faster).
+class Side:
+    """One side of an interleaved run: ``worldflux`` from ``tree``, ``benchmarks`` from ``code``
+    (every ``worldflux.*`` module checked to come from ``tree``).
 
-    Attributes:
-        median, low, high: over the rounds; verdict: ``faster``, ``slower``, ``same`` (the band
-        straddles the tolerance) or ``not compared`` (``note`` says why).
+    Workers run in ``tree`` (the CLI workloads act on the project there) with ``python -P``.
     """
 
-    name: str
-    verdict: str
-    median: float | None = None
-    low: float | None = None
-    high: float | None = None
-    rounds: int = 0
-    note: str = ""
+    label: str
+    tree: Path
+    code: Path
+    isolated: bool = True
+
+    def env(self, threads: int) -> dict[str, str]:
+        """The worker environment: threads pinned, ``PYTHONPATH`` = code, tree (nothing else:
+        an inherited path could hold another worldflux) and, when ``isolated``, no editable
+        install hook (this tree's side keeps it: it maps ``worldflux.generated`` and the other
+        package dirs to this tree, which has no links for them)."""
+        env = child_env(threads)
+        env["PYTHONPATH"] = os.pathsep.join([str(self.code), str(self.tree)])
+        if self.isolated:
+            env[ISOLATE_ENV] = "1"
+        else:
+            env.pop(ISOLATE_ENV, None)
+        return env
 
 
-def judge(name: str, ratios: Sequence[float], tolerance: float) -> Ratio:
-    """The verdict of per-round ratios: outside the tolerance in every round, or ``same``."""
-    ordered = sorted(ratios)
-    median = statistics.median(ordered)
-    low, high = ordered[0], ordered[-1]
-    if low > 1 + tolerance:
-        verdict = "slower"
-    elif high < 1 / (1 + tolerance):
-        verdict = "faster"
-    else:
-        verdict = "same"
-    return Ratio(name, verdict, median, low, high, len(ordered))
+def check_paths(record: dict[str, Any], side: Side) -> None:
+    """Raise unless ``record``'s worker imported ``worldflux`` from ``side.tree`` (every
+    ``worldflux.*`` module) and ``benchmarks`` from ``side.code`` (records without paths, from a
+    crashed worker, pass).
+
+    Raises:
+        BenchmarkError: naming the side, the package, where it came from and where it should.
+    """
+    details = record.get("details") or {}
+    expected = {
+        "worldflux_path": (side.tree / "worldflux").resolve(),
+        "benchmarks_path": (side.code / "benchmarks").resolve(),
+    }
+    what = f"--baseline: the {side.label} worker of {record.get('name')}"
+    for key, want in expected.items():
+        found = details.get(key)
+        if found is not None and Path(found).resolve() != want:
+            raise BenchmarkError(
+                f"{what} imported {key.removesuffix('_path')} from {found}, expected {want}; "
+                "the comparison would not measure what it says"
+            )
+    foreign = details.get("worldflux_foreign_modules")
+    if foreign:
+        raise BenchmarkError(f"{what} imported worldflux modules from another tree: {foreign}")
+
+
+def _worker(side: Side, name: str, settings: RunSettings, timeout_s: float) -> dict[str, Any]:
+    argv = [sys.executable, "-P", "-m", "benchmarks.worker", name, "--threads"]
+    argv += [str(settings.threads), *(["--quick"] if settings.quick else [])]
+    if settings.runs is not None:
+        argv += ["--runs", str(settings.runs)]
+    if settings.warmup is not None:
+        argv += ["--warmup", str(settings.warmup)]
+    try:
+        done = subprocess.run(
+            argv,
+            cwd=side.tree,
+            env=side.env(settings.threads),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"name": name, "status": "error", "reason": f"timed out after {timeout_s:.0f} s"}
+    try:
+        record = parse_result(done.stdout)
+    except BenchmarkError as error:
+        tail = (done.stdout + done.stderr)[-1500:]
+        return {"name": name, "status": "error", "reason": f"{error}\n{tail}"}
+    check_paths(record, side)
+    return record
+
+
+def _why_not(mine: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """Why a round gives no ratio: each side's status and first reason line."""
+    parts = []
+    for label, record in (("this tree", mine), ("baseline", theirs)):
+        if record.get("status") != "ok":
+            reason = (record.get("reason") or "").splitlines()[:1]
+            parts.append(f"{label}: {record.get('status')}" + (f" ({reason[0]})" if reason else ""))
+    return "; ".join(parts)
 
 
 def interleaved(
     workloads: Sequence[Workload],
-    baseline: Path,
+    sides: tuple[Side, Side],
     settings: RunSettings,
     rounds: int = 3,
-    tolerance: float = 0.1,
-) -> list[Ratio]:
-    """Run each workload ``rounds`` times in this tree and in ``baseline``, alternating."""
-    out = []
+    tolerance: float = 0.2,
+    log: bool = True,
+) -> tuple[list[Ratio], dict[str, list[dict[str, Any]]]]:
+    """Run each workload ``rounds`` times on both sides (this tree, baseline), alternating which
+    goes first; the baseline runs the workload's ``baseline_name``.
+
+    Returns:
+        the verdict of every workload, and this tree's worker records per workload name.
+    """
+    if rounds < 1:
+        raise BenchmarkError(f"--rounds: expected >= 1, found {rounds}")
+    this, base = sides
+    out, records = [], {}
     for workload in workloads:
         ratios: list[float] = []
+        rss: list[float] = []
+        mine_all: list[dict[str, Any]] = []
         note = ""
         for index in range(rounds):
-            order = (ROOT, baseline) if index % 2 == 0 else (baseline, ROOT)
-            records = {tree: _worker(tree, workload, settings) for tree in order}
-            mine, theirs = records[ROOT], records[baseline]
+            order = (this, base) if index % 2 == 0 else (base, this)
+            got = {}
+            for side in order:
+                name = workload.name if side is this else workload.baseline_name
+                got[side.label] = _worker(side, name, settings, workload.timeout_s)
+            mine, theirs = got[this.label], got[base.label]
+            mine_all.append(mine)
             if mine.get("status") != "ok" or theirs.get("status") != "ok":
-                note = f"status {mine.get('status')} (baseline: {theirs.get('status')})"
+                note = _why_not(mine, theirs)
                 break
             ratios.append(float(mine["calibrated_time"]) / float(theirs["calibrated_time"]))
-            print(
-                f"[bench] {workload.name} round {index + 1}: x{ratios[-1]:.3f}",
-                file=sys.stderr,
-                flush=True,
-            )
+            rss.append(float(mine["peak_rss_mib"]) / float(theirs["peak_rss_mib"]))
+            if log:
+                print(
+                    f"[bench] {workload.name} round {index + 1}: x{ratios[-1]:.3f} "
+                    f"(speedup {1 / ratios[-1]:.2f}, rss x{rss[-1]:.2f})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        records[workload.name] = mine_all
         if note or not ratios:
-            out.append(Ratio(workload.name, "not compared", note=note or "no rounds"))
+            out.append(
+                Ratio(
+                    workload.name,
+                    "not compared",
+                    baseline=workload.baseline_name,
+                    speedup_target=workload.speedup_target,
+                    note=note or "no rounds",
+                )
+            )
         else:
-            out.append(judge(workload.name, ratios, tolerance))
-    return out
-
-
-def format_ratios(ratios: Sequence[Ratio], rev: str, tolerance: float) -> str:
-    """One line per workload: median ratio, the band of rounds, the verdict."""
-    lines = [
-        f"this tree / {rev} (calibrated time per unit of work, < 1 is faster; a verdict needs "
-        f"every round outside {tolerance:.0%}):",
-        f"  {'workload':<26} {'ratio':>7} {'band':>15} {'rounds':>6}  verdict",
-    ]
-    for r in ratios:
-        if r.median is None:
-            lines.append(f"  {r.name:<26} {'-':>7} {'-':>15} {r.rounds:>6}  {r.verdict} ({r.note})")
-            continue
-        band = f"{r.low:.3f}..{r.high:.3f}"
-        lines.append(f"  {r.name:<26} {r.median:>7.3f} {band:>15} {r.rounds:>6}  {r.verdict}")
-    return "\n".join(lines)
+            out.append(
+                judge(
+                    workload.name,
+                    ratios,
+                    tolerance,
+                    speedup_target=workload.speedup_target,
+                    rss_ratios=rss,
+                    baseline=workload.baseline_name,
+                )
+            )
+    return out, records

@@ -1,7 +1,10 @@
 """``python -m benchmarks``: run workloads in worker processes, write JSON, compare to a baseline.
 
-Exit status: 0 fine; 1 a workload errored or (with ``--compare``) a workload's calibrated time
-got worse than the baseline's by more than ``--tolerance``; 2 a usage error.
+Exit status: 0 fine; 1 a workload errored in this tree, ``--baseline REV`` found a workload
+``slower`` in every round, or ``--compare`` found a ``possible regression`` (every run slower than
+the baseline report by more than ``--tolerance``); 2 a usage error (including a ``--baseline``
+worker that imported the wrong tree's code). Speedup targets and memory are reported, never
+turned into an exit status.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import BenchmarkError
+from benchmarks.baseline_verdicts import Ratio, format_ratios
 from benchmarks.harness import UNITS, RunSettings, Workload
 from benchmarks.report import (
+    POSSIBLE_REGRESSION,
     build_report,
     compare,
     format_comparison,
@@ -81,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--baseline",
         metavar="REV",
-        help="also run git revision REV (a temporary worktree) interleaved with this tree and "
-        "print per-workload ratios with their band over --rounds (exit 1 when a workload is "
-        "slower in every round by more than --tolerance)",
+        help="run this tree's workload definitions on git revision REV's worldflux (a temporary "
+        "worktree) interleaved with this tree, --rounds times, and print per-workload ratios, "
+        "speedups and speedup targets with their band (exit 1 when a workload is slower in "
+        "every round by more than --tolerance); the report holds this tree's median round",
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--baseline)")
     parser.add_argument(
@@ -169,8 +175,26 @@ def median_record(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _list(workloads: Sequence[Workload]) -> None:
     for w in workloads:
-        target = "" if w.target is None else f"  target {w.target.value:g} {w.unit}"
-        print(f"{w.name:<26} {w.description}{target}")
+        extra = "" if w.target is None else f"  reference target {w.target.value:g} {w.unit}"
+        if w.speedup_target is not None:
+            extra += f"  speedup target {w.speedup_target:g}x"
+        if w.compare_to is not None:
+            extra += f"  (vs REV's {w.compare_to})"
+        print(f"{w.name:<26} {w.description}{extra}")
+
+
+def _settings(args: argparse.Namespace, repeat: int) -> dict[str, Any]:
+    return {
+        "threads": args.threads,
+        "quick": bool(args.quick),
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "only": args.only,
+        "repeat": repeat,
+        "allocator_tuning": not args.no_allocator_tuning,
+        "baseline": args.baseline,
+        "rounds": args.rounds if args.baseline is not None else None,
+    }
 
 
 def _run(args: argparse.Namespace, workloads: Sequence[Workload]) -> dict[str, Any]:
@@ -190,18 +214,29 @@ def _run(args: argparse.Namespace, workloads: Sequence[Workload]) -> dict[str, A
             flush=True,
         )
         records.append(record)
-    return build_report(
-        records,
-        {
-            "threads": args.threads,
-            "quick": bool(args.quick),
-            "runs": args.runs,
-            "warmup": args.warmup,
-            "only": args.only,
-            "repeat": repeat,
-            "allocator_tuning": not args.no_allocator_tuning,
-        },
-    )
+    return build_report(records, _settings(args, repeat))
+
+
+def _run_against(args: argparse.Namespace, workloads: Sequence[Workload]) -> dict[str, Any]:
+    """``--baseline REV``: the interleaved rounds; the report holds this tree's median round of
+    every workload and the ratio records under ``baseline``."""
+    from benchmarks.baseline_rev import ROOT as TREE
+    from benchmarks.baseline_rev import Side, interleaved, resolve, snapshot, worktree
+
+    settings = RunSettings(args.threads, args.quick, args.runs, args.warmup)
+    with snapshot() as code, worktree(args.baseline) as tree:
+        this = Side("this tree", TREE, code, isolated=False)
+        sides = (this, Side(f"baseline {args.baseline}", tree, code))
+        ratios, mine = interleaved(workloads, sides, settings, args.rounds, args.tolerance)
+    report = build_report([median_record(mine[w.name]) for w in workloads], _settings(args, 1))
+    report["baseline"] = {
+        "rev": args.baseline,
+        "commit": resolve(args.baseline),
+        "rounds": args.rounds,
+        "tolerance": args.tolerance,
+        "ratios": [r.as_dict() for r in ratios],
+    }
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,10 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list:
             _list(workloads)
             return 0
+        if args.from_report is not None and args.baseline is not None:
+            raise BenchmarkError("--baseline runs both trees; it cannot read --from a report")
         if args.from_report is not None:
             report = load_report(args.from_report)
         else:
-            report = _run(args, workloads)
+            report = _run_against(args, workloads) if args.baseline else _run(args, workloads)
             write_report(report, args.output)
             print(f"[bench] wrote {args.output}", file=sys.stderr)
             if args.write_baseline:
@@ -233,18 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"[bench] updated {DEFAULT_BASELINE}", file=sys.stderr)
         print(format_table(report))
         failed = report["summary"]["error"] > 0
-        if args.baseline is not None:
-            from benchmarks.baseline_rev import format_ratios, interleaved, worktree
-
-            settings = RunSettings(args.threads, args.quick, args.runs, args.warmup)
-            with worktree(args.baseline) as tree:
-                ratios = interleaved(workloads, tree, settings, args.rounds, args.tolerance)
-            print(format_ratios(ratios, args.baseline, args.tolerance))
+        if "baseline" in report:
+            section = report["baseline"]
+            ratios = [Ratio.from_dict(r) for r in section["ratios"]]
+            print(format_ratios(ratios, section["rev"], section["tolerance"]))
             failed = failed or any(r.verdict == "slower" for r in ratios)
         if args.compare is not None:
             comparisons = compare(report, load_report(args.compare), args.tolerance)
             print(format_comparison(comparisons, args.tolerance))
-            failed = failed or any(c.verdict == "regressed" for c in comparisons)
+            failed = failed or any(c.verdict == POSSIBLE_REGRESSION for c in comparisons)
         return 1 if failed else 0
     except BenchmarkError as error:
         print(f"python -m benchmarks: error: {error}", file=sys.stderr)

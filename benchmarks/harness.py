@@ -135,7 +135,13 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Workload:
-    """One named benchmark: what it measures, in which unit, against which target."""
+    """One named benchmark: what it measures, in which unit, against which target.
+
+    ``target`` is the issue's absolute figure (informational: kept in the JSON). Under
+    ``--baseline REV``, ``compare_to`` names the workload run on REV (e.g. a compiled path against
+    REV's eager one; None: the same) and ``speedup_target`` the speedup (REV's calibrated time /
+    this tree's) that every round must reach.
+    """
 
     name: str
     description: str
@@ -147,6 +153,8 @@ class Workload:
     quick_runs: int = 2
     quick_warmup: int = 1
     timeout_s: float = 900.0
+    compare_to: str | None = None
+    speedup_target: float | None = None
 
     def __post_init__(self) -> None:
         _unit(self.unit)
@@ -155,6 +163,14 @@ class Workload:
                 f"workload {self.name}: expected runs >= 1 and warmup >= 0, found "
                 f"{self.runs} and {self.warmup}"
             )
+        wanted = self.speedup_target
+        if wanted is not None and not wanted > 0:
+            raise BenchmarkError(f"workload {self.name}: expected speedup_target > 0, not {wanted}")
+
+    @property
+    def baseline_name(self) -> str:
+        """The workload run on the baseline revision for ``--baseline REV``."""
+        return self.compare_to or self.name
 
     def plan(self, settings: RunSettings) -> tuple[int, int]:
         """(warm-up ops, timed ops) for these settings."""
@@ -263,12 +279,15 @@ def summarize(
         ``value``: the raw figure in the workload's unit (median, best, worst run);
         ``calibration_gflops`` (median) and ``calibration_samples``;
         ``calibrated_time``: median over runs of seconds x paired GFLOP/s, per unit of work (the
-        GFLOP-equivalents one unit costs; what ``--compare`` compares);
-        ``value_at_reference``: the figure this run implies on a 206 GFLOP/s machine;
+        GFLOP-equivalents one unit costs; what ``--compare`` compares) and
+        ``calibrated_time_runs`` (each run's; ``--compare``'s band);
+        ``value_at_reference``: the figure implied at 206 GFLOP/s (informational);
         with FLOPs: ``achieved_gflops`` (raw), ``efficiency`` (FLOPs / calibrated seconds) and
         ``floor`` (the figure at efficiency 1, at the median calibration);
         with a target: the target and reference, raw and scaled to the median calibration, and
-        ``met`` (compute-bound targets judged on ``value_at_reference``, wall-clock ones raw).
+        ``met`` (compute-bound targets judged on ``value_at_reference``, wall-clock ones raw):
+        reference figures kept in the JSON, which no table or exit status uses (``--baseline
+        REV`` judges speed, with ``speedup_target``).
     """
     if len(calibrations) != len(times):
         raise BenchmarkError(
@@ -294,6 +313,9 @@ def summarize(
         "calibration_gflops": cal.median,
         "calibration_samples": list(calibrations),
         "calibrated_time": normalised.median / work_per_op,
+        "calibrated_time_runs": [
+            t * c / work_per_op for t, c in zip(times, calibrations, strict=True)
+        ],
         "value_at_reference": at_reference,
         "flops_per_op": flops_per_op,
         "achieved_gflops": None,

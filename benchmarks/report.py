@@ -1,9 +1,13 @@
-"""The JSON report: its schema, environment facts, baseline merging, comparison and a text table.
+"""The JSON report (schema: :mod:`benchmarks.schema`): environment facts, baseline merging,
+comparison with a baseline report and a text table.
 
-Comparison uses the *calibrated time*: median seconds per unit of work times the matmul
-calibration (GFLOP/s) measured next to it, i.e. how many GFLOP-equivalents of this machine one
-unit costs. It is stable across machines and across load changes that slow matmuls and the
-workload alike, so a ratio above ``1 + tolerance`` against the baseline is a regression.
+Comparison uses the *calibrated time*: seconds per unit of work times the matmul calibration
+(GFLOP/s) measured next to it, i.e. how many GFLOP-equivalents of this machine one unit costs.
+It is stable across load changes that slow matmuls and the workload alike, but a committed
+baseline was taken on another day (often another machine), so ``--compare`` only says
+``possible regression`` (confirm with ``--baseline REV``, interleaved in one run), and only when
+every timed run of this report is slower than the baseline's median by more than the tolerance:
+a load spike in one run cannot make it.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import BenchmarkError
+from benchmarks.schema import REPORT_SCHEMA, SCHEMA_VERSION, validate_report
 from benchmarks.stats import Stats
 
 __all__ = [
     "DEPRESSED_GFLOPS",
+    "POSSIBLE_REGRESSION",
     "REPORT_SCHEMA",
     "SCHEMA_VERSION",
     "Comparison",
@@ -38,150 +44,8 @@ __all__ = [
     "write_report",
 ]
 
-SCHEMA_VERSION = "worldflux-bench/v1"
-
 #: Below this calibration (GFLOP/s) the machine is busy enough that figures are suspect.
 DEPRESSED_GFLOPS = 150.0
-
-_NUM = {"type": "number"}
-_NUM_OR_NULL = {"type": ["number", "null"]}
-_STATS = {
-    "type": "object",
-    "required": ["n", "median", "min", "max", "mean", "stdev"],
-    "properties": {
-        "n": {"type": "integer", "minimum": 1},
-        **dict.fromkeys(("median", "min", "max", "mean", "stdev"), _NUM),
-    },
-}
-_TARGET = {
-    "type": ["object", "null"],
-    "required": ["value", "reference", "scales_with_calibration", "scaled_value", "met"],
-    "properties": {
-        "value": _NUM,
-        "reference": _NUM_OR_NULL,
-        "scales_with_calibration": {"type": "boolean"},
-        "scaled_value": _NUM,
-        "scaled_reference": _NUM_OR_NULL,
-        "met": {"type": "boolean"},
-    },
-}
-_WORKLOAD = {
-    "type": "object",
-    "required": ["name", "description", "unit", "higher_is_better", "status", "reason"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "description": {"type": "string"},
-        "unit": {"enum": ["latent steps/s", "samples/s", "ms/action", "s/update", "s"]},
-        "higher_is_better": {"type": "boolean"},
-        "status": {"enum": ["ok", "skipped", "error"]},
-        "reason": {"type": ["string", "null"]},
-    },
-    "if": {"properties": {"status": {"const": "ok"}}},
-    "then": {
-        "required": [
-            "threads",
-            "warmup",
-            "runs",
-            "time_s",
-            "value",
-            "work_per_op",
-            "calibration_gflops",
-            "calibrated_time",
-            "value_at_reference",
-            "flops_per_op",
-            "achieved_gflops",
-            "efficiency",
-            "floor",
-            "target",
-            "peak_rss_mib",
-            "details",
-        ],
-        "properties": {
-            "threads": {"type": "integer", "minimum": 1},
-            "warmup": {"type": "integer", "minimum": 0},
-            "runs": {"type": "integer", "minimum": 1},
-            "time_s": _STATS,
-            "value": {
-                "type": "object",
-                "required": ["median", "best", "worst"],
-                "properties": dict.fromkeys(("median", "best", "worst"), _NUM),
-            },
-            "work_per_op": {"type": "number", "exclusiveMinimum": 0},
-            "calibration_gflops": {"type": "number", "exclusiveMinimum": 0},
-            "calibration_samples": {"type": "array", "items": _NUM, "minItems": 1},
-            "calibrated_time": {"type": "number", "exclusiveMinimum": 0},
-            "value_at_reference": {"type": "number", "exclusiveMinimum": 0},
-            "flops_per_op": _NUM_OR_NULL,
-            "flops_counted_per_op": _NUM_OR_NULL,
-            "achieved_gflops": _NUM_OR_NULL,
-            "efficiency": _NUM_OR_NULL,
-            "floor": _NUM_OR_NULL,
-            "target": _TARGET,
-            "peak_rss_mib": {"type": "number", "exclusiveMinimum": 0},
-            "details": {"type": "object"},
-        },
-    },
-}
-
-#: JSON Schema (draft 2020-12) of a report written by ``python -m benchmarks``.
-REPORT_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "worldflux benchmark report",
-    "type": "object",
-    "required": [
-        "schema_version",
-        "created_utc",
-        "git",
-        "machine",
-        "versions",
-        "settings",
-        "summary",
-        "workloads",
-    ],
-    "properties": {
-        "schema_version": {"const": SCHEMA_VERSION},
-        "created_utc": {"type": "string"},
-        "git": {
-            "type": "object",
-            "required": ["commit", "dirty"],
-            "properties": {
-                "commit": {"type": ["string", "null"]},
-                "dirty": {"type": ["boolean", "null"]},
-            },
-        },
-        "machine": {"type": "object", "required": ["platform", "cpu", "logical_cpus"]},
-        "versions": {"type": "object", "required": ["python", "torch"]},
-        "settings": {
-            "type": "object",
-            "required": ["threads", "quick"],
-            "properties": {
-                "threads": {"type": "integer", "minimum": 1},
-                "quick": {"type": "boolean"},
-            },
-        },
-        "summary": {
-            "type": "object",
-            "required": ["ok", "skipped", "error", "calibration_gflops", "depressed_calibration"],
-        },
-        "workloads": {"type": "array", "items": _WORKLOAD},
-    },
-}
-
-
-def validate_report(report: Mapping[str, Any], source: str = "report") -> None:
-    """Check ``report`` against :data:`REPORT_SCHEMA`.
-
-    Raises:
-        BenchmarkError: naming the first invalid field, what was expected and what was found.
-    """
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(REPORT_SCHEMA)
-    errors = sorted(validator.iter_errors(report), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "<root>"
-        raise BenchmarkError(f"{source}: {where}: {first.message}")
 
 
 def _git(*args: str) -> str | None:
@@ -259,8 +123,6 @@ def _summary(workloads: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "error": sum(w.get("status") == "error" for w in workloads),
         "calibration_gflops": cal_stats,
         "depressed_calibration": bool(cal_stats and cal_stats["median"] < DEPRESSED_GFLOPS),
-        "targets_met": sum(bool(w.get("target") and w["target"]["met"]) for w in ok),
-        "targets_missed": sum(bool(w.get("target") and not w["target"]["met"]) for w in ok),
     }
 
 
@@ -290,6 +152,7 @@ def merge_baseline(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
     merged = [fresh.pop(w["name"], w) for w in old["workloads"]]
     merged.extend(fresh.values())
     out = dict(new)
+    out.pop("baseline", None)  # ratios against a revision belong to their run, not the baseline
     out["workloads"] = merged
     out["summary"] = _summary(merged)
     return out
@@ -318,20 +181,28 @@ def load_report(path: Path) -> dict[str, Any]:
     return report
 
 
+#: ``--compare``'s verdict when every run is slower than the baseline by more than the tolerance
+POSSIBLE_REGRESSION = "possible regression"
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """One workload against the baseline.
+    """One workload against the baseline report.
 
     Attributes:
-        verdict: ``regressed`` (calibrated time worse by more than the tolerance), ``improved``
-            (better by more than it), ``same``, or ``not compared`` (see ``note``).
-        ratio: new calibrated time / baseline calibrated time (> 1 is slower).
+        verdict: ``possible regression`` (every timed run's calibrated time worse than the
+            baseline's median by more than the tolerance), ``improved`` (every run better by
+            more than it), ``same``, or ``not compared`` (see ``note``).
+        ratio: new median calibrated time / baseline's (> 1 is slower).
+        low, high: the band of the runs' ratios (the median's without per-run figures).
     """
 
     name: str
     verdict: str
     ratio: float | None = None
     note: str = ""
+    low: float | None = None
+    high: float | None = None
 
 
 def compare(
@@ -351,14 +222,17 @@ def compare(
             note = f"status {new['status']} (baseline: {old['status']})"
             out.append(Comparison(name, "not compared", note=note))
         else:
-            ratio = float(new["calibrated_time"]) / float(old["calibrated_time"])
-            if ratio > 1.0 + tolerance:
-                verdict = "regressed"
-            elif ratio < 1.0 / (1.0 + tolerance):
-                verdict = "improved"
+            reference = float(old["calibrated_time"])
+            ratio = float(new["calibrated_time"]) / reference
+            runs = [float(t) / reference for t in new.get("calibrated_time_runs") or ()]
+            low, high = (min(runs), max(runs)) if runs else (ratio, ratio)
+            if low > 1.0 + tolerance:
+                verdict, note = POSSIBLE_REGRESSION, "confirm with --baseline REV"
+            elif high < 1.0 / (1.0 + tolerance):
+                verdict, note = "improved", ""
             else:
-                verdict = "same"
-            out.append(Comparison(name, verdict, ratio))
+                verdict, note = "same", ""
+            out.append(Comparison(name, verdict, ratio, note, low, high))
     return out
 
 
@@ -409,10 +283,15 @@ def format_table(report: Mapping[str, Any]) -> str:
 
 
 def format_comparison(comparisons: Sequence[Comparison], tolerance: float) -> str:
-    """One line per workload: verdict and calibrated-time ratio."""
-    lines = [f"compare (calibrated time, tolerance {tolerance:.0%}):"]
+    """One line per workload: verdict, median calibrated-time ratio and the band of the runs."""
+    lines = [
+        f"compare with the baseline report (calibrated time; a verdict needs every run outside "
+        f"{tolerance:.0%}; another day's figures: confirm with --baseline REV):"
+    ]
     for c in comparisons:
         ratio = "" if c.ratio is None else f"x{c.ratio:.2f}"
+        if c.low is not None and c.high is not None and c.low != c.high:
+            ratio += f" (runs x{c.low:.2f}..x{c.high:.2f})"
         note = f" ({c.note})" if c.note else ""
-        lines.append(f"  {c.name:<26} {c.verdict:<13} {ratio}{note}")
+        lines.append(f"  {c.name:<26} {c.verdict:<19} {ratio}{note}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from benchmarks import BenchmarkError
 from benchmarks.harness import Workload
-from benchmarks.workloads import commands, models, replay
+from benchmarks.workloads import commands, models_dreamer, models_tdmpc2, replay
 
 __all__ = ["WORKLOADS", "get", "select"]
 
@@ -19,7 +19,8 @@ __all__ = ["WORKLOADS", "get", "select"]
 WORKLOADS: tuple[Workload, ...] = (
     *commands.WORKLOADS[:1],  # import first: the cheapest smoke test of the tree
     *replay.WORKLOADS,
-    *models.WORKLOADS,
+    *models_dreamer.WORKLOADS,
+    *models_tdmpc2.WORKLOADS,
     *commands.WORKLOADS[1:],
 )
 
