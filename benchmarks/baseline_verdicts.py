@@ -166,9 +166,10 @@ def format_ratios(ratios: Sequence[Ratio], rev: str, tolerance: float) -> str:
     """The ratio table: per workload the median ratio and its band, the speedup and its band,
     the speedup target's verdict, the peak RSS ratio, the rounds and the verdict."""
     lines = [
-        f"this tree vs {rev}: ratio = this / {rev} calibrated time per unit of work (< 1 is "
-        f"faster), speedup = {rev} / this (> 1 is faster); a verdict needs every round outside "
-        f"{tolerance:.0%}, a target every round at or above it",
+        f"this tree vs {rev}, calibrated time per unit of work: ratio = this / {rev} (< 1 is "
+        f"faster), speedup = {rev} / this (> 1 is faster)",
+        f"a verdict needs every round outside {tolerance:.0%}; a speedup target is met when "
+        "every round reaches it, missed when none does",
         f"  {'workload':<26} {'ratio':>6} {'band':>13} {'speedup':>7} {'band':>11} "
         f"{'target':>15} {'rss x':>5} {'rounds':>6}  verdict",
     ]

@@ -1,10 +1,10 @@
-"""Analytic FLOP counts (F = 2 x MACs, dense layers only) of the benchmarked workloads.
+"""Analytic FLOP counts (F = 2 x MACs of dense and convolution layers) of the benchmarks.
 
-These are the *floor's* work: the matmuls the reference architecture must do (the formulas of
-the reference notes, world-models.md §10.3), independent of how a family implements them. The
-harness divides them by the calibrated matmul speed, so ``efficiency = FLOPs / (time x GFLOP/s)``
-and ``floor = FLOPs / GFLOP/s``. Norms, activations, sampling and optimiser arithmetic are not
-counted (they are O(width), not O(width^2)).
+These are the *floor's* work: the matmuls (and, for frames, convolutions) the reference
+architecture must do (the formulas of the reference notes, world-models.md §10.3), independent
+of how a family implements them. The harness divides them by the calibrated matmul speed, so
+``efficiency = FLOPs / (time x GFLOP/s)`` and ``floor = FLOPs / GFLOP/s``. Norms, activations,
+pooling, sampling and optimiser arithmetic are not counted (they are O(width), not O(width^2)).
 """
 
 from __future__ import annotations

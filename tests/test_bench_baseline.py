@@ -244,7 +244,7 @@ def test_the_ratio_table_shows_speedup_band_target_and_memory() -> None:
         Ratio("new.one", "not compared", speedup_target=2.0, note="baseline: skipped (no API)"),
     ]
     table = format_ratios(rows, "REV", 0.2)
-    ci, compiled, new = table.splitlines()[2:]
+    ci, compiled, new = table.splitlines()[3:]
     assert "0.310" in ci and "3.23x" in ci and "3.12..3.33" in ci and "3x met" in ci
     assert "1.25" in ci and ci.endswith("faster, memory higher")
     assert compiled.endswith("same (vs REV's x)")
