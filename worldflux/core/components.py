@@ -71,6 +71,9 @@ class SlotModule(nn.Module):
     """Base of every slot implementation. ``slot`` names the slot the class fills."""
 
     slot: str = ""
+    #: Methods that ``worldflux.training.compile.compile_model`` may replace, on an instance, by
+    #: ``torch.compile(method, dynamic=False)``: small per-step cells (opt-in per class).
+    compile_regions: ClassVar[tuple[str, ...]] = ()
 
     def refine_contract(self, contract: ModelIOContract) -> ModelIOContract:
         """The model's I/O contract as this implementation serves it (default: unchanged).
@@ -147,6 +150,9 @@ class Objective(nn.Module):
     """A training objective. May own modules (e.g. DreamerV3's actor and critic)."""
 
     slot = "objective"
+    #: Methods that ``worldflux.training.compile.compile_model`` may replace, on an instance, by
+    #: ``torch.compile(method, dynamic=False)``: small per-step cells (opt-in per class).
+    compile_regions: ClassVar[tuple[str, ...]] = ()
 
     def forward(self, model: WorldModel, batch: Batch) -> LossOutput:
         raise NotImplementedError("Objective.forward(model, batch) -> LossOutput")
@@ -181,6 +187,9 @@ class Behaviour(nn.Module):
     """
 
     slot = "behaviour"
+    #: Methods that ``worldflux.training.compile.compile_model`` may replace, on an instance, by
+    #: ``torch.compile(method, dynamic=False)``: small per-step cells (opt-in per class).
+    compile_regions: ClassVar[tuple[str, ...]] = ()
     #: Has trainable parameters and a loss (:meth:`loss`), trained with the world model.
     learns: ClassVar[bool] = False
     #: Acts toward a goal observation (``act(..., goal=obs)``); without one it cannot act.

@@ -95,6 +95,9 @@ class DreamerDecoder(Decoder):
     """Predictions for a State ``[B, ...]``: ``reward [B]``, ``continue [B]`` (probability) and the
     reconstruction (``obs [B, *obs_shape]`` raw units, or ``obs_<key>`` for dict observations)."""
 
+    #: The training loss's reconstruction and its terms (docs/compile.md).
+    compile_regions = ("reconstruct", "rec_losses")
+
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
         if ctx.dims and "deter" not in ctx.dims:

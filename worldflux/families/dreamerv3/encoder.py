@@ -122,6 +122,9 @@ class DreamerEncoder(ObservationEncoder):
     Sets ``ctx.dims["embed_dim"] = E`` and ``ctx.dims["obs_layout"]``.
     """
 
+    #: The whole encoder (docs/compile.md).
+    compile_regions = ("forward",)
+
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
         self.layout = obs_layout(ctx)

@@ -24,7 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from worldflux.behaviour.actor_critic import imagination_losses, slow_update
+from worldflux.behaviour.actor_critic import imagination_metrics, imagination_terms, slow_update
 from worldflux.core.components import BuildContext, Objective
 from worldflux.core.exceptions import ContractViolation
 from worldflux.core.registry import register_component
@@ -109,6 +109,8 @@ class DreamerObjective(Objective):
     #: confined to one episode would never contain an episode shorter than the window: the
     #: early failures a policy must learn to avoid would be invisible to the world model.
     crosses_episodes = True
+    #: One imagined step, the imagination and replay-value losses (docs/compile.md).
+    compile_regions = ("_imagine_step", "_imag_terms", "_repl_loss")
 
     def __init__(self, ctx: BuildContext, params: DreamerObjectiveParams) -> None:
         super().__init__()
@@ -280,15 +282,20 @@ class DreamerObjective(Objective):
         state = start
         with torch.no_grad():
             for _ in range(horizon):
-                f = feat_of(state)
-                action = self.pol(f).sample()
+                f, action, state = self._imagine_step(cond, dyn, state)
                 feats.append(f)
                 acts.append(action)
-                state = dyn(state, cond(state, action))
             f = feat_of(state)
             feats.append(f)
             acts.append(self.pol(f).sample())
         return torch.stack(feats, 1), torch.stack(acts, 1)
+
+    def _imagine_step(self, cond: Any, dyn: Any, state: State) -> tuple[Tensor, Tensor, State]:
+        """One imagined step (a compile region): the features of ``state``, the actor's sampled
+        action and the prior state it leads to."""
+        f = feat_of(state)
+        action = self.pol(f).sample()
+        return f, action, dyn(state, cond(state, action))
 
     def _imag_loss(
         self, dec: DreamerDecoder, feat: Tensor, act: Tensor
@@ -297,11 +304,18 @@ class DreamerObjective(Objective):
         :func:`~worldflux.behaviour.actor_critic.imagination_losses`, on DreamerV3's reward and
         continue heads). Returns (policy loss, value loss, lambda-return at the start ``[N]``,
         metrics)."""
+        pol_loss, val_loss, ret0, stats = self._imag_terms(dec, feat, act)
+        return pol_loss, val_loss, ret0, imagination_metrics(stats)
+
+    def _imag_terms(
+        self, dec: DreamerDecoder, feat: Tensor, act: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`_imag_loss` with the metrics as a tensor ``[4]`` (a compile region)."""
         p = self.p
         with torch.no_grad():
             rew = dec.rew.dist(feat).pred()
             con = torch.sigmoid(dec.con(feat))
-        return imagination_losses(
+        return imagination_terms(
             self.pol,
             self.val,
             self.slowval,

@@ -84,6 +84,9 @@ class RSSM(DynamicsModel):
     ``observe(state, action_input, obs_state)`` one posterior step. ``initial_state`` is zeros.
     """
 
+    #: One prior / posterior step each (``worldflux train --compile``, docs/compile.md).
+    compile_regions = ("img_step", "obs_step")
+
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
         self.deter = int(hp(ctx, "deter"))

@@ -67,6 +67,8 @@ def mish(x: Tensor) -> Tensor:
     4e-7 relative of ``F.mish`` (a few ulps), which sampling-based planning does not notice but
     the golden parity tolerances of near-zero logits would.
     """
+    if torch.compiler.is_compiling():  # a compiled region fuses F.mish (no context lookup)
+        return F.mish(x)
     if not _FAST_MISH.get() or (torch.is_grad_enabled() and x.requires_grad):
         return F.mish(x)
     e = x.clamp(max=20.0).exp_()  # beyond 20, n / (n + 2) == 1 in float32
