@@ -46,6 +46,7 @@ __getattr__ = lazy_exports(
         **dict.fromkeys(_CORE, "core"),
         **dict.fromkeys(_FACTORY, "factory"),
         "tune_cpu_allocator": "runtime",
+        "compile_model": "training.compile",
     },
 )
 
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
         list_models,
     )
     from worldflux.runtime import tune_cpu_allocator
+    from worldflux.training.compile import compile_model
 
 __all__ = [
     "MODEL_ALIASES",
@@ -89,6 +91,7 @@ __all__ = [
     "WorldModelConfig",
     "WorldModelRegistry",
     "__version__",
+    "compile_model",
     "create_world_model",
     "get_model_info",
     "list_models",

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from benchmarks import BenchmarkError
 from benchmarks.harness import Workload
-from benchmarks.workloads import commands, models_dreamer, models_tdmpc2, replay
+from benchmarks.workloads import commands, compiled, models_dreamer, models_tdmpc2, replay
 
 __all__ = ["WORKLOADS", "get", "select"]
 
@@ -21,6 +21,7 @@ WORKLOADS: tuple[Workload, ...] = (
     *replay.WORKLOADS,
     *models_dreamer.WORKLOADS,
     *models_tdmpc2.WORKLOADS,
+    *compiled.WORKLOADS,  # compile_model on the update workloads (docs/compile.md)
     *commands.WORKLOADS[1:],
 )
 

@@ -43,6 +43,7 @@ class OfflineConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     grad_clip: float | None = None
     tensorboard: bool = False
+    compile: bool = False  # compile the model's declared regions (docs/compile.md)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class OfflineSummary:
     last_loss: float
     val_losses: list[tuple[int, float]]
     seconds: float
+    compile: str | None = None  # with compile: what was compiled, in how long (one line)
 
 
 def build_for_dataset(model_id: str, dataset: Dataset, **overrides: Any) -> WorldModel:
@@ -108,7 +110,7 @@ def train_offline(config: OfflineConfig) -> OfflineSummary:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n")
-    trainer = Trainer(model, TrainerConfig(grad_clip=config.grad_clip))
+    trainer = Trainer(model, TrainerConfig(grad_clip=config.grad_clip, compile=config.compile))
     logger = MetricsLogger(out, tensorboard=config.tensorboard)
     start = time.perf_counter()
     losses: list[float] = []
@@ -123,6 +125,10 @@ def train_offline(config: OfflineConfig) -> OfflineSummary:
                 value = _val_loss(model, val, batch, seq_len)
                 val_losses.append((update, value))
                 logger.log({"kind": "validation", "update": update, "loss": value})
+        if trainer.compile_report is not None:
+            logger.log(
+                {"kind": "compile", "update": config.updates, **(trainer.compile_info() or {})}
+            )
     finally:
         logger.close()
     model.save_pretrained(out / "model")
@@ -135,4 +141,5 @@ def train_offline(config: OfflineConfig) -> OfflineSummary:
         last_loss=losses[-1] if losses else float("nan"),
         val_losses=val_losses,
         seconds=time.perf_counter() - start,
+        compile=trainer.compile_summary(),
     )

@@ -48,6 +48,7 @@ _FIELDS = {
     "tensorboard": "tensorboard",
     "num_envs": "num_envs",
     "vector_mode": "vector_mode",
+    "compile": "compile",
 }
 
 
@@ -122,6 +123,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--grad-clip", type=float)
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the model's declared hot regions (inductor; first updates compile, "
+        "cached in ~/.cache/worldflux/inductor; kept on --resume; docs/compile.md)",
+    )
     parser.add_argument(
         "--tensorboard",
         action="store_true",
@@ -201,6 +209,7 @@ def _run_offline(args: argparse.Namespace) -> int:
             model_overrides=parse_overrides(args.set or []),
             grad_clip=args.grad_clip,
             tensorboard=bool(args.tensorboard),
+            compile=bool(args.compile),
         )
     )
     last_val = f", validation loss {summary.val_losses[-1][1]:.4g}" if summary.val_losses else ""
@@ -210,6 +219,8 @@ def _run_offline(args: argparse.Namespace) -> int:
         f"loss {summary.first_loss:.4g} -> {summary.last_loss:.4g}{last_val}; "
         f"model in {summary.out}/model"
     )
+    if summary.compile:
+        print(summary.compile)
     return 0
 
 
@@ -301,4 +312,6 @@ def run(args: argparse.Namespace) -> int:
         + "; "
         f"run directory {summary.out}"
     )
+    if summary.compile:
+        print(summary.compile)
     return 0

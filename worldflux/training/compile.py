@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +61,7 @@ def configure_cache() -> str:
     (``$TORCHINDUCTOR_CACHE_DIR``), and turn the FX-graph cache on. Returns the directory."""
     if not os.environ.get(CACHE_ENV):
         os.environ[CACHE_ENV] = str(default_cache_dir())
+    # deferred: torch._dynamo/_inductor take seconds to import; eager never needs them
     from torch._inductor import config as inductor_config
 
     inductor_config.fx_graph_cache = True
@@ -71,6 +71,7 @@ def configure_cache() -> str:
 def _compile_seconds() -> float:
     """Seconds dynamo/inductor have spent compiling in this process so far."""
     try:
+        # deferred: torch._dynamo/_inductor take seconds to import; eager never needs them
         from torch._dynamo.utils import compilation_time_metrics
     except ImportError:  # pragma: no cover - private API moved
         return 0.0
@@ -80,6 +81,7 @@ def _compile_seconds() -> float:
 def _cache_counts() -> tuple[int, int]:
     """(FX-graph cache hits, misses) so far in this process."""
     try:
+        # deferred: torch._dynamo/_inductor take seconds to import; eager never needs them
         from torch._dynamo.utils import counters
     except ImportError:  # pragma: no cover - private API moved
         return 0, 0
@@ -165,6 +167,7 @@ class CompileReport:
 
 def _graph_count() -> int:
     try:
+        # deferred: torch._dynamo/_inductor take seconds to import; eager never needs them
         from torch._dynamo.utils import counters
     except ImportError:  # pragma: no cover - private API moved
         return 0
@@ -175,6 +178,7 @@ def _options(mode: str | None) -> dict[str, Any]:
     """Inductor options of ``mode`` plus ``fallback_random`` (eager random draws)."""
     options: dict[str, Any] = {}
     if mode is not None and mode != "default":
+        # deferred: torch._dynamo/_inductor take seconds to import; eager never needs them
         from torch._inductor import list_mode_options
 
         options.update(list_mode_options(mode))
@@ -249,11 +253,3 @@ def uncompile_model(model: nn.Module) -> None:
     for module in model.modules():
         for name in module.__dict__.pop(_MARK, ()):
             module.__dict__.pop(name, None)
-
-
-def time_first_call(report: CompileReport, fn: Callable[[], Any]) -> float:
-    """Run ``fn`` once inside ``report.timing()``; returns its wall-clock seconds."""
-    start = time.perf_counter()
-    with report.timing():
-        fn()
-    return time.perf_counter() - start

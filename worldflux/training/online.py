@@ -88,7 +88,8 @@ class OnlineRun(RunOutputs):
         contract = self.model.bound_contract()
         # uint8 frames reach the model as [0, 1] floats unless its contract takes uint8
         self.normalize = not any(s.dtype == "uint8" for s in contract.observation.values())
-        self.trainer = Trainer(self.model, TrainerConfig(grad_clip=config.grad_clip), dist=dist)
+        trainer_config = TrainerConfig(grad_clip=config.grad_clip, compile=config.compile)
+        self.trainer = Trainer(self.model, trainer_config, dist=dist)
         self.model_evaluator = ModelEvaluator(config, self.out)
         seed_everything(self.rank_seed)
         spec = self.spec
@@ -384,6 +385,8 @@ class OnlineRun(RunOutputs):
             # the random streams restored, so a resumed run continues exactly as if it had not
             with isolated_rng():
                 self.evaluate()
+        if self.trainer.compile_report is not None:  # --compile: compile time apart from updates
+            self.record("compile", self.trainer.compile_info() or {})
 
     def close(self) -> None:
         """Restore the signal handlers; close the progress bar, the metrics, the envs."""
@@ -407,4 +410,5 @@ class OnlineRun(RunOutputs):
             model=self.model,
             actor=self.actor.name if self.actor is not None else "random",
             behaviour=declared_behaviour(self.model),
+            compile=self.trainer.compile_summary(),
         )

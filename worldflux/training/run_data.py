@@ -105,6 +105,8 @@ class RunConfig:
         vector_mode: ``"sync"`` (one process) or ``"async"`` (a worker per environment); None
             means ``"sync"`` for ``num_envs > 1`` and the plain one-environment loop for 1 (which
             ``num_envs=1, vector_mode="sync"`` reproduces bitwise).
+        compile: compile the model's declared regions (``--compile``, docs/compile.md); kept
+            on resume; compile time is reported apart from update time.
     """
 
     model: str
@@ -139,6 +141,7 @@ class RunConfig:
     tensorboard: bool = False
     num_envs: int = 1
     vector_mode: str | None = None
+    compile: bool = False
 
     @property
     def vectorized(self) -> bool:
@@ -303,6 +306,7 @@ class RunSummary:
     model: WorldModel
     actor: str = "random"  # who acts after the seed steps: "planner", "policy", "goal", "random"
     behaviour: str | None = None  # the spec's declared behaviour (actor_critic, mppi, ...)
+    compile: str | None = None  # with --compile: what was compiled, in how long (one line)
 
 
 class SizedEnv(Protocol):

@@ -24,7 +24,9 @@ Update protocol (docs/training.md, "The update protocol"):
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +38,7 @@ from worldflux.core.model import WorldModel
 from worldflux.core.numerics import all_finite, first_non_finite
 from worldflux.core.spec_model import SpecWorldModel
 from worldflux.core.types import Batch, LossOutput
+from worldflux.training.compile import compile_model
 from worldflux.training.distributed import DistributedContext
 from worldflux.training.errors import NonFiniteError, TrainingError
 
@@ -53,12 +56,16 @@ class TrainerConfig:
         lr: learning rate of the fallback Adam (models without an objective only).
         device: where batches are moved before the step.
         check_finite: check the loss and every gradient before stepping.
+        compile: compile the model's declared regions (:func:`~.compile.compile_model`) before
+            the first update; compile time is measured apart from update time
+            (:meth:`Trainer.compile_info`).
     """
 
     grad_clip: float | None = None
     lr: float = 3e-4
     device: str = "cpu"
     check_finite: bool = True
+    compile: bool = False
 
 
 @dataclass
@@ -147,6 +154,11 @@ class Trainer:
         if not self.optimizers:
             raise TrainingError(f"{type(model).__name__}: the objective made no optimisers")
         self.step = 0
+        #: What ``TrainerConfig(compile=True)`` compiled (None: eager).
+        self.compile_report = compile_model(model) if self.config.compile else None
+        #: Wall-clock seconds spent in the :meth:`train_step` calls of this process (compilation
+        #: included), and how many calls that was (``step`` also counts restored updates).
+        self.update_seconds, self.timed_updates = 0.0, 0
 
     # -- options ------------------------------------------------------------------------------
     @property
@@ -290,12 +302,38 @@ class Trainer:
         if self.config.device != "cpu":
             batch = batch.to(self.config.device)
         self.model.train()
-        if self.has_custom_update:
-            metrics = self._custom_update(batch)
-        else:
-            metrics = self._default_update(batch)
+        start = time.perf_counter()
+        report = self.compile_report
+        with report.timing() if report is not None else contextlib.nullcontext():
+            if self.has_custom_update:
+                metrics = self._custom_update(batch)
+            else:
+                metrics = self._default_update(batch)
+        self.update_seconds += time.perf_counter() - start
+        self.timed_updates += 1
         self.step += 1
         return StepResult(self.step, metrics)
+
+    def compile_info(self) -> dict[str, Any] | None:
+        """None when eager; else the compile report (regions, graphs, compile seconds, cache
+        hits) and the updates' time without compilation (``s_per_update``)."""
+        report = self.compile_report
+        if report is None:
+            return None
+        steady = max(self.update_seconds - report.compile_seconds, 0.0)
+        count = self.timed_updates
+        per_update = steady / count if count else None
+        return {**report.as_dict(), "updates": count, "s_per_update": per_update}
+
+    def compile_summary(self) -> str | None:
+        """One line for run summaries: :meth:`CompileReport.summary` plus update speed."""
+        info = self.compile_info()
+        if info is None or self.compile_report is None:
+            return None
+        line = self.compile_report.summary()
+        if info["s_per_update"] is not None:
+            line += f"; updates without compilation: {info['s_per_update']:.4f} s/update"
+        return line
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
