@@ -9,6 +9,7 @@ the loss and gradients with eager, the parity goldens and conformance.
 from __future__ import annotations
 
 import argparse
+import copy
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def test_declared_regions_are_wrapped_on_the_instance(cache_dir: Path) -> None:
     assert all(kw["dynamic"] is False for _, kw in compiler.calls)
     assert all(kw["options"]["fallback_random"] for _, kw in compiler.calls)
     dyn = model.dynamics_model
-    assert getattr(dyn.img_step, "stand_in", False) and "img_step" in vars(dyn)
+    assert getattr(dyn.img_step.compiled, "stand_in", False) and "img_step" in vars(dyn)
     assert not hasattr(RSSM.img_step, "stand_in")  # the class keeps its eager method
     assert list(model.state_dict()) == keys
     assert all(torch.equal(p, params[n]) for n, p in model.named_parameters())
@@ -104,6 +105,19 @@ def test_declared_regions_are_wrapped_on_the_instance(cache_dir: Path) -> None:
     assert len(compiler.calls) == len(DREAMER_REGIONS)
     uncompile_model(model)
     assert compiled_regions(model) == () and "img_step" not in vars(dyn)
+
+
+def test_a_deep_copy_computes_with_its_own_parameters(cache_dir: Path) -> None:
+    """Conformance, slow targets and snapshots deep-copy models: a copied region must not keep
+    computing with the original's parameters (no gradient would reach the copy's)."""
+    model = dreamer()
+    compile_model(model, compiler=StandIn())
+    twin = copy.deepcopy(model)
+    assert twin.dynamics_model.img_step.module is twin.dynamics_model
+    assert set(compiled_regions(twin)) == DREAMER_REGIONS
+    twin.loss(batch()).loss.backward()
+    assert all(p.grad is None for p in model.parameters())
+    assert any(p.grad is not None for p in twin.dynamics_model.parameters())
 
 
 def test_a_model_without_regions_has_nothing_to_compile(cache_dir: Path) -> None:
@@ -189,7 +203,7 @@ def test_a_real_compile_keeps_eager_numbers_and_draws(cache_dir: Path) -> None:
     with report.timing():
         torch.manual_seed(5)
         ours = model[0].step(x)
-    assert hasattr(model[0].step, "_torchdynamo_orig_callable")  # a torch.compile object
+    assert hasattr(model[0].step.compiled, "_torchdynamo_orig_callable")  # torch.compile's
     assert report.graphs == 1 and report.compile_seconds > 0 and report.cache_misses >= 1
     assert report.cache_warm is False and "1 graph(s)" in report.summary()
     torch.testing.assert_close(ours, eager, rtol=1e-6, atol=1e-6)  # same draws (fallback_random)

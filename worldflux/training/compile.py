@@ -34,6 +34,7 @@ from torch import nn
 __all__ = [
     "CACHE_ENV",
     "CompileReport",
+    "CompiledRegion",
     "compile_model",
     "compiled_regions",
     "configure_cache",
@@ -186,6 +187,37 @@ def _options(mode: str | None) -> dict[str, Any]:
     return options
 
 
+class CompiledRegion:
+    """A compiled method of one module instance (what :func:`compile_model` installs).
+
+    Calls go to ``compiled`` (``torch.compile`` of the bound method). A ``copy.deepcopy`` of the
+    model (conformance, slow targets, snapshots) gets a region compiled for the *copy*: the
+    compiled function of the original would otherwise keep computing with the original's
+    parameters.
+    """
+
+    def __init__(self, module: nn.Module, name: str, compile_fn: Callable[..., Any]) -> None:
+        self.module, self.name, self._compile_fn = module, name, compile_fn
+        method = getattr(type(module), name, None)
+        if not callable(method):
+            raise AttributeError(
+                f"{type(module).__name__}.compile_regions names {name!r}, not a method"
+            )
+        self.compiled = compile_fn(method.__get__(module, type(module)))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.compiled(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CompiledRegion:
+        module = memo.get(id(self.module))
+        if module is None:  # the region alone is copied: keep it on the same module
+            return self
+        return CompiledRegion(module, self.name, self._compile_fn)
+
+    def __repr__(self) -> str:
+        return f"CompiledRegion({type(self.module).__name__}.{self.name})"
+
+
 def _regions_of(module: nn.Module) -> tuple[str, ...]:
     return tuple(getattr(type(module), "compile_regions", ()) or ())
 
@@ -200,8 +232,8 @@ def compile_model(
 
     Walks ``model.named_modules()`` (slots, objective, behaviour and their submodules); for each
     module whose class lists method names in ``compile_regions``, sets an instance attribute
-    ``torch.compile(bound_method, dynamic=False)``. Compiling twice is a no-op for regions
-    already compiled.
+    :class:`CompiledRegion` calling ``torch.compile(bound_method, dynamic=False)``. Compiling
+    twice is a no-op for regions already compiled.
 
     Args:
         model: any module (a WorldModel built from a spec, usually).
@@ -216,8 +248,12 @@ def compile_model(
         AttributeError: a class names a region that is not one of its methods.
     """
     cache_dir = configure_cache()
-    compile_fn = compiler if compiler is not None else torch.compile
+    compiler = compiler if compiler is not None else torch.compile
     options = _options(mode)
+
+    def compile_fn(method: Callable[..., Any]) -> Any:
+        return compiler(method, dynamic=False, options=options)
+
     regions: list[str] = []
     for path, module in model.named_modules():
         names = _regions_of(module)
@@ -226,13 +262,7 @@ def compile_model(
         done: list[str] = list(module.__dict__.get(_MARK, ()))
         for name in names:
             if name not in done:
-                method = getattr(module, name)
-                if not callable(method):
-                    raise AttributeError(
-                        f"{type(module).__name__}.compile_regions names {name!r}, not a method"
-                    )
-                compiled = compile_fn(method, dynamic=False, options=options)
-                object.__setattr__(module, name, compiled)
+                object.__setattr__(module, name, CompiledRegion(module, name, compile_fn))
                 done.append(name)
             regions.append(f"{path}.{name}" if path else name)
         object.__setattr__(module, _MARK, tuple(done))
