@@ -350,6 +350,17 @@ def test_a_compiled_model_passes_conformance(tmp_path: Path) -> None:
 
     model = dreamer()
     compile_model(model)
-    report = check_model(model, profile="ci", seed=0, crash_dir=tmp_path)
+    model.loss(batch())  # compile once first: inductor's worker threads start here, not in a check
+    # every new batch shape compiles new graphs (dynamic=False): more time than eager checks need
+    # serde.roundtrip compares the trained model with its reload bitwise: the reload is eager and
+    # compiled kernels round differently (6e-8 apart); the checkpoint test above covers serde
+    report = check_model(
+        model,
+        profile="ci",
+        seed=0,
+        crash_dir=tmp_path,
+        time_budget=600.0,
+        exclude_checks=["serde.roundtrip"],
+    )
     failed = [(c.id, c.message) for c in report.results[0].checks if c.status == "fail"]
     assert report.passed and not failed, failed
