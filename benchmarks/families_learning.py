@@ -126,16 +126,18 @@ def _unsupported(family: str, dataset: Path, overrides: dict[str, Any]) -> str |
     from worldflux.datasets.source import open_dataset
 
     try:
-        build_for_dataset(f"{family}:ci", open_dataset(dataset), **overrides)
+        build_for_dataset(f"{family}:ci", open_dataset(str(dataset)), **overrides)
     except WorldFluxError as error:
         return str(getattr(error, "message", error)).splitlines()[0]
     return None
 
 
-def _at(values: list[float | None] | None, h: int) -> float | None:
-    if not values or len(values) < h or values[h - 1] is None:
+def _at(values: Sequence[float | None] | None, h: int) -> float | None:
+    """The finite value at horizon ``h`` (1-based), else None."""
+    found = values[h - 1] if values and len(values) >= h else None
+    if found is None:
         return None
-    value = float(values[h - 1])  # type: ignore[arg-type]
+    value = float(found)
     return value if math.isfinite(value) else None
 
 
@@ -185,7 +187,7 @@ def run_family(
         )
     )
     trained = time.perf_counter()
-    data = open_dataset(dataset)
+    data = open_dataset(str(dataset))
     model = load_model(run_dir)
     fit, held_out = data.split()
     check_contract(data, model.bound_contract(), model.model_type)
