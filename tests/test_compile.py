@@ -149,6 +149,18 @@ def test_the_cache_dir_defaults_to_worldflux_and_respects_the_user(
     assert wf_compile.configure_cache() == str(tmp_path / "mine")
 
 
+def test_inductors_own_default_in_the_variable_does_not_count_as_the_users_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Importing torch._inductor.config writes /tmp/torchinductor_<user> into the variable;
+    the worldflux cache dir must still win over that (a real --compile run used /tmp before)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir as torch_default
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, torch_default())
+    assert wf_compile.configure_cache() == str(tmp_path / "worldflux" / "inductor")
+
+
 def test_checkpoints_of_a_compiled_model_round_trip(cache_dir: Path, tmp_path: Path) -> None:
     model = dreamer()
     compile_model(model, compiler=StandIn())

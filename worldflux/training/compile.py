@@ -57,10 +57,28 @@ def default_cache_dir() -> Path:
     return Path(base) / "worldflux" / "inductor"
 
 
+def _user_cache_dir() -> str | None:
+    """``$TORCHINDUCTOR_CACHE_DIR`` when the user chose it, else None.
+
+    Importing ``torch._inductor.config`` (which other torch modules may do first) writes
+    inductor's own default (``/tmp/torchinductor_<user>``) into the variable, so that value
+    counts as unset.
+    """
+    chosen = os.environ.get(CACHE_ENV)
+    if not chosen:
+        return None
+    try:
+        # deferred: torch._dynamo/_inductor take seconds to import; eager never needs them
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir as torch_default
+    except ImportError:  # pragma: no cover - private API moved: trust the variable
+        return chosen
+    return None if os.path.abspath(chosen) == os.path.abspath(torch_default()) else chosen
+
+
 def configure_cache() -> str:
     """Point inductor's on-disk caches at the worldflux cache dir unless the user chose one
     (``$TORCHINDUCTOR_CACHE_DIR``), and turn the FX-graph cache on. Returns the directory."""
-    if not os.environ.get(CACHE_ENV):
+    if _user_cache_dir() is None:
         os.environ[CACHE_ENV] = str(default_cache_dir())
     # deferred: torch._dynamo/_inductor take seconds to import; eager never needs them
     from torch._inductor import config as inductor_config
