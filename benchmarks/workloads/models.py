@@ -140,3 +140,39 @@ def update_op(model: Any, batch: Any) -> Callable[[], None]:
         trainer.train_step(type(batch)({**batch, "obs": batch["obs"] / 255.0}) if frames else batch)
 
     return op
+
+
+def compiled_update_op(model: Any, batch: Any) -> tuple[Callable[[], None], dict[str, Any]]:
+    """``compile_model(model)``, then :func:`update_op`, whose first two calls (the compiling
+    ones) run here; returns the op and the compile details (regions, graphs, compile seconds,
+    cache hits, the two updates' seconds).
+
+    Raises:
+        Skipped: this worldflux has no compiled path (an older revision).
+    """
+    import time
+
+    try:
+        from worldflux.training.compile import compile_model
+    except ImportError as error:
+        raise Skipped(f"worldflux.training.compile is not available ({error})") from None
+    report = compile_model(model)
+    op = update_op(model, batch)
+    start = time.perf_counter()
+    with report.timing():
+        op()
+        op()
+    first_two = time.perf_counter() - start
+    return op, {**report.as_dict(), "first_two_updates_s": round(first_two, 3)}
+
+
+def prepared_update_op(
+    model: Any, batch: Any, details: dict[str, Any], *, compile: bool
+) -> Callable[[], None]:
+    """:func:`update_op`, or with ``compile`` :func:`compiled_update_op` (its details go to
+    ``details["compile"]`` and the call description gains the ``compile_model`` prefix)."""
+    if not compile:
+        return update_op(model, batch)
+    op, compiled = compiled_update_op(model, batch)
+    details.update(call=f"compile_model(model); {details.get('call', '')}", compile=compiled)
+    return op

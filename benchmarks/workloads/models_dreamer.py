@@ -23,7 +23,7 @@ from benchmarks.workloads.models import (
     build,
     common_details,
     observations,
-    update_op,
+    prepared_update_op,
     walker_batch,
 )
 
@@ -86,17 +86,22 @@ def _dreamer_size12m(batch: int, *, decode: bool) -> Callable[[RunSettings], Pre
 
 
 def dreamer_train(
-    preset: str, batch_size: int, seq_len: int, obs_shape: tuple[int, ...] = (OBS_DIM,)
+    preset: str,
+    batch_size: int,
+    seq_len: int,
+    obs_shape: tuple[int, ...] = (OBS_DIM,),
+    *,
+    compile: bool = False,
 ) -> Callable[[RunSettings], Prepared]:
     """A ``prepare`` timing one ``Trainer.train_step`` of ``dreamerv3:PRESET`` on a seeded
-    ``[batch_size, seq_len]`` batch of ``obs_shape`` observations (uint8 frames for 3 dims)."""
+    ``[batch_size, seq_len]`` batch of ``obs_shape`` observations (uint8 frames for 3 dims);
+    with ``compile``, of the model after ``compile_model`` (compilation happens in prepare)."""
 
     def prepare(settings: RunSettings) -> Prepared:
         model = build(f"dreamerv3:{preset}", obs_shape)
         dims: DreamerDims = DREAMERV3_PRESETS[preset]
         if len(obs_shape) == 3:
             dims = dreamer_with_image(dims, (obs_shape[0], obs_shape[1], obs_shape[2]))
-        op = update_op(model, walker_batch(batch_size, seq_len, obs_shape))
         details: dict[str, Any] = common_details(model, dims.as_dict(), None)
         details.update(
             batch=batch_size,
@@ -106,6 +111,8 @@ def dreamer_train(
             call="Trainer(model).train_step(batch)"
             + (" (uint8 frames / 255 in the op)" if len(obs_shape) == 3 else ""),
         )
+        batch = walker_batch(batch_size, seq_len, obs_shape)
+        op = prepared_update_op(model, batch, details, compile=compile)
         return Prepared(
             op=op,
             flops_per_op=dreamer_train_step(dims, batch_size, seq_len, IMAGINE_HORIZON),

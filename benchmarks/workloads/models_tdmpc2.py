@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks import Skipped
@@ -15,11 +16,11 @@ from benchmarks.workloads.models import (
     build,
     common_details,
     observations,
-    update_op,
+    prepared_update_op,
     walker_batch,
 )
 
-__all__ = ["MPPI_OFFICIAL", "WORKLOADS"]
+__all__ = ["MPPI_OFFICIAL", "WORKLOADS", "tdmpc2_update_workload"]
 
 #: TD-MPC2 config field of each flops.TDMPC2Dims field (DreamerV3 config names match flops').
 _TDMPC2_FIELDS = {"latent": "latent_dim", "mlp": "mlp_dim", "enc": "enc_dim"}
@@ -111,16 +112,24 @@ def _tdmpc2_mppi(settings: RunSettings) -> Prepared:
     return Prepared(op=op, flops_per_op=tdmpc2_mppi(dims, q_heads=2), details=details)
 
 
-def _tdmpc2_update(settings: RunSettings) -> Prepared:
-    batch_size, horizon = 256, 3
-    model = build("tdmpc2:5m")
-    dims = TDMPC2_PRESETS["5m"]
-    op = update_op(model, walker_batch(batch_size, horizon + 1))
-    details = common_details(model, dims.as_dict(), _TDMPC2_FIELDS)
-    details.update(
-        batch=batch_size, horizon=horizon, call="Trainer(model).train_step(batch[256, 4])"
-    )
-    return Prepared(op=op, flops_per_op=tdmpc2_update(dims, batch_size, horizon), details=details)
+def tdmpc2_update_workload(*, compile: bool = False) -> Callable[[RunSettings], Prepared]:
+    """A ``prepare`` timing one ``Trainer.train_step`` of ``tdmpc2:5m``, B=256, H=3; with
+    ``compile``, of the model after ``compile_model`` (compilation happens in prepare)."""
+
+    def prepare(settings: RunSettings) -> Prepared:
+        batch_size, horizon = 256, 3
+        model = build("tdmpc2:5m")
+        dims = TDMPC2_PRESETS["5m"]
+        details = common_details(model, dims.as_dict(), _TDMPC2_FIELDS)
+        details.update(
+            batch=batch_size, horizon=horizon, call="Trainer(model).train_step(batch[256, 4])"
+        )
+        batch = walker_batch(batch_size, horizon + 1)
+        op = prepared_update_op(model, batch, details, compile=compile)
+        flops = tdmpc2_update(dims, batch_size, horizon)
+        return Prepared(op=op, flops_per_op=flops, details=details)
+
+    return prepare
 
 
 WORKLOADS: tuple[Workload, ...] = (
@@ -149,7 +158,7 @@ WORKLOADS: tuple[Workload, ...] = (
         name="tdmpc2.update",
         description="tdmpc2:5m full update B=256 H=3 (model and policy stages)",
         unit="s/update",
-        prepare=_tdmpc2_update,
+        prepare=tdmpc2_update_workload(),
         target=Target(0.30, reference=0.38),
         runs=7,
         warmup=2,
