@@ -156,7 +156,7 @@ def run_family(
     from worldflux.datasets.offline import OfflineConfig, train_offline
     from worldflux.datasets.sampler import check_contract
     from worldflux.datasets.source import open_dataset
-    from worldflux.evaluation.cli import load_model
+    from worldflux.evaluation.command import load_model
     from worldflux.evaluation.metrics import evaluate_predictions
     from worldflux.evaluation.report import write_report
 

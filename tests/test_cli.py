@@ -105,15 +105,28 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     assert "usage: worldflux" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("broken", ["parser", "implementation"])
 def test_a_subcommand_that_cannot_import_does_not_break_the_others(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    broken: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tmp_path / "wf_needs_missing_dep.py").write_text("import wf_not_installed_anywhere\n")
+    (tmp_path / "wf_cheap_parser.py").write_text(
+        "def configure(parser):\n    parser.add_argument('--flag')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(cli.SUBCOMMANDS, "extra", ("wf_needs_missing_dep", "needs an extra"))
+    modules = (
+        ("wf_needs_missing_dep", "wf_needs_missing_dep")
+        if broken == "parser"
+        else ("wf_cheap_parser", "wf_needs_missing_dep")  # `--help` works, running cannot
+    )
+    monkeypatch.setitem(cli.SUBCOMMANDS, "extra", (*modules, "needs an extra"))
     assert main(["extra", "--flag", "x"]) == 2
     err = capsys.readouterr().err
     assert "worldflux extra: error: this command cannot load" in err
     assert "wf_not_installed_anywhere" in err and "Traceback" not in err
     assert main(["models", "list", "--json"]) == 0
-    sys.modules.pop("wf_needs_missing_dep", None)
+    for name in ("wf_needs_missing_dep", "wf_cheap_parser"):
+        sys.modules.pop(name, None)

@@ -10,7 +10,7 @@ import pytest
 from _spec_helpers import REPO, dump, fixture_data, make_root
 
 from worldflux.codegen import check_report, plan, render
-from worldflux.codegen.cli import main
+from worldflux.codegen.command import main
 from worldflux.codegen.dcg import SPEC_MODELS_OPTIONS
 from worldflux.codegen.sync import apply
 from worldflux.speclang import load_specs

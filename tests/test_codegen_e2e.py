@@ -12,7 +12,7 @@ import torch
 from _spec_helpers import FIXTURE, make_root, single_torch_thread  # noqa: F401
 
 import worldflux
-from worldflux.codegen.cli import main
+from worldflux.codegen.command import main
 from worldflux.codegen.loading import import_generated, unload_generated
 from worldflux.core.config import WorldModelConfig
 from worldflux.core.registry import WorldModelRegistry

@@ -179,14 +179,14 @@ def test_checkpoints_of_a_compiled_model_round_trip(cache_dir: Path, tmp_path: P
 
 
 def test_train_cli_records_compile_and_resume_keeps_it(tmp_path: Path) -> None:
-    from worldflux.training import cli
+    from worldflux.training import cli, command
 
     parser = argparse.ArgumentParser()
     cli.configure(parser)
     args = parser.parse_args(
         ["dreamerv3:ci", "--env", "Pendulum-v1", "--steps", "5", "--compile", "--out", "x"]
     )
-    config, resume = cli._config(args)
+    config, resume = command._config(args)
     assert config.compile is True and not resume
     assert parser.parse_args(["dreamerv3:ci"]).compile is None  # not given: the record's value
 

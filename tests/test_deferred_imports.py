@@ -17,8 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("worldflux", "conformance")
 REASON = re.compile(r"#\s*deferred:\s*\S")
 
-#: Deferred imports in all (commented or not; about 150 before issue 15): the count only goes down.
-CEILING = 100
+#: Deferred imports in all (commented or not; about 150 before issue 15, 95 before the command
+#: modules were split into a cheap parser and an implementation): the count only goes down.
+CEILING = 55
+
+#: Of those, imports of worldflux's own modules (the ones that can hide an import cycle; 63 before
+#: the split). Each left is a real cycle (the model's checkpoint methods, the families' parity
+#: handlers building models through the factory above them, discovery loading the built-ins) or
+#: keeps ``import worldflux`` / the pytest plugin cheap; the rest are optional third-party
+#: dependencies (gymnasium, dm-control, h5py, matplotlib, tensorboard, inductor).
+OWN_CEILING = 26
 
 #: Files whose deferred imports are not commented yet because others were rewriting them when
 #: the rest were (issue 15): each must still hold an uncommented one (a stale entry fails), and
@@ -133,6 +141,15 @@ def test_deferred_imports_stay_few() -> None:
     count = len(deferred_imports())
     assert count <= CEILING, (
         f"{count} imports inside functions (ceiling {CEILING}): move new ones to the top"
+    )
+
+
+def test_own_deferred_imports_stay_fewer() -> None:
+    own = [row for row in deferred_imports() if row[2].startswith(("worldflux", "."))]
+    assert len(own) <= OWN_CEILING, (
+        f"{len(own)} imports of worldflux modules inside functions (ceiling {OWN_CEILING}): "
+        "import at the top; a command's heavy imports belong in its implementation module "
+        "(worldflux/cli.py SUBCOMMANDS), not inside its run()"
     )
 
 

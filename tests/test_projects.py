@@ -13,7 +13,7 @@ import pytest
 from _spec_helpers import MODELINE, dump, fixture_data
 
 import worldflux
-from worldflux.codegen.cli import main as generate
+from worldflux.codegen.command import main as generate
 from worldflux.core.exceptions import ConfigurationError, SpecError
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.discovery import sources

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worldflux.training.errors import ReplayError
-from worldflux.training.replay import ReplayBuffer, measure_sampling_throughput
+from worldflux.training.replay import ReplayBuffer
+from worldflux.training.replay_bench import measure_sampling_throughput
 
 OBS = 2
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import worldflux
-from worldflux.codegen.cli import main
+from worldflux.codegen.command import main
 from worldflux.codegen.loading import import_generated, unload_generated
 from worldflux.core.exceptions import SpecError
 from worldflux.core.registry import WorldModelRegistry, list_components

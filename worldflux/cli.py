@@ -1,8 +1,11 @@
 """The ``worldflux`` command.
 
-Subcommands live in their own modules, each exposing ``configure(parser)`` and ``run(args) -> int``;
-they are imported only when used, so ``worldflux --help`` stays fast. Exit codes: 0 success,
-1 a failed check (conformance, parity, generate --check), 2 a usage, spec or configuration error.
+A subcommand is two modules: its parser (``configure(parser)``, cheap: argparse only) and its
+implementation (``run(args) -> int``, which imports what it needs at its top). Only the chosen
+subcommand's parser is imported, and its implementation only when it runs, so ``worldflux
+--help`` and ``worldflux COMMAND --help`` stay fast without imports hidden inside functions.
+Exit codes: 0 success, 1 a failed check (conformance, parity, generate --check), 2 a usage, spec
+or configuration error.
 """
 
 from __future__ import annotations
@@ -18,19 +21,48 @@ from worldflux.core.exceptions import WorldFluxError
 from worldflux.runtime import tune_cpu_allocator
 from worldflux.version import __version__
 
-#: subcommand -> (module implementing configure/run, one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "models": ("worldflux.models_cli", "list registered models and show their catalog data"),
+#: subcommand -> (parser module: configure, implementation module: run, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "models": (
+        "worldflux.models_cli",
+        "worldflux.models_cli",
+        "list registered models and show their catalog data",
+    ),
     "generate": (
         "worldflux.codegen.cli",
+        "worldflux.codegen.command",
         "generate model classes, configs and catalog from specs/",
     ),
-    "conformance": ("worldflux.conformance.cli", "property-test models against their contracts"),
-    "parity": ("worldflux.parity.cli", "check REFERENCE models against official golden tensors"),
-    "train": ("worldflux.training.cli", "train a model on a Gymnasium environment or a dataset"),
-    "dataset": ("worldflux.datasets.cli", "record and inspect offline episode datasets"),
-    "eval": ("worldflux.evaluation.cli", "open-loop prediction error of a trained model"),
-    "plot": ("worldflux.training.plot", "draw learning curves of a training run to PNG"),
+    "conformance": (
+        "worldflux.conformance.cli",
+        "worldflux.conformance.command",
+        "property-test models against their contracts",
+    ),
+    "parity": (
+        "worldflux.parity.cli",
+        "worldflux.parity.cli",
+        "check REFERENCE models against official golden tensors",
+    ),
+    "train": (
+        "worldflux.training.cli",
+        "worldflux.training.command",
+        "train a model on a Gymnasium environment or a dataset",
+    ),
+    "dataset": (
+        "worldflux.datasets.cli",
+        "worldflux.datasets.command",
+        "record and inspect offline episode datasets",
+    ),
+    "eval": (
+        "worldflux.evaluation.cli",
+        "worldflux.evaluation.command",
+        "open-loop prediction error of a trained model",
+    ),
+    "plot": (
+        "worldflux.training.plot",
+        "worldflux.training.plot",
+        "draw learning curves of a training run to PNG",
+    ),
 }
 
 
@@ -55,22 +87,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"worldflux {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module, help_text) in SUBCOMMANDS.items():
+    for name, (parser_module, run_module, help_text) in SUBCOMMANDS.items():
         if name != command:
             sub.add_parser(name, help=help_text, add_help=False)
             continue
         try:
-            if not _available(module):
-                raise ImportError(f"module {module} is not installed")
-            implementation = importlib.import_module(module)
+            if not _available(parser_module):
+                raise ImportError(f"module {parser_module} is not installed")
+            configure = importlib.import_module(parser_module).configure
         except ImportError as error:
             # e.g. `train` without the [train] extra: every other subcommand keeps working
             child = sub.add_parser(name, help=f"{help_text} (unavailable)", add_help=False)
-            child.set_defaults(_module=module, _unavailable=f"{type(error).__name__}: {error}")
+            child.set_defaults(_unavailable=f"{type(error).__name__}: {error}")
             continue
         child = sub.add_parser(name, help=help_text, description=help_text)
-        child.set_defaults(_module=module)
-        implementation.configure(child)
+        child.set_defaults(_run_module=run_module)
+        configure(child)
     return parser
 
 
@@ -80,6 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(_chosen(words))
     args, extra = parser.parse_known_args(words)
     unavailable = getattr(args, "_unavailable", None)
+    implementation = None
+    if not unavailable:
+        try:  # the implementation loads only now, after --help has had its chance
+            implementation = importlib.import_module(args._run_module)
+        except ImportError as error:
+            unavailable = f"{type(error).__name__}: {error}"
     if extra and not unavailable:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if unavailable:
@@ -89,9 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    assert implementation is not None
     tune_cpu_allocator()  # see worldflux.runtime; WORLDFLUX_ALLOCATOR_TUNING=0 opts out
     try:
-        return int(importlib.import_module(args._module).run(args))
+        return int(implementation.run(args))
     except WorldFluxError as error:
         print(f"worldflux {args.command}: error: {error}", file=sys.stderr)
         return 2

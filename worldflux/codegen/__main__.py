@@ -1,5 +1,5 @@
-"""``python -m worldflux.codegen`` (see worldflux.codegen.cli)."""
+"""``python -m worldflux.codegen`` (see worldflux.codegen.command)."""
 
-from worldflux.codegen.cli import main
+from worldflux.codegen.command import main
 
 raise SystemExit(main())

@@ -13,10 +13,14 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from worldflux.codegen.dcg import render_config
 from worldflux.codegen.rendering import header_for, spec_constant
+from worldflux.core.spec import ModelMaturity
+from worldflux.core.spec_model import SpecWorldModel
 from worldflux.discovery.project import Project, load_project
-from worldflux.discovery.sources import ModelSource
+from worldflux.discovery.sources import ModelSource, other_sources
 from worldflux.speclang import Issue, Spec
 from worldflux.speclang.issues import JsonPath, raise_if_any
 
@@ -26,9 +30,6 @@ __all__ = ["count_preset_params", "measured_params", "shadowing_issues", "verify
 def shadowing_issues(specs: list[Spec], project: Project) -> list[Issue]:
     """A project's model types and aliases may not take a name that worldflux or an installed
     plugin already declares (the message names the other spec file)."""
-    # deferred: discovery.sources reads the installed catalogs, only for a project's specs
-    from worldflux.discovery.sources import other_sources
-
     taken: dict[str, tuple[str, ModelSource]] = {}
     for source in other_sources(project):
         for model_type in source.types:
@@ -72,12 +73,6 @@ def count_preset_params(
     spec: Spec, config_cls: Any, spec_constant: dict[str, Any]
 ) -> dict[str, Any]:
     """Preset -> trainable parameter count (or the exception that stopped its build)."""
-    # deferred: builds need torch and the model classes; rendering and --dry-run need neither
-    import torch
-
-    from worldflux.core.spec import ModelMaturity
-    from worldflux.core.spec_model import SpecWorldModel
-
     model_cls = type(
         spec.class_name,
         (SpecWorldModel,),

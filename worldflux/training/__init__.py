@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from worldflux.training.envs import GymEnv
     from worldflux.training.errors import NonFiniteError, ReplayError, TrainingError
     from worldflux.training.loop import RunConfig, RunSummary, train
-    from worldflux.training.replay import ReplayBuffer, measure_sampling_throughput
+    from worldflux.training.replay import ReplayBuffer
+    from worldflux.training.replay_bench import measure_sampling_throughput
     from worldflux.training.trainer import GuardedOptimizer, StepResult, Trainer, TrainerConfig
 
 __getattr__ = lazy_exports(
@@ -42,7 +43,7 @@ __getattr__ = lazy_exports(
         "GuardedOptimizer": "trainer",
         "init_from_environment": "distributed",
         "load_training_checkpoint": "checkpoint",
-        "measure_sampling_throughput": "replay",
+        "measure_sampling_throughput": "replay_bench",
         "save_training_checkpoint": "checkpoint",
         "train": "loop",
     },

@@ -27,6 +27,7 @@ from worldflux.core.exceptions import ConfigurationError
 from worldflux.runtime import tune_cpu_allocator
 from worldflux.training.distributed import init_from_environment
 from worldflux.training.online import OnlineRun
+from worldflux.training.online_vector import VectorRun
 from worldflux.training.run_data import RUN_FILE, RunConfig, RunSummary, checkpoint_dir
 
 __all__ = ["RUN_FILE", "RunConfig", "RunSummary", "checkpoint_dir", "train"]
@@ -50,4 +51,5 @@ def train(config: RunConfig, resume: bool = False) -> RunSummary:
     if config.threads is not None:
         torch.set_num_threads(max(1, int(config.threads)))
     tune_cpu_allocator()  # a long-running job: reuse freed activations (worldflux.runtime)
-    return OnlineRun(config, init_from_environment(), resume=resume).run()
+    run_class = VectorRun if config.vectorized else OnlineRun  # --num-envs N > 1: VectorRun
+    return run_class(config, init_from_environment(), resume=resume).run()

@@ -64,15 +64,6 @@ class OnlineRun(RunOutputs):
 
     env: GymEnv  # the training environment (a VectorRun has ``venv`` instead)
 
-    def __new__(cls, config: RunConfig, dist: DistributedContext, resume: bool) -> OnlineRun:
-        """A run with several environments is a :class:`.online_vector.VectorRun`."""
-        if cls is OnlineRun and config.vectorized:
-            # deferred: online_vector imports this module (VectorRun subclasses OnlineRun)
-            from worldflux.training.online_vector import VectorRun
-
-            return object.__new__(VectorRun)
-        return object.__new__(cls)
-
     def __init__(self, config: RunConfig, dist: DistributedContext, resume: bool) -> None:
         config.check_vector()
         self.config, self.dist = config, dist

@@ -28,9 +28,8 @@ from torch import Tensor
 from worldflux.core.types import Batch
 from worldflux.training.errors import ReplayError
 from worldflux.training.observations import flat_size, flatten, split
-from worldflux.training.replay_bench import measure_sampling_throughput
 
-__all__ = ["ReplayBuffer", "measure_sampling_throughput"]
+__all__ = ["ReplayBuffer"]
 
 _ARRAYS = ("obs", "actions", "rewards", "terminated", "truncated", "is_first", "episode")
 _FORMAT = 1

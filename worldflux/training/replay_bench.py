@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import torch
 
+from worldflux.training.replay import ReplayBuffer
+
 __all__ = ["measure_sampling_throughput"]
 
 
@@ -54,9 +56,6 @@ def _measure(
     min_seconds: float,
     seed: int,
 ) -> dict[str, float]:
-    # deferred: worldflux.training.replay re-exports this module
-    from worldflux.training.replay import ReplayBuffer
-
     buffer = ReplayBuffer(capacity, obs_shape, action_dim, seed=seed)
     g = torch.Generator().manual_seed(seed)
     buffer.obs.normal_(generator=g)

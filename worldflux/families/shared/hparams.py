@@ -8,6 +8,7 @@ from typing import Any
 
 from worldflux.core.components import BuildContext
 from worldflux.core.exceptions import ConfigurationError, did_you_mean
+from worldflux.core.registry import WorldModelRegistry
 
 __all__ = [
     "family_hparam",
@@ -25,8 +26,6 @@ def spec_default(family: str, name: str) -> Any:
     Raises:
         ConfigurationError: the family's spec has no such hyperparameter.
     """
-    from worldflux.core.registry import WorldModelRegistry  # deferred: registry loads families
-
     fields = WorldModelRegistry.get_config_class(family).model_fields
     if name not in fields:
         raise ConfigurationError(
