@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PositiveFloat
 
 from worldflux.core.config import WorldModelConfig
 
@@ -40,6 +40,14 @@ class VJEPA2WorldModelConfig(WorldModelConfig):
     """
     encoder attention heads
     """
+    encoder_checkpoint: str = ""
+    """
+    directory of a saved vjepa2 model (save_pretrained or a training checkpoint) whose EMA target encoder initialises the encoder (verified safetensors, no pickle); empty: random initialisation
+    """
+    freeze_encoder: bool = False
+    """
+    V-JEPA 2-AC mode: the encoder is frozen (no gradient, no EMA, eval mode) and only the predictor, action projection and heads train; false trains the encoder jointly with an EMA target
+    """
     head_hidden: Annotated[int, Field(ge=1)] = 256
     """
     hidden width of the reward and continue heads
@@ -52,6 +60,10 @@ class VJEPA2WorldModelConfig(WorldModelConfig):
     """
     side of one square patch (the image side must be a multiple)
     """
+    pos_embedding: Literal["rope", "learned"] = "rope"
+    """
+    predictor positions: rope (3-D rotary over time, patch row, patch column, as V-JEPA 2; head width pred_dim / pred_heads >= 6) or learned (added space and time embeddings)
+    """
     pred_depth: Annotated[int, Field(ge=1)] = 6
     """
     predictor transformer blocks
@@ -63,4 +75,8 @@ class VJEPA2WorldModelConfig(WorldModelConfig):
     pred_heads: Annotated[int, Field(ge=1)] = 4
     """
     predictor attention heads
+    """
+    rope_theta: PositiveFloat = 10000.0
+    """
+    RoPE frequency base
     """

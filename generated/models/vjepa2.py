@@ -2,8 +2,10 @@
 """VJEPA2WorldModel (generated).
 
 V-JEPA 2 (EXPERIMENTAL): V-JEPA 2-AC-style action-conditioned world model; a patch-token ViT
-encoder with an EMA target, a block-causal transformer predictor over [action token, patch
-tokens] frames, L1 latent loss with teacher forcing plus an auto-regressive rollout term.
+encoder (trained jointly with an EMA target, or frozen and loaded from a pretrained vjepa2
+checkpoint as in V-JEPA 2-AC), a block-causal transformer predictor with 3-D RoPE over [action
+token, patch tokens] frames, L1 latent loss with teacher forcing plus an auto-regressive rollout
+term.
 
 Model type ``vjepa2`` (experimental). Generated from ``specs/models/vjepa2.yaml``: constants only;
 behaviour lives in the slot implementations named in ``SPEC`` and in ``SpecWorldModel``.
@@ -25,8 +27,10 @@ __all__ = ["VJEPA2WorldModel"]
 @WorldModelRegistry.register("vjepa2", config_class=VJEPA2WorldModelConfig)
 class VJEPA2WorldModel(SpecWorldModel):
     """V-JEPA 2 (EXPERIMENTAL): V-JEPA 2-AC-style action-conditioned world model; a patch-token ViT
-    encoder with an EMA target, a block-causal transformer predictor over [action token, patch
-    tokens] frames, L1 latent loss with teacher forcing plus an auto-regressive rollout term.
+    encoder (trained jointly with an EMA target, or frozen and loaded from a pretrained vjepa2
+    checkpoint as in V-JEPA 2-AC), a block-causal transformer predictor with 3-D RoPE over
+    [action token, patch tokens] frames, L1 latent loss with teacher forcing plus an
+    auto-regressive rollout term.
 
     Slots:
         observation_encoder: ``vjepa2.encoder``
@@ -49,7 +53,7 @@ class VJEPA2WorldModel(SpecWorldModel):
             "patch_size": 16,
             "pred_depth": 1,
             "pred_dim": 8,
-            "pred_heads": 2,
+            "pred_heads": 1,
         },
     }
     SPEC: ClassVar[dict[str, Any]] = {
@@ -107,7 +111,7 @@ class VJEPA2WorldModel(SpecWorldModel):
         ],
         "composable": ["rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [3, 64, 64]},
-        "preset_params": {"base": 4884354, "ci": 8850},
+        "preset_params": {"base": 4871298, "ci": 8706},
         "aliases": {"vjepa2": "base", "vjepa2-ac": "base", "vjepa2-ci": "ci"},
         "parity": {},
         "conformance": {},

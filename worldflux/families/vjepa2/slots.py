@@ -30,6 +30,8 @@ from worldflux.families.shared.hparams import require_dims, swap_guard
 from worldflux.families.shared.tensors import shift_in
 from worldflux.families.shared.transformer import Transformer
 from worldflux.families.vjepa2.hparams import hp, patch_grid
+from worldflux.families.vjepa2.pretrained import load_encoder_weights
+from worldflux.families.vjepa2.rope import RoPETransformer, window_positions
 
 __all__ = ["VJEPA2Action", "VJEPA2Encoder", "VJEPA2Heads", "VJEPA2Predictor", "block_causal_mask"]
 
@@ -62,9 +64,17 @@ class PatchViT(nn.Module):
 class VJEPA2Encoder(ObservationEncoder):
     """obs ``[B, C, S, S]`` -> ``{"frame": [B, N, D]}`` (LayerNorm'd patch tokens), + EMA target.
 
-    The target encoder (frozen copy, ``requires_grad=False``) gives the stop-gradient targets and
-    follows the context encoder by EMA (:meth:`update_target`). V-JEPA 2-AC keeps a pretrained
-    encoder frozen; here it is trained jointly with the I-JEPA EMA/stop-grad asymmetry.
+    The target encoder (frozen copy, ``requires_grad=False``) gives the stop-gradient targets.
+    Two modes (config ``freeze_encoder``):
+
+    * joint (default): the context encoder trains with the predictor and the target follows it
+      by EMA (:meth:`update_target`), the I-JEPA EMA/stop-grad asymmetry;
+    * frozen (V-JEPA 2-AC): the context encoder is frozen too (``requires_grad=False``, always
+      in eval mode, no EMA update); target and context hold the same weights, so the predictor
+      learns to predict the frozen encoder's own features.
+
+    ``encoder_checkpoint`` (a saved vjepa2 model's directory) initialises both from that model's
+    EMA target encoder (:func:`worldflux.families.vjepa2.pretrained.load_encoder_weights`).
     Sets ``ctx.dims["embed_dim"]`` and ``ctx.dims["num_patches"]``.
     """
 
@@ -72,11 +82,27 @@ class VJEPA2Encoder(ObservationEncoder):
         super().__init__()
         swap_guard(ctx, "vjepa2.encoder", "vjepa2.window", "vjepa2.predictor")
         self.context = PatchViT(ctx)
+        self.frozen = bool(hp(ctx, "freeze_encoder"))
+        source = str(hp(ctx, "encoder_checkpoint"))
+        on_meta = any(p.is_meta for p in self.context.parameters())
+        if source and not on_meta:  # (a meta build only sizes the model)
+            load_encoder_weights(self.context, source)
         self.target = copy.deepcopy(self.context)
         self.target.requires_grad_(False)
+        if self.frozen:
+            self.context.requires_grad_(False)
+            self.context.eval()
         _, side, _ = patch_grid(ctx)
         ctx.dims.update(embed_dim=self.context.dim, num_patches=side * side)
         ctx.dims["vjepa2.encoder"] = True
+
+    def train(self, mode: bool = True) -> VJEPA2Encoder:
+        """As ``nn.Module.train``, but a frozen encoder stays in eval mode."""
+        super().train(mode)
+        if self.frozen:
+            self.context.eval()
+            self.target.eval()
+        return self
 
     def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
         if not isinstance(obs, Tensor):
@@ -91,7 +117,9 @@ class VJEPA2Encoder(ObservationEncoder):
 
     @torch.no_grad()
     def update_target(self, decay: float) -> None:
-        """``target <- decay * target + (1 - decay) * context``."""
+        """``target <- decay * target + (1 - decay) * context``; nothing when frozen."""
+        if self.frozen:
+            return
         for tgt, src in zip(self.target.parameters(), self.context.parameters(), strict=True):
             tgt.lerp_(src.detach(), 1.0 - decay)
 
@@ -125,6 +153,10 @@ def block_causal_mask(valid: Tensor, tokens_per_frame: int) -> Tensor:
 class VJEPA2Predictor(DynamicsModel):
     """Block-causal transformer over ``[action token, N patch tokens]`` per frame of the window.
 
+    Positions (config ``pos_embedding``): ``rope`` (default, as V-JEPA 2) rotates queries and keys
+    by 3-D RoPE over (time in the window, patch row, patch column), the action token by time only
+    (:mod:`worldflux.families.vjepa2.rope`); ``learned`` adds learned space and time embeddings.
+
     The outputs at the newest frame's patch positions (projected back to ``D`` and LayerNorm'd,
     the target space) are the predicted next frame. One step costs one pass; ``forward`` and the
     loss's teacher forcing use the same call, so training and rollout see identical inputs.
@@ -140,14 +172,17 @@ class VJEPA2Predictor(DynamicsModel):
             raise ConfigurationError(f"vjepa2: context_frames must be >= 2, found {self.context}")
         self.pred_dim = int(hp(ctx, "pred_dim"))
         self.inp = nn.Linear(self.dim, self.pred_dim)
-        self.pos_space = nn.Parameter(torch.randn(self.num_patches, self.pred_dim) * 0.02)
-        self.pos_time = nn.Parameter(torch.randn(self.context, self.pred_dim) * 0.02)
-        self.body = Transformer(
-            self.pred_dim,
-            int(hp(ctx, "pred_depth")),
-            int(hp(ctx, "pred_heads")),
-            owner="vjepa2.predictor (pred_dim / pred_heads)",
-        )
+        depth, heads = int(hp(ctx, "pred_depth")), int(hp(ctx, "pred_heads"))
+        owner = "vjepa2.predictor (pred_dim / pred_heads)"
+        self.body: Transformer | RoPETransformer
+        _, self.side, _ = patch_grid(ctx)
+        if str(hp(ctx, "pos_embedding")) == "rope":
+            theta = float(hp(ctx, "rope_theta"))
+            self.body = RoPETransformer(self.pred_dim, depth, heads, theta, owner)
+        else:
+            self.pos_space = nn.Parameter(torch.randn(self.num_patches, self.pred_dim) * 0.02)
+            self.pos_time = nn.Parameter(torch.randn(self.context, self.pred_dim) * 0.02)
+            self.body = Transformer(self.pred_dim, depth, heads, owner=owner)
         self.out = nn.Linear(self.pred_dim, self.dim)
         ctx.dims["vjepa2.window"] = self.context
 
@@ -181,10 +216,16 @@ class VJEPA2Predictor(DynamicsModel):
         actions = self._with_action(state, action_input)
         frames = state["frames"]
         b, k, n, _ = frames.shape
-        patches = self.inp(frames) + self.pos_space
-        tokens = torch.cat([actions.unsqueeze(2), patches], dim=2)
-        tokens = tokens + self.pos_time[None, :, None, :]
-        out = self.body(tokens.flatten(1, 2), block_causal_mask(state["valid"], n + 1))
+        mask = block_causal_mask(state["valid"], n + 1)
+        if isinstance(self.body, RoPETransformer):
+            tokens = torch.cat([actions.unsqueeze(2), self.inp(frames)], dim=2)
+            pos = window_positions(k, self.side, frames.device)
+            out = self.body(tokens.flatten(1, 2), mask, pos)
+        else:
+            patches = self.inp(frames) + self.pos_space
+            tokens = torch.cat([actions.unsqueeze(2), patches], dim=2)
+            tokens = tokens + self.pos_time[None, :, None, :]
+            out = self.body(tokens.flatten(1, 2), mask)
         newest = out.view(b, k, n + 1, -1)[:, -1, 1:]
         pred = F.layer_norm(self.out(newest), (self.dim,))
         return self._append(state, actions, pred)

@@ -1,0 +1,120 @@
+"""3-D (axial) rotary position embeddings for the vjepa2 predictor, as V-JEPA 2 uses them.
+
+Each attention head's ``hd`` channels are split into three equal even segments of
+``seg = 2 * ((hd // 3) // 2)`` channels, one per axis (time, height, width); any remainder is not
+rotated. Within a segment, channel pairs ``(i, i + seg/2)`` are rotated by the angle
+``pos_axis * theta ** (-2i / seg)``. A rotation of both queries and keys makes the score
+``<R(p) q, R(p') k> = <q, R(p' - p) k>``: attention depends on positions only through their
+differences. Action tokens get the time rotation only (height = width = 0, the identity).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from worldflux.core.exceptions import ConfigurationError
+
+__all__ = ["RoPEBlock", "RoPETransformer", "apply_rope", "rope_segment", "window_positions"]
+
+
+def rope_segment(head_dim: int) -> int:
+    """Channels per axis: ``2 * ((head_dim // 3) // 2)`` (V-JEPA 2's split)."""
+    return 2 * ((head_dim // 3) // 2)
+
+
+def apply_rope(x: Tensor, pos: Tensor, theta: float = 10000.0) -> Tensor:
+    """Rotate ``x [..., L, hd]`` by positions ``pos [L, 3]`` (time, height, width; floats).
+
+    Returns:
+        ``[..., L, hd]``; channels past ``3 * rope_segment(hd)`` are unchanged.
+    """
+    seg = rope_segment(x.shape[-1])
+    if seg == 0:
+        return x
+    half = seg // 2
+    freqs = theta ** (-torch.arange(half, device=x.device, dtype=torch.float32) * 2.0 / seg)
+    parts = []
+    for axis in range(3):
+        angle = pos[:, axis : axis + 1].float() * freqs  # [L, half]
+        cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+        chunk = x[..., axis * seg : (axis + 1) * seg]
+        a, b = chunk[..., :half], chunk[..., half:]
+        parts += [a * cos - b * sin, a * sin + b * cos]
+    parts.append(x[..., 3 * seg :])
+    return torch.cat(parts, dim=-1)
+
+
+def window_positions(frames: int, side: int, device: torch.device | None = None) -> Tensor:
+    """Positions ``[frames * (1 + side * side), 3]`` of the predictor's tokens: per frame ``f``
+    the action token at ``(f, 0, 0)`` (time rotation only), then patch ``(i, j)`` at
+    ``(f, i, j)`` in row-major order."""
+    rows = torch.arange(side, device=device, dtype=torch.float32)
+    hw = torch.stack(torch.meshgrid(rows, rows, indexing="ij"), -1).reshape(-1, 2)
+    per_frame = torch.cat([hw.new_zeros(1, 2), hw], 0)  # [1 + N, 2]
+    time = torch.arange(frames, device=device, dtype=torch.float32)
+    time = time.repeat_interleave(per_frame.shape[0]).unsqueeze(-1)
+    return torch.cat([time, per_frame.repeat(frames, 1)], -1)
+
+
+class RoPEBlock(nn.Module):
+    """Pre-LN block ``x + Attn(LN(x))``, ``x + MLP(LN(x))`` with RoPE on queries and keys.
+
+    Same parameters (and names) as :class:`worldflux.families.shared.transformer.Block`.
+    """
+
+    def __init__(self, dim: int, heads: int, theta: float, owner: str, mlp_ratio: int = 4):
+        super().__init__()
+        if heads < 1 or dim % heads:
+            raise ConfigurationError(f"{owner}: width {dim} is not divisible by {heads} heads")
+        if rope_segment(dim // heads) == 0:
+            raise ConfigurationError(
+                f"{owner}: RoPE needs a head width of at least 6 (3 axes x 2), found "
+                f"{dim // heads}; use fewer heads or pos_embedding: learned"
+            )
+        self.heads, self.theta = heads, theta
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+        )
+
+    def scores(self, x: Tensor, pos: Tensor) -> Tensor:
+        """Pre-softmax attention scores ``[B, H, L, L]`` (exposed for tests)."""
+        q, k, _ = self._qkv(x, pos)
+        scale: Tensor = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+        return scale
+
+    def _qkv(self, x: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        b, length, _ = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, length, 3, self.heads, -1).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, L, hd]
+        return apply_rope(q, pos, self.theta), apply_rope(k, pos, self.theta), v
+
+    def forward(self, x: Tensor, mask: Tensor, pos: Tensor) -> Tensor:
+        """``x [B, L, D]``, ``mask [B, L, L]`` bool (True: may attend), ``pos [L, 3]``."""
+        b, length, dim = x.shape
+        q, k, v = self._qkv(x, pos)
+        attn_mask = mask.unsqueeze(1) if mask.dim() == 3 else mask
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        x = x + self.proj(out.transpose(1, 2).reshape(b, length, dim))
+        mlp: Tensor = self.mlp(self.ln2(x))
+        return x + mlp
+
+
+class RoPETransformer(nn.Module):
+    """``depth`` RoPE blocks, then LayerNorm: ``x [B, L, D]``, mask, ``pos [L, 3]`` -> same."""
+
+    def __init__(self, dim: int, depth: int, heads: int, theta: float, owner: str) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(RoPEBlock(dim, heads, theta, owner) for _ in range(depth))
+        self.ln = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, mask: Tensor, pos: Tensor) -> Tensor:
+        for block in self.blocks:
+            x = block(x, mask, pos)
+        out: Tensor = self.ln(x)
+        return out
