@@ -65,6 +65,26 @@ def _import_gymnasium() -> Any:
     return gymnasium
 
 
+#: Gymnasium ids of the Arcade Learning Environment (Atari 2600 games, extra "atari")
+ALE_PREFIX = "ALE/"
+
+
+def _register_atari(gym: Any) -> None:
+    """Make the ``ALE/<Game>-v5`` ids known to Gymnasium (ale-py registers them on request).
+
+    Raises:
+        ConfigurationError: ale-py is not installed.
+    """
+    try:
+        # deferred: optional dependency (extra "atari"), imported only for an ALE/ id
+        import ale_py
+    except ImportError:
+        raise ConfigurationError(
+            'Atari games need ale-py (the ROMs are included): pip install "worldflux[atari]"'
+        ) from None
+    gym.register_envs(ale_py)
+
+
 def _jsonable(value: Any) -> Any:
     """A bit generator's state with numpy arrays as lists (MT19937 keeps a uint32 key array)."""
     if isinstance(value, dict):
@@ -89,8 +109,9 @@ class GymEnv:
     """One Gymnasium environment.
 
     Args:
-        env_id: e.g. ``"Pendulum-v1"``, ``"CartPole-v1"`` (MuJoCo ids need ``mujoco``), or a
-            DeepMind Control Suite task ``"dmc:cartpole-swingup"`` (``worldflux[dmc]``).
+        env_id: e.g. ``"Pendulum-v1"``, ``"CartPole-v1"`` (MuJoCo ids need ``mujoco``), a
+            DeepMind Control Suite task ``"dmc:cartpole-swingup"`` (``worldflux[dmc]``) or an
+            Atari game ``"ALE/Pong-v5"`` (``worldflux[atari]``; ``obs_mode="image"``).
         obs_mode: ``"vector"`` (the environment's Box observation) or ``"image"`` (rendered
             ``rgb_array`` frames resized to ``image_size``, channel-first uint8).
         image_size: side of the square frames.
@@ -137,6 +158,8 @@ class GymEnv:
                 if max_episode_steps is not None:
                     self.env = gym.wrappers.TimeLimit(self.env, int(max_episode_steps))
             else:
+                if env_id.startswith(ALE_PREFIX):
+                    _register_atari(gym)
                 self.env = gym.make(env_id, **kwargs)
                 self._repeat_here = action_repeat
         except gym.error.Error as error:
@@ -181,7 +204,7 @@ class GymEnv:
         if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
             raise ConfigurationError(
                 f"environment {self.env_id!r}: observation space {obs_space} is not a 1-D Box; "
-                "use obs_mode='image'"
+                "train on its rendered frames instead (--obs image, obs_mode='image')"
             )
         return EnvSpec((int(obs_space.shape[0]),), action_dim, action_type, "float32")
 
