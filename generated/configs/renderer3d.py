@@ -24,13 +24,21 @@ class Renderer3DWorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
+    camera_distance: PositiveFloat = 4.0
+    """
+    distance of decode's default camera from the origin (it looks along +z at the origin); must exceed sqrt(3) * extent
+    """
     cnn_depth: Annotated[int, Field(ge=1)] = 32
     """
     channels of the first encoder conv stage
     """
     extent: PositiveFloat = 1.5
     """
-    half-width of the region the primitives' x and y span
+    half-width of the world-space cube the primitives' centres span
+    """
+    focal: PositiveFloat = 2.5
+    """
+    focal length of the default camera in half-image units: fx = focal * (W - 1) / 2, fy = focal * (H - 1) / 2 pixels
     """
     head_hidden: Annotated[int, Field(ge=1)] = 256
     """

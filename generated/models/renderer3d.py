@@ -2,8 +2,10 @@
 """Renderer3DWorldModel (generated).
 
 Renderer3D (SKELETON): a latent scene code (CNN encoder, MLP dynamics) decoded by a tiny
-differentiable renderer that projects 3D Gaussians through a pinhole camera and alpha-composites
-them by depth. Interface-level only: no multi-view consistency or camera poses.
+differentiable renderer: world-space 3D Gaussians moved to camera space by a camera pose,
+projected through pinhole intrinsics and alpha-composited by depth; decode renders from a
+default camera, the renderer's render(state, rotation, translation, intrinsics) from any pose.
+No multi-view training.
 
 Model type ``renderer3d`` (skeleton). Generated from ``specs/models/renderer3d.yaml``: constants only;
 behaviour lives in the slot implementations named in ``SPEC`` and in ``SpecWorldModel``.
@@ -25,9 +27,10 @@ __all__ = ["Renderer3DWorldModel"]
 @WorldModelRegistry.register("renderer3d", config_class=Renderer3DWorldModelConfig)
 class Renderer3DWorldModel(SpecWorldModel):
     """Renderer3D (SKELETON): a latent scene code (CNN encoder, MLP dynamics) decoded by a tiny
-    differentiable renderer that projects 3D Gaussians through a pinhole camera and
-    alpha-composites them by depth. Interface-level only: no multi-view consistency or camera
-    poses.
+    differentiable renderer: world-space 3D Gaussians moved to camera space by a camera pose,
+    projected through pinhole intrinsics and alpha-composited by depth; decode renders from a
+    default camera, the renderer's render(state, rotation, translation, intrinsics) from any
+    pose. No multi-view training.
 
     Slots:
         observation_encoder: ``cnn_encoder``
