@@ -23,6 +23,7 @@ from test_families_harness import (
     single_thread,
 )
 
+from worldflux.families.renderer3d.camera import default_intrinsics
 from worldflux.families.renderer3d.slots import render_gaussians
 from worldflux.families.shared.edm import EDM, sinusoidal_embedding
 from worldflux.families.shared.transformer import causal_mask
@@ -175,6 +176,7 @@ def test_physics_integrates_semi_implicit_euler() -> None:
 
 def test_renderer_draws_a_centred_gaussian_and_respects_depth() -> None:
     pos = torch.tensor([[[0.0, 0.0, 2.0]]])
+    eye, zero = torch.eye(3), torch.zeros(3)  # camera at the world origin looking along +z
     image = render_gaussians(
         pos,
         torch.tensor([[0.3]]),
@@ -182,6 +184,9 @@ def test_renderer_draws_a_centred_gaussian_and_respects_depth() -> None:
         torch.ones(1, 1, 1),
         torch.zeros(1),
         (9, 9),
+        eye,
+        zero,
+        default_intrinsics((9, 9), 1.0),
     )
     assert image.shape == (1, 1, 9, 9)
     assert int(image[0, 0].argmax()) == 4 * 9 + 4  # peak at the centre pixel
@@ -190,8 +195,9 @@ def test_renderer_draws_a_centred_gaussian_and_respects_depth() -> None:
     pos2 = torch.tensor([[[0.0, 0.0, 3.0], [0.0, 0.0, 1.5]]])
     colors = torch.tensor([[[1.0], [-1.0]]])
     args = (torch.tensor([[1.0, 1.0]]), torch.tensor([[0.999, 0.999]]))
-    front = render_gaussians(pos2, *args, colors, torch.zeros(1), (5, 5))
-    swapped = render_gaussians(pos2.flip(1), *args, colors.flip(1), torch.zeros(1), (5, 5))
+    camera = (eye, zero, default_intrinsics((5, 5), 1.0))
+    front = render_gaussians(pos2, *args, colors, torch.zeros(1), (5, 5), *camera)
+    swapped = render_gaussians(pos2.flip(1), *args, colors.flip(1), torch.zeros(1), (5, 5), *camera)
     assert float(front[0, 0, 2, 2]) < -0.9
     torch.testing.assert_close(front, swapped)
 
