@@ -48,6 +48,10 @@ class DiTWorldModelConfig(WorldModelConfig):
     """
     latent size (a multiple of dit_tokens)
     """
+    residual: bool = True
+    """
+    generate the change z' - z of the latent rather than z' (a transition not yet learnt stays put)
+    """
     sampling_steps: Annotated[int, Field(ge=1)] = 4
     """
     Euler steps per transition

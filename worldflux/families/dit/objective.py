@@ -56,7 +56,9 @@ class DiTObjective(Objective):
         z = torch.unflatten(z, 0, (b, t))
         state = State(latent=z[:, :-1].flatten(0, 1))
         a_t = actions[:, :-1].flatten(0, 1)
-        per = dynamics.denoising_loss(conditioner(state, a_t), z[:, 1:].flatten(0, 1).detach())
+        per = dynamics.denoising_loss(
+            conditioner(state, a_t), state["latent"].detach(), z[:, 1:].flatten(0, 1).detach()
+        )
         denoising = masked_mean(per, (~batch["is_first"][:, 1:]).flatten())
         pred = model.decode(model.transition(state, a_t, validate=False)).predictions
         reward = F.mse_loss(pred["reward"], batch["rewards"][:, :-1].flatten().to(z.dtype))
