@@ -160,3 +160,47 @@ def test_tdmpc2_dict_encoder_is_the_concatenation_of_sorted_keys() -> None:
     assert action.shape == (1, 1)
     with pytest.raises(ConfigurationError, match="obs_keys"):
         worldflux.create_world_model("tdmpc2:ci", obs_shape=(3,), action_dim=1, obs_keys=["im:3x4"])
+
+
+# -- an image key inside the dict: worldflux/ReachDict-v0 ({"pixels": [16, 16, 3] uint8, ...}) --
+
+
+def test_an_image_key_is_served_channel_first_in_unit_range() -> None:
+    from worldflux.training.reach import DICT_ENV_ID as REACH_DICT
+
+    env = GymEnv(REACH_DICT, seed=0)
+    assert env.spec.obs_layout == {"pixels": (3, 16, 16), "state": (4,)}
+    obs = env.reset()
+    assert isinstance(obs, dict) and obs["pixels"].dtype == np.float32
+    frame = env.env.unwrapped._draw(env.env.unwrapped.point)  # the [H, W, 3] uint8 camera frame
+    np.testing.assert_array_equal(obs["pixels"], frame.transpose(2, 0, 1) / np.float32(255.0))
+    assert obs["pixels"].max() == 1.0 and obs["pixels"][0].sum() > 0  # the red point is there
+    env.close()
+
+
+def test_dreamerv3_trains_on_a_dict_with_an_image_key(tmp_path: Path) -> None:
+    from worldflux.training.reach import DICT_ENV_ID as REACH_DICT
+
+    config = _config(tmp_path / "run", "dreamerv3:ci", env_id=REACH_DICT, steps=60, seed_steps=30)
+    summary = train(config)
+    assert summary.updates > 0 and summary.actor != "random"
+    assert summary.model.config.obs_keys == ["pixels:3x16x16", "state:4"]
+    assert summary.model.observation_encoder.image is not None  # the CNN branch reads pixels
+    loaded = load_training_checkpoint(
+        summary.out / "checkpoint", Trainer(summary.model), restore_rng=False
+    )
+    replay = loaded.replay
+    assert replay is not None
+    replay.set_obs_layout({"pixels": (3, 16, 16), "state": (4,)})
+    pixels = replay.sample(4, 5)["obs"]["pixels"]
+    assert pixels.shape == (4, 5, 3, 16, 16)
+    levels = torch.unique(torch.round(pixels * 255))  # exactly the camera's 8-bit levels
+    assert set(levels.tolist()) <= {0.0, 255.0}
+    assert all(math.isfinite(x) for x in _losses(summary.out))
+
+
+def test_tdmpc2_refuses_an_image_key_by_name(tmp_path: Path) -> None:
+    from worldflux.training.reach import DICT_ENV_ID as REACH_DICT
+
+    with pytest.raises(ConfigurationError, match="pixels:3x16x16"):
+        train(_config(tmp_path / "run", "tdmpc2:ci", env_id=REACH_DICT))

@@ -174,6 +174,7 @@ class GymEnv:
         self.seed = int(seed)
         self.seeded = False
         self.action_low, self.action_high = float(action_low), float(action_high)
+        self._image_keys: dict[str, bool] = {}  # dict observations: image key -> channel-last
         self.spec = self._make_spec(gym)
         limit = getattr(self.env.spec, "max_episode_steps", None)
         if limit:
@@ -209,16 +210,26 @@ class GymEnv:
         return EnvSpec((int(obs_space.shape[0]),), action_dim, action_type, "float32")
 
     def _dict_spec(self, gym: Any, space: Any, action_dim: int, action_type: str) -> EnvSpec:
-        """A Dict of Box keys of rank 0 or 1: their layout, stored as float32 vectors."""
+        """A Dict of Box keys: vectors of rank 0 or 1, and uint8 images (``[C, H, W]``, or
+        ``[H, W, C]`` with 1 or 3 channels, served channel-first); stored as float32 (images
+        scaled to [0, 1], the ``float`` observations of the model's contract)."""
         layout: dict[str, tuple[int, ...]] = {}
         for key in sorted(space.spaces):
             sub = space.spaces[key]
-            if not isinstance(sub, gym.spaces.Box) or len(sub.shape) > 1:
+            shape = tuple(int(d) for d in getattr(sub, "shape", None) or ())
+            is_box = isinstance(sub, gym.spaces.Box)
+            if is_box and len(shape) == 3 and sub.dtype == np.uint8:
+                channel_last = shape[-1] in (1, 3) and shape[0] not in (1, 3)
+                self._image_keys[key] = channel_last
+                layout[key] = (shape[2], shape[0], shape[1]) if channel_last else shape
+                continue
+            if not is_box or len(shape) > 1:
                 raise ConfigurationError(
                     f"environment {self.env_id!r}: dict observation key {key!r} is {sub}; "
-                    "expected a Box of rank 0 or 1 (flat vector keys), or use obs_mode='image'"
+                    "expected a Box of rank 0 or 1 (a vector) or a uint8 Box [C, H, W] / "
+                    "[H, W, C] (an image)"
                 )
-            layout[key] = tuple(int(d) for d in sub.shape)
+            layout[key] = shape
         return EnvSpec((flat_size(layout),), action_dim, action_type, "float32", layout)
 
     # -- observations ---------------------------------------------------------------------------
@@ -238,11 +249,19 @@ class GymEnv:
         if self.obs_mode == "image":
             return self._frame()
         if self.spec.obs_layout is not None:
-            return {
-                k: np.asarray(obs[k], dtype=np.float32).reshape(shape)
-                for k, shape in self.spec.obs_layout.items()
-            }
+            return {k: self._dict_value(k, obs[k]) for k in self.spec.obs_layout}
         return np.asarray(obs, dtype=np.float32)
+
+    def _dict_value(self, key: str, value: Any) -> np.ndarray:
+        """One key of a dict observation as stored: float32 of the layout's shape (images
+        channel-first in [0, 1])."""
+        shape = self.spec.obs_layout[key] if self.spec.obs_layout else ()
+        if key in self._image_keys:
+            pixels = np.asarray(value, dtype=np.uint8)
+            if self._image_keys[key]:
+                pixels = pixels.transpose(2, 0, 1)
+            return (pixels.astype(np.float32) / 255.0).reshape(shape)
+        return np.asarray(value, dtype=np.float32).reshape(shape)
 
     def reset(self) -> Obs:
         """Start an episode; returns the first observation. A goal-conditioned environment's

@@ -8,6 +8,9 @@ which every behaviour can be compared: reward planners, actor-critics and goal p
   every reset, so goal planners (``goal_cem``) plan toward it (``render_goal()``: the same as a
   frame, for ``--obs image``); ``info["success"]``: within 0.1.
 
+``worldflux/ReachDict-v0`` is the same task with dict observations, a camera image and the state
+(``{"pixels": [16, 16, 3] uint8, "state": [4]}``): dict observations with an image key.
+
 Start and goal are uniform in the square, from the environment's seeded generator. A random
 policy scores about -54 per episode, one that heads straight for the goal about -2.5
 (``python -m benchmarks.behaviours`` measures both).
@@ -21,7 +24,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["ENV_ID", "ReachEnv", "register"]
+__all__ = ["DICT_ENV_ID", "ENV_ID", "ReachDictEnv", "ReachEnv", "register"]
 
 ENV_ID = "worldflux/Reach-v0"
 SPEED = 0.2
@@ -80,7 +83,30 @@ class ReachEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         return frame
 
 
+#: the same task with dict observations: a camera image and the state vector
+DICT_ENV_ID = "worldflux/ReachDict-v0"
+
+
+class ReachDictEnv(ReachEnv):
+    """Reach with ``Dict`` observations: ``pixels`` (the rendered ``[size, size, 3]`` uint8 frame,
+    channel-last as cameras give it; default 16x16) and ``state`` (``[x, y, gx, gy]``)."""
+
+    def __init__(self, render_mode: str | None = None, size: int = 16) -> None:
+        super().__init__(render_mode=render_mode, size=size)
+        self.observation_space = spaces.Dict(  # type: ignore[assignment]
+            {
+                "pixels": spaces.Box(0, 255, (size, size, 3), np.uint8),
+                "state": spaces.Box(-1.0, 1.0, (4,), np.float32),
+            }
+        )
+
+    def _obs(self, point: np.ndarray) -> dict[str, np.ndarray]:  # type: ignore[override]
+        return {"pixels": self._draw(point), "state": super()._obs(point)}
+
+
 def register() -> None:
-    """Register ``worldflux/Reach-v0`` with Gymnasium (once; 50-step time limit)."""
-    if ENV_ID not in gymnasium.registry:
-        gymnasium.register(ENV_ID, entry_point=f"{__name__}:ReachEnv", max_episode_steps=50)
+    """Register ``worldflux/Reach-v0`` and ``worldflux/ReachDict-v0`` with Gymnasium (once;
+    50-step time limit)."""
+    for env_id, entry in ((ENV_ID, "ReachEnv"), (DICT_ENV_ID, "ReachDictEnv")):
+        if env_id not in gymnasium.registry:
+            gymnasium.register(env_id, entry_point=f"{__name__}:{entry}", max_episode_steps=50)
