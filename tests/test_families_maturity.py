@@ -60,8 +60,10 @@ def test_preset_param_counts(family: str) -> None:
 
 
 #: The family's own loss term, which must decrease too (not only the reward / continue heads).
+#: jepa: I-JEPA's masked prediction (its ``latent`` term on this batch of i.i.d. random frames
+#: grows while the ``spread`` term widens the latents the unpredictable next frames map to).
 MAIN_COMPONENT = {
-    "jepa": "latent",
+    "jepa": "masked",
     "diffusion": "denoising",
     "token": "tokens",
     "vjepa2": "teacher_forcing",

@@ -11,7 +11,7 @@ from worldflux.core.config import WorldModelConfig
 
 class JEPAWorldModelConfig(WorldModelConfig):
     """
-    JEPA hyperparameters.
+    JEPA hyperparameters (I-JEPA at small scale; vector or [C, H, W] image observations).
     """
 
     model_config = ConfigDict(
@@ -24,9 +24,25 @@ class JEPAWorldModelConfig(WorldModelConfig):
     """Action dimensions or number of discrete actions (default: default_env)."""
     action_type: Literal["continuous", "discrete"] = "continuous"
     """`continuous` or `discrete` (default: default_env)."""
-    enc_layers: Annotated[int, Field(ge=0)] = 2
+    dyn_layers: Annotated[int, Field(ge=0)] = 2
     """
-    hidden layers of the context/target encoder
+    hidden layers of the action-conditioned latent predictor
+    """
+    ema_steps: Annotated[int, Field(ge=1)] = 100000
+    """
+    updates over which the EMA momentum ramps from ema_start to ema_end
+    """
+    enc_depth: Annotated[int, Field(ge=0)] = 4
+    """
+    transformer blocks of the context/target encoder
+    """
+    enc_heads: Annotated[int, Field(ge=1)] = 4
+    """
+    attention heads of the encoder (divides latent_dim)
+    """
+    feature_patch: Annotated[int, Field(ge=1)] = 1
+    """
+    features per token of a vector observation (zero-padded)
     """
     head_layers: Annotated[int, Field(ge=0)] = 1
     """
@@ -34,13 +50,25 @@ class JEPAWorldModelConfig(WorldModelConfig):
     """
     hidden_dim: Annotated[int, Field(ge=1)] = 512
     """
-    hidden width of every MLP
+    hidden width of the action-conditioned predictor and the heads
     """
-    latent_dim: Annotated[int, Field(ge=2)] = 256
+    latent_dim: Annotated[int, Field(ge=2)] = 192
     """
-    size of the LayerNorm'd latent
+    encoder token width; the state latent is the LayerNorm'd mean of the tokens
     """
-    pred_layers: Annotated[int, Field(ge=0)] = 2
+    patch_size: Annotated[int, Field(ge=1)] = 8
     """
-    hidden layers of the latent predictor
+    side of one square image patch (image H and W must be multiples)
+    """
+    pred_depth: Annotated[int, Field(ge=0)] = 4
+    """
+    transformer blocks of the masked-prediction predictor
+    """
+    pred_dim: Annotated[int, Field(ge=1)] = 96
+    """
+    width of the masked-prediction transformer predictor
+    """
+    pred_heads: Annotated[int, Field(ge=1)] = 4
+    """
+    attention heads of the masked-prediction predictor (divides pred_dim)
     """

@@ -1,6 +1,9 @@
-"""I-JEPA-style slots: context encoder with an EMA target, latent predictor, reward/continue heads.
+"""I-JEPA-style slots: ViT context encoder with an EMA target, an action-conditioned latent
+predictor, reward/continue heads.
 
-The latent space is LayerNorm'd without affine parameters (as I-JEPA normalises its targets), so
+Observations are tokenised (:mod:`worldflux.families.jepa.vit`: image patches, or chunks of a
+vector's features) and encoded by a small ViT. The state ``latent [D]`` is the mean of the
+encoder's tokens, LayerNorm'd without affine parameters (as I-JEPA normalises its targets), so
 encoded latents, targets and predicted latents all live in the same space and rollouts can feed
 predictions back into the predictor.
 """
@@ -10,17 +13,18 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
-from worldflux.components._common import build_mlp, flat_obs_dim
+from worldflux.components._common import build_mlp
 from worldflux.core.components import BuildContext, Decoder, DynamicsModel, ObservationEncoder
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
+from worldflux.families.jepa.vit import TokenViT, token_grid
 from worldflux.families.shared.hparams import hp, require_dims
 
-__all__ = ["JEPAEncoder", "JEPAHeads", "JEPAPredictor"]
+__all__ = ["JEPAEncoder", "JEPAHeads", "JEPAPredictor", "pool"]
 
 
 def _as_tensor(obs: Tensor | dict[str, Tensor]) -> Tensor:
@@ -29,14 +33,24 @@ def _as_tensor(obs: Tensor | dict[str, Tensor]) -> Tensor:
     return obs
 
 
+def pool(tokens: Tensor) -> Tensor:
+    """The state latent of tokens ``[B, N, D]``: ``LN(mean over N)`` without affine, ``[B, D]``."""
+    return F.layer_norm(tokens.mean(1), (tokens.shape[-1],))
+
+
 @register_component("observation_encoder", "jepa.encoder")
 class JEPAEncoder(ObservationEncoder):
-    """Context encoder ``obs [B, *obs_shape] -> {"latent": [B, latent_dim]}`` plus its EMA target.
+    """ViT context encoder ``obs [B, *obs_shape] -> {"latent": [B, latent_dim]}`` plus its EMA
+    target.
 
-    The target encoder is a frozen copy (``requires_grad=False``) updated by :meth:`update_target`
-    (called from the objective's ``after_step``); it gives the stop-gradient prediction targets.
-    Sets ``ctx.dims["latent_dim"]``.
+    ``tokens(obs, keep)`` gives the context encoder's tokens ``[B, N, D]`` seeing only the kept
+    tokens; ``target_tokens(obs)`` the target encoder's over all tokens. The target is a frozen
+    copy (``requires_grad=False``) moved by :meth:`update_target` (the objective's
+    ``after_step``), which also counts the updates in the buffer ``updates`` (the EMA schedule's
+    clock, saved with the model). Sets ``ctx.dims["latent_dim"]`` and ``ctx.dims["tokens"]``.
     """
+
+    updates: Tensor  # [] int64
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
@@ -46,33 +60,41 @@ class JEPAEncoder(ObservationEncoder):
                 f"jepa.encoder produces latent [{self.latent_dim}]; this model's slots expect "
                 f"latent_dim={ctx.dims.get('latent_dim')}"
             )
-        self.context = build_mlp(
-            flat_obs_dim(ctx.obs_shape),
-            int(hp(ctx, "hidden_dim")),
-            int(hp(ctx, "enc_layers")),
-            self.latent_dim,
+        self.grid = token_grid(ctx)
+        self.context = TokenViT(
+            self.grid, self.latent_dim, int(hp(ctx, "enc_depth")), int(hp(ctx, "enc_heads"))
         )
         self.target = copy.deepcopy(self.context)
         self.target.requires_grad_(False)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         ctx.dims["latent_dim"] = self.latent_dim
-
-    def _embed(self, net: nn.Module, obs: Tensor) -> Tensor:
-        z = net(obs.flatten(1).float())
-        return F.layer_norm(z, (self.latent_dim,))
+        ctx.dims["tokens"] = self.grid.tokens
 
     def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
-        return State(latent=self._embed(self.context, _as_tensor(obs)))
+        return State(latent=pool(self.context(_as_tensor(obs))))
+
+    def tokens(self, obs: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Context-encoder tokens ``[B, N, D]``; with ``keep [B, N]`` only kept ones are seen."""
+        out: Tensor = self.context(obs, keep)
+        return out
+
+    @torch.no_grad()
+    def target_tokens(self, obs: Tensor) -> Tensor:
+        """Stop-gradient target-encoder tokens ``[B, N, D]`` over every token."""
+        out: Tensor = self.target(obs)
+        return out
 
     @torch.no_grad()
     def target_latent(self, obs: Tensor) -> Tensor:
-        """Stop-gradient target ``[B, latent_dim]`` from the EMA encoder."""
-        return self._embed(self.target, obs)
+        """Stop-gradient target latent ``[B, latent_dim]`` (pooled target tokens)."""
+        return pool(self.target(obs))
 
     @torch.no_grad()
-    def update_target(self, decay: float) -> None:
-        """``target <- decay * target + (1 - decay) * context``."""
+    def update_target(self, momentum: float) -> None:
+        """``target <- momentum * target + (1 - momentum) * context``; counts the update."""
         for tgt, src in zip(self.target.parameters(), self.context.parameters(), strict=True):
-            tgt.lerp_(src.detach(), 1.0 - decay)
+            tgt.lerp_(src.detach(), 1.0 - momentum)
+        self.updates += 1
 
 
 @register_component("dynamics_model", "jepa.predictor")
@@ -89,7 +111,7 @@ class JEPAPredictor(DynamicsModel):
         self.latent_dim = int(ctx.dims["latent_dim"])
         in_dim = int(ctx.dims.get("dynamics_input_dim", self.latent_dim + ctx.action_dim))
         self.net = build_mlp(
-            in_dim, int(hp(ctx, "hidden_dim")), int(hp(ctx, "pred_layers")), self.latent_dim
+            in_dim, int(hp(ctx, "hidden_dim")), int(hp(ctx, "dyn_layers")), self.latent_dim
         )
 
     def forward(self, state: State, action_input: Tensor) -> State:
