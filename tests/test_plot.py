@@ -19,7 +19,8 @@ def _run(directory: Path, slope: float) -> Path:
     records = []
     for i in range(1, 21):
         records.append({"kind": "episode", "env_step": 10 * i, "episode_return": slope * i})
-        records.append({"kind": "train", "env_step": 10 * i, "loss": 1.0 / i})
+        train = {"kind": "train", "env_step": 10 * i, "loss": 1.0 / i, "entropy": 2.0 - i / 20}
+        records.append(train)
         if i % 5 == 0:
             records.append({"kind": "eval", "env_step": 10 * i, "eval_return": slope * i + 1})
     (directory / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -68,3 +69,41 @@ def test_the_overlay_draws_each_run_and_the_baseline(tmp_path: Path) -> None:
 def test_a_directory_without_metrics_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"metrics\.jsonl: missing"):
         plot_runs([_run(tmp_path / "a", 1.0), tmp_path], tmp_path / "x.png")
+
+
+def test_one_run_with_a_metric_panel_and_its_records_as_csv(tmp_path: Path) -> None:
+    import csv
+
+    from matplotlib import pyplot as plt
+
+    run = _run(tmp_path / "a", 1.0)
+    drawn: list[object] = []
+    original = plt.Figure.savefig
+
+    def spy(self: plt.Figure, *args: object, **kwargs: object) -> None:
+        drawn.extend(self.axes)
+        original(self, *args, **kwargs)
+
+    plt.Figure.savefig = spy  # type: ignore[method-assign]
+    try:
+        args = ["plot", str(run), "--out", str(tmp_path / "a.png"), "--metric", "entropy"]
+        assert main([*args, "--csv", str(tmp_path / "a.csv")]) == 0
+    finally:
+        plt.Figure.savefig = original  # type: ignore[method-assign]
+    returns, losses, entropy = drawn  # returns, the loss terms, then one panel per --metric
+    assert returns.get_ylabel() == "return" and losses.get_ylabel() == "loss"
+    assert entropy.get_ylabel() == "entropy"
+    assert list(entropy.get_lines()[0].get_ydata()) == [2.0 - i / 20 for i in range(1, 21)]
+    rows = list(csv.DictReader((tmp_path / "a.csv").open()))
+    assert len(rows) == 44 and list(rows[0])[-1] == "entropy"
+    assert [float(r["entropy"]) for r in rows if r["kind"] == "train"][:2] == [1.95, 1.9]
+
+
+def test_an_unknown_metric_names_the_ones_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run(tmp_path / "a", 1.0)
+    assert main(["plot", str(run), "--metric", "nope", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "'nope': no train record has it; they have ['entropy', 'loss']" in err
+    assert not (tmp_path / "x.png").exists()

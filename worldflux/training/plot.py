@@ -10,6 +10,7 @@ evaluation returns, so runs of different models, seeds or settings compare on on
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from typing import Any
 from worldflux.training.errors import TrainingError
 from worldflux.training.metrics import JSONL_FILE, read_metrics
 
-__all__ = ["configure", "plot_run", "plot_runs", "run"]
+__all__ = ["CSV_COLUMNS", "configure", "plot_run", "plot_runs", "run", "write_csv"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", help="figure title (default: model and environment)")
     parser.add_argument(
         "--random", type=float, metavar="R", help="draw a random-policy return R as a baseline"
+    )
+    parser.add_argument(
+        "--metric",
+        action="append",
+        metavar="KEY",
+        help="also draw this train metric over steps, a panel each (e.g. imag/entropy); "
+        "repeatable; one run only",
+    )
+    parser.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="also write the run's records as CSV (kind, env_step, update, time_s, "
+        "episode_return, eval_return and the --metric keys); one run only",
     )
     parser.add_argument(
         "--label",
@@ -63,12 +77,18 @@ def plot_run(
     window: int = 10,
     title: str | None = None,
     baseline: float | None = None,
+    metrics: Sequence[str] = (),
 ) -> Path:
     """Draw ``directory``'s learning curves; returns the PNG path.
+
+    Panels: returns (episodes, their moving average, evaluations); the loss terms of the train
+    records (when there are any); the model-evaluation errors (``model_eval`` records); the
+    train ``metrics`` asked for.
 
     Args:
         baseline: an optional horizontal reference line on the return plot (e.g. the
             random-policy return).
+        metrics: train-record keys drawn over environment steps in a panel of their own.
 
     Raises:
         TrainingError: no metrics, or matplotlib missing.
@@ -85,11 +105,22 @@ def plot_run(
         meta: dict[str, Any] = json.loads(run_file.read_text()) if run_file.is_file() else {}
         title = f"{meta.get('model', '?')} on {meta.get('env_id', '?')}"
     model_evals = [r for r in records if r.get("kind") == "model_eval"]
-    panels = 3 if model_evals else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), dpi=100)
-    ax_ret, ax_loss = axes[0], axes[1]
+    missing = [key for key in metrics if not any(key in r for r in train)]
+    if missing:
+        known = sorted({k for r in train for k in r} - {"kind", "env_step", "update", "time_s"})
+        raise TrainingError(f"--metric {missing[0]!r}: no train record has it; they have {known}")
+    keys = sorted({k for r in train for k in r if "loss" in k})
+    if "total_loss" in keys and "loss" in keys:
+        keys.remove("loss")  # the same value under its generic name
+    panels = 1 + bool(keys) + bool(model_evals) + len(metrics)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), dpi=100, squeeze=False)
+    ax_ret, *others = axes[0]
+    if keys:
+        _loss_panel(others.pop(0), train, keys)
     if model_evals:
-        _model_eval_panel(axes[2], model_evals)
+        _model_eval_panel(others.pop(0), model_evals)
+    for key in metrics:
+        _metric_panel(others.pop(0), train, key)
     if episodes:
         steps = [r["env_step"] for r in episodes]
         returns = [float(r["episode_return"]) for r in episodes]
@@ -109,9 +140,17 @@ def plot_run(
     ax_ret.set_ylabel("return")
     ax_ret.legend(loc="best", fontsize=8)
     ax_ret.grid(alpha=0.3)
-    keys = sorted({k for r in train for k in r if "loss" in k})
-    if "total_loss" in keys and "loss" in keys:
-        keys.remove("loss")  # the same value under its generic name
+    fig.suptitle(title)
+    fig.tight_layout()
+    target = Path(out) if out is not None else root / "learning_curves.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
+    return target
+
+
+def _loss_panel(ax_loss: Any, train: list[dict[str, Any]], keys: list[str]) -> None:
+    """The loss terms of the train records over environment steps (log scale)."""
     values: list[float] = []
     for key in keys:
         pts = [
@@ -132,12 +171,29 @@ def plot_run(
             ax_loss.set_yscale("symlog", linthresh=max(tiny, 1e-8))
         ax_loss.legend(loc="best", fontsize=8)
     ax_loss.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    target = Path(out) if out is not None else root / "learning_curves.png"
+
+
+def _metric_panel(ax: Any, train: list[dict[str, Any]], key: str) -> None:
+    """One train metric (``--metric``) over environment steps."""
+    pts = [(r["env_step"], float(r[key])) for r in train if isinstance(r.get(key), int | float)]
+    ax.plot(*zip(*pts, strict=True), "-", color="C4")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(key)
+    ax.grid(alpha=0.3)
+
+
+#: the columns of ``--csv`` before the ``--metric`` keys
+CSV_COLUMNS = ("kind", "env_step", "update", "time_s", "episode_return", "eval_return")
+
+
+def write_csv(directory: str | Path, out: str | Path, metrics: Sequence[str] = ()) -> Path:
+    """The run's records as CSV (one row a record; :data:`CSV_COLUMNS` then ``metrics``)."""
+    target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target)
-    plt.close(fig)
+    with target.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, [*CSV_COLUMNS, *metrics], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(_records(Path(directory)))
     return target
 
 
@@ -246,14 +302,20 @@ def plot_runs(
 
 
 def run(args: argparse.Namespace) -> int:
-    if len(args.directories) == 1 and not args.label:
+    single = len(args.directories) == 1 and not args.label
+    if not single and (args.metric or args.csv):
+        raise TrainingError("--metric and --csv draw or write one run: give one directory")
+    if single:
         path = plot_run(
             args.directories[0],
             args.out,
             window=args.window,
             title=args.title,
             baseline=args.random,
+            metrics=args.metric or (),
         )
+        if args.csv:
+            print(f"wrote {write_csv(args.directories[0], args.csv, args.metric or ())}")
     else:
         path = plot_runs(
             args.directories,
