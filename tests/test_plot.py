@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,11 +44,12 @@ def test_several_runs_are_overlaid_with_a_baseline(tmp_path: Path) -> None:
     assert image.shape[0] > 100 and image.shape[1] > 100
 
 
-def test_the_overlay_draws_each_run_and_the_baseline(tmp_path: Path) -> None:
+@contextmanager
+def _saved_axes() -> Iterator[list[Any]]:
+    """The axes of every figure saved inside the block, in order."""
     from matplotlib import pyplot as plt
 
-    runs = [_run(tmp_path / "a", 1.0), _run(tmp_path / "b", 2.0)]
-    drawn: list[object] = []
+    drawn: list[Any] = []
     original = plt.Figure.savefig
 
     def spy(self: plt.Figure, *args: object, **kwargs: object) -> None:
@@ -53,9 +58,15 @@ def test_the_overlay_draws_each_run_and_the_baseline(tmp_path: Path) -> None:
 
     plt.Figure.savefig = spy  # type: ignore[method-assign]
     try:
-        plot_runs(runs, tmp_path / "c.png", baseline=5.0, labels=["slow", "fast"])
+        yield drawn
     finally:
         plt.Figure.savefig = original  # type: ignore[method-assign]
+
+
+def test_the_overlay_draws_each_run_and_the_baseline(tmp_path: Path) -> None:
+    runs = [_run(tmp_path / "a", 1.0), _run(tmp_path / "b", 2.0)]
+    with _saved_axes() as drawn:
+        plot_runs(runs, tmp_path / "c.png", baseline=5.0, labels=["slow", "fast"])
     returns, evals = drawn
     assert [line.get_label() for line in returns.get_lines()] == ["slow", "fast", "random policy"]
     fast = returns.get_lines()[1]
@@ -72,24 +83,10 @@ def test_a_directory_without_metrics_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_one_run_with_a_metric_panel_and_its_records_as_csv(tmp_path: Path) -> None:
-    import csv
-
-    from matplotlib import pyplot as plt
-
     run = _run(tmp_path / "a", 1.0)
-    drawn: list[object] = []
-    original = plt.Figure.savefig
-
-    def spy(self: plt.Figure, *args: object, **kwargs: object) -> None:
-        drawn.extend(self.axes)
-        original(self, *args, **kwargs)
-
-    plt.Figure.savefig = spy  # type: ignore[method-assign]
-    try:
+    with _saved_axes() as drawn:
         args = ["plot", str(run), "--out", str(tmp_path / "a.png"), "--metric", "entropy"]
         assert main([*args, "--csv", str(tmp_path / "a.csv")]) == 0
-    finally:
-        plt.Figure.savefig = original  # type: ignore[method-assign]
     returns, losses, entropy = drawn  # returns, the loss terms, then one panel per --metric
     assert returns.get_ylabel() == "return" and losses.get_ylabel() == "loss"
     assert entropy.get_ylabel() == "entropy"
