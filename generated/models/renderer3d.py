@@ -72,6 +72,7 @@ class Renderer3DWorldModel(SpecWorldModel):
             "params": {
                 "continue_coef": 1.0,
                 "dynamics_coef": 1.0,
+                "lr": 0.003,
                 "reconstruction_coef": 1.0,
                 "reward_coef": 1.0,
             },
