@@ -1,5 +1,6 @@
-"""JEPA objective: I-JEPA multi-block masked prediction, an action-conditioned open-loop latent
-term against the EMA target, reward / continue regression, and the EMA momentum schedule."""
+"""JEPA objective: I-JEPA multi-block masked prediction against the EMA target encoder, an
+action-conditioned open-loop latent term, a variance-covariance term, reward / continue
+regression, and the EMA momentum schedule."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class JEPAObjectiveParams(BaseModel):
     masked_coef: float = Field(1.0, ge=0.0)
     reward_coef: float = Field(1.0, ge=0.0)
     continue_coef: float = Field(1.0, ge=0.0)
-    rollout_steps: int = Field(1, ge=1, description="open-loop steps of the latent term")
+    rollout_steps: int = Field(5, ge=1, description="open-loop steps of the latent term")
     rollout_discount: float = Field(1.0, gt=0.0, le=1.0, description="weight rho^(k-1) of step k")
     num_targets: int = Field(4, ge=1)
     target_scale: Range = (0.15, 0.2)
