@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from worldflux import create_world_model
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.model import WorldModel
+from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.types import State
 from worldflux.families.jepa.masks import sample_masks
 from worldflux.families.jepa.objective import ema_momentum, spread_loss
@@ -53,6 +54,20 @@ def test_images_are_patchified_by_a_conv_and_vectors_by_feature_chunks() -> None
     assert torch.unique(image.context.pos, dim=0).shape[0] == 16
     with pytest.raises(ConfigurationError, match="patch_size"):
         _model((3, 18, 18))
+
+
+def test_positions_are_computed_on_the_cpu_when_sized_on_the_meta_device() -> None:
+    """Loading a checkpoint sizes the model on the meta device under a time limit; an
+    ``arange`` there goes through torch's slow decomposition path (a >10 s import on a busy
+    machine). The fixed positions are computed on the CPU instead."""
+    model_cls = WorldModelRegistry.get("jepa")
+    config_cls = WorldModelRegistry.get_config_class("jepa")
+    config = config_cls(**model_cls.presets["ci"], obs_shape=(3, 16, 16))  # type: ignore[attr-defined]
+    with torch.device("meta"):
+        model = model_cls(config)
+    encoder = _encoder(model)
+    assert encoder.context.pos.device.type == "cpu"
+    assert next(encoder.context.parameters()).device.type == "meta"
 
 
 @pytest.mark.parametrize("obs_shape", [(24,), (3, 16, 16)])

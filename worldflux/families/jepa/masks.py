@@ -14,7 +14,8 @@ the admissible shapes, each draw takes the one nearest to a continuous draw of s
 with fewer than ``min_context`` tokens is redrawn (I-JEPA's retry), up to ``tries`` times; after
 that its last target blocks are emptied until enough context remains.
 
-Random numbers come from ``generator`` (or torch's global generator), so a seed fixes the masks.
+Random numbers come from ``generator`` (or torch's global CPU generator), so a seed fixes the
+masks; they are drawn on the CPU and moved to ``device``.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def block_shapes(
 
 
 def _uniform(shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
-    return torch.rand(shape, generator=generator, dtype=torch.float64)
+    return torch.rand(shape, generator=generator, dtype=torch.float64, device="cpu")
 
 
 def _draw_shapes(
@@ -100,7 +101,9 @@ def _draw_shapes(
     """``count`` block shapes ``[count, 2]`` (long): the admissible shape nearest a continuous
     draw ``s ~ U(scale)``, ``r ~ U(aspect)`` of area ``s N`` and aspect ``r``."""
     rows, cols = grid
-    shapes = torch.tensor(block_shapes(rows, cols, scale, aspect), dtype=torch.float64)
+    shapes = torch.tensor(
+        block_shapes(rows, cols, scale, aspect), dtype=torch.float64, device="cpu"
+    )
     u = _uniform((count, 2), generator)
     area = (scale[0] + u[:, 0] * (scale[1] - scale[0])) * rows * cols
     ratio = aspect[0] + u[:, 1] * (aspect[1] - aspect[0])
@@ -117,8 +120,8 @@ def _place(shapes: Tensor, grid: tuple[int, int], generator: torch.Generator | N
     u = _uniform((shapes.shape[0], 2), generator)
     top = (u[:, 0] * (rows - shapes[:, 0] + 1)).long().clamp_max(rows - shapes[:, 0])
     left = (u[:, 1] * (cols - shapes[:, 1] + 1)).long().clamp_max(cols - shapes[:, 1])
-    r = torch.arange(rows)[None, :, None]
-    c = torch.arange(cols)[None, None, :]
+    r = torch.arange(rows, device="cpu")[None, :, None]
+    c = torch.arange(cols, device="cpu")[None, None, :]
     inside = (r >= top[:, None, None]) & (r < (top + shapes[:, 0])[:, None, None])
     inside = inside & (c >= left[:, None, None]) & (c < (left + shapes[:, 1])[:, None, None])
     return inside.flatten(1)

@@ -66,17 +66,20 @@ def token_grid(ctx: BuildContext) -> TokenGrid:
 def _sincos_1d(dim: int, pos: Tensor) -> Tensor:
     """``[len(pos), dim]``: sines then cosines of ``pos / 10000^(2i/dim)`` (odd dims truncated)."""
     half = (dim + 1) // 2
-    omega = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / max(half, 1))
+    omega = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64, device="cpu") / max(half, 1))
     angle = pos.double()[:, None] * omega[None]
     return torch.cat([angle.sin(), angle.cos()], dim=1)[:, :dim].float()
 
 
 def sincos_positions(rows: int, cols: int, dim: int) -> Tensor:
     """Fixed positions ``[rows * cols, dim]`` (I-JEPA's ``get_2d_sincos_pos_embed``; 1-D on a
-    ``1 x cols`` grid): half the dims encode the row, half the column."""
+    ``1 x cols`` grid): half the dims encode the row, half the column. Computed on the CPU
+    (also while a checkpoint's model is sized on the meta device)."""
     if rows == 1:
-        return _sincos_1d(dim, torch.arange(cols))
-    r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+        return _sincos_1d(dim, torch.arange(cols, device="cpu"))
+    r, c = torch.meshgrid(
+        torch.arange(rows, device="cpu"), torch.arange(cols, device="cpu"), indexing="ij"
+    )
     dim_r = dim // 2
     return torch.cat([_sincos_1d(dim_r, r.flatten()), _sincos_1d(dim - dim_r, c.flatten())], 1)
 
