@@ -54,15 +54,31 @@ class TokenWorldModelConfig(WorldModelConfig):
     """
     num_tokens: Annotated[int, Field(ge=1)] = 16
     """
-    tokens per observation (IRIS 16)
+    tokens per vector observation (IRIS 16); an image [C, H, W] gets one token per cell of its (H / 2^d) x (W / 2^d) grid
+    """
+    tokenizer_channels: Annotated[int, Field(ge=1)] = 64
+    """
+    channels of the convolutional tokenizer encoder and decoder (images; IRIS 64)
+    """
+    tokenizer_downsamples: Annotated[int, Field(ge=0)] = 4
+    """
+    stride-2 stages d of the convolutional tokenizer (images; IRIS 4: 64x64 -> 4x4 tokens)
     """
     tokenizer_hidden: Annotated[int, Field(ge=1)] = 256
     """
-    hidden width of the tokenizer encoder and decoder
+    hidden width of the MLP tokenizer encoder and decoder (vector observations)
     """
     tokenizer_layers: Annotated[int, Field(ge=0)] = 2
     """
-    hidden layers of the tokenizer encoder and decoder
+    hidden layers of the MLP tokenizer encoder and decoder (vector observations)
+    """
+    tokenizer_res_blocks: Annotated[int, Field(ge=0)] = 2
+    """
+    residual blocks per resolution of the convolutional tokenizer (images; IRIS 2)
+    """
+    tokenizer_updates: Annotated[int, Field(ge=0)] = 4000
+    """
+    updates in which only the tokenizer trains before the world model starts (IRIS: 20 epochs of 200 steps)
     """
     vocab_size: Annotated[int, Field(ge=2)] = 512
     """

@@ -1,5 +1,11 @@
 """IRIS-style slots: a discrete tokenizer, an autoregressive transformer over tokens, decoders.
 
+The tokenizer is IRIS's VQ-VAE: for images ``[C, H, W]`` a convolutional encoder to an ``h x w``
+grid of code vectors (one token per grid cell, ``N = h * w``; :mod:`.nets`), for vectors an MLP
+to ``num_tokens`` code vectors; nearest-neighbour codebook lookup with straight-through gradients;
+the decoder slot holds the matching conv / MLP decoder and the reward (3 sign classes) and
+continue heads.
+
 State (per sample): ``tokens [K, N]`` int64 (the last K frames, N tokens each, newest last),
 ``actions [K, D]`` (``actions[k]`` embeds the action taken *after* frame k; zeros until taken),
 ``valid [K]`` (1 for a real or imagined frame, 0 for padding) and ``hidden [D]`` (the transformer
@@ -8,6 +14,8 @@ that came from ``encode``). The tokenizer codebook is shared by the encoder and 
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -24,22 +32,40 @@ from worldflux.core.components import (
 )
 from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
+from worldflux.core.spec import ModelIOContract
 from worldflux.core.types import ModelOutput, State
 from worldflux.families.shared.hparams import require_dims
 from worldflux.families.shared.tensors import shift_in
 from worldflux.families.shared.transformer import Transformer, causal_mask
 from worldflux.families.token.hparams import hp
+from worldflux.families.token.nets import (
+    ConvDecoder,
+    ConvEncoder,
+    grid_shape,
+    nearest_codes,
+    straight_through,
+)
 
-__all__ = ["TokenActionEmbedding", "TokenDecoder", "TokenTransformer", "Tokenizer"]
+__all__ = [
+    "REWARD_VALUES",
+    "TokenActionEmbedding",
+    "TokenDecoder",
+    "TokenTransformer",
+    "Tokenizer",
+]
 
 
 @register_component("observation_encoder", "token.tokenizer")
 class Tokenizer(ObservationEncoder):
-    """Discrete autoencoder encoder: obs ``[B, *obs_shape]`` -> N codes of a V-entry codebook.
+    """VQ-VAE encoder: obs ``[B, *obs_shape]`` -> N codes of a V-entry codebook.
 
-    ``forward`` returns ``{"tokens": [B, N] int64, "codes": [B, N, C]}`` where ``codes`` are the
-    quantised vectors with the straight-through estimator (gradients flow to the encoder MLP).
-    Shares its codebook through ``ctx.dims["token_codebook"]``.
+    Images ``[C, H, W]``: :class:`~.nets.ConvEncoder` to ``[code_dim, h, w]``, ``h = H / 2^d``,
+    ``w = W / 2^d`` (``d = tokenizer_downsamples``), flattened row-major to ``N = h * w`` code
+    vectors; any other shape: an MLP on the flattened observation to ``N = num_tokens`` code
+    vectors. ``forward`` returns ``{"tokens": [B, N] int64, "codes": [B, N, C]}`` where ``codes``
+    are the quantised vectors with the straight-through estimator (gradients flow to the
+    encoder). Shares its codebook (``ctx.dims["token_codebook"]``) and grid
+    (``ctx.dims["token_grid"]``: ``(h, w)``, or None for the MLP) with :class:`TokenDecoder`.
     """
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
@@ -49,40 +75,66 @@ class Tokenizer(ObservationEncoder):
                 "token.tokenizer shares its codebook with token.decoder; it cannot be swapped "
                 "into an existing model"
             )
-        self.num_tokens, self.code_dim = int(hp(ctx, "num_tokens")), int(hp(ctx, "code_dim"))
-        self.vocab = int(hp(ctx, "vocab_size"))
-        self.net = build_mlp(
-            flat_obs_dim(ctx.obs_shape),
-            int(hp(ctx, "tokenizer_hidden")),
-            int(hp(ctx, "tokenizer_layers")),
-            self.num_tokens * self.code_dim,
-        )
+        self.code_dim, self.vocab = int(hp(ctx, "code_dim")), int(hp(ctx, "vocab_size"))
+        obs_shape = ctx.obs_shape
+        self.grid: tuple[int, int] | None = None
+        self.net: nn.Module
+        if len(obs_shape) == 3:
+            downsamples = int(hp(ctx, "tokenizer_downsamples"))
+            self.grid = grid_shape(obs_shape, downsamples, "token.tokenizer")
+            self.num_tokens = self.grid[0] * self.grid[1]
+            self.net = ConvEncoder(
+                obs_shape[0],
+                int(hp(ctx, "tokenizer_channels")),
+                downsamples,
+                int(hp(ctx, "tokenizer_res_blocks")),
+                self.code_dim,
+            )
+        else:
+            self.num_tokens = int(hp(ctx, "num_tokens"))
+            self.net = build_mlp(
+                flat_obs_dim(obs_shape),
+                int(hp(ctx, "tokenizer_hidden")),
+                int(hp(ctx, "tokenizer_layers")),
+                self.num_tokens * self.code_dim,
+            )
         self.codebook = nn.Embedding(self.vocab, self.code_dim)
         nn.init.uniform_(self.codebook.weight, -1.0 / self.vocab, 1.0 / self.vocab)
         ctx.dims.update(
             token_codebook=self.codebook,
+            token_grid=self.grid,
             num_tokens=self.num_tokens,
             vocab_size=self.vocab,
             code_dim=self.code_dim,
         )
 
+    def refine_contract(self, contract: ModelIOContract) -> ModelIOContract:
+        """State ``tokens [context_frames, N]`` with this tokenizer's N (``h * w`` for images)."""
+        state = dict(contract.state)
+        if "tokens" in state:
+            state["tokens"] = replace(state["tokens"], shape=("context_frames", self.num_tokens))
+        return replace(contract, state=state)
+
+    def encode_continuous(self, obs: Tensor) -> Tensor:
+        """``z_e [B, N, C]``: the encoder output before quantisation (grid cells row-major)."""
+        if self.grid is not None:
+            grid: Tensor = self.net(obs.float())
+            return grid.flatten(2).transpose(1, 2)
+        out: Tensor = self.net(obs.flatten(1).float())
+        return out.view(-1, self.num_tokens, self.code_dim)
+
     def quantize(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(z_e [B, N, C], z_q [B, N, C], tokens [B, N] int64)``; z_q without straight-through."""
-        z_e = self.net(obs.flatten(1).float()).view(-1, self.num_tokens, self.code_dim)
-        codes = self.codebook.weight
-        dist = (
-            z_e.pow(2).sum(-1, keepdim=True)
-            - 2 * z_e @ codes.t()
-            + codes.pow(2).sum(-1)[None, None]
-        )
-        tokens = dist.argmin(-1)
+        """``(z_e [B, N, C], z_q [B, N, C], tokens [B, N] int64)``; z_q without straight-through:
+        ``tokens = argmin_v ||z_e - codebook[v]||²``, ``z_q = codebook[tokens]``."""
+        z_e = self.encode_continuous(obs)
+        tokens = nearest_codes(z_e, self.codebook.weight)
         return z_e, self.codebook(tokens), tokens
 
     def forward(self, obs: Tensor | dict[str, Tensor]) -> State:
         if not isinstance(obs, Tensor):
             raise ContractViolation(f"obs: expected a torch.Tensor, found {type(obs).__name__}")
         z_e, z_q, tokens = self.quantize(obs)
-        return State(tokens=tokens, codes=z_e + (z_q - z_e).detach())
+        return State(tokens=tokens, codes=straight_through(z_e, z_q))
 
 
 @register_component("action_conditioner", "token.action")
@@ -218,45 +270,77 @@ class TokenTransformer(DynamicsModel):
         return self._append(state, actions, obs_state["tokens"], torch.zeros_like(state["hidden"]))
 
 
+#: The reward classes of IRIS: the sign of the reward, class c stands for the value c - 1.
+REWARD_VALUES = (-1.0, 0.0, 1.0)
+
+
 @register_component("decoder", "token.decoder")
 class TokenDecoder(Decoder):
-    """State -> ``obs`` (tokenizer decoder of the newest frame's codes), ``reward``, ``continue``.
+    """State -> ``obs`` (the VQ-VAE decoder of the newest frame's codes), ``reward``, ``continue``.
 
-    Reward and continue come from ``hidden`` (IRIS predicts them at the action token).
+    ``obs``: :class:`~.nets.ConvDecoder` on the ``[code_dim, h, w]`` code grid for images, else an
+    MLP. Reward and continue come from ``hidden`` (IRIS predicts them at the action token): the
+    reward head classifies the reward's sign into 3 classes {-1, 0, +1} and the decoded
+    ``reward`` is their expected value ``p(+1) - p(-1)`` in [-1, 1] (train and eval mode alike:
+    deterministic and differentiable); ``continue`` is the sigmoid of one logit.
     """
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
         require_dims(ctx, "token.decoder", "token.window", built_by="token.transformer")
         self.codebook: nn.Embedding = ctx.dims["token_codebook"]
+        self.grid: tuple[int, int] | None = ctx.dims.get("token_grid")
         self.obs_shape = ctx.obs_shape
         n, c = int(ctx.dims["num_tokens"]), int(ctx.dims["code_dim"])
-        self.net = build_mlp(
-            n * c,
-            int(hp(ctx, "tokenizer_hidden")),
-            int(hp(ctx, "tokenizer_layers")),
-            flat_obs_dim(ctx.obs_shape),
-        )
+        self.net: nn.Module
+        if self.grid is not None:
+            self.net = ConvDecoder(
+                c,
+                int(hp(ctx, "tokenizer_channels")),
+                int(hp(ctx, "tokenizer_downsamples")),
+                int(hp(ctx, "tokenizer_res_blocks")),
+                self.obs_shape[0],
+            )
+        else:
+            self.net = build_mlp(
+                n * c,
+                int(hp(ctx, "tokenizer_hidden")),
+                int(hp(ctx, "tokenizer_layers")),
+                flat_obs_dim(ctx.obs_shape),
+            )
         dim, hidden, layers = (
             int(ctx.dims.get("token_embed_dim", hp(ctx, "embed_dim"))),
             int(hp(ctx, "head_hidden")),
             int(hp(ctx, "head_layers")),
         )
-        self.reward = build_mlp(dim, hidden, layers, 1)
+        self.reward = build_mlp(dim, hidden, layers, len(REWARD_VALUES))
         self.cont = build_mlp(dim, hidden, layers, 1)
 
     def reconstruct(self, codes: Tensor) -> Tensor:
         """``codes [B, N, C]`` -> observation ``[B, *obs_shape]``."""
+        if self.grid is not None:
+            grid = codes.transpose(1, 2).reshape(codes.shape[0], codes.shape[2], *self.grid)
+            image: Tensor = self.net(grid)
+            return image
         flat: Tensor = self.net(codes.flatten(1))
         return flat.view(-1, *self.obs_shape)
 
+    def heads(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """``hidden [B, D]`` -> (reward sign logits ``[B, 3]``, continue logit ``[B]``)."""
+        reward: Tensor = self.reward(hidden)
+        return reward, self.cont(hidden).squeeze(-1)
+
+    def expected_reward(self, logits: Tensor) -> Tensor:
+        """``[B, 3]`` sign logits -> ``[B]`` expected reward ``sum_c softmax(logits)_c v_c``."""
+        return F.softmax(logits, dim=-1) @ logits.new_tensor(REWARD_VALUES)
+
     def forward(self, state: State) -> ModelOutput:
-        h = state["hidden"]
+        reward_logits, cont_logit = self.heads(state["hidden"])
         return ModelOutput(
             predictions={
                 "obs": self.reconstruct(self.codebook(state["tokens"][:, -1])),
-                "reward": self.reward(h).squeeze(-1),
-                "continue": torch.sigmoid(self.cont(h).squeeze(-1)),
+                "reward": self.expected_reward(reward_logits),
+                "continue": torch.sigmoid(cont_logit),
             },
             state=state,
         )
