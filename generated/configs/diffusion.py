@@ -28,33 +28,45 @@ class DiffusionWorldModelConfig(WorldModelConfig):
     """
     size of one action embedding (DIAMOND 64)
     """
+    cond_dim: Annotated[int, Field(ge=1)] = 256
+    """
+    image observations: width of the U-Net's conditioning embedding of noise level and actions (DIAMOND 256)
+    """
     context_frames: Annotated[int, Field(ge=2)] = 4
     """
     past frames (and actions) the denoiser is conditioned on (DIAMOND 4)
     """
     denoiser_blocks: Annotated[int, Field(ge=1)] = 4
     """
-    FiLM residual blocks of the denoiser
-    """
-    head_hidden: Annotated[int, Field(ge=1)] = 256
-    """
-    hidden width of the reward and continue heads
-    """
-    head_layers: Annotated[int, Field(ge=0)] = 2
-    """
-    hidden layers of the reward and continue heads
+    FiLM residual blocks of the vector-observation denoiser
     """
     hidden_dim: Annotated[int, Field(ge=1)] = 512
     """
-    width of the denoiser
+    width of the vector-observation (FiLM MLP) denoiser
     """
     noise_embed_dim: Annotated[int, Field(ge=2)] = 64
     """
     sinusoidal features of c_noise
     """
+    rew_end_lstm: Annotated[int, Field(ge=1)] = 512
+    """
+    LSTM size of the reward/termination model (DIAMOND 512)
+    """
+    rew_end_width: Annotated[int, Field(ge=1)] = 32
+    """
+    reward/termination model encoder: conv channels (image obs; DIAMOND 32) or MLP width (vector obs)
+    """
+    reward_loss: Literal["sign", "mse"] = "sign"
+    """
+    sign: 3-class cross-entropy on the reward's sign, predicted reward = expected sign (DIAMOND, IRIS); mse: regress the reward itself
+    """
     rho: PositiveFloat = 7.0
     """
     Karras schedule exponent
+    """
+    sampling_churn: Annotated[float, Field(ge=0.0)] = 0.0
+    """
+    EDM S_churn of the stochastic sampler (training mode or DiffusionDynamics.stochastic()); DIAMOND 0: its randomness is the noise it starts from
     """
     sampling_steps: Annotated[int, Field(ge=1)] = 3
     """
@@ -79,4 +91,12 @@ class DiffusionWorldModelConfig(WorldModelConfig):
     train_log_sigma_std: PositiveFloat = 1.2
     """
     std of log sigma during training
+    """
+    unet_channels: list[Annotated[int, Field(ge=1)]] = Field([64, 64], min_length=2)
+    """
+    image observations: U-Net channels per resolution, halved in size at each level (DIAMOND [64, 64, 64, 64])
+    """
+    unet_depth: Annotated[int, Field(ge=1)] = 2
+    """
+    image observations: AdaGroupNorm residual blocks per U-Net level and path (DIAMOND 2)
     """

@@ -2,8 +2,10 @@
 """DiffusionWorldModel (generated).
 
 Diffusion (EXPERIMENTAL): DIAMOND-style world model; an EDM denoiser conditioned on the last
-frames and actions generates the next observation in a few Euler steps, with reward/continue
-heads. The denoiser is a FiLM-conditioned MLP over flattened frames (DIAMOND uses a UNet).
+frames and actions generates the next observation in a few Euler steps (stochastic from noise in
+training mode, deterministic in eval mode), and a separate recurrent reward/termination model
+predicts reward sign and termination. Image observations [C, H, W] get a small U-Net with
+AdaGroupNorm conditioning (as DIAMOND); vector observations a FiLM-conditioned MLP.
 
 Model type ``diffusion`` (experimental). Generated from ``specs/models/diffusion.yaml``: constants only;
 behaviour lives in the slot implementations named in ``SPEC`` and in ``SpecWorldModel``.
@@ -25,8 +27,11 @@ __all__ = ["DiffusionWorldModel"]
 @WorldModelRegistry.register("diffusion", config_class=DiffusionWorldModelConfig)
 class DiffusionWorldModel(SpecWorldModel):
     """Diffusion (EXPERIMENTAL): DIAMOND-style world model; an EDM denoiser conditioned on the last
-    frames and actions generates the next observation in a few Euler steps, with reward/continue
-    heads. The denoiser is a FiLM-conditioned MLP over flattened frames (DIAMOND uses a UNet).
+    frames and actions generates the next observation in a few Euler steps (stochastic from
+    noise in training mode, deterministic in eval mode), and a separate recurrent
+    reward/termination model predicts reward sign and termination. Image observations [C, H, W]
+    get a small U-Net with AdaGroupNorm conditioning (as DIAMOND); vector observations a
+    FiLM-conditioned MLP.
 
     Slots:
         observation_encoder: ``diffusion.frames``
@@ -41,13 +46,16 @@ class DiffusionWorldModel(SpecWorldModel):
         "base": {},
         "ci": {
             "action_embed_dim": 4,
+            "cond_dim": 16,
             "context_frames": 2,
             "denoiser_blocks": 1,
-            "head_hidden": 8,
-            "head_layers": 1,
             "hidden_dim": 16,
             "noise_embed_dim": 8,
+            "rew_end_lstm": 8,
+            "rew_end_width": 8,
             "sampling_steps": 2,
+            "unet_channels": [8, 16],
+            "unet_depth": 1,
         },
     }
     SPEC: ClassVar[dict[str, Any]] = {
@@ -70,7 +78,15 @@ class DiffusionWorldModel(SpecWorldModel):
                 "weight_decay": 0.01,
             },
         },
-        "behaviour": {"impl": "actor_critic", "params": {"units": "hidden_dim"}},
+        "behaviour": {
+            "impl": "actor_critic",
+            "params": {
+                "gradient": "reinforce",
+                "imag_length": 15,
+                "starts": 32,
+                "units": "hidden_dim",
+            },
+        },
         "io_contract": {
             "action": {"dim": "action_dim", "high": 1.0, "kind": "continuous", "low": -1.0},
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
@@ -84,13 +100,15 @@ class DiffusionWorldModel(SpecWorldModel):
             "state": {
                 "actions": {"dtype": "float32", "shape": ["context_frames", "action_embed_dim"]},
                 "frames": {"dtype": "float32", "shape": ["context_frames", "*obs_shape"]},
+                "rew_c": {"dtype": "float32", "shape": ["rew_end_lstm"]},
+                "rew_h": {"dtype": "float32", "shape": ["rew_end_lstm"]},
                 "valid": {"dtype": "float32", "high": 1.0, "low": 0.0, "shape": ["context_frames"]},
             },
         },
         "capabilities": ["continue_pred", "generative", "obs_decoder", "policy", "reward_pred"],
         "composable": ["rollout_executor"],
         "default_env": {"action_dim": 6, "action_type": "continuous", "obs_shape": [24]},
-        "preset_params": {"base": 5917413, "ci": 10865},
+        "preset_params": {"base": 8174312, "ci": 12064},
         "aliases": {"diamond": "base", "diffusion": "base", "diffusion-ci": "ci"},
         "parity": {},
         "conformance": {},

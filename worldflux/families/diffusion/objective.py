@@ -1,4 +1,4 @@
-"""DIAMOND-style objective: EDM denoising of each next frame + reward / continue heads."""
+"""DIAMOND-style objective: EDM denoising of each next frame + the reward/termination model."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
-from torch.nn import functional as F
 
 from worldflux.core.components import ActionConditioner, BuildContext, Objective, ObservationEncoder
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.slot_access import slot_as
-from worldflux.core.types import Batch, LossOutput
-from worldflux.families.diffusion.slots import DiffusionDynamics
+from worldflux.core.types import Batch, LossOutput, State
+from worldflux.families.diffusion.slots import DiffusionDynamics, DiffusionHeads
 from worldflux.families.shared.tensors import masked_mean, reset_where
 
 if TYPE_CHECKING:
@@ -43,10 +42,14 @@ class DiffusionObjectiveParams(BaseModel):
 class DiffusionObjective(Objective):
     """Loss on a ``[B, T, ...]`` batch (T >= 2), step by step through the slots.
 
-    The window state is built from real frames (``observe``; reset where ``is_first``). For each
-    ``t``: ``denoising`` = EDM loss of ``obs_{t+1}`` given the window at ``t`` and ``a_t`` (masked
-    where ``obs_{t+1}`` starts a new episode); ``reward`` = MSE and ``continue`` = BCE of the
-    heads on the next window against ``r_t`` and ``1 - terminated_t``.
+    The window state is built from real frames (``observe``; reset where ``is_first``), which
+    also runs the reward/termination model's LSTM over the real transitions. For each ``t``:
+    ``denoising`` = EDM loss of ``obs_{t+1}`` given the window at ``t`` and ``a_t`` (masked
+    where ``obs_{t+1}`` starts a new episode; the ``T - 1`` steps are denoised in one batched
+    call); ``reward`` = the reward head's loss (cross-entropy of the sign class, DIAMOND, or
+    squared error) and ``continue`` = termination cross-entropy, on the state after ``t``,
+    against ``r_t`` and ``terminated_t``. The reward/termination model sees only real frames
+    and raw actions, so its terms send no gradient into the denoiser or its action embedding.
     """
 
     def __init__(self, ctx: BuildContext, params: DiffusionObjectiveParams) -> None:
@@ -61,25 +64,28 @@ class DiffusionObjective(Objective):
         encoder = slot_as(model, "observation_encoder", ObservationEncoder)
         conditioner = slot_as(model, "action_conditioner", ActionConditioner)
         dynamics = slot_as(model, "dynamics_model", DiffusionDynamics)
+        heads = slot_as(model, "decoder", DiffusionHeads)
         initial = dynamics.initial_state(b, obs.device, torch.float32)
         state = dynamics.observe(initial, None, encoder(obs[:, 0]))
-        denoise, rewards, conts = [], [], []
+        windows, inputs, rewards, ends = [], [], [], []
         for step in range(t - 1):
             action_input = conditioner(state, actions[:, step])
             nxt_first = is_first[:, step + 1]
-            loss = dynamics.denoising_loss(state, action_input, obs[:, step + 1])
-            denoise.append(masked_mean(loss, ~nxt_first))
+            windows.append(state)
+            inputs.append(action_input)
             nxt = dynamics.observe(state, action_input, encoder(obs[:, step + 1]))
-            pred = model.decode(nxt).predictions
-            rewards.append(F.mse_loss(pred["reward"], batch["rewards"][:, step].to(loss.dtype)))
-            target = 1.0 - batch["terminated"][:, step].to(loss.dtype)
-            conts.append(F.binary_cross_entropy(pred["continue"], target))
+            rew_logits, end_logits = heads.logits(nxt)
+            rewards.append(heads.heads.reward_loss(rew_logits, batch["rewards"][:, step]))
+            ends.append(heads.heads.end_loss(end_logits, batch["terminated"][:, step]))
             # the window for the next step: a real frame, or a fresh one at episode starts
             fresh = dynamics.observe(initial, None, encoder(obs[:, step + 1]))
             state = reset_where(nxt_first, fresh, nxt)
-        valid_steps = (~is_first[:, 1:]).any(dim=0).to(obs.dtype)
-        denoising = (torch.stack(denoise) * valid_steps).sum() / valid_steps.sum().clamp_min(1)
-        reward, cont = torch.stack(rewards).mean(), torch.stack(conts).mean()
+        stacked = State({key: torch.cat([w[key] for w in windows]) for key in windows[0]})
+        targets = obs[:, 1:].transpose(0, 1).reshape(b * (t - 1), *obs.shape[2:])
+        per_sample = dynamics.denoising_loss(stacked, torch.cat(inputs), targets)
+        keep = (~is_first[:, 1:]).transpose(0, 1).reshape(-1)
+        denoising = masked_mean(per_sample, keep)
+        reward, cont = torch.stack(rewards).mean(), torch.stack(ends).mean()
         total = self.p.denoising_coef * denoising + self.p.reward_coef * reward
         total = total + self.p.continue_coef * cont
         return LossOutput(

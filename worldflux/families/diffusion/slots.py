@@ -1,17 +1,23 @@
-"""DIAMOND-style slots: a frame window state, an EDM denoiser over the next frame, reward heads.
+"""DIAMOND-style slots: a frame window state, an EDM denoiser of the next frame, and a separate
+reward/termination model.
 
 State (per sample): ``frames [K, *obs_shape]`` (the last K observations, newest last),
-``actions [K, E]`` (``actions[k]`` embeds the action that led *into* ``frames[k]``) and
-``valid [K]`` (1 for a real frame, 0 for padding before the episode start).
-Both ``observe`` (a real next frame) and ``forward`` (a sampled one) shift the window by one.
+``actions [K, E]`` (``actions[k]`` embeds the action that led *into* ``frames[k]``),
+``valid [K]`` (1 for a real frame, 0 for padding before the episode start) and the
+reward/termination model's LSTM state ``rew_h [L]``, ``rew_c [L]``.
+Both ``observe`` (a real next frame) and ``forward`` (a sampled one) shift the window by one and
+advance the LSTM over the transition ``(frames[-1], a, new frame)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
-from worldflux.components._common import build_mlp, flat_obs_dim
+from worldflux.components._common import flat_obs_dim
 from worldflux.components.conditioners import action_features
 from worldflux.core.components import (
     ActionConditioner,
@@ -24,6 +30,9 @@ from worldflux.core.exceptions import ConfigurationError, ContractViolation
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
 from worldflux.families.diffusion.hparams import hp
+from worldflux.families.diffusion.rewend import RewEndCore, RewEndHeads
+from worldflux.families.diffusion.sampler import euler_sample
+from worldflux.families.diffusion.unet import DiffusionUNet
 from worldflux.families.shared.edm import EDM, sinusoidal_embedding
 from worldflux.families.shared.hparams import require_dims, swap_guard
 from worldflux.families.shared.tensors import shift_in
@@ -54,7 +63,9 @@ class DiffusionFrames(ObservationEncoder):
 
 @register_component("action_conditioner", "diffusion.action")
 class DiffusionActionEmbedding(ActionConditioner):
-    """action ``[B, A]`` (or ``[B]`` int64) -> embedding ``[B, action_embed_dim]`` (DIAMOND: 64)."""
+    """action ``[B, A]`` (or ``[B]`` int64) -> ``[B, E + A]``: the denoiser's learned embedding
+    (``E = action_embed_dim``, DIAMOND 64) followed by the raw action features (one-hot for
+    discrete actions), which the reward/termination model embeds with its own weights."""
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
@@ -62,10 +73,11 @@ class DiffusionActionEmbedding(ActionConditioner):
         self.embed_dim = int(hp(ctx, "action_embed_dim"))
         self.proj = nn.Linear(self.action_dim, self.embed_dim)
         ctx.dims["action_embed_dim"] = self.embed_dim
+        ctx.dims["diffusion.action_features"] = self.action_dim
 
     def forward(self, state: State, action: Tensor) -> Tensor:
-        embedded: Tensor = self.proj(action_features(action, self.action_dim, self.action_type))
-        return embedded
+        feats = action_features(action, self.action_dim, self.action_type)
+        return torch.cat([self.proj(feats), feats], dim=-1)
 
 
 class FiLMBlock(nn.Module):
@@ -124,24 +136,31 @@ class DiffusionDenoiser(nn.Module):
 
 @register_component("dynamics_model", "diffusion.edm")
 class DiffusionDynamics(DynamicsModel):
-    """EDM denoiser of the next frame given the last K frames and actions; Euler sampling.
+    """EDM denoiser of the next frame given the last K frames and actions; Euler sampling; the
+    reward/termination model's recurrent core.
 
-    ``forward`` samples the next frame in ``sampling_steps`` Euler steps (DIAMOND: 3). In eval
-    mode the sampler starts from the prior mean (zero noise), so a step is deterministic and
-    per-sample; in training mode it starts from standard normal noise.
+    The denoiser is a U-Net (:class:`DiffusionUNet`) for image observations ``[C, H, W]`` and
+    the FiLM MLP (:class:`DiffusionDenoiser`) otherwise. ``forward`` samples the next frame in
+    ``sampling_steps`` Euler steps (DIAMOND: 3). Deterministic (eval mode, the default): the
+    sampler starts from the prior mean (zero noise) without churn, so a step is a pure,
+    per-sample function. Stochastic (training mode, or inside :meth:`stochastic`): it starts
+    from Gaussian noise at ``sigma_max`` and adds EDM churn ``sampling_churn`` at each step.
     """
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
         require_dims(ctx, "diffusion.edm", "diffusion.frames", built_by="diffusion.frames")
+        require_dims(ctx, "diffusion.edm", "diffusion.action_features", built_by="diffusion.action")
         self.obs_shape = ctx.obs_shape
         self.context = int(hp(ctx, "context_frames"))
         if self.context < 2:
             raise ConfigurationError(
                 f"diffusion: context_frames must be >= 2, found {self.context}"
             )
-        self.embed_dim = int(ctx.dims.get("action_embed_dim", hp(ctx, "action_embed_dim")))
+        self.embed_dim = int(ctx.dims["action_embed_dim"])
         self.steps = int(hp(ctx, "sampling_steps"))
+        self.churn = float(hp(ctx, "sampling_churn"))
+        self.stochastic_override: bool | None = None
         self.edm = EDM(
             sigma_data=float(hp(ctx, "sigma_data")),
             sigma_min=float(hp(ctx, "sigma_min")),
@@ -150,43 +169,99 @@ class DiffusionDynamics(DynamicsModel):
             log_sigma_mean=float(hp(ctx, "train_log_sigma_mean")),
             log_sigma_std=float(hp(ctx, "train_log_sigma_std")),
         )
-        self.denoiser = DiffusionDenoiser(
-            flat_obs_dim(ctx.obs_shape), self.context, self.embed_dim, ctx
+        self.denoiser: DiffusionUNet | DiffusionDenoiser
+        if len(ctx.obs_shape) == 3:
+            self.denoiser = DiffusionUNet(
+                ctx.obs_shape,
+                self.context,
+                self.embed_dim,
+                channels=tuple(int(c) for c in hp(ctx, "unet_channels")),
+                depth=int(hp(ctx, "unet_depth")),
+                cond_dim=int(hp(ctx, "cond_dim")),
+                noise_dim=int(hp(ctx, "noise_embed_dim")),
+                sigma_data=self.edm.sigma_data,
+            )
+        else:
+            self.denoiser = DiffusionDenoiser(
+                flat_obs_dim(ctx.obs_shape), self.context, self.embed_dim, ctx
+            )
+        self.rew_end = RewEndCore(
+            ctx.obs_shape,
+            int(ctx.dims["diffusion.action_features"]),
+            width=int(hp(ctx, "rew_end_width")),
+            embed=self.embed_dim,
+            lstm_dim=int(hp(ctx, "rew_end_lstm")),
         )
         ctx.dims["diffusion.window"] = self.context
+        ctx.dims["diffusion.rew_end_lstm"] = self.rew_end.lstm_dim
+
+    @contextmanager
+    def stochastic(self, enabled: bool = True) -> Iterator[None]:
+        """Sample from noise with churn (``enabled``) or deterministically, whatever the mode."""
+        before = self.stochastic_override
+        self.stochastic_override = enabled
+        try:
+            yield
+        finally:
+            self.stochastic_override = before
+
+    @property
+    def is_stochastic(self) -> bool:
+        """Whether ``forward`` samples from noise now (training mode, unless overridden)."""
+        override = self.stochastic_override
+        return self.training if override is None else override
 
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
     ) -> State:
         dtype = dtype or torch.float32
-        k = self.context
+        k, lstm = self.context, self.rew_end.lstm_dim
         return State(
             frames=torch.zeros(batch_size, k, *self.obs_shape, device=device, dtype=dtype),
             actions=torch.zeros(batch_size, k, self.embed_dim, device=device, dtype=dtype),
             valid=torch.zeros(batch_size, k, device=device, dtype=dtype),
+            rew_h=torch.zeros(batch_size, lstm, device=device, dtype=dtype),
+            rew_c=torch.zeros(batch_size, lstm, device=device, dtype=dtype),
         )
 
+    def _split(self, action_input: Tensor) -> tuple[Tensor, Tensor]:
+        """``[B, E + A]`` -> (denoiser embedding ``[B, E]``, raw action features ``[B, A]``)."""
+        return action_input[:, : self.embed_dim], action_input[:, self.embed_dim :]
+
     def _append(self, state: State, action_input: Tensor | None, frame: Tensor) -> State:
-        if action_input is None:
-            action_input = state["actions"].new_zeros(state["actions"][:, 0].shape)
+        h, c = state["rew_h"], state["rew_c"]
+        if action_input is None:  # an episode start: no transition, the LSTM state stays
+            embed = state["actions"].new_zeros(state["actions"][:, 0].shape)
+        else:
+            embed, feats = self._split(action_input)
+            prev = state["frames"][:, -1]
+            h, c = self.rew_end(prev, feats, frame.to(prev.dtype), h, c)
         return State(
             frames=shift_in(state["frames"], frame),
-            actions=shift_in(state["actions"], action_input),
+            actions=shift_in(state["actions"], embed),
             valid=shift_in(state["valid"], state["valid"].new_ones(frame.shape[0])),
+            rew_h=h,
+            rew_c=c,
         )
 
     def _net(self, state: State, action_input: Tensor) -> _Conditioned:
-        actions = shift_in(state["actions"], action_input)
+        actions = shift_in(state["actions"], self._split(action_input)[0])
         return _Conditioned(self.denoiser, state["frames"], actions, state["valid"])
 
     def observe(self, state: State, action_input: Tensor | None, obs_state: State) -> State:
         return self._append(state, action_input, obs_state["frame"])
 
-    def forward(self, state: State, action_input: Tensor) -> State:
+    def sample_next(self, state: State, action_input: Tensor) -> Tensor:
+        """The next frame ``[B, *obs_shape]`` (stochastic or not: see :attr:`is_stochastic`)."""
         like = state["frames"][:, -1]
-        noise = torch.randn_like(like) if self.training else torch.zeros_like(like)
-        frame = self.edm.sample(self._net(state, action_input), noise, self.steps)
-        return self._append(state, action_input, frame)
+        net = self._net(state, action_input)
+        if self.is_stochastic:
+            noise = torch.randn_like(like)
+            return euler_sample(self.edm, net, noise, self.steps, churn=self.churn)
+        return euler_sample(self.edm, net, torch.zeros_like(like), self.steps)
+
+    def forward(self, state: State, action_input: Tensor) -> State:
+        return self._append(state, action_input, self.sample_next(state, action_input))
 
     def denoising_loss(self, state: State, action_input: Tensor, target: Tensor) -> Tensor:
         """Per-sample EDM loss ``[B]`` of the next frame ``target [B, *obs_shape]``."""
@@ -199,7 +274,7 @@ class DiffusionDynamics(DynamicsModel):
 class _Conditioned:
     """The denoiser with its conditioning bound: ``(x, c_noise) -> F``."""
 
-    def __init__(self, net: DiffusionDenoiser, frames: Tensor, actions: Tensor, valid: Tensor):
+    def __init__(self, net: nn.Module, frames: Tensor, actions: Tensor, valid: Tensor):
         self.net, self.frames, self.actions, self.valid = net, frames, actions, valid
 
     def __call__(self, x: Tensor, c_noise: Tensor) -> Tensor:
@@ -211,30 +286,28 @@ class _Conditioned:
 class DiffusionHeads(Decoder):
     """State -> ``obs`` (the newest frame), ``reward`` and ``continue`` of the last transition.
 
-    The reward/continue heads read ``(frames[-2], actions[-1], valid[-2])``: the observation the
-    last action was taken in and that action, i.e. ``r(o_t, a_t)``, so a sampled and a real next
-    frame give the same reward prediction.
+    ``reward`` and ``continue`` are the heads of the separate reward/termination model
+    (:class:`RewEndHeads`) on its LSTM state ``rew_h``, which the dynamics advanced over
+    ``(o_t, a_t, o_{t+1})``: ``r(o_t, a_t, o_{t+1})`` given the episode so far.
     """
 
     def __init__(self, ctx: BuildContext, params: object) -> None:
         super().__init__()
         require_dims(ctx, "diffusion.heads", "diffusion.window", built_by="diffusion.edm")
-        embed = int(ctx.dims.get("action_embed_dim", hp(ctx, "action_embed_dim")))
-        in_dim = flat_obs_dim(ctx.obs_shape) + embed + 1
-        hidden, layers = int(hp(ctx, "head_hidden")), int(hp(ctx, "head_layers"))
-        self.reward = build_mlp(in_dim, hidden, layers, 1)
-        self.cont = build_mlp(in_dim, hidden, layers, 1)
+        lstm = int(ctx.dims["diffusion.rew_end_lstm"])
+        self.heads = RewEndHeads(lstm, str(hp(ctx, "reward_loss")))
+
+    def logits(self, state: State) -> tuple[Tensor, Tensor]:
+        """``(reward logits [B, R], termination logits [B, 2])`` of the last transition."""
+        return self.heads.logits(state["rew_h"])
 
     def forward(self, state: State) -> ModelOutput:
-        frames = state["frames"]
-        feats = torch.cat(
-            [frames[:, -2].flatten(1), state["actions"][:, -1], state["valid"][:, -2:-1]], dim=-1
-        )
+        reward, cont = self.heads(state["rew_h"])
         return ModelOutput(
             predictions={
-                "obs": frames[:, -1].clone(),  # a copy: outputs never alias the input state
-                "reward": self.reward(feats).squeeze(-1),
-                "continue": torch.sigmoid(self.cont(feats).squeeze(-1)),
+                "obs": state["frames"][:, -1].clone(),  # a copy: outputs never alias the state
+                "reward": reward,
+                "continue": cont,
             },
             state=state,
         )
