@@ -79,7 +79,7 @@ class JEPAWorldModel(SpecWorldModel):
                 "lr": 0.0003,
                 "masked_coef": 1.0,
                 "num_targets": 4,
-                "reward_coef": 1.0,
+                "reward_coef": 0.1,
                 "rollout_discount": 1.0,
                 "rollout_steps": 5,
                 "spread_coef": 1.0,
