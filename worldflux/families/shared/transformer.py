@@ -6,13 +6,18 @@ is per sample, so outputs never depend on other samples of the batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from worldflux.core.exceptions import ConfigurationError
 
-__all__ = ["Block", "Transformer", "causal_mask"]
+__all__ = ["Block", "Rotation", "Transformer", "causal_mask"]
+
+#: A map of queries or keys ``[B, H, L, D/H]`` to the same shape (a rotary position embedding).
+Rotation = Callable[[Tensor], Tensor]
 
 
 class Block(nn.Module):
@@ -33,16 +38,32 @@ class Block(nn.Module):
             nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
         )
 
-    def forward(self, x: Tensor, mask: Tensor, cache: list[Tensor] | None = None) -> Tensor:
+    def qkv_heads(self, x: Tensor, rotate: Rotation | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values ``[B, H, L, D/H]`` of ``x [B, L, D]``; ``rotate`` (e.g. a
+        rotary position embedding) is applied to the queries and keys."""
+        b, length, _ = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, length, 3, self.heads, -1).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        if rotate is not None:
+            q, k = rotate(q), rotate(k)
+        return q, k, v
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        cache: list[Tensor] | None = None,
+        rotate: Rotation | None = None,
+    ) -> Tensor:
         """``x [B, L, D]`` new tokens; ``mask [B, L, P + L]`` (or ``[L, P + L]``) bool: True where
         query i may attend to key j, over the ``P`` cached and the ``L`` new keys.
 
         ``cache`` (a list, empty at first) holds this block's keys and values ``[B, H, P, D/H]``;
         it is extended in place with the new ones (KV caching for token-by-token generation).
+        ``rotate`` maps queries and keys ``[B, H, L, D/H]`` before attention (positions).
         """
         b, length, dim = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(b, length, 3, self.heads, -1).unbind(2)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        q, k, v = self.qkv_heads(x, rotate)
         if cache is not None:
             if cache:
                 k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)

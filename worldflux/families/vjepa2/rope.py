@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from worldflux.core.exceptions import ConfigurationError
+from worldflux.families.shared.transformer import Block, Rotation
 
 __all__ = ["RoPEBlock", "RoPETransformer", "apply_rope", "rope_segment", "window_positions"]
 
@@ -58,51 +58,33 @@ def window_positions(frames: int, side: int, device: torch.device | None = None)
     return torch.cat([time, per_frame.repeat(frames, 1)], -1)
 
 
-class RoPEBlock(nn.Module):
-    """Pre-LN block ``x + Attn(LN(x))``, ``x + MLP(LN(x))`` with RoPE on queries and keys.
-
-    Same parameters (and names) as :class:`worldflux.families.shared.transformer.Block`.
-    """
+class RoPEBlock(Block):
+    """The shared pre-LN block (:class:`worldflux.families.shared.transformer.Block`: same
+    parameters and names) with RoPE on its queries and keys."""
 
     def __init__(self, dim: int, heads: int, theta: float, owner: str, mlp_ratio: int = 4):
-        super().__init__()
-        if heads < 1 or dim % heads:
-            raise ConfigurationError(f"{owner}: width {dim} is not divisible by {heads} heads")
+        super().__init__(dim, heads, mlp_ratio=mlp_ratio, owner=owner)
         if rope_segment(dim // heads) == 0:
             raise ConfigurationError(
                 f"{owner}: RoPE needs a head width of at least 6 (3 axes x 2), found "
                 f"{dim // heads}; use fewer heads or pos_embedding: learned"
             )
-        self.heads, self.theta = heads, theta
-        self.ln1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.ln2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
-        )
+        self.theta = theta
+
+    def _rotation(self, pos: Tensor) -> Rotation:
+        return lambda t: apply_rope(t, pos, self.theta)
 
     def scores(self, x: Tensor, pos: Tensor) -> Tensor:
         """Pre-softmax attention scores ``[B, H, L, L]`` (exposed for tests)."""
-        q, k, _ = self._qkv(x, pos)
+        q, k, _ = self.qkv_heads(x, self._rotation(pos))
         scale: Tensor = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
         return scale
 
-    def _qkv(self, x: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        b, length, _ = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(b, length, 3, self.heads, -1).unbind(2)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, L, hd]
-        return apply_rope(q, pos, self.theta), apply_rope(k, pos, self.theta), v
-
-    def forward(self, x: Tensor, mask: Tensor, pos: Tensor) -> Tensor:
+    def forward(  # type: ignore[override]
+        self, x: Tensor, mask: Tensor, pos: Tensor
+    ) -> Tensor:
         """``x [B, L, D]``, ``mask [B, L, L]`` bool (True: may attend), ``pos [L, 3]``."""
-        b, length, dim = x.shape
-        q, k, v = self._qkv(x, pos)
-        attn_mask = mask.unsqueeze(1) if mask.dim() == 3 else mask
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        x = x + self.proj(out.transpose(1, 2).reshape(b, length, dim))
-        mlp: Tensor = self.mlp(self.ln2(x))
-        return x + mlp
+        return super().forward(x, mask, rotate=self._rotation(pos))
 
 
 class RoPETransformer(nn.Module):
