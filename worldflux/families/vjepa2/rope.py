@@ -16,7 +16,14 @@ from torch import Tensor, nn
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.families.shared.transformer import Block, Rotation
 
-__all__ = ["RoPEBlock", "RoPETransformer", "apply_rope", "rope_segment", "window_positions"]
+__all__ = [
+    "RoPEBlock",
+    "RoPETransformer",
+    "apply_rope",
+    "rope_rotation",
+    "rope_segment",
+    "window_positions",
+]
 
 
 def rope_segment(head_dim: int) -> int:
@@ -46,6 +53,15 @@ def apply_rope(x: Tensor, pos: Tensor, theta: float = 10000.0) -> Tensor:
     return torch.cat(parts, dim=-1)
 
 
+def rope_rotation(pos: Tensor, theta: float = 10000.0) -> Rotation:
+    """:func:`apply_rope` at positions ``pos [L, 3]`` as a shared-``Block`` ``rotate`` argument."""
+
+    def rotate(x: Tensor) -> Tensor:
+        return apply_rope(x, pos, theta)
+
+    return rotate
+
+
 def window_positions(frames: int, side: int, device: torch.device | None = None) -> Tensor:
     """Positions ``[frames * (1 + side * side), 3]`` of the predictor's tokens: per frame ``f``
     the action token at ``(f, 0, 0)`` (time rotation only), then patch ``(i, j)`` at
@@ -71,20 +87,11 @@ class RoPEBlock(Block):
             )
         self.theta = theta
 
-    def _rotation(self, pos: Tensor) -> Rotation:
-        return lambda t: apply_rope(t, pos, self.theta)
-
     def scores(self, x: Tensor, pos: Tensor) -> Tensor:
         """Pre-softmax attention scores ``[B, H, L, L]`` (exposed for tests)."""
-        q, k, _ = self.qkv_heads(x, self._rotation(pos))
+        q, k, _ = self.qkv_heads(x, rope_rotation(pos, self.theta))
         scale: Tensor = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
         return scale
-
-    def forward(  # type: ignore[override]
-        self, x: Tensor, mask: Tensor, pos: Tensor
-    ) -> Tensor:
-        """``x [B, L, D]``, ``mask [B, L, L]`` bool (True: may attend), ``pos [L, 3]``."""
-        return super().forward(x, mask, rotate=self._rotation(pos))
 
 
 class RoPETransformer(nn.Module):
@@ -92,11 +99,14 @@ class RoPETransformer(nn.Module):
 
     def __init__(self, dim: int, depth: int, heads: int, theta: float, owner: str) -> None:
         super().__init__()
+        self.theta = theta
         self.blocks = nn.ModuleList(RoPEBlock(dim, heads, theta, owner) for _ in range(depth))
         self.ln = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor, mask: Tensor, pos: Tensor) -> Tensor:
+        """``x [B, L, D]``, ``mask [B, L, L]`` bool (True: may attend), ``pos [L, 3]``."""
+        rotate = rope_rotation(pos, self.theta)  # one for every block
         for block in self.blocks:
-            x = block(x, mask, pos)
+            x = block(x, mask, rotate=rotate)
         out: Tensor = self.ln(x)
         return out
