@@ -19,7 +19,6 @@ from torch.nn import functional as F
 
 from worldflux.core.types import Batch, State
 from worldflux.families.diffusion.rewend import RewEndHeads
-from worldflux.families.diffusion.sampler import euler_sample
 from worldflux.families.diffusion.unet import AdaGroupNorm, DiffusionUNet
 from worldflux.families.shared.edm import EDM
 
@@ -179,17 +178,17 @@ def test_stochastic_sampling_starts_from_noise_at_sigma_max() -> None:
         return torch.zeros_like(x)
 
     edm, noise = dyn.edm, torch.randn(512, 3, 8, 8)
-    euler_sample(edm, spy, noise, 3)
+    edm.sample(spy, noise, 3)
     x_in, c_noise = seen[0]
     c_in = 1 / math.sqrt(edm.sigma_max**2 + edm.sigma_data**2)
     torch.testing.assert_close(x_in, noise * edm.sigma_max * c_in)  # x = sigma_max * noise
     torch.testing.assert_close(c_noise, torch.full((512,), math.log(edm.sigma_max) / 4))
     seen.clear()
-    euler_sample(edm, spy, torch.zeros_like(noise), 3)
+    edm.sample(spy, torch.zeros_like(noise), 3)
     assert not bool(seen[0][0].abs().sum() > 0)  # deterministic: from the prior mean
 
 
-def test_euler_sampler_without_churn_is_the_shared_edm_sampler_and_churn_adds_noise() -> None:
+def test_churn_adds_fresh_noise_inside_its_window_only() -> None:
     edm = EDM(sigma_data=0.5)
     torch.manual_seed(0)
     w = torch.randn(6, 6) * 0.3
@@ -198,14 +197,13 @@ def test_euler_sampler_without_churn_is_the_shared_edm_sampler_and_churn_adds_no
         return torch.tanh(x @ w) + c_noise[:, None]
 
     noise = torch.randn(4, 6)
-    torch.testing.assert_close(euler_sample(edm, net, noise, 3), edm.sample(net, noise, 3))
     torch.manual_seed(1)
-    a = euler_sample(edm, net, noise, 3, churn=3.0)
+    a = edm.sample(net, noise, 3, churn=3.0)
     torch.manual_seed(2)
-    b = euler_sample(edm, net, noise, 3, churn=3.0)
+    b = edm.sample(net, noise, 3, churn=3.0)
     assert not torch.allclose(a, b)  # fresh noise at every step
     # outside the churn window (sigma in [tmin, tmax]) nothing is added
-    out = euler_sample(edm, net, noise, 3, churn=3.0, churn_tmin=100.0)
+    out = edm.sample(net, noise, 3, churn=3.0, churn_tmin=100.0)
     torch.testing.assert_close(out, edm.sample(net, noise, 3))
 
 

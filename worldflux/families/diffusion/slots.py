@@ -31,7 +31,6 @@ from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
 from worldflux.families.diffusion.hparams import hp
 from worldflux.families.diffusion.rewend import RewEndCore, RewEndHeads
-from worldflux.families.diffusion.sampler import euler_sample
 from worldflux.families.diffusion.unet import DiffusionUNet
 from worldflux.families.shared.edm import EDM, sinusoidal_embedding
 from worldflux.families.shared.hparams import require_dims, swap_guard
@@ -257,8 +256,8 @@ class DiffusionDynamics(DynamicsModel):
         net = self._net(state, action_input)
         if self.is_stochastic:
             noise = torch.randn_like(like)
-            return euler_sample(self.edm, net, noise, self.steps, churn=self.churn)
-        return euler_sample(self.edm, net, torch.zeros_like(like), self.steps)
+            return self.edm.sample(net, noise, self.steps, churn=self.churn)
+        return self.edm.sample(net, torch.zeros_like(like), self.steps)
 
     def forward(self, state: State, action_input: Tensor) -> State:
         return self._append(state, action_input, self.sample_next(state, action_input))

@@ -85,20 +85,38 @@ class EDM:
             sigmas = sigmas.new_full((1,), self.sigma_max)
         return torch.cat([sigmas, sigmas.new_zeros(1)])
 
-    def sample(self, net: Callable[[Tensor, Tensor], Tensor], noise: Tensor, steps: int) -> Tensor:
-        """Euler sampling (no churn) from ``x = sigma_max * noise`` in ``steps`` steps.
+    def sample(
+        self,
+        net: Callable[[Tensor, Tensor], Tensor],
+        noise: Tensor,
+        steps: int,
+        *,
+        churn: float = 0.0,
+        churn_tmin: float = 0.0,
+        churn_tmax: float = math.inf,
+    ) -> Tensor:
+        """Euler sampling from ``x = sigma_max * noise`` in ``steps`` steps (EDM Algorithm 2,
+        first order; DIAMOND's sampler with ``order=1``).
 
-        ``noise`` decides the randomness: pass zeros for a deterministic sample (the ODE started
-        from the prior mean), standard normal noise for a stochastic one.
+        ``noise`` decides the start: pass zeros for a deterministic sample (the ODE started from
+        the prior mean), standard normal noise for a stochastic one. ``churn > 0`` first raises
+        each noise level ``sigma`` inside ``[churn_tmin, churn_tmax]`` to ``sigma (1 + gamma)``,
+        ``gamma = min(churn / steps, sqrt(2) - 1)``, by adding fresh Gaussian noise
+        (``torch.randn_like``, the global generator); ``churn = 0`` is the plain Euler sampler.
         """
         sigmas = self.schedule(steps, noise)
         x = noise * sigmas[0]
         batch = noise.shape[0]
+        gamma_max = min(churn / steps, math.sqrt(2.0) - 1.0) if churn > 0 else 0.0
         for i in range(steps):
-            sigma = sigmas[i].expand(batch)
-            denoised = self.denoise(net, x, sigma)
+            sigma = sigmas[i]
+            if gamma_max > 0 and churn_tmin <= float(sigma) <= churn_tmax:
+                raised = sigma * (1.0 + gamma_max)
+                x = x + (raised**2 - sigma**2).sqrt() * torch.randn_like(x)
+                sigma = raised
+            denoised = self.denoise(net, x, sigma.expand(batch))
             if float(sigmas[i + 1]) == 0.0:
-                x = denoised
+                x = denoised  # the Euler step to sigma = 0 lands on the denoised estimate
             else:
-                x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+                x = x + (x - denoised) / sigma * (sigmas[i + 1] - sigma)
         return x
