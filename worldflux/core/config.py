@@ -34,6 +34,9 @@ class WorldModelConfig(BaseModel):
         obs_shape: per-sample observation shape, e.g. ``(24,)`` or ``(3, 64, 64)``.
         action_dim: number of action dimensions (continuous) or of discrete actions.
         action_type: ``"continuous"`` or ``"discrete"``.
+        objective: overrides of the spec's objective params (``{"lr": 3e-4}``), validated by the
+            objective's own params model when the model is built (``--set objective.lr=3e-4``).
+        behaviour: overrides of the spec's behaviour params (``{"horizon": 5}``), likewise.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
@@ -45,6 +48,8 @@ class WorldModelConfig(BaseModel):
     obs_shape: tuple[PositiveInt, ...] = Field((4,), min_length=1)
     action_dim: PositiveInt = 2
     action_type: Literal["continuous", "discrete"] = "continuous"
+    objective: dict[str, Any] = Field(default_factory=dict)
+    behaviour: dict[str, Any] = Field(default_factory=dict)
 
     def __init__(self, **data: Any) -> None:
         known = set(type(self).model_fields)

@@ -67,18 +67,36 @@ class SpecWorldModel(WorldModel):
             )
         objective = spec.get("objective")
         self.objective: Objective | None = (
-            build_component("objective", objective["impl"], objective.get("params"), self._ctx)  # type: ignore[assignment]
+            self._build_part("objective", objective, self.config.objective)  # type: ignore[assignment]
             if objective
             else None
         )
         behaviour = spec.get("behaviour") or spec.get("planner")
         self.behaviour: Behaviour | None = (
-            build_component("behaviour", behaviour["impl"], behaviour.get("params"), self._ctx)  # type: ignore[assignment]
+            self._build_part("behaviour", behaviour, self.config.behaviour)  # type: ignore[assignment]
             if behaviour
             else None
         )
         if self.behaviour is not None:
             self.behaviour.bind(self)
+        for kind, declared in (("objective", objective), ("behaviour", behaviour)):
+            if getattr(self.config, kind) and not declared:
+                raise ConfigurationError(
+                    f"{type(self).__name__}: config {kind} overrides "
+                    f"{sorted(getattr(self.config, kind))} given, but the spec declares no {kind}"
+                )
+
+    def _build_part(
+        self, kind: str, entry: Mapping[str, Any], overrides: Mapping[str, Any]
+    ) -> torch.nn.Module:
+        """The spec's objective or behaviour with the config's param ``overrides`` on top (the
+        implementation's params model validates both: an unknown name gets a "did you mean").
+
+        Raises:
+            ConfigurationError: overrides for a part the spec does not declare, or invalid params.
+        """
+        params = {**(entry.get("params") or {}), **overrides}
+        return build_component(kind, entry["impl"], params, self._ctx)
 
     @property
     def planner(self) -> Planner | None:

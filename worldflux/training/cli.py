@@ -151,24 +151,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="KEY=VALUE",
-        help="model config override (VALUE parsed as JSON when possible); repeatable",
+        help="model config override (VALUE parsed as JSON when possible), or objective.NAME=VALUE "
+        "/ behaviour.NAME=VALUE for a param of the spec's objective or behaviour (e.g. "
+        "objective.lr=3e-4); repeatable",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+#: ``--set`` prefixes that address a param of the spec's objective or behaviour
+NESTED = ("objective", "behaviour")
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["latent_dim=32", "simnorm=true"]`` -> ``{"latent_dim": 32, "simnorm": True}``.
+    """``["latent_dim=32", "simnorm=true", "objective.lr=3e-4"]`` -> ``{"latent_dim": 32,
+    "simnorm": True, "objective": {"lr": 0.0003}}``: a ``objective.`` or ``behaviour.`` prefix
+    overrides one param of the spec's objective or behaviour (the config fields of those names).
 
     Raises:
-        ConfigurationError: an item without ``=``.
+        ConfigurationError: an item without ``=``, or a dotted key with another prefix.
     """
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, value = item.partition("=")
+        key, sep, raw = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ConfigurationError(f"--set {item!r}: expected KEY=VALUE")
         try:
-            out[key.strip()] = json.loads(value)
+            value: Any = json.loads(raw)
         except json.JSONDecodeError:
-            out[key.strip()] = value
+            value = raw
+        part, dot, name = key.partition(".")
+        if not dot:
+            out[key] = value
+        elif part in NESTED and name and "." not in name:
+            out.setdefault(part, {})[name] = value
+        else:
+            raise ConfigurationError(
+                f"--set {item!r}: a dotted KEY must be objective.NAME or behaviour.NAME (a param "
+                f"of the spec's objective or behaviour), found {key!r}"
+            )
     return out
