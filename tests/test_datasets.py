@@ -171,6 +171,29 @@ def test_eval_reports_errors_against_exact_baselines(
     assert "copy_last_mse  h=1..4: 0.3333, 1.333, 3, 5.333" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("model", "context"), [("tdmpc2:ci", 1), ("dreamerv3:ci", 8)])
+def test_eval_observes_the_models_own_context_unless_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str, context: int
+) -> None:
+    """A recurrent filter (DreamerV3) observes 8 steps before imagining, a one-observation
+    encoder 1; ``--context`` overrides; too short episodes name the window's parts."""
+    import worldflux
+
+    dataset = _write(tmp_path / "data", [14] * 4)
+    built = worldflux.create_world_model(model, obs_shape=(3,), action_dim=1)
+    built.save_pretrained(tmp_path / "run" / "model")
+    args = ["eval", str(tmp_path / "run"), "--dataset", str(dataset.root), "--windows", "4"]
+    assert main([*args, "--horizon", "3"]) == 0
+    report = json.loads((tmp_path / "run" / "eval" / "eval.json").read_text())
+    assert report["context"] == context
+    assert main([*args, "--horizon", "3", "--context", "2"]) == 0
+    assert json.loads((tmp_path / "run" / "eval" / "eval.json").read_text())["context"] == 2
+    capsys.readouterr()
+    assert main([*args, "--horizon", "7", "--context", "8"]) == 2  # 16 steps > 15 rows
+    err = capsys.readouterr().err
+    assert "--context 8 + --horizon 7 + 1" in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("model", "updates"), [("tdmpc2:ci", 1500)])
 def test_trained_offline_beats_copy_last_at_horizon_1(

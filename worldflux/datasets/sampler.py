@@ -145,11 +145,18 @@ class WindowSampler:
             self.cache.popitem(last=False)
         return rows
 
-    def sample(self, batch_size: int, seq_len: int, normalize_images: bool = True) -> Batch:
+    def sample(
+        self,
+        batch_size: int,
+        seq_len: int,
+        normalize_images: bool = True,
+        *,
+        remedy: str = "lower --seq-len",
+    ) -> Batch:
         """A Batch of ``batch_size`` windows of ``seq_len`` rows, each inside one episode.
 
         Raises:
-            DatasetError: no episode has ``seq_len`` rows.
+            DatasetError: no episode has ``seq_len`` rows (the message ends with ``remedy``).
         """
         windows: list[dict[str, Any]] = []
         tries = 0
@@ -158,7 +165,7 @@ class WindowSampler:
             if tries > 50 * batch_size:
                 raise DatasetError(
                     f"dataset {self.dataset.root}: no episode among {len(self.episodes)} holds "
-                    f"{seq_len} steps; lower --seq-len"
+                    f"{seq_len} steps; {remedy}"
                 )
             index = self.episodes[int(self.rng.integers(len(self.episodes)))]
             rows = self._rows(index)

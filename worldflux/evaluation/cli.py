@@ -26,7 +26,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=8, help="episodes recorded for --env")
     parser.add_argument("--max-episode-steps", type=int, help="with --env")
     parser.add_argument("--horizon", type=int, default=5, help="open-loop steps H")
-    parser.add_argument("--context", type=int, default=1, help="observed steps before rolling out")
+    parser.add_argument(
+        "--context",
+        type=int,
+        default=None,
+        help="observed steps before rolling out (default: the model's own: 8 for DreamerV3's "
+        "recurrent filter, 1 for models that encode one observation)",
+    )
     parser.add_argument("--windows", type=int, default=64, help="held-out windows evaluated")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="report directory (default: RUN/eval)")

@@ -21,12 +21,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.model import WorldModel
 from worldflux.core.types import Batch, State
 from worldflux.datasets.sampler import WindowSampler
 from worldflux.datasets.source import Dataset
 
-__all__ = ["EvalResult", "evaluate_predictions"]
+__all__ = ["EvalResult", "default_context", "evaluate_predictions"]
 
 
 @dataclass
@@ -100,6 +101,13 @@ def _probe(weights: Tensor, features: Tensor) -> Tensor:
     return torch.cat([features, torch.ones(features.shape[0], 1)], dim=1) @ weights
 
 
+def default_context(model: WorldModel) -> int:
+    """Observed steps before the open-loop rollout when none are asked for: the objective's
+    ``eval_context`` (a recurrent filter such as DreamerV3's RSSM needs several observations
+    to settle), else 1 (a model whose encoder reads one observation)."""
+    return int(getattr(model.objective, "eval_context", 1))
+
+
 @torch.no_grad()
 def evaluate_predictions(
     model: WorldModel,
@@ -108,14 +116,23 @@ def evaluate_predictions(
     eval_episodes: list[int],
     train_episodes: list[int],
     horizon: int = 5,
-    context: int = 1,
+    context: int | None = None,
     windows: int = 64,
     seed: int = 0,
 ) -> EvalResult:
-    """Open-loop prediction errors of ``model`` on ``windows`` windows of ``eval_episodes``."""
+    """Open-loop prediction errors of ``model`` on ``windows`` windows of ``eval_episodes``:
+    ``context`` observed steps (default :func:`default_context`), then ``horizon`` imagined
+    ones."""
+    context = default_context(model) if context is None else context
+    if context < 1:
+        raise ConfigurationError(
+            f"evaluation context: expected >= 1 observed step, found {context}"
+        )
     model.eval()
     steps = context + horizon + 1
-    batch = WindowSampler(dataset, eval_episodes, seed=seed).sample(windows, steps)
+    batch = WindowSampler(dataset, eval_episodes, seed=seed).sample(
+        windows, steps, remedy=f"a window is --context {context} + --horizon {horizon} + 1 steps"
+    )
     forced = _teacher_forced(model, batch, steps)
     start = forced[context]
     actions = batch["actions"][:, context : context + horizon]
