@@ -194,18 +194,42 @@ def test_eval_observes_the_models_own_context_unless_told(
     assert "--context 8 + --horizon 7 + 1" in err and "Traceback" not in err
 
 
+def test_the_default_context_shortens_to_what_the_episodes_hold(tmp_path: Path) -> None:
+    """Episodes too short for DreamerV3's 8 observed steps (a random CartPole policy's, in a
+    training run's model evaluation) are evaluated after 1 instead of failing the run."""
+    import worldflux
+    from worldflux.evaluation.metrics import evaluate_predictions
+
+    dataset = _write(tmp_path / "data", [6] * 3)
+    model = worldflux.create_world_model("dreamerv3:ci", obs_shape=(3,), action_dim=1)
+    episodes = list(range(3))
+    kwargs = {"eval_episodes": episodes, "train_episodes": episodes, "horizon": 3, "windows": 4}
+    assert evaluate_predictions(model, dataset, **kwargs).context == 1  # type: ignore[arg-type]
+    with pytest.raises(DatasetError, match=r"--context 8 \+ --horizon 3 \+ 1"):
+        evaluate_predictions(model, dataset, context=8, **kwargs)  # type: ignore[arg-type]
+
+
+#: DreamerV3 at the sizes of docs/evaluation.md: width 64 and a learning rate for a short run
+#: (the official 4e-5 with a 1,000-update warm-up suits hundreds of thousands of updates)
+DREAMER_SHORT_RUN = ["units=64", "objective.lr=3e-4", "objective.warmup=100"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("model", "updates"), [("tdmpc2:ci", 1500)])
+@pytest.mark.parametrize(
+    ("model", "updates", "settings"),
+    [("tdmpc2:ci", 1500, []), ("dreamerv3:ci", 3000, DREAMER_SHORT_RUN)],
+)
 def test_trained_offline_beats_copy_last_at_horizon_1(
-    tmp_path: Path, model: str, updates: int
+    tmp_path: Path, model: str, updates: int, settings: list[str]
 ) -> None:
-    """The documented run (docs/evaluation.md) at its sizes: record Pendulum with a random
-    policy, train offline, evaluate on the validation episodes."""
+    """The documented runs (docs/evaluation.md) at their sizes: record Pendulum with a random
+    policy, train offline, evaluate on the validation episodes (each model's own context)."""
     data, run = tmp_path / "pendulum", tmp_path / "run"
     record = ["--env", "Pendulum-v1", "--episodes", "40", "--max-episode-steps", "200"]
     assert main(["dataset", "record", *record, "--out", str(data)]) == 0
     train = ["train", model, "--dataset", str(data), "--out", str(run), "--threads", "1"]
-    assert main([*train, "--steps", str(updates)]) == 0
+    sets = [arg for item in settings for arg in ("--set", item)]
+    assert main([*train, "--steps", str(updates), *sets]) == 0
     assert main(["eval", str(run), "--dataset", str(data), "--horizon", "10"]) == 0
     report = json.loads((run / "eval" / "eval.json").read_text())
     error = report["obs_mse"] or report["probe_obs_mse"]

@@ -24,6 +24,7 @@ from torch import Tensor
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.model import WorldModel
 from worldflux.core.types import Batch, State
+from worldflux.datasets.format import DatasetError
 from worldflux.datasets.sampler import WindowSampler
 from worldflux.datasets.source import Dataset
 
@@ -101,6 +102,32 @@ def _probe(weights: Tensor, features: Tensor) -> Tensor:
     return torch.cat([features, torch.ones(features.shape[0], 1)], dim=1) @ weights
 
 
+def _windows(
+    dataset: Dataset,
+    episodes: list[int],
+    contexts: list[int],
+    horizon: int,
+    windows: int,
+    seed: int,
+) -> tuple[int, Batch]:
+    """The first of ``contexts`` whose windows (``context + horizon + 1`` steps) some episode
+    holds, and ``windows`` such windows.
+
+    Raises:
+        DatasetError: no episode holds a window of the last context.
+    """
+    last = contexts[-1]
+    for context in dict.fromkeys(contexts):
+        remedy = f"a window is --context {context} + --horizon {horizon} + 1 steps"
+        try:
+            sampler = WindowSampler(dataset, episodes, seed=seed)
+            return context, sampler.sample(windows, context + horizon + 1, remedy=remedy)
+        except DatasetError:
+            if context == last:
+                raise
+    raise AssertionError("unreachable: the last context raises")
+
+
 def default_context(model: WorldModel) -> int:
     """Observed steps before the open-loop rollout when none are asked for: the objective's
     ``eval_context`` (a recurrent filter such as DreamerV3's RSSM needs several observations
@@ -121,18 +148,21 @@ def evaluate_predictions(
     seed: int = 0,
 ) -> EvalResult:
     """Open-loop prediction errors of ``model`` on ``windows`` windows of ``eval_episodes``:
-    ``context`` observed steps (default :func:`default_context`), then ``horizon`` imagined
-    ones."""
-    context = default_context(model) if context is None else context
-    if context < 1:
+    ``context`` observed steps, then ``horizon`` imagined ones. Without ``context``: the
+    model's :func:`default_context`, or 1 when no episode holds a window that long (short
+    episodes, e.g. a random CartPole policy's, during training's model evaluation).
+
+    Raises:
+        DatasetError: no episode holds ``context + horizon + 1`` steps.
+    """
+    if context is not None and context < 1:
         raise ConfigurationError(
             f"evaluation context: expected >= 1 observed step, found {context}"
         )
+    choices = [context] if context is not None else [default_context(model), 1]
     model.eval()
+    context, batch = _windows(dataset, eval_episodes, choices, horizon, windows, seed)
     steps = context + horizon + 1
-    batch = WindowSampler(dataset, eval_episodes, seed=seed).sample(
-        windows, steps, remedy=f"a window is --context {context} + --horizon {horizon} + 1 steps"
-    )
     forced = _teacher_forced(model, batch, steps)
     start = forced[context]
     actions = batch["actions"][:, context : context + horizon]
