@@ -93,7 +93,7 @@ class SpecWorldModel(WorldModel):
         implementation's params model validates both: an unknown name gets a "did you mean").
 
         Raises:
-            ConfigurationError: overrides for a part the spec does not declare, or invalid params.
+            ConfigurationError: an unknown or invalid param.
         """
         params = {**(entry.get("params") or {}), **overrides}
         return build_component(kind, entry["impl"], params, self._ctx)
