@@ -152,9 +152,38 @@ def evaluate_predictions(
     model's :func:`default_context`, or 1 when no episode holds a window that long (short
     episodes, e.g. a random CartPole policy's, during training's model evaluation).
 
+    Deterministic for a given ``seed``: the windows and the model's own sampling (stochastic
+    latents) draw from streams seeded with it; the caller's torch stream is left as it was.
+
     Raises:
         DatasetError: no episode holds ``context + horizon + 1`` steps.
     """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _evaluate(
+            model,
+            dataset,
+            eval_episodes=eval_episodes,
+            train_episodes=train_episodes,
+            horizon=horizon,
+            context=context,
+            windows=windows,
+            seed=seed,
+        )
+
+
+def _evaluate(
+    model: WorldModel,
+    dataset: Dataset,
+    *,
+    eval_episodes: list[int],
+    train_episodes: list[int],
+    horizon: int,
+    context: int | None,
+    windows: int,
+    seed: int,
+) -> EvalResult:
+    """:func:`evaluate_predictions` inside its seeded torch stream."""
     if context is not None and context < 1:
         raise ConfigurationError(
             f"evaluation context: expected >= 1 observed step, found {context}"
