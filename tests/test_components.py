@@ -131,3 +131,31 @@ def test_decoder_prediction_flags() -> None:
         "decoder", "mlp_decoder", ctx, {"predict_obs": False, "predict_continue": False}
     )
     assert set(decoder(State({"latent": torch.randn(3, 8)})).predictions) == {"reward"}
+
+
+def test_images_conv_reads_and_writes_images_through_convolutions() -> None:
+    """``images: conv`` makes the MLP encoder/decoder read and write [C, H, W] observations
+    through conv stages (far fewer weights than a flat MLP on pixels); vectors are unchanged."""
+    conv = {"images": "conv", "conv_depth": 4, "conv_stages": 2}
+    ctx = _ctx(obs_shape=(3, 16, 16))
+    encoder = _build("observation_encoder", "mlp_encoder", ctx, conv)
+    decoder = _build("decoder", "mlp_decoder", ctx, conv)
+    assert any(isinstance(m, torch.nn.Conv2d) for m in encoder.modules())
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in decoder.modules())
+    obs = torch.rand(2, 3, 16, 16)
+    latent = encoder(obs)
+    assert latent["latent"].shape == (2, 8)
+    assert decoder(latent).predictions["obs"].shape == (2, 3, 16, 16)
+    # a local change of the image only reaches the latent through the conv receptive fields:
+    # the first conv layer's weights see 4x4 patches, not the whole flattened frame
+    first = next(m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    assert tuple(first.weight.shape) == (4, 3, 4, 4)
+    flat_ctx = _ctx(obs_shape=(3, 16, 16))
+    flat = _build("observation_encoder", "mlp_encoder", flat_ctx)
+    assert sum(p.numel() for p in encoder.parameters()) < sum(p.numel() for p in flat.parameters())
+    vector_ctx, plain_ctx = _ctx(obs_shape=(5,)), _ctx(obs_shape=(5,))
+    vector = _build("observation_encoder", "mlp_encoder", vector_ctx, conv)
+    plain = _build("observation_encoder", "mlp_encoder", plain_ctx)
+    assert [n for n, _ in vector.named_parameters()] == [n for n, _ in plain.named_parameters()]
+    with pytest.raises(ConfigurationError, match=r"divisible by 4, found obs_shape \[3, 10, 10\]"):
+        _build("observation_encoder", "mlp_encoder", _ctx(obs_shape=(3, 10, 10)), conv)

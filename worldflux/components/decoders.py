@@ -7,21 +7,22 @@ Predictions (per sample, after the batch dim): ``obs [*obs_shape]`` (reconstruct
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from worldflux.components._common import (
     Activation,
     Size,
-    activation,
     build_mlp,
     flat_obs_dim,
     resolve_size,
     state_features,
     state_features_dim,
 )
+from worldflux.components.conv import DeconvHead, check_image_shape, deconv_stages
 from worldflux.core.components import BuildContext, Decoder
-from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
 
@@ -61,6 +62,14 @@ class _HeadParams(BaseModel):
 class MLPDecoderParams(_HeadParams):
     """Params of ``mlp_decoder``."""
 
+    images: Literal["flatten", "conv"] = Field(
+        "flatten",
+        description="image observations [C, H, W]: predict them flat from the MLP, or 'conv': "
+        "through a linear map to a small grid and transposed-conv stages instead",
+    )
+    conv_depth: Size = Field(16, description="channels of the last transposed-conv stage")
+    conv_stages: int = Field(2, ge=1, le=6, description="stages, each doubling H and W")
+
 
 @register_component("decoder", "mlp_decoder", params_model=MLPDecoderParams)
 class MLPDecoder(Decoder):
@@ -71,11 +80,21 @@ class MLPDecoder(Decoder):
         in_dim = state_features_dim(ctx)
         hidden = resolve_size(ctx, params.hidden, "mlp_decoder.hidden")
         self.obs_shape = ctx.obs_shape
-        self.obs = (
-            build_mlp(in_dim, hidden, params.layers, flat_obs_dim(self.obs_shape), params.act)
-            if params.predict_obs
-            else None
-        )
+        self.obs: nn.Module | None = None
+        if params.predict_obs and params.images == "conv" and len(self.obs_shape) == 3:
+            depth = resolve_size(ctx, params.conv_depth, "mlp_decoder.conv_depth")
+            self.obs = DeconvHead(
+                "mlp_decoder (images: conv)",
+                in_dim,
+                self.obs_shape,
+                depth,
+                params.conv_stages,
+                params.act,
+            )
+        elif params.predict_obs:
+            self.obs = build_mlp(
+                in_dim, hidden, params.layers, flat_obs_dim(self.obs_shape), params.act
+            )
         self.heads = ScalarHeads(
             in_dim,
             hidden,
@@ -106,17 +125,8 @@ class CNNDecoder(Decoder):
 
     def __init__(self, ctx: BuildContext, params: CNNDecoderParams) -> None:
         super().__init__()
-        if len(ctx.obs_shape) != 3:
-            raise ConfigurationError(
-                f"cnn_decoder needs obs_shape [C, H, W], found {list(ctx.obs_shape)}"
-            )
-        channels, height, width = ctx.obs_shape
+        channels, height, width = check_image_shape("cnn_decoder", ctx.obs_shape, params.stages)
         factor = 2**params.stages
-        if height % factor or width % factor:
-            raise ConfigurationError(
-                f"cnn_decoder with {params.stages} stages needs height and width divisible by "
-                f"{factor}, found obs_shape {list(ctx.obs_shape)}"
-            )
         in_dim = state_features_dim(ctx)
         hidden = resolve_size(ctx, params.hidden, "cnn_decoder.hidden")
         depth = resolve_size(ctx, params.depth, "cnn_decoder.depth")
@@ -125,16 +135,8 @@ class CNNDecoder(Decoder):
         self.obs: nn.Module | None = None
         if params.predict_obs:
             ch, h, w = self.start
-            layers: list[nn.Module] = [nn.Linear(in_dim, ch * h * w)]
-            self.proj = nn.Sequential(*layers)
-            convs: list[nn.Module] = []
-            for stage in reversed(range(params.stages)):
-                out_ch = channels if stage == 0 else depth * 2 ** (stage - 1)
-                convs.append(nn.ConvTranspose2d(ch, out_ch, 4, stride=2, padding=1))
-                if stage:
-                    convs.append(activation(params.act))
-                ch = out_ch
-            self.obs = nn.Sequential(*convs)
+            self.proj = nn.Sequential(nn.Linear(in_dim, ch * h * w))
+            self.obs = nn.Sequential(*deconv_stages(channels, depth, params.stages, params.act))
         self.heads = ScalarHeads(
             in_dim,
             hidden,

@@ -15,11 +15,11 @@ from torch import Tensor, nn
 from worldflux.components._common import (
     Activation,
     Size,
-    activation,
     build_mlp,
     flat_obs_dim,
     resolve_size,
 )
+from worldflux.components.conv import ConvTrunk, check_image_shape, conv_stages
 from worldflux.core.components import BuildContext, ObservationEncoder
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
@@ -28,6 +28,7 @@ from worldflux.core.types import State
 __all__ = ["CNNEncoder", "CNNEncoderParams", "MLPEncoder", "MLPEncoderParams"]
 
 OutputNorm = Literal["none", "layer", "tanh"]
+ImageMode = Literal["flatten", "conv"]
 
 
 def _output_norm(kind: str, dim: int) -> nn.Module:
@@ -53,20 +54,41 @@ class MLPEncoderParams(BaseModel):
     layers: int = Field(2, ge=0, description="number of hidden layers")
     act: Activation = Field("silu", description="activation")
     output_norm: OutputNorm = Field("layer", description="normalisation of the latent")
+    images: ImageMode = Field(
+        "flatten",
+        description="image observations [C, H, W]: 'flatten' them into the MLP, or 'conv': "
+        "read them through conv stages and a linear map to the latent instead",
+    )
+    conv_depth: Size = Field(16, description="channels of the first conv stage (images: conv)")
+    conv_stages: int = Field(2, ge=1, le=6, description="conv stages, each halving H and W")
 
 
 @register_component("observation_encoder", "mlp_encoder", params_model=MLPEncoderParams)
 class MLPEncoder(ObservationEncoder):
-    """Flatten ``obs [B, *obs_shape]`` and map it through an MLP to ``latent [B, latent]``."""
+    """Flatten ``obs [B, *obs_shape]`` and map it through an MLP to ``latent [B, latent]``;
+    with ``images: conv`` an image observation ``[B, C, H, W]`` goes through conv stages
+    instead (:class:`~worldflux.components.conv.ConvTrunk`), vectors still through the MLP."""
 
     def __init__(self, ctx: BuildContext, params: MLPEncoderParams) -> None:
         super().__init__()
         latent = resolve_size(ctx, params.latent, "mlp_encoder.latent")
         hidden = resolve_size(ctx, params.hidden, "mlp_encoder.hidden")
         self.obs_shape = ctx.obs_shape
-        self.net = build_mlp(
-            flat_obs_dim(self.obs_shape), hidden, params.layers, latent, params.act
-        )
+        self.net: nn.Module
+        if params.images == "conv" and len(self.obs_shape) == 3:
+            depth = resolve_size(ctx, params.conv_depth, "mlp_encoder.conv_depth")
+            self.net = ConvTrunk(
+                "mlp_encoder (images: conv)",
+                self.obs_shape,
+                depth,
+                params.conv_stages,
+                latent,
+                params.act,
+            )
+        else:
+            self.net = build_mlp(
+                flat_obs_dim(self.obs_shape), hidden, params.layers, latent, params.act
+            )
         self.norm = _output_norm(params.output_norm, latent)
         _announce(ctx, latent)
 
@@ -100,27 +122,12 @@ class CNNEncoder(ObservationEncoder):
 
     def __init__(self, ctx: BuildContext, params: CNNEncoderParams) -> None:
         super().__init__()
-        if len(ctx.obs_shape) != 3:
-            raise ConfigurationError(
-                f"cnn_encoder needs obs_shape [C, H, W], found {list(ctx.obs_shape)}"
-            )
-        channels, height, width = ctx.obs_shape
+        channels, height, width = check_image_shape("cnn_encoder", ctx.obs_shape, params.stages)
         factor = 2**params.stages
-        if height % factor or width % factor:
-            raise ConfigurationError(
-                f"cnn_encoder with {params.stages} stages needs height and width divisible by "
-                f"{factor}, found obs_shape {list(ctx.obs_shape)}"
-            )
         latent = resolve_size(ctx, params.latent, "cnn_encoder.latent")
         depth = resolve_size(ctx, params.depth, "cnn_encoder.depth")
-        layers: list[nn.Module] = []
-        in_ch = channels
-        for stage in range(params.stages):
-            out_ch = depth * 2**stage
-            layers += [nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1), activation(params.act)]
-            in_ch = out_ch
-        self.convs = nn.Sequential(*layers)
-        flat = in_ch * (height // factor) * (width // factor)
+        self.convs = nn.Sequential(*conv_stages(channels, depth, params.stages, params.act))
+        flat = depth * 2 ** (params.stages - 1) * (height // factor) * (width // factor)
         self.proj = nn.Linear(flat, latent)
         self.norm = _output_norm(params.output_norm, latent)
         ctx.dims["cnn_depth"] = depth
