@@ -64,9 +64,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: it produced and was chosen on a dataset of another seed (``--data-seed 1``), never on the
 #: report's held-out episodes. A (family, task) not listed runs its ``ci`` preset as declared.
 FAMILY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
-    # the ci widths sit at the mean frame on 16x16 images; wider, at the spec's lr 3e-3
-    # the widths of its base preset (64 particles in 2-D: a 256-number state), reconstruction
-    # weighted 100x: at weight 1 the latent dynamics term collapsed the state back to the mean
+    # the ci presets' autoencoders sit at the mean frame on 16x16 images.
+    # physics: the widths of its base preset (64 particles in 2-D: a 256-number state), the
+    # reconstruction weighted 100x (at weight 1 it fell, then returned to the mean frame)
     ("physics", "image"): {
         "hidden_dim": 256,
         "embed_dim": 256,
@@ -75,6 +75,7 @@ FAMILY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
         "force_hidden": 64,
         "objective": {"reconstruction_coef": 100},
     },
+    # renderer3d: wider, at the spec's lr 3e-3
     ("renderer3d", "image"): {
         "latent_dim": 32,
         "cnn_depth": 16,

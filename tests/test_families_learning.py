@@ -51,3 +51,33 @@ def test_family_beats_the_mean_at_horizon_5(
         f"{family}:ci after {row['updates']} updates: h=5 error {five['model']:.4g} is not "
         f"below {MARGIN} x the mean baseline {five['mean']:.4g} (copy-last {five['copy_last']:.4g})"
     )
+
+
+def test_per_task_defaults_are_spec_config_keys_and_documented() -> None:
+    """Every default override of the benchmark is a config key of the family's spec (or the
+    ``objective`` override), applies to the image task only (the vector rows are the ``ci``
+    presets at ``--updates``), and is stated in docs/families.md next to its numbers."""
+    import yaml
+
+    from benchmarks.families_learning import (
+        FAMILY_OVERRIDES,
+        FAMILY_UPDATES,
+        ROOT,
+        family_overrides,
+        family_updates,
+    )
+
+    docs = (ROOT / "docs" / "families.md").read_text(encoding="utf-8")
+    for (family, task), overrides in FAMILY_OVERRIDES.items():
+        assert task == "image", (family, task)
+        spec = yaml.safe_load((ROOT / "specs" / "models" / f"{family}.yaml").read_text())
+        keys = set(spec["config"]["properties"]) | {"objective"}
+        assert set(overrides) <= keys, (family, sorted(set(overrides) - keys))
+        for key in overrides:
+            assert f"{family}:{key}=" in docs, f"{family}:{key} is not in docs/families.md"
+        assert family_overrides(family, task) == overrides
+        assert family_overrides(family, "vector") == {}
+    for (family, task), updates in FAMILY_UPDATES.items():
+        assert task == "image", (family, task)
+        assert family_updates(family, task, 500) == updates
+        assert family_updates(family, "vector", 500) == 500
