@@ -86,6 +86,7 @@ class GANWorldModel(SpecWorldModel):
             "batch_keys": ["obs", "actions", "rewards", "terminated", "truncated", "is_first"],
             "loss_components": [
                 "reconstruction",
+                "latent",
                 "reward",
                 "continue",
                 "generator",

@@ -32,6 +32,13 @@ class GANObjectiveParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     adversarial_coef: float = Field(1.0, ge=0.0)
     reconstruction_coef: float = Field(1.0, ge=0.0)
+    latent_coef: float = Field(
+        1.0,
+        ge=0.0,
+        description="weight of the regression of the generated next latent (with noise) onto "
+        "the encoded next latent (stop-gradient), the L1/L2 term of conditional GANs (pix2pix): "
+        "the adversarial term alone leaves the generator free to drift off the data",
+    )
     reward_coef: float = Field(1.0, ge=0.0)
     continue_coef: float = Field(1.0, ge=0.0)
     lr: float = Field(2e-4, gt=0.0)
@@ -43,8 +50,10 @@ class GANObjective(Objective):
 
     ``discriminator`` = BCE(D(real), 1) + BCE(D(sg(fake)), 0) on stop-gradient inputs;
     ``generator`` = BCE(D(fake), 1) through a parameter-detached copy of D, so each player's loss
-    only moves its own parameters even under one optimiser. ``reconstruction`` = MSE of
-    ``decode(z_t).obs``; ``reward`` / ``continue`` from ``decode(fake)``.
+    only moves its own parameters even under one optimiser. ``latent`` = MSE of the generated
+    ``z'`` to ``sg(z_{t+1})`` inside episodes (conditional GANs' regression term).
+    ``reconstruction`` = MSE of ``decode(z_t).obs``; ``reward`` / ``continue`` from
+    ``decode(fake)``.
     """
 
     def __init__(self, ctx: BuildContext, params: GANObjectiveParams) -> None:
@@ -88,6 +97,8 @@ class GANObjective(Objective):
         frozen = {k: v.detach() for k, v in self.discriminator.named_parameters()}
         g_logits = functional_call(self.discriminator, frozen, (self._features(z_t, a_t, fake),))
         generator = bce(g_logits, 1.0)
+        per_step = (fake - z_next.detach()).pow(2).mean(-1)
+        latent = (per_step * inside).sum() / inside.sum().clamp_min(1.0)
         pred = model.decode(State(latent=fake)).predictions
         reward = F.mse_loss(pred["reward"], batch["rewards"][:, :-1].flatten().to(z.dtype))
         cont_target = 1.0 - batch["terminated"][:, :-1].flatten().to(z.dtype)
@@ -95,6 +106,7 @@ class GANObjective(Objective):
         loss = (
             self.p.adversarial_coef * (generator + discriminator)
             + self.p.reconstruction_coef * reconstruction
+            + self.p.latent_coef * latent
             + self.p.reward_coef * reward
             + self.p.continue_coef * cont
         )
@@ -102,6 +114,7 @@ class GANObjective(Objective):
             loss=loss,
             components={
                 "reconstruction": reconstruction,
+                "latent": latent,
                 "reward": reward,
                 "continue": cont,
                 "generator": generator,
