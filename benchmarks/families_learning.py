@@ -37,6 +37,15 @@ from typing import Any
 import torch
 import yaml
 
+from benchmarks.families_settings import (
+    FAMILY_OVERRIDES,
+    FAMILY_UPDATES,
+    family_overrides,
+    family_updates,
+    merged_overrides,
+    parse_family_sets,
+)
+
 __all__ = [
     "FAMILIES",
     "FAMILY_OVERRIDES",
@@ -58,48 +67,6 @@ FAMILIES = ("jepa", "vjepa2", "token", "diffusion", "dit", "ssm", "renderer3d", 
 REFERENCE = ("dreamerv3", "tdmpc2")
 HORIZON = 5
 ROOT = Path(__file__).resolve().parent.parent
-
-#: Per-(family, task) ``ci`` config overrides applied by default (``--set`` style, which adds to
-#: or replaces them); each is stated in docs/families.md's "Learning figures" next to the numbers
-#: it produced and was chosen on a dataset of another seed (``--data-seed 1``), never on the
-#: report's held-out episodes. A (family, task) not listed runs its ``ci`` preset as declared.
-FAMILY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
-    # the ci presets' autoencoders sit at the mean frame on 16x16 images.
-    # physics: the widths of its base preset (64 particles in 2-D: a 256-number state), the
-    # reconstruction weighted 100x (at weight 1 it fell, then returned to the mean frame)
-    ("physics", "image"): {
-        "hidden_dim": 256,
-        "embed_dim": 256,
-        "num_particles": 64,
-        "space_dim": 2,
-        "force_hidden": 64,
-        "objective": {"reconstruction_coef": 100},
-    },
-    # renderer3d: wider, at the spec's lr 3e-3
-    ("renderer3d", "image"): {
-        "latent_dim": 32,
-        "cnn_depth": 16,
-        "hidden_dim": 64,
-        "num_primitives": 8,
-    },
-}
-
-#: Per-(family, task) training updates applied by default (``--family-updates`` replaces them);
-#: a (family, task) not listed trains for ``--updates``. Chosen like ``FAMILY_OVERRIDES``.
-FAMILY_UPDATES: dict[tuple[str, str], int] = {
-    ("physics", "image"): 1500,
-    ("renderer3d", "image"): 1500,
-}
-
-
-def family_overrides(family: str, task: str) -> dict[str, Any]:
-    """The default ``ci`` config overrides of ``family`` on ``task`` (a copy; may be empty)."""
-    return dict(FAMILY_OVERRIDES.get((family, task), {}))
-
-
-def family_updates(family: str, task: str, default: int) -> int:
-    """The default training updates of ``family`` on ``task``, else ``default``."""
-    return FAMILY_UPDATES.get((family, task), default)
 
 
 @dataclass(frozen=True)
@@ -331,22 +298,6 @@ def plot_rows(rows: Sequence[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
-def _parse_set(values: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``FAMILY:KEY=VALUE`` (VALUE as JSON when it parses) -> ``{family: {key: value}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in values:
-        family, _, assignment = item.partition(":")
-        key, eq, raw = assignment.partition("=")
-        if not eq or not family or not key:
-            raise SystemExit(f"--set {item!r}: expected FAMILY:KEY=VALUE")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out.setdefault(family, {})[key] = value
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.families_learning",
@@ -421,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()
     register()  # worldflux/Reach-v0
-    sets = _parse_set(args.set)
+    sets = parse_family_sets(args.set)
     per_family = {k: int(v) for k, _, v in (s.partition("=") for s in args.family_updates)}
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -431,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"# {name}: {task.record_command(dataset)}", flush=True)
         for family in args.families:
             defaults = {} if args.plain else family_overrides(family, name)
-            overrides = {**defaults, **sets.get(family, {})}
+            overrides = merged_overrides(defaults, sets.get(family, {}))
             updates = args.updates if args.plain else family_updates(family, name, args.updates)
             row = run_family(
                 family,

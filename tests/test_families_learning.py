@@ -81,3 +81,24 @@ def test_per_task_defaults_are_spec_config_keys_and_documented() -> None:
         assert task == "image", (family, task)
         assert family_updates(family, task, 500) == updates
         assert family_updates(family, "vector", 500) == 500
+
+
+def test_set_reads_like_worldflux_train_and_merges_objective_params() -> None:
+    """``--set FAMILY:objective.NAME=VALUE`` nests like ``worldflux train --set``, and one
+    objective param given on the command line keeps the default settings' others."""
+    from benchmarks.families_settings import merged_overrides, parse_family_sets
+
+    sets = parse_family_sets(
+        ["physics:objective.lr=1e-3", "physics:hidden_dim=64", 'gan:objective={"latent_coef": 0}']
+    )
+    assert sets == {
+        "physics": {"objective": {"lr": 1e-3}, "hidden_dim": 64},
+        "gan": {"objective": {"latent_coef": 0}},
+    }
+    defaults = {"objective": {"reconstruction_coef": 100}, "hidden_dim": 256}
+    assert merged_overrides(defaults, sets["physics"]) == {
+        "objective": {"reconstruction_coef": 100, "lr": 1e-3},
+        "hidden_dim": 64,
+    }
+    with pytest.raises(SystemExit, match=r"objective\.NAME or behaviour\.NAME"):
+        parse_family_sets(["physics:decoder.depth=2"])

@@ -1,0 +1,89 @@
+"""Per-(family, task) settings of the learning figures (``python -m
+benchmarks.families_learning``) and the reading of its ``--set FAMILY:KEY=VALUE`` options.
+
+Each setting is stated in docs/families.md's "Learning figures" next to the numbers it produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from worldflux.core.exceptions import ConfigurationError
+from worldflux.training.cli import parse_overrides
+
+__all__ = [
+    "FAMILY_OVERRIDES",
+    "FAMILY_UPDATES",
+    "family_overrides",
+    "family_updates",
+    "merged_overrides",
+    "parse_family_sets",
+]
+
+#: Per-(family, task) ``ci`` config overrides applied by default (``--set`` style, which adds to
+#: or replaces them); each is stated in docs/families.md's "Learning figures" next to the numbers
+#: it produced and was chosen on a dataset of another seed (``--data-seed 1``), never on the
+#: report's held-out episodes. A (family, task) not listed runs its ``ci`` preset as declared.
+FAMILY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
+    # the ci presets' autoencoders sit at the mean frame on 16x16 images.
+    # physics: the widths of its base preset (64 particles in 2-D: a 256-number state), the
+    # reconstruction weighted 100x (at weight 1 it fell, then returned to the mean frame)
+    ("physics", "image"): {
+        "hidden_dim": 256,
+        "embed_dim": 256,
+        "num_particles": 64,
+        "space_dim": 2,
+        "force_hidden": 64,
+        "objective": {"reconstruction_coef": 100},
+    },
+    # renderer3d: wider, at the spec's lr 3e-3
+    ("renderer3d", "image"): {
+        "latent_dim": 32,
+        "cnn_depth": 16,
+        "hidden_dim": 64,
+        "num_primitives": 8,
+    },
+}
+
+#: Per-(family, task) training updates applied by default (``--family-updates`` replaces them);
+#: a (family, task) not listed trains for ``--updates``. Chosen like ``FAMILY_OVERRIDES``.
+FAMILY_UPDATES: dict[tuple[str, str], int] = {
+    ("physics", "image"): 1500,
+    ("renderer3d", "image"): 1500,
+}
+
+
+def family_overrides(family: str, task: str) -> dict[str, Any]:
+    """The default ``ci`` config overrides of ``family`` on ``task`` (a copy; may be empty)."""
+    return dict(FAMILY_OVERRIDES.get((family, task), {}))
+
+
+def family_updates(family: str, task: str, default: int) -> int:
+    """The default training updates of ``family`` on ``task``, else ``default``."""
+    return FAMILY_UPDATES.get((family, task), default)
+
+
+def parse_family_sets(values: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``FAMILY:KEY=VALUE`` -> ``{family: {key: value}}``, each ``KEY=VALUE`` read as ``worldflux
+    train --set`` reads it (VALUE as JSON when it parses; ``objective.NAME=VALUE`` nests)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in values:
+        family, _, assignment = item.partition(":")
+        if not family or "=" not in assignment:
+            raise SystemExit(f"--set {item!r}: expected FAMILY:KEY=VALUE")
+        try:
+            parsed = parse_overrides([assignment])
+        except ConfigurationError as error:
+            raise SystemExit(f"--set {item!r}: {error}") from None
+        out[family] = merged_overrides(out.get(family, {}), parsed)
+    return out
+
+
+def merged_overrides(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` over ``defaults``; the ``objective`` / ``behaviour`` dicts merge key by key."""
+    out = dict(defaults)
+    for key, value in given.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = {**out[key], **value} if both else value
+    return out
