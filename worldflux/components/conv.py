@@ -10,13 +10,42 @@ images through convolutions with ``images: conv``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
+from pydantic import BaseModel, Field
 from torch import nn
 
-from worldflux.components._common import activation
+from worldflux.components._common import Size, activation
 from worldflux.core.exceptions import ConfigurationError
 
-__all__ = ["ConvTrunk", "DeconvHead", "check_image_shape", "conv_stages", "deconv_stages"]
+__all__ = [
+    "ConvTrunk",
+    "DeconvHead",
+    "ImageConvParams",
+    "ImageMode",
+    "check_image_shape",
+    "conv_stages",
+    "deconv_stages",
+    "deepest_grid",
+]
+
+#: How a flattening component (``mlp_encoder``, ``mlp_decoder``) treats ``[C, H, W]``
+#: observations: through its MLP as a flat vector, or through conv stages.
+ImageMode = Literal["flatten", "conv"]
+
+
+class ImageConvParams(BaseModel):
+    """The image params shared by ``mlp_encoder`` and ``mlp_decoder``."""
+
+    images: ImageMode = Field(
+        "flatten",
+        description="image observations [C, H, W]: 'flatten' (through the MLP as one vector) or "
+        "'conv' (conv stages and a linear map to / from the features instead)",
+    )
+    conv_depth: Size = Field(16, description="channels of the outermost conv stage (images: conv)")
+    conv_stages: int = Field(
+        2, ge=1, le=6, description="conv stages (images: conv), each halving / doubling H and W"
+    )
 
 
 def check_image_shape(owner: str, obs_shape: Sequence[int], stages: int) -> tuple[int, int, int]:
@@ -35,6 +64,13 @@ def check_image_shape(owner: str, obs_shape: Sequence[int], stages: int) -> tupl
             f"obs_shape {list(obs_shape)}"
         )
     return channels, height, width
+
+
+def deepest_grid(height: int, width: int, depth: int, stages: int) -> tuple[int, int, int]:
+    """``(channels, h, w)`` after ``stages`` conv stages: ``depth * 2**(stages-1)`` channels on
+    the ``H / 2**stages`` x ``W / 2**stages`` grid (where deconv stages start)."""
+    factor = 2**stages
+    return depth * 2 ** (stages - 1), height // factor, width // factor
 
 
 def conv_stages(in_channels: int, depth: int, stages: int, act: str) -> list[nn.Module]:
@@ -68,13 +104,12 @@ class ConvTrunk(nn.Sequential):
         self, owner: str, obs_shape: Sequence[int], depth: int, stages: int, out: int, act: str
     ) -> None:
         channels, height, width = check_image_shape(owner, obs_shape, stages)
-        factor = 2**stages
-        flat = depth * 2 ** (stages - 1) * (height // factor) * (width // factor)
+        grid = deepest_grid(height, width, depth, stages)
         super().__init__(
             nn.Unflatten(1, (channels, height, width)),
             *conv_stages(channels, depth, stages, act),
             nn.Flatten(1),
-            nn.Linear(flat, out),
+            nn.Linear(grid[0] * grid[1] * grid[2], out),
         )
 
 
@@ -86,8 +121,7 @@ class DeconvHead(nn.Sequential):
         self, owner: str, in_dim: int, obs_shape: Sequence[int], depth: int, stages: int, act: str
     ) -> None:
         channels, height, width = check_image_shape(owner, obs_shape, stages)
-        factor = 2**stages
-        start = (depth * 2 ** (stages - 1), height // factor, width // factor)
+        start = deepest_grid(height, width, depth, stages)
         super().__init__(
             nn.Linear(in_dim, start[0] * start[1] * start[2]),
             nn.Unflatten(1, start),

@@ -7,8 +7,6 @@ Predictions (per sample, after the batch dim): ``obs [*obs_shape]`` (reconstruct
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
@@ -21,7 +19,13 @@ from worldflux.components._common import (
     state_features,
     state_features_dim,
 )
-from worldflux.components.conv import DeconvHead, check_image_shape, deconv_stages
+from worldflux.components.conv import (
+    DeconvHead,
+    ImageConvParams,
+    check_image_shape,
+    deconv_stages,
+    deepest_grid,
+)
 from worldflux.core.components import BuildContext, Decoder
 from worldflux.core.registry import register_component
 from worldflux.core.types import ModelOutput, State
@@ -59,16 +63,8 @@ class _HeadParams(BaseModel):
     predict_continue: bool = Field(True, description="predict the continue probability")
 
 
-class MLPDecoderParams(_HeadParams):
+class MLPDecoderParams(_HeadParams, ImageConvParams):
     """Params of ``mlp_decoder``."""
-
-    images: Literal["flatten", "conv"] = Field(
-        "flatten",
-        description="image observations [C, H, W]: predict them flat from the MLP, or 'conv': "
-        "through a linear map to a small grid and transposed-conv stages instead",
-    )
-    conv_depth: Size = Field(16, description="channels of the last transposed-conv stage")
-    conv_stages: int = Field(2, ge=1, le=6, description="stages, each doubling H and W")
 
 
 @register_component("decoder", "mlp_decoder", params_model=MLPDecoderParams)
@@ -126,12 +122,11 @@ class CNNDecoder(Decoder):
     def __init__(self, ctx: BuildContext, params: CNNDecoderParams) -> None:
         super().__init__()
         channels, height, width = check_image_shape("cnn_decoder", ctx.obs_shape, params.stages)
-        factor = 2**params.stages
         in_dim = state_features_dim(ctx)
         hidden = resolve_size(ctx, params.hidden, "cnn_decoder.hidden")
         depth = resolve_size(ctx, params.depth, "cnn_decoder.depth")
         self.obs_shape = ctx.obs_shape
-        self.start = (depth * 2 ** (params.stages - 1), height // factor, width // factor)
+        self.start = deepest_grid(height, width, depth, params.stages)
         self.obs: nn.Module | None = None
         if params.predict_obs:
             ch, h, w = self.start

@@ -19,7 +19,13 @@ from worldflux.components._common import (
     flat_obs_dim,
     resolve_size,
 )
-from worldflux.components.conv import ConvTrunk, check_image_shape, conv_stages
+from worldflux.components.conv import (
+    ConvTrunk,
+    ImageConvParams,
+    check_image_shape,
+    conv_stages,
+    deepest_grid,
+)
 from worldflux.core.components import BuildContext, ObservationEncoder
 from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.registry import register_component
@@ -28,7 +34,6 @@ from worldflux.core.types import State
 __all__ = ["CNNEncoder", "CNNEncoderParams", "MLPEncoder", "MLPEncoderParams"]
 
 OutputNorm = Literal["none", "layer", "tanh"]
-ImageMode = Literal["flatten", "conv"]
 
 
 def _output_norm(kind: str, dim: int) -> nn.Module:
@@ -44,7 +49,7 @@ def _announce(ctx: BuildContext, latent: int) -> None:
     ctx.dims["embed_dim"] = latent
 
 
-class MLPEncoderParams(BaseModel):
+class MLPEncoderParams(ImageConvParams):
     """Params of ``mlp_encoder``. Sizes are ints or config symbols (see _common)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -54,13 +59,6 @@ class MLPEncoderParams(BaseModel):
     layers: int = Field(2, ge=0, description="number of hidden layers")
     act: Activation = Field("silu", description="activation")
     output_norm: OutputNorm = Field("layer", description="normalisation of the latent")
-    images: ImageMode = Field(
-        "flatten",
-        description="image observations [C, H, W]: 'flatten' them into the MLP, or 'conv': "
-        "read them through conv stages and a linear map to the latent instead",
-    )
-    conv_depth: Size = Field(16, description="channels of the first conv stage (images: conv)")
-    conv_stages: int = Field(2, ge=1, le=6, description="conv stages, each halving H and W")
 
 
 @register_component("observation_encoder", "mlp_encoder", params_model=MLPEncoderParams)
@@ -123,12 +121,11 @@ class CNNEncoder(ObservationEncoder):
     def __init__(self, ctx: BuildContext, params: CNNEncoderParams) -> None:
         super().__init__()
         channels, height, width = check_image_shape("cnn_encoder", ctx.obs_shape, params.stages)
-        factor = 2**params.stages
         latent = resolve_size(ctx, params.latent, "cnn_encoder.latent")
         depth = resolve_size(ctx, params.depth, "cnn_encoder.depth")
         self.convs = nn.Sequential(*conv_stages(channels, depth, params.stages, params.act))
-        flat = depth * 2 ** (params.stages - 1) * (height // factor) * (width // factor)
-        self.proj = nn.Linear(flat, latent)
+        grid = deepest_grid(height, width, depth, params.stages)
+        self.proj = nn.Linear(grid[0] * grid[1] * grid[2], latent)
         self.norm = _output_norm(params.output_norm, latent)
         ctx.dims["cnn_depth"] = depth
         ctx.dims["cnn_stages"] = params.stages
