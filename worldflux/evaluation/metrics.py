@@ -105,27 +105,31 @@ def _probe(weights: Tensor, features: Tensor) -> Tensor:
 def _windows(
     dataset: Dataset,
     episodes: list[int],
-    contexts: list[int],
+    context: int,
     horizon: int,
     windows: int,
     seed: int,
+    *,
+    fallback: int | None = None,
 ) -> tuple[int, Batch]:
-    """The first of ``contexts`` whose windows (``context + horizon + 1`` steps) some episode
-    holds, and ``windows`` such windows.
+    """``windows`` windows of ``context + horizon + 1`` steps and the context they hold; with a
+    ``fallback`` context, windows of that when no episode is long enough for ``context``.
 
     Raises:
-        DatasetError: no episode holds a window of the last context.
+        DatasetError: no episode holds a window (of the fallback, when given).
     """
-    last = contexts[-1]
-    for context in dict.fromkeys(contexts):
-        remedy = f"a window is --context {context} + --horizon {horizon} + 1 steps"
-        try:
-            sampler = WindowSampler(dataset, episodes, seed=seed)
-            return context, sampler.sample(windows, context + horizon + 1, remedy=remedy)
-        except DatasetError:
-            if context == last:
-                raise
-    raise AssertionError("unreachable: the last context raises")
+
+    def draw(observed: int) -> Batch:
+        remedy = f"a window is --context {observed} + --horizon {horizon} + 1 steps"
+        sampler = WindowSampler(dataset, episodes, seed=seed)
+        return sampler.sample(windows, observed + horizon + 1, remedy=remedy)
+
+    try:
+        return context, draw(context)
+    except DatasetError:
+        if fallback is None or fallback == context:
+            raise
+        return fallback, draw(fallback)
 
 
 def default_context(model: WorldModel) -> int:
@@ -158,76 +162,56 @@ def evaluate_predictions(
     Raises:
         DatasetError: no episode holds ``context + horizon + 1`` steps.
     """
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return _evaluate(
-            model,
-            dataset,
-            eval_episodes=eval_episodes,
-            train_episodes=train_episodes,
-            horizon=horizon,
-            context=context,
-            windows=windows,
-            seed=seed,
-        )
-
-
-def _evaluate(
-    model: WorldModel,
-    dataset: Dataset,
-    *,
-    eval_episodes: list[int],
-    train_episodes: list[int],
-    horizon: int,
-    context: int | None,
-    windows: int,
-    seed: int,
-) -> EvalResult:
-    """:func:`evaluate_predictions` inside its seeded torch stream."""
     if context is not None and context < 1:
         raise ConfigurationError(
             f"evaluation context: expected >= 1 observed step, found {context}"
         )
-    choices = [context] if context is not None else [default_context(model), 1]
-    model.eval()
-    context, batch = _windows(dataset, eval_episodes, choices, horizon, windows, seed)
-    steps = context + horizon + 1
-    forced = _teacher_forced(model, batch, steps)
-    start = forced[context]
-    actions = batch["actions"][:, context : context + horizon]
-    trajectory = model.rollout(start, actions)
-    result = EvalResult(horizon=horizon, context=context, windows=windows)
-    open_loop = [
-        State({k: v[:, h] for k, v in trajectory.states.items()}) for h in range(1, horizon + 1)
-    ]
-    result.latent_mse = [
-        float(((_features(a) - _features(b)) ** 2).mean())
-        for a, b in zip(open_loop, forced[context + 1 :], strict=True)
-    ]
-    rewards = batch["rewards"][:, context : context + horizon]
-    result.reward_mse = _per_step((trajectory.rewards.float() - rewards) ** 2)
-    alive = 1.0 - batch["terminated"][:, context : context + horizon].float()
-    result.continue_mse = _per_step((trajectory.continues.float() - alive) ** 2)
-    obs = batch["obs"]
-    if isinstance(obs, dict):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model.eval()
+        if context is None:
+            context, batch = _windows(
+                dataset, eval_episodes, default_context(model), horizon, windows, seed, fallback=1
+            )
+        else:
+            context, batch = _windows(dataset, eval_episodes, context, horizon, windows, seed)
+        steps = context + horizon + 1
+        forced = _teacher_forced(model, batch, steps)
+        start = forced[context]
+        actions = batch["actions"][:, context : context + horizon]
+        trajectory = model.rollout(start, actions)
+        result = EvalResult(horizon=horizon, context=context, windows=windows)
+        open_loop = [
+            State({k: v[:, h] for k, v in trajectory.states.items()}) for h in range(1, horizon + 1)
+        ]
+        result.latent_mse = [
+            float(((_features(a) - _features(b)) ** 2).mean())
+            for a, b in zip(open_loop, forced[context + 1 :], strict=True)
+        ]
+        rewards = batch["rewards"][:, context : context + horizon]
+        result.reward_mse = _per_step((trajectory.rewards.float() - rewards) ** 2)
+        alive = 1.0 - batch["terminated"][:, context : context + horizon].float()
+        result.continue_mse = _per_step((trajectory.continues.float() - alive) ** 2)
+        obs = batch["obs"]
+        if isinstance(obs, dict):
+            return result
+        truth = obs[:, context + 1 : context + 1 + horizon].float()
+        last = obs[:, context : context + 1].float().expand_as(truth)
+        result.copy_last_mse = _per_step((last - truth) ** 2)
+        mean = _mean_obs(dataset, train_episodes or eval_episodes)
+        if mean is not None:
+            result.mean_mse = _per_step((mean.expand_as(truth) - truth) ** 2)
+        predicted = trajectory.predictions.get("obs")
+        if predicted is not None and tuple(predicted.shape) == tuple(truth.shape):
+            result.obs_mse = _per_step((predicted.float() - truth) ** 2)
+            result.example = {"truth": truth[0], "prediction": predicted[0].float()}
+        else:
+            fit = WindowSampler(dataset, train_episodes or eval_episodes, seed=seed + 1)
+            fit_batch = fit.sample(max(windows, 32), steps)
+            states = _teacher_forced(model, fit_batch, steps)
+            features = torch.cat([_features(s) for s in states])
+            targets = torch.cat([fit_batch["obs"][:, t].flatten(1).float() for t in range(steps)])
+            weights = _fit_probe(features, targets)
+            probed = torch.stack([_probe(weights, _features(s)) for s in open_loop], dim=1)
+            result.probe_obs_mse = _per_step((probed - truth.flatten(2)) ** 2)
         return result
-    truth = obs[:, context + 1 : context + 1 + horizon].float()
-    last = obs[:, context : context + 1].float().expand_as(truth)
-    result.copy_last_mse = _per_step((last - truth) ** 2)
-    mean = _mean_obs(dataset, train_episodes or eval_episodes)
-    if mean is not None:
-        result.mean_mse = _per_step((mean.expand_as(truth) - truth) ** 2)
-    predicted = trajectory.predictions.get("obs")
-    if predicted is not None and tuple(predicted.shape) == tuple(truth.shape):
-        result.obs_mse = _per_step((predicted.float() - truth) ** 2)
-        result.example = {"truth": truth[0], "prediction": predicted[0].float()}
-    else:
-        fit = WindowSampler(dataset, train_episodes or eval_episodes, seed=seed + 1)
-        fit_batch = fit.sample(max(windows, 32), steps)
-        states = _teacher_forced(model, fit_batch, steps)
-        features = torch.cat([_features(s) for s in states])
-        targets = torch.cat([fit_batch["obs"][:, t].flatten(1).float() for t in range(steps)])
-        weights = _fit_probe(features, targets)
-        probed = torch.stack([_probe(weights, _features(s)) for s in open_loop], dim=1)
-        result.probe_obs_mse = _per_step((probed - truth.flatten(2)) ** 2)
-    return result
