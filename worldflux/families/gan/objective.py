@@ -85,11 +85,15 @@ class GANObjective(Objective):
         fake = model.transition(State(latent=z_t), a_t, validate=False)["latent"]
         inside: Tensor = (~batch["is_first"][:, 1:]).flatten().to(z.dtype)
 
+        def inside_mean(per_step: Tensor) -> Tensor:
+            return (per_step * inside).sum() / inside.sum().clamp_min(1.0)
+
         def bce(logits: Tensor, label: float) -> Tensor:
-            per = F.binary_cross_entropy_with_logits(
-                logits.squeeze(-1), torch.full_like(inside, label), reduction="none"
+            return inside_mean(
+                F.binary_cross_entropy_with_logits(
+                    logits.squeeze(-1), torch.full_like(inside, label), reduction="none"
+                )
             )
-            return (per * inside).sum() / inside.sum().clamp_min(1.0)
 
         d_real = self.discriminator(self._features(z_t.detach(), a_t, z_next.detach()))
         d_fake = self.discriminator(self._features(z_t.detach(), a_t, fake.detach()))
@@ -97,8 +101,7 @@ class GANObjective(Objective):
         frozen = {k: v.detach() for k, v in self.discriminator.named_parameters()}
         g_logits = functional_call(self.discriminator, frozen, (self._features(z_t, a_t, fake),))
         generator = bce(g_logits, 1.0)
-        per_step = (fake - z_next.detach()).pow(2).mean(-1)
-        latent = (per_step * inside).sum() / inside.sum().clamp_min(1.0)
+        latent = inside_mean((fake - z_next.detach()).pow(2).mean(-1))
         pred = model.decode(State(latent=fake)).predictions
         reward = F.mse_loss(pred["reward"], batch["rewards"][:, :-1].flatten().to(z.dtype))
         cont_target = 1.0 - batch["terminated"][:, :-1].flatten().to(z.dtype)
