@@ -168,7 +168,7 @@ def test_eval_reports_errors_against_exact_baselines(
     for key in ("reward_mse", "continue_mse", "latent_mse", "mean_mse"):
         assert len(report[key]) == 4 and all(v >= 0 for v in report[key]), key
     assert (tmp_path / "run" / "eval" / "error_vs_horizon.png").stat().st_size > 1000
-    assert "copy_last_mse  h=1..4: 0.3333, 1.333, 3, 5.333" in capsys.readouterr().out
+    assert "copy_last_mse     h=1..4: 0.3333, 1.333, 3, 5.333" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("model", "context"), [("tdmpc2:ci", 1), ("dreamerv3:ci", 8)])

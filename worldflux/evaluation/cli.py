@@ -34,5 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "recurrent filter, 1 for models that encode one observation)",
     )
     parser.add_argument("--windows", type=int, default=64, help="held-out windows evaluated")
+    parser.add_argument(
+        "--mlp-probe",
+        action="store_true",
+        help="a model without an observation decoder is also read through an MLP probe "
+        "(mlp_probe_obs_mse; its ridge probe cannot draw a moving object from a small state)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="report directory (default: RUN/eval)")

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
             context=args.context,
             windows=args.windows,
             seed=args.seed,
+            mlp_probe=args.mlp_probe,
         )
     out = Path(args.out) if args.out else run_dir / "eval"
     meta = {
@@ -69,10 +70,11 @@ def run(args: argparse.Namespace) -> int:
         "episodes": len(held_out),
     }
     document = write_report(result, out, meta)
-    for name in ("obs_mse", "probe_obs_mse", "copy_last_mse", "mean_mse", "reward_mse"):
+    shown_curves = ("obs_mse", "probe_obs_mse", "mlp_probe_obs_mse", "copy_last_mse", "mean_mse")
+    for name in (*shown_curves, "reward_mse"):
         values = document.get(name)
         if values:
             shown = ", ".join("-" if v is None else f"{v:.4g}" for v in values)
-            print(f"{name:<14} h=1..{result.horizon}: {shown}")
+            print(f"{name:<17} h=1..{result.horizon}: {shown}")
     print(f"wrote {out / 'eval.json'} and {', '.join(document['pictures']) or 'no pictures'}")
     return 0

@@ -9,6 +9,8 @@ first ``C + 1`` observations (teacher forcing, carrying its state), then rolls o
   observation of the training episodes);
 - ``probe_obs_mse`` (latent-only models): the same error through a ridge-regression probe from
   the latent state to the observation, fitted on teacher-forced states of training windows;
+  ``mlp_probe_obs_mse`` (with ``mlp_probe=True``): through an MLP probe fitted the same way
+  (worldflux/evaluation/probes.py: a linear map of a small state cannot draw a moving object);
 - ``reward_mse`` and ``continue_mse`` against the recorded reward and ``1 - terminated``;
 - ``latent_mse``: open-loop latent state against the teacher-forced one (latent consistency).
 """
@@ -27,6 +29,7 @@ from worldflux.core.types import Batch, State
 from worldflux.datasets.format import DatasetError
 from worldflux.datasets.sampler import WindowSampler
 from worldflux.datasets.source import Dataset
+from worldflux.evaluation.probes import Probe, fit_linear_probe, fit_mlp_probe
 
 __all__ = ["EvalResult", "default_context", "evaluate_predictions"]
 
@@ -42,6 +45,7 @@ class EvalResult:
     copy_last_mse: list[float] | None = None
     mean_mse: list[float] | None = None
     probe_obs_mse: list[float] | None = None
+    mlp_probe_obs_mse: list[float] | None = None
     reward_mse: list[float] | None = None
     continue_mse: list[float] | None = None
     latent_mse: list[float] | None = None
@@ -88,18 +92,6 @@ def _mean_obs(dataset: Dataset, episodes: list[int]) -> Tensor | None:
         total = value.sum(0) if total is None else total + value.sum(0)
         count += value.shape[0]
     return None if total is None else total / max(count, 1)
-
-
-def _fit_probe(features: Tensor, targets: Tensor, ridge: float = 1e-3) -> Tensor:
-    """Ridge regression ``[F + 1, D]`` from features ``[N, F]`` to targets ``[N, D]``."""
-    x = torch.cat([features, torch.ones(features.shape[0], 1)], dim=1).double()
-    gram = x.T @ x + ridge * torch.eye(x.shape[1], dtype=torch.float64)
-    weights: Tensor = torch.linalg.solve(gram, x.T @ targets.double())
-    return weights.float()
-
-
-def _probe(weights: Tensor, features: Tensor) -> Tensor:
-    return torch.cat([features, torch.ones(features.shape[0], 1)], dim=1) @ weights
 
 
 def _windows(
@@ -150,11 +142,15 @@ def evaluate_predictions(
     context: int | None = None,
     windows: int = 64,
     seed: int = 0,
+    mlp_probe: bool = False,
 ) -> EvalResult:
     """Open-loop prediction errors of ``model`` on ``windows`` windows of ``eval_episodes``:
     ``context`` observed steps, then ``horizon`` imagined ones. Without ``context``: the
     model's :func:`default_context`, or 1 when no episode holds a window that long (short
     episodes, e.g. a random CartPole policy's, during training's model evaluation).
+
+    A latent-only model is read through the ridge probe, and with ``mlp_probe`` also through
+    the MLP probe (fitted on ``max(windows, 1024)`` training windows; seconds to a minute).
 
     Deterministic for a given ``seed``: the windows and the model's own sampling (stochastic
     latents) draw from streams seeded with it; the caller's torch stream is left as it was.
@@ -206,12 +202,31 @@ def evaluate_predictions(
             result.obs_mse = _per_step((predicted.float() - truth) ** 2)
             result.example = {"truth": truth[0], "prediction": predicted[0].float()}
         else:
-            fit = WindowSampler(dataset, train_episodes or eval_episodes, seed=seed + 1)
-            fit_batch = fit.sample(max(windows, 32), steps)
-            states = _teacher_forced(model, fit_batch, steps)
-            features = torch.cat([_features(s) for s in states])
-            targets = torch.cat([fit_batch["obs"][:, t].flatten(1).float() for t in range(steps)])
-            weights = _fit_probe(features, targets)
-            probed = torch.stack([_probe(weights, _features(s)) for s in open_loop], dim=1)
-            result.probe_obs_mse = _per_step((probed - truth.flatten(2)) ** 2)
+            fit_episodes = train_episodes or eval_episodes
+            linear = fit_linear_probe(
+                *_probe_data(model, dataset, fit_episodes, windows, steps, seed)
+            )
+            result.probe_obs_mse = _probe_errors(linear, open_loop, truth)
+            if mlp_probe:
+                data = _probe_data(model, dataset, fit_episodes, max(windows, 1024), steps, seed)
+                mlp = fit_mlp_probe(*data, seed=seed)
+                result.mlp_probe_obs_mse = _probe_errors(mlp, open_loop, truth)
         return result
+
+
+def _probe_data(
+    model: WorldModel, dataset: Dataset, episodes: list[int], windows: int, steps: int, seed: int
+) -> tuple[Tensor, Tensor]:
+    """Teacher-forced state features ``[N, F]`` and observations ``[N, D]`` of
+    ``max(windows, 32)`` training windows of ``steps`` steps (what a probe is fitted on)."""
+    fit_batch = WindowSampler(dataset, episodes, seed=seed + 1).sample(max(windows, 32), steps)
+    states = _teacher_forced(model, fit_batch, steps)
+    features = torch.cat([_features(s) for s in states])
+    targets = torch.cat([fit_batch["obs"][:, t].flatten(1).float() for t in range(steps)])
+    return features, targets
+
+
+def _probe_errors(probe: Probe, open_loop: list[State], truth: Tensor) -> list[float]:
+    """Per-step error of the probe's reading of the open-loop states (``truth [B, H, ...]``)."""
+    probed = torch.stack([probe(_features(s)) for s in open_loop], dim=1)
+    return _per_step((probed - truth.flatten(2)) ** 2)

@@ -17,7 +17,15 @@ from worldflux.evaluation.metrics import EvalResult
 __all__ = ["FORMAT", "write_report"]
 
 FORMAT = "worldflux-eval"
-CURVES = ("obs_mse", "probe_obs_mse", "copy_last_mse", "mean_mse", "reward_mse", "latent_mse")
+CURVES = (
+    "obs_mse",
+    "probe_obs_mse",
+    "mlp_probe_obs_mse",
+    "copy_last_mse",
+    "mean_mse",
+    "reward_mse",
+    "latent_mse",
+)
 
 
 def _clean(value: Any) -> Any:
