@@ -9,7 +9,11 @@ previous state and action; the state is reset where ``is_first``), giving poster
 - ``reconstruction``: MSE of ``decode(s_t)["obs"]`` against ``obs[:, t]``;
 - ``reward``: MSE of ``decode(transition(s_t, a_t))["reward"]`` against ``rewards[:, t]``;
 - ``continue``: BCE of that prediction's ``continue`` against ``1 - terminated[:, t]``;
-- ``dynamics``: MSE of ``transition(s_t, a_t)`` against the (stop-gradient) posterior ``s_{t+1}``.
+- ``dynamics``: MSE of ``transition(s_t, a_t)`` against the (stop-gradient) posterior ``s_{t+1}``;
+  with ``rollout_steps`` K > 1 also of the open-loop ``transition^k(s_t, a_t..a_{t+k-1})``
+  against ``s_{t+k}`` for k = 2..K, weighted ``rollout_discount ** (k - 1)`` (PlaNet's latent
+  overshooting, TD-MPC2's multi-step consistency: a model trained on one step only is never
+  shown its own open-loop errors). A target across an episode start (``is_first``) is skipped.
 
 A component is produced when its coefficient is > 0 and the decoder predicts what it needs, so a
 spec's ``loss_components`` lists exactly those names.
@@ -45,6 +49,15 @@ class GenericObjectiveParams(BaseModel):
     reward_coef: float = Field(1.0, ge=0.0, description="weight of the reward MSE")
     continue_coef: float = Field(1.0, ge=0.0, description="weight of the continue BCE")
     dynamics_coef: float = Field(1.0, ge=0.0, description="weight of the latent dynamics MSE")
+    rollout_steps: int = Field(
+        1,
+        ge=1,
+        description="open-loop steps K of the dynamics term (1: one step from each posterior; "
+        "K > 1: also K-step rollouts, PlaNet's latent overshooting)",
+    )
+    rollout_discount: float = Field(
+        1.0, gt=0.0, le=1.0, description="weight of the k-step term: rollout_discount ** (k - 1)"
+    )
     lr: float = Field(3e-4, gt=0.0, description="Adam learning rate")
 
 
@@ -121,9 +134,9 @@ class GenericObjective(Objective):
                 target = 1.0 - batch["terminated"][:, t].float()
                 prob = predicted["continue"].clamp(1e-6, 1.0 - 1e-6)
                 add("continue", F.binary_cross_entropy(prob, target))
-            if p.dynamics_coef > 0 and t + 1 < len(posteriors):
-                target_latent = state_features(posteriors[t + 1]).detach()
-                add("dynamics", F.mse_loss(state_features(prior), target_latent))
+            if p.dynamics_coef > 0:
+                for term in self._rollout_terms(model, batch, posteriors, t, prior):
+                    add("dynamics", term)
         coefs = {
             "reconstruction": p.reconstruction_coef,
             "reward": p.reward_coef,
@@ -136,6 +149,27 @@ class GenericObjective(Objective):
         loss = sum((coefs[name] * value for name, value in components.items()), torch.zeros(()))
         metrics: dict[str, Any] = {f"loss/{k}": float(v.detach()) for k, v in components.items()}
         return LossOutput(loss=loss, components=components, metrics=metrics)
+
+    def _rollout_terms(
+        self, model: WorldModel, batch: Batch, posteriors: list[State], t: int, prior: State
+    ) -> list[Tensor]:
+        """The dynamics terms from posterior ``t``: the k-step open-loop state (``prior`` is
+        k = 1) against the stop-gradient posterior ``t + k``, for k = 1..``rollout_steps``
+        inside the sequence, each a masked mean over samples (0 across an episode start)
+        weighted ``rollout_discount ** (k - 1)``."""
+        p, terms = self.params, []
+        is_first = batch.get("is_first")
+        inside = torch.ones(batch["actions"].shape[0], device=batch["actions"].device)
+        for k in range(1, min(p.rollout_steps, len(posteriors) - 1 - t) + 1):
+            if k > 1:
+                prior = model.transition(prior, batch["actions"][:, t + k - 1], validate=False)
+            if is_first is not None:
+                inside = inside * (1.0 - is_first[:, t + k].float())
+            target = state_features(posteriors[t + k]).detach()
+            per_sample = (state_features(prior) - target).pow(2).mean(-1)
+            mean = (per_sample * inside).sum() / inside.sum().clamp_min(1.0)
+            terms.append(p.rollout_discount ** (k - 1) * mean)
+        return terms
 
     def make_optimizers(self, model: WorldModel) -> dict[str, torch.optim.Optimizer]:
         """One Adam over every trainable parameter, at ``lr``."""
