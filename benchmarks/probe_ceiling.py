@@ -1,0 +1,84 @@
+"""What the evaluation's probes can read from a perfect state: the Reach frames read from the true
+``[x, y, gx, gy]`` state.
+
+``python -m benchmarks.probe_ceiling [--data-dir DIR] [--data-seed S] [--json OUT]`` records (or
+reuses) the learning benchmark's vector and image datasets of one seed (the same episodes: same
+env, policy and seed), fits the ridge probe and the MLP probe (worldflux/evaluation/probes.py)
+from the vector observations to the frames of the training split and reports their error on the
+validation split next to the mean frame's. A latent-only model read through a probe cannot do
+better than its probe does from the true state. Results: docs/evaluation.md, "Probes".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.families_learning import TASKS, prepare_dataset
+
+__all__ = ["main", "probe_ceiling"]
+
+
+def _frames(dataset: object, episodes: list[int]) -> torch.Tensor:
+    parts = []
+    for index in episodes:
+        obs = dataset.episode(index).observations  # type: ignore[attr-defined]
+        value = torch.from_numpy(np.asarray(obs)).flatten(1).float()
+        parts.append(value / 255.0 if obs.dtype == np.uint8 else value)
+    return torch.cat(parts)
+
+
+def probe_ceiling(data_dir: Path, data_seed: int = 0, seed: int = 0) -> dict[str, float]:
+    """Held-out frame errors of the mean frame and of both probes of the true state."""
+    from worldflux.datasets.source import open_dataset
+    from worldflux.evaluation.probes import fit_linear_probe, fit_mlp_probe
+    from worldflux.training.reach import register
+
+    register()
+    vector = open_dataset(str(prepare_dataset(replace(TASKS["vector"], seed=data_seed), data_dir)))
+    image = open_dataset(str(prepare_dataset(replace(TASKS["image"], seed=data_seed), data_dir)))
+    fit, held_out = vector.split()
+    if (fit, held_out) != image.split():
+        raise SystemExit("the vector and image datasets do not hold the same episodes")
+    states, new_states = _frames(vector, fit), _frames(vector, held_out)
+    frames, new_frames = _frames(image, fit), _frames(image, held_out)
+    if states.shape[0] != frames.shape[0]:
+        raise SystemExit("the vector and image episodes differ in length")
+
+    def error(predicted: torch.Tensor) -> float:
+        return float((predicted - new_frames).pow(2).mean())
+
+    return {
+        "frames_fit": float(frames.shape[0]),
+        "frames_held_out": float(new_frames.shape[0]),
+        "mean_frame": error(frames.mean(0).expand_as(new_frames)),
+        "ridge_probe": error(fit_linear_probe(states, frames)(new_states)),
+        "mlp_probe": error(fit_mlp_probe(states, frames, seed=seed)(new_states)),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probe_ceiling")
+    parser.add_argument("--data-dir", default="runs/families-learning/data")
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the MLP probe's seed")
+    parser.add_argument("--json", help="write the result here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    result = probe_ceiling(Path(args.data_dir), args.data_seed, args.seed)
+    for name, value in result.items():
+        print(f"{name:<16} {value:.5g}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
