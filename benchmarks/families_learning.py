@@ -14,8 +14,10 @@ episodes for ``--updates`` updates (exactly ``worldflux train FAMILY:ci --datase
 ``worldflux eval RUN --dataset DATA --horizon 5``): the observation error at open-loop steps 1
 and 5 next to copying the last observed frame and predicting the training episodes' mean
 observation. Families without an observation decoder (jepa, vjepa2, tdmpc2) are read through the
-evaluation's ridge probe (``probe_obs_mse``). A family whose encoder cannot take a task's
-observations is reported as n/a with the reason the model factory gives.
+evaluation's ridge probe (``probe_obs_mse``); their MLP probe's error (``mlp_probe_obs_mse``,
+``worldflux eval --mlp-probe``) is kept in each row's ``mlp_probe``. A family whose
+encoder cannot take a task's observations is reported as n/a with the reason the model factory
+gives.
 
 Everything runs in this process on ``--threads`` torch threads (default 1); wall time is measured
 per family and task (training + evaluation). Nothing is tuned on the held-out episodes: they are
@@ -207,6 +209,7 @@ def run_family(
         horizon=HORIZON,
         windows=windows,
         seed=seed,
+        mlp_probe=True,
     )
     meta = {"model": model.model_type, "run": str(run_dir), "source": str(dataset)}
     write_report(result, run_dir / "eval", {**meta, "episodes": len(held_out)})
@@ -230,6 +233,8 @@ def run_family(
             "copy_last": _at(result.copy_last_mse, h),
             "mean": _at(result.mean_mse, h),
         }
+        if probe:
+            row[f"h{h}"]["mlp_probe"] = _at(result.mlp_probe_obs_mse, h)
     five = row[f"h{HORIZON}"]
     row["beats_mean_h5"] = (
         None if five["model"] is None or five["mean"] is None else five["model"] < five["mean"]
@@ -239,6 +244,14 @@ def run_family(
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
+
+
+def _probe_note(row: dict[str, Any], cell: dict[str, Any]) -> str:
+    """A ridge-probe row's note: " (probe; MLP X)", or " (probe)" for runs made before the MLP
+    probe; "" for a decoded row."""
+    if row["error_kind"] != "probe_obs_mse":
+        return ""
+    return f" (probe; MLP {_num(cell['mlp_probe'])})" if "mlp_probe" in cell else " (probe)"
 
 
 def format_markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -255,11 +268,13 @@ def format_markdown(rows: Sequence[dict[str, Any]]) -> str:
         if row["status"] != "ok":
             lines.append(f"{head}| n/a: {row['reason']} | | | | |")
             continue
-        probe = " (probe)" if row["error_kind"] == "probe_obs_mse" else ""
         cells = []
         for h in (1, HORIZON):
             v = row[f"h{h}"]
-            cells.append(f"{_num(v['model'])}{probe} / {_num(v['copy_last'])} / {_num(v['mean'])}")
+            cells.append(
+                f"{_num(v['model'])}{_probe_note(row, v)} / {_num(v['copy_last'])} / "
+                f"{_num(v['mean'])}"
+            )
         verdict = {True: "yes", False: "**no**", None: "-"}[row["beats_mean_h5"]]
         lines.append(
             f"{head}| {cells[0]} | {cells[1]} | {verdict} | {row['updates']} "

@@ -44,6 +44,18 @@ FAMILY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
         "hidden_dim": 64,
         "num_primitives": 8,
     },
+    # gan: its base widths, the reconstruction and the latent regression both weighted 100x
+    # (with the reconstruction alone weighted, the sharp decoder amplified the generator's drift)
+    ("gan", "image"): {
+        "latent_dim": 256,
+        "hidden_dim": 256,
+        "gen_hidden": 256,
+        "disc_hidden": 256,
+        "noise_dim": 16,
+        "objective": {"reconstruction_coef": 100, "latent_coef": 100},
+    },
+    # ssm: the spec's Adam 3e-4 (Mamba's) barely moves the ci widths in 500 updates; 3e-3 does
+    ("ssm", "vector"): {"objective": {"lr": 3e-3}},
 }
 
 #: Per-(family, task) training updates applied by default (``--family-updates`` replaces them);
@@ -51,6 +63,7 @@ FAMILY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
 FAMILY_UPDATES: dict[tuple[str, str], int] = {
     ("physics", "image"): 1500,
     ("renderer3d", "image"): 1500,
+    ("gan", "image"): 1000,
 }
 
 

@@ -55,32 +55,41 @@ def test_family_beats_the_mean_at_horizon_5(
 
 def test_per_task_defaults_are_spec_config_keys_and_documented() -> None:
     """Every default override of the benchmark is a config key of the family's spec (or the
-    ``objective`` override), applies to the image task only (the vector rows are the ``ci``
-    presets at ``--updates``), and is stated in docs/families.md next to its numbers."""
+    ``objective`` override, with names of the spec's objective params), applies to its own task
+    only, and is stated in docs/families.md next to its numbers."""
     import yaml
 
     from benchmarks.families_learning import (
         FAMILY_OVERRIDES,
         FAMILY_UPDATES,
         ROOT,
+        TASKS,
         family_overrides,
         family_updates,
     )
+    from worldflux.core.registry import ensure_components, get_component
 
     docs = (ROOT / "docs" / "families.md").read_text(encoding="utf-8")
     for (family, task), overrides in FAMILY_OVERRIDES.items():
-        assert task == "image", (family, task)
+        assert task in TASKS, (family, task)
         spec = yaml.safe_load((ROOT / "specs" / "models" / f"{family}.yaml").read_text())
         keys = set(spec["config"]["properties"]) | {"objective"}
         assert set(overrides) <= keys, (family, sorted(set(overrides) - keys))
+        ensure_components()
+        objective = get_component("objective", spec["objective"]["impl"]).params_model
+        assert objective is not None and set(overrides.get("objective", {})) <= set(
+            objective.model_fields
+        ), family
         for key in overrides:
             assert f"{family}:{key}=" in docs, f"{family}:{key} is not in docs/families.md"
         assert family_overrides(family, task) == overrides
-        assert family_overrides(family, "vector") == {}
+        for other in set(TASKS) - {task}:
+            assert (family, other) in FAMILY_OVERRIDES or family_overrides(family, other) == {}
     for (family, task), updates in FAMILY_UPDATES.items():
-        assert task == "image", (family, task)
+        assert task in TASKS, (family, task)
         assert family_updates(family, task, 500) == updates
-        assert family_updates(family, "vector", 500) == 500
+        for other in set(TASKS) - {task}:
+            assert (family, other) in FAMILY_UPDATES or family_updates(family, other, 500) == 500
 
 
 def test_set_reads_like_worldflux_train_and_merges_objective_params() -> None:
