@@ -8,6 +8,7 @@ latent pair shifted by any constant (it only sees the change).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -58,3 +59,64 @@ def test_the_residual_denoising_loss_sees_only_the_change() -> None:
     torch.testing.assert_close(before, after)
     torch.manual_seed(1)
     assert not torch.allclose(before, dynamics.denoising_loss(cond, z, nxt + shift))
+
+
+def test_scheduled_sampling_conditions_on_the_models_own_estimates() -> None:
+    """With ``rollout_steps=2`` the extra denoising term's inputs are the model's own one-step
+    estimates (eval mode, no gradient, action ``a_i``), its action ``a_{i+1}`` and its target the
+    encoded ``z_{i+2}``; starts whose window crosses an episode start are masked out."""
+    from worldflux.core.types import Batch
+
+    torch.manual_seed(0)
+    model = create_world_model(
+        "dit:ci", obs_shape=(5,), action_dim=2, objective={"rollout_steps": 2}
+    )
+    b, t = 3, 5
+    actions = torch.arange(t).float().view(1, t, 1).expand(b, t, 2).contiguous()
+    is_first = torch.zeros(b, t, dtype=torch.bool)
+    is_first[1, 2] = True
+    batch = Batch(
+        obs=torch.randn(b, t, 5),
+        actions=actions,
+        rewards=torch.zeros(b, t),
+        terminated=torch.zeros(b, t, dtype=torch.bool),
+        truncated=torch.zeros(b, t, dtype=torch.bool),
+        is_first=is_first,
+    )
+    dynamics = model.dynamics_model
+    assert isinstance(dynamics, DiTDynamics)
+    own_calls: list[tuple[bool, bool]] = []
+    original_forward = dynamics.forward
+
+    def own_step(state: State, action_input: torch.Tensor) -> State:
+        own_calls.append((dynamics.training, torch.is_grad_enabled()))
+        # marks the estimate with its action: latent + 100 * a_i
+        return State(latent=state["latent"] + 100 * action_input[:, -1:])
+
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    original_loss = dynamics.denoising_loss
+
+    def record(
+        action_input: torch.Tensor, latent: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        seen.append((action_input.detach(), latent.detach(), target.detach()))
+        return original_loss(action_input, latent, target)
+
+    dynamics.forward = own_step  # type: ignore[method-assign]
+    dynamics.denoising_loss = record  # type: ignore[method-assign]
+    objective: Any = model.objective
+    z = model.encode(batch["obs"].flatten(0, 1))["latent"].detach().view(b, t, -1)
+    terms = objective._own_rollout_terms(model, z, actions, is_first)
+    dynamics.forward = original_forward  # type: ignore[method-assign]
+    assert len(terms) == 1 and own_calls == [(False, False)]
+    action_input, latent, target = seen[0]
+    steps = torch.arange(t - 2).float()  # starts i = 0..T-3
+    expected = z[:, : t - 2] + 100 * steps.view(1, -1, 1)  # own estimate of z_{i+1}
+    torch.testing.assert_close(latent, expected.flatten(0, 1))
+    torch.testing.assert_close(target, z[:, 2:].flatten(0, 1))
+    torch.testing.assert_close(action_input[:, -1], (steps + 1).repeat(b))  # a_{i+1}
+    # sample 1's episode starts at step 2: starts 0 and 1 cross it; only start 2 counts there
+    dynamics.denoising_loss = lambda a, x, y: torch.arange(x.shape[0]).float()  # type: ignore[method-assign,assignment]
+    (masked,) = objective._own_rollout_terms(model, z, actions, is_first)
+    kept = [0, 1, 2, 5, 6, 7, 8]  # [B * (T - 2)] rows: sample 0, sample 1 start 2, sample 2
+    assert float(masked) == pytest.approx(sum(kept) / len(kept))
