@@ -56,6 +56,15 @@ FAMILY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     },
     # ssm: the spec's Adam 3e-4 (Mamba's) barely moves the ci widths in 500 updates; 3e-3 does
     ("ssm", "vector"): {"objective": {"lr": 3e-3}},
+    # ssm on images: wider, the reconstruction weighted 100x, and 5-step open-loop latent terms
+    # (without them the sharp decoder's rollout drifted: h=5 0.0131 on data-seed 1)
+    ("ssm", "image"): {
+        "hidden_dim": 128,
+        "embed_dim": 128,
+        "state_dim": 64,
+        "ssm_state": 4,
+        "objective": {"reconstruction_coef": 100, "rollout_steps": 5},
+    },
 }
 
 #: Per-(family, task) training updates applied by default (``--family-updates`` replaces them);
@@ -64,6 +73,7 @@ FAMILY_UPDATES: dict[tuple[str, str], int] = {
     ("physics", "image"): 1500,
     ("renderer3d", "image"): 1500,
     ("gan", "image"): 1000,
+    ("ssm", "image"): 2000,
 }
 
 
