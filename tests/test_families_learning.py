@@ -55,8 +55,9 @@ def test_family_beats_the_mean_at_horizon_5(
 
 def test_per_task_defaults_are_spec_config_keys_and_documented() -> None:
     """Every default override of the benchmark is a config key of the family's spec (or the
-    ``objective`` override, with names of the spec's objective params), applies to its own task
-    only, and is stated in docs/families.md next to its numbers."""
+    ``objective`` / ``behaviour`` override, with names of the spec's objective / behaviour
+    params), applies to its own task only, and is stated in docs/families.md next to its
+    numbers."""
     import yaml
 
     from benchmarks.families_learning import (
@@ -73,13 +74,14 @@ def test_per_task_defaults_are_spec_config_keys_and_documented() -> None:
     for (family, task), overrides in FAMILY_OVERRIDES.items():
         assert task in TASKS, (family, task)
         spec = yaml.safe_load((ROOT / "specs" / "models" / f"{family}.yaml").read_text())
-        keys = set(spec["config"]["properties"]) | {"objective"}
+        keys = set(spec["config"]["properties"]) | {"objective", "behaviour"}
         assert set(overrides) <= keys, (family, sorted(set(overrides) - keys))
         ensure_components()
-        objective = get_component("objective", spec["objective"]["impl"]).params_model
-        assert objective is not None and set(overrides.get("objective", {})) <= set(
-            objective.model_fields
-        ), family
+        for part in ("objective", "behaviour"):
+            params = get_component(part, spec[part]["impl"]).params_model
+            assert params is not None or part not in overrides, (family, part)
+            if params is not None:
+                assert set(overrides.get(part, {})) <= set(params.model_fields), (family, part)
         for key in overrides:
             assert f"{family}:{key}=" in docs, f"{family}:{key} is not in docs/families.md"
         assert family_overrides(family, task) == overrides
