@@ -11,6 +11,7 @@ defaults) must beat the mean. One torch thread, about four minutes on 2 shared c
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,14 +28,21 @@ IMAGE_CHECKED = ("gan",)
 MARGIN = 0.5
 
 
-@pytest.fixture(scope="module")
-def reach_vectors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One torch thread inside (as the benchmark runs), the caller's count restored after."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield prepare_dataset(TASKS["vector"], tmp_path_factory.mktemp("families-data"))
+        yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def reach_vectors(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    with one_thread():
+        return prepare_dataset(TASKS["vector"], tmp_path_factory.mktemp("families-data"))
 
 
 @pytest.mark.slow
@@ -42,12 +50,8 @@ def reach_vectors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def test_family_beats_the_mean_at_horizon_5(
     family: str, reach_vectors: Path, tmp_path: Path
 ) -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         row = run_family(family, TASKS["vector"], reach_vectors, tmp_path, updates=CHECKED[family])
-    finally:
-        torch.set_num_threads(before)
     assert row["status"] == "ok", row
     five = row["h5"]
     assert five["model"] is not None and five["mean"] is not None, row
@@ -58,13 +62,9 @@ def test_family_beats_the_mean_at_horizon_5(
 
 
 @pytest.fixture(scope="module")
-def reach_frames(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield prepare_dataset(TASKS["image"], tmp_path_factory.mktemp("families-frames"))
-    finally:
-        torch.set_num_threads(before)
+def reach_frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    with one_thread():
+        return prepare_dataset(TASKS["image"], tmp_path_factory.mktemp("families-frames"))
 
 
 @pytest.mark.slow
@@ -74,13 +74,9 @@ def test_family_beats_the_mean_on_images_with_its_settings(
 ) -> None:
     """The benchmark's image settings of ``family`` (FAMILY_OVERRIDES / FAMILY_UPDATES) are
     what makes it beat the mean frame at h=5 (its ``ci`` preset does not: 0.00917 vs 0.00739)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        updates = family_updates(family, "image", 500)
+    updates = family_updates(family, "image", 500)
+    with one_thread():
         row = run_family(family, TASKS["image"], reach_frames, tmp_path, updates=updates)
-    finally:
-        torch.set_num_threads(before)
     assert row["status"] == "ok" and row["overrides"], row
     five = row["h5"]
     assert five["model"] is not None and five["mean"] is not None, row
