@@ -16,19 +16,26 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from benchmarks.families_learning import TASKS, prepare_dataset
 
+if TYPE_CHECKING:
+    from worldflux.datasets.source import Dataset
+
 __all__ = ["main", "probe_ceiling"]
 
 
-def _frames(dataset: object, episodes: list[int]) -> torch.Tensor:
+def _frames(dataset: Dataset, episodes: list[int]) -> torch.Tensor:
+    """The episodes' observations, one row each ``[N, D]`` (uint8 frames scaled to [0, 1])."""
     parts = []
     for index in episodes:
-        obs = dataset.episode(index).observations  # type: ignore[attr-defined]
+        obs = dataset.episode(index).observations
+        if isinstance(obs, dict):
+            raise SystemExit("the Reach datasets hold array observations, found a dict")
         value = torch.from_numpy(np.asarray(obs)).flatten(1).float()
         parts.append(value / 255.0 if obs.dtype == np.uint8 else value)
     return torch.cat(parts)

@@ -194,7 +194,8 @@ def evaluate_predictions(
         truth = obs[:, context + 1 : context + 1 + horizon].float()
         last = obs[:, context : context + 1].float().expand_as(truth)
         result.copy_last_mse = _per_step((last - truth) ** 2)
-        mean = _mean_obs(dataset, train_episodes or eval_episodes)
+        fit_episodes = train_episodes or eval_episodes
+        mean = _mean_obs(dataset, fit_episodes)
         if mean is not None:
             result.mean_mse = _per_step((mean.expand_as(truth) - truth) ** 2)
         predicted = trajectory.predictions.get("obs")
@@ -202,7 +203,6 @@ def evaluate_predictions(
             result.obs_mse = _per_step((predicted.float() - truth) ** 2)
             result.example = {"truth": truth[0], "prediction": predicted[0].float()}
         else:
-            fit_episodes = train_episodes or eval_episodes
             linear = fit_linear_probe(
                 *_probe_data(model, dataset, fit_episodes, windows, steps, seed)
             )

@@ -107,18 +107,20 @@ class DiTObjective(Objective):
         dynamics = slot_as(model, "dynamics_model", DiTDynamics)
         conditioner = slot_as(model, "action_conditioner", ActionConditioner)
         t = z.shape[1]
-        estimate, inside, terms = z, torch.ones_like(is_first[:, :]), []
+        estimate, inside, terms = z, torch.ones_like(is_first), []
+        was_training = dynamics.training
         for k in range(2, min(self.p.rollout_steps, t - 1) + 1):
             # estimate[:, i]: z_{i+k-2} (k-2 own steps from z_i), i = 0..T-k+1
-            with torch.no_grad():
-                was_training = dynamics.training
-                dynamics.train(False)
-                prev = estimate[:, : t - k + 1]
-                step = model.transition(
-                    State(latent=prev.flatten(0, 1)),
-                    actions[:, k - 2 : t - 1].flatten(0, 1),
-                    validate=False,
-                )
+            prev = estimate[:, : t - k + 1]
+            dynamics.train(False)  # sampled as in a rollout: deterministic, from zero noise
+            try:
+                with torch.no_grad():
+                    step = model.transition(
+                        State(latent=prev.flatten(0, 1)),
+                        actions[:, k - 2 : t - 1].flatten(0, 1),
+                        validate=False,
+                    )
+            finally:
                 dynamics.train(was_training)
             estimate = step["latent"].reshape(prev.shape)  # z_{i+k-1}, i = 0..T-k
             inside = inside[:, : t - k + 1] & ~is_first[:, k - 1 :]
