@@ -34,7 +34,7 @@ SPEC_SHA256: dict[str, str] = {
     "dit": "094d0461ba5291b1d55260ba19b3a66688a8b7d7e25ed818f9b9d7a4a2f01f7e",
     "dreamerv3": "7fe78e87edfcd00edec40219915d3e575b2124c1f1722b4e838a248a3ff3c920",
     "gan": "cae30bfb1ce3e038e5797d64758a07d23bdff51b52cf40cde910670ed13ac848",
-    "jepa": "88bdd472f0ae4463a4f517babc92f2c5ae5ff12252d6d0c0f4dd2d25e9e7a656",
+    "jepa": "a468f5f0e1ac02d8acdfdf8ed63fe2c1d332706c82d0c7cde47473475bc5785c",
     "physics": "2122e6871b0e84dc7cb2b1ab9f3ca0dc491d8c8d4d8c4feeecc76692ea9ee015",
     "renderer3d": "2d620f2b6c2a428b05461a8c162f241901072bc36e11343f207f947e0876e4e9",
     "ssm": "58d3de4cbf5ea9b8265c05f65773ac1801f99d3da805eb129a693ca5d8ebcb2d",

@@ -21,6 +21,7 @@ from worldflux.datasets.format import (
     write_meta,
 )
 from worldflux.datasets.sampler import WindowSampler
+from worldflux.evaluation.probes import RIDGE_GRID
 
 
 def _episode(index: int, length: int, obs_dim: int = 3) -> Episode:
@@ -165,6 +166,7 @@ def test_eval_reports_errors_against_exact_baselines(
     assert report["format"] == "worldflux-eval" and report["horizon"] == 4
     assert report["copy_last_mse"] == pytest.approx([h * h / 3 for h in range(1, 5)])
     assert report["obs_mse"] is None and len(report["probe_obs_mse"]) == 4  # latent-only decoder
+    assert report["probe_ridge"] in RIDGE_GRID  # chosen on one in five fit episodes held aside
     for key in ("reward_mse", "continue_mse", "latent_mse", "mean_mse"):
         assert len(report[key]) == 4 and all(v >= 0 for v in report[key]), key
     assert (tmp_path / "run" / "eval" / "error_vs_horizon.png").stat().st_size > 1000

@@ -1,11 +1,12 @@
 """The evaluation's probes (worldflux/evaluation/probes.py): what a latent-only model's state is
-read through. The MLP probe must read a state that a linear map cannot draw."""
+read through. The MLP probe must read a state that a linear map cannot draw; the ridge probe is
+scale-free and its strength is chosen on rows it was not fitted on."""
 
 from __future__ import annotations
 
 import torch
 
-from worldflux.evaluation.probes import fit_linear_probe, fit_mlp_probe
+from worldflux.evaluation.probes import RIDGE_GRID, fit_linear_probe, fit_mlp_probe, select_ridge
 
 
 def _dots(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,3 +44,44 @@ def test_the_mlp_probe_is_deterministic_and_leaves_the_callers_stream() -> None:
     other = fit_mlp_probe(states, frames, seed=6, hidden=16, steps=50)(states)
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
+
+
+def _noisy_linear(
+    n: int, features: int, noise: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets ``[n, 6]`` that are a fixed linear map of the first two of ``features`` features
+    ``[n, features]`` plus ``noise`` (the others are irrelevant)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, features, generator=generator)
+    mix = torch.linspace(-1.0, 1.0, 12).view(2, 6)
+    y = x[:, :2] @ mix + noise * torch.randn(n, 6, generator=generator)
+    return x, y
+
+
+def test_the_ridge_probe_does_not_depend_on_the_features_scale() -> None:
+    x, y = _noisy_linear(200, 8, 0.1, seed=0)
+    scaled = x * torch.tensor([1e-3, 1.0, 1e3, 1.0, 10.0, 1.0, 1.0, 1e-2])
+    new, _ = _noisy_linear(50, 8, 0.1, seed=1)
+    torch.testing.assert_close(
+        fit_linear_probe(x, y, ridge=0.1)(new),
+        fit_linear_probe(scaled, y, ridge=0.1)(new * (scaled[0] / x[0])),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+def test_the_ridge_is_chosen_on_the_validation_rows() -> None:
+    """Few rows of many irrelevant features: a strong ridge generalises, the weakest overfits;
+    many rows of exactly linear targets: no shrinkage is needed, the weakest ridge wins. The
+    chosen probe beats the weakest one on fresh rows."""
+    fit, validation = _noisy_linear(60, 50, 1.0, seed=0), _noisy_linear(200, 50, 1.0, seed=1)
+    ridge = select_ridge(fit, validation)
+    assert ridge >= 0.1, ridge
+    fresh_x, fresh_y = _noisy_linear(500, 50, 1.0, seed=2)
+
+    def error(r: float) -> float:
+        return float((fit_linear_probe(*fit, ridge=r)(fresh_x) - fresh_y).pow(2).mean())
+
+    assert error(ridge) < 0.8 * error(min(RIDGE_GRID)), (error(ridge), error(min(RIDGE_GRID)))
+    clean = select_ridge(_noisy_linear(2000, 4, 0.0, seed=0), _noisy_linear(200, 4, 0.0, seed=1))
+    assert clean == min(RIDGE_GRID)

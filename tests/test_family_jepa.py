@@ -19,6 +19,7 @@ from worldflux.core.exceptions import ConfigurationError
 from worldflux.core.model import WorldModel
 from worldflux.core.registry import WorldModelRegistry
 from worldflux.core.types import State
+from worldflux.evaluation.probes import fit_linear_probe
 from worldflux.families.jepa.masks import sample_masks
 from worldflux.families.jepa.objective import ema_momentum, spread_loss
 from worldflux.families.jepa.slots import JEPAEncoder
@@ -109,6 +110,57 @@ def test_the_state_latent_is_the_layernormed_mean_of_the_tokens() -> None:
         tokens = _encoder(model).tokens(obs)
         latent = model.encode(obs)["latent"]
     torch.testing.assert_close(latent, F.layer_norm(tokens.mean(1), (tokens.shape[-1],)))
+
+
+@pytest.mark.parametrize("state_tokens", [1, 4, 16])
+def test_the_state_keeps_state_tokens_layernormed_token_means(state_tokens: int) -> None:
+    """16x16 frames in 4x4 patches are 16 tokens; the state keeps ``state_tokens`` means of
+    consecutive runs (row-major), each LayerNorm'd; predicted states are normalised the same
+    way, so they live where encoded ones do."""
+    model = _model((3, 16, 16), state_tokens=state_tokens)
+    obs = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        tokens = _encoder(model).tokens(obs)
+        latent = model.encode(obs)["latent"]
+        runs = tokens.unflatten(1, (state_tokens, 16 // state_tokens)).mean(2)
+        torch.testing.assert_close(latent, F.layer_norm(runs, (8,)).flatten(1))
+        nxt = model.transition(State(latent=latent), torch.rand(3, 2))["latent"]
+    per_token = nxt.unflatten(1, (state_tokens, 8))
+    torch.testing.assert_close(per_token.mean(-1), torch.zeros(3, state_tokens))
+    assert model.loss(random_batch(model, b=2, t=4)).loss.isfinite()
+
+
+def _squares(n: int, seed: int) -> torch.Tensor:
+    """``[n, 3, 16, 16]`` frames of one 4x4 square of a random colour at a random position."""
+    generator = torch.Generator().manual_seed(seed)
+    frames = torch.zeros(n, 3, 16, 16)
+    corners = torch.randint(0, 13, (n, 2), generator=generator)
+    colours = torch.rand(n, 3, generator=generator)
+    for i, (row, col) in enumerate(corners.tolist()):
+        frames[i, :, row : row + 4, col : col + 4] = colours[i].view(3, 1, 1)
+    return frames
+
+
+def test_the_token_grid_state_keeps_where_things_are() -> None:
+    """A ridge read-out of the (untrained) encoder's state draws held-out frames of a moving
+    square far better from the token grid (``state_tokens=16``) than from the pooled mean
+    (``state_tokens=1``), which adds the patches up and keeps little of where they were."""
+    frames, new = _squares(512, seed=0), _squares(128, seed=1)
+    errors = {}
+    for state_tokens in (1, 16):
+        model = _model((3, 16, 16), state_tokens=state_tokens)
+        with torch.no_grad():
+            fit, held = model.encode(frames)["latent"], model.encode(new)["latent"]
+        probe = fit_linear_probe(fit, frames.flatten(1), ridge=1e-2)
+        errors[state_tokens] = float((probe(held) - new.flatten(1)).pow(2).mean())
+    mean_error = float((frames.mean(0) - new).pow(2).mean())
+    assert errors[16] < 0.5 * errors[1], errors
+    assert errors[1] > 0.6 * mean_error, (errors, mean_error)
+
+
+def test_state_tokens_must_divide_the_tokens() -> None:
+    with pytest.raises(ConfigurationError, match=r"state_tokens=3 must divide .* 16 tokens"):
+        _model((3, 16, 16), state_tokens=3)
 
 
 # -- the masked-prediction term ---------------------------------------------------------------

@@ -54,7 +54,7 @@ class JEPAWorldModelConfig(WorldModelConfig):
     """
     latent_dim: Annotated[int, Field(ge=2)] = 192
     """
-    encoder token width; the state latent is the LayerNorm'd mean of the tokens
+    encoder token width D; the state latent is state_tokens LayerNorm'd token means, [state_tokens * D]
     """
     patch_size: Annotated[int, Field(ge=1)] = 8
     """
@@ -71,4 +71,8 @@ class JEPAWorldModelConfig(WorldModelConfig):
     pred_heads: Annotated[int, Field(ge=1)] = 4
     """
     attention heads of the masked-prediction predictor (divides pred_dim)
+    """
+    state_tokens: Annotated[int, Field(ge=1)] = 1
+    """
+    tokens the state keeps (divides the observation's tokens): the tokens averaged in this many runs of consecutive positions; 1 pools them all, the token count keeps the whole grid
     """

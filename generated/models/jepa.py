@@ -98,7 +98,7 @@ class JEPAWorldModel(SpecWorldModel):
                 "continue": {"high": 1.0, "low": 0.0, "shape": []},
                 "reward": {"shape": []},
             },
-            "state": {"latent": {"dtype": "float32", "shape": ["latent_dim"]}},
+            "state": {"latent": {"dtype": "float32", "shape": ["state_tokens * latent_dim"]}},
         },
         "capabilities": [
             "continue_pred",

@@ -8,7 +8,8 @@ first ``C + 1`` observations (teacher forcing, carrying its state), then rolls o
   next to ``copy_last_mse`` (predict the last observed frame) and ``mean_mse`` (predict the mean
   observation of the training episodes);
 - ``probe_obs_mse`` (latent-only models): the same error through a ridge-regression probe from
-  the latent state to the observation, fitted on teacher-forced states of training windows;
+  the latent state to the observation, fitted on teacher-forced states of training windows, its
+  strength (``probe_ridge``) chosen on one in five training episodes held aside;
   ``mlp_probe_obs_mse`` (with ``mlp_probe=True``): through an MLP probe fitted the same way
   (worldflux/evaluation/probes.py: a linear map of a small state cannot draw a moving object);
 - ``reward_mse`` and ``continue_mse`` against the recorded reward and ``1 - terminated``;
@@ -29,7 +30,13 @@ from worldflux.core.types import Batch, State
 from worldflux.datasets.format import DatasetError
 from worldflux.datasets.sampler import WindowSampler
 from worldflux.datasets.source import Dataset
-from worldflux.evaluation.probes import Probe, fit_linear_probe, fit_mlp_probe
+from worldflux.evaluation.probes import (
+    RIDGE_GRID,
+    Probe,
+    fit_linear_probe,
+    fit_mlp_probe,
+    select_ridge,
+)
 
 __all__ = ["EvalResult", "default_context", "evaluate_predictions"]
 
@@ -46,6 +53,7 @@ class EvalResult:
     mean_mse: list[float] | None = None
     probe_obs_mse: list[float] | None = None
     mlp_probe_obs_mse: list[float] | None = None
+    probe_ridge: float | None = None
     reward_mse: list[float] | None = None
     continue_mse: list[float] | None = None
     latent_mse: list[float] | None = None
@@ -203,8 +211,8 @@ def evaluate_predictions(
             result.obs_mse = _per_step((predicted.float() - truth) ** 2)
             result.example = {"truth": truth[0], "prediction": predicted[0].float()}
         else:
-            linear = fit_linear_probe(
-                *_probe_data(model, dataset, fit_episodes, windows, steps, seed)
+            linear, result.probe_ridge = _ridge_probe(
+                model, dataset, fit_episodes, windows, steps, seed
             )
             result.probe_obs_mse = _probe_errors(linear, open_loop, truth)
             if mlp_probe:
@@ -224,6 +232,32 @@ def _probe_data(
     features = torch.cat([_features(s) for s in states])
     targets = torch.cat([fit_batch["obs"][:, t].flatten(1).float() for t in range(steps)])
     return features, targets
+
+
+def _ridge_probe(
+    model: WorldModel, dataset: Dataset, episodes: list[int], windows: int, steps: int, seed: int
+) -> tuple[Probe, float]:
+    """The ridge probe and its strength: chosen (:func:`select_ridge`) by fitting on four in
+    five of ``episodes`` and scoring on the fifth (every fifth in sorted order), then refitted
+    on all. With no held-aside episode long enough for a window (fewer than five episodes, or
+    only short ones aside) the weakest ridge of the grid is used."""
+    ordered = sorted(episodes)
+    aside = ordered[4::5]
+    if aside:
+        kept = [e for e in ordered if e not in set(aside)]
+        try:
+            fit = _probe_data(model, dataset, kept, windows, steps, seed)
+            validation = _probe_data(model, dataset, aside, max(windows // 4, 32), steps, seed)
+        except DatasetError:
+            pass  # the episodes held aside are too short for a window
+        else:
+            ridge = select_ridge(fit, validation)
+            features = torch.cat([fit[0], validation[0]])
+            targets = torch.cat([fit[1], validation[1]])
+            return fit_linear_probe(features, targets, ridge=ridge), ridge
+    ridge = min(RIDGE_GRID)
+    data = _probe_data(model, dataset, ordered, windows, steps, seed)
+    return fit_linear_probe(*data, ridge=ridge), ridge
 
 
 def _probe_errors(probe: Probe, open_loop: list[State], truth: Tensor) -> list[float]:

@@ -3,15 +3,17 @@
 A model without an observation decoder (JEPA, V-JEPA 2, TD-MPC2) is read through a probe fitted
 on its teacher-forced states of training windows and applied, frozen, to its open-loop states:
 
-- :func:`fit_linear_probe`: ridge regression (closed form). Cheap, but a linear map of a small
-  state cannot draw a moving object: on the 16x16 Reach frames a ridge probe of the *true*
-  ``[x, y, gx, gy]`` state is only 4% under the mean frame (docs/evaluation.md);
+- :func:`fit_linear_probe`: ridge regression (closed form) on standardised features. Cheap, but a
+  linear map of a small state cannot draw a moving object: on the 16x16 Reach frames a ridge
+  probe of the *true* ``[x, y, gx, gy]`` state is only 4% under the mean frame
+  (docs/evaluation.md). :func:`select_ridge` chooses its strength on held-aside episodes (the
+  evaluation does; a wide state, e.g. a token grid, overfits the fit episodes without it);
 - :func:`fit_mlp_probe`: a two-hidden-layer MLP on standardised features, trained with Adam for a
   fixed number of steps from a seeded stream (deterministic). The same true state read through
   it is 60% under the mean frame: it measures what the state holds, not what a linear map of it
   can draw (the JEPA papers read their predictions through trained decoders, too).
 
-Both return a callable ``features [N, F] -> observations [N, D]``.
+The fitters return a callable ``features [N, F] -> observations [N, D]``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLP_PROBE_STEPS", "Probe", "fit_linear_probe", "fit_mlp_probe"]
+__all__ = [
+    "MLP_PROBE_STEPS",
+    "RIDGE_GRID",
+    "Probe",
+    "fit_linear_probe",
+    "fit_mlp_probe",
+    "select_ridge",
+]
 
 Probe = Callable[[Tensor], Tensor]
 
@@ -29,21 +38,54 @@ Probe = Callable[[Tensor], Tensor]
 MLP_PROBE_STEPS = 3000
 
 
+#: Ridge strengths :func:`select_ridge` chooses from (per row, on standardised features).
+RIDGE_GRID = tuple(10.0**k for k in range(-4, 3))
+
+
 def _with_bias(features: Tensor) -> Tensor:
     return torch.cat([features, torch.ones(features.shape[0], 1, dtype=features.dtype)], dim=1)
 
 
 def fit_linear_probe(features: Tensor, targets: Tensor, ridge: float = 1e-3) -> Probe:
-    """Ridge regression ``[F + 1, D]`` from features ``[N, F]`` to targets ``[N, D]``."""
-    x = _with_bias(features.double())
-    gram = x.T @ x + ridge * torch.eye(x.shape[1], dtype=torch.float64)
-    weights = torch.linalg.solve(gram, x.T @ targets.double()).float()
+    """Ridge regression ``[F + 1, D]`` from features ``[N, F]`` to targets ``[N, D]``.
+
+    Features are standardised with their fit statistics (a constant one is left centred), and
+    the penalty is ``ridge * N`` on the weights (not the bias): the same ``ridge`` means the
+    same shrinkage whatever the features' scale and the number of rows.
+    """
+    x = features.double()
+    centre, scale = x.mean(0), x.std(0, correction=0)
+    scale = torch.where(scale > 1e-8, scale, torch.ones_like(scale))
+    design = _with_bias((x - centre) / scale)
+    penalty = torch.full((design.shape[1],), ridge * design.shape[0], dtype=torch.float64)
+    penalty[-1] = 0.0  # the bias is not shrunk
+    gram = design.T @ design + torch.diag(penalty)
+    weights = torch.linalg.solve(gram, design.T @ targets.double()).float()
+    centre, scale = centre.float(), scale.float()
 
     def probe(new: Tensor) -> Tensor:
-        out: Tensor = _with_bias(new.float()) @ weights
+        out: Tensor = _with_bias((new.float() - centre) / scale) @ weights
         return out
 
     return probe
+
+
+def select_ridge(
+    fit: tuple[Tensor, Tensor],
+    validation: tuple[Tensor, Tensor],
+    grid: tuple[float, ...] = RIDGE_GRID,
+) -> float:
+    """The ridge of ``grid`` whose probe, fitted on ``fit`` (features ``[N, F]``, targets
+    ``[N, D]``), has the lowest mean squared error on ``validation`` (rows of other episodes);
+    the strongest of equally good ones."""
+    best, best_error = grid[0], float("inf")
+    for ridge in sorted(grid):
+        error = float(
+            (fit_linear_probe(*fit, ridge=ridge)(validation[0]) - validation[1]).pow(2).mean()
+        )
+        if error <= best_error:
+            best, best_error = ridge, error
+    return best
 
 
 def fit_mlp_probe(

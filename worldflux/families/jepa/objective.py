@@ -162,7 +162,7 @@ class JEPAObjective(Objective):
         flat = obs.flatten(0, 1)
         z = torch.unflatten(model.encode(flat, validate=False)["latent"], 0, (b, t))
         target_tokens = encoder.target_tokens(flat)
-        target = torch.unflatten(F.layer_norm(target_tokens.mean(1), (z.shape[-1],)), 0, (b, t))
+        target = torch.unflatten(encoder.pool(target_tokens), 0, (b, t))
         if self.p.latent_target == "context":
             target = z.detach()
         masked = self.masked_loss(encoder, flat, target_tokens)
