@@ -47,7 +47,7 @@ def pool(tokens: Tensor, groups: int = 1) -> Tensor:
 
 def per_token_norm(latent: Tensor, token_dim: int) -> Tensor:
     """``latent [B, S * D]`` with each of its ``S`` tokens LayerNorm'd over ``D`` (no affine)."""
-    tokens = latent.unflatten(-1, (-1, token_dim))
+    tokens = latent.reshape(*latent.shape[:-1], -1, token_dim)
     return F.layer_norm(tokens, (token_dim,)).flatten(-2)
 
 
