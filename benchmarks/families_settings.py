@@ -85,6 +85,43 @@ FAMILY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
         "ssm_state": 4,
         "objective": {"reconstruction_coef": 100, "rollout_steps": 8},
     },
+    # jepa on images: the state keeps the 4x4 token grid (state_tokens 16, 128 numbers) instead
+    # of the pooled mean token, through which even teacher-forced frames read at the mean frame
+    # (a mean of patches loses where the square is), and a predictor wide enough for it
+    ("jepa", "image"): {"state_tokens": 16, "hidden_dim": 256, "dyn_layers": 2},
+    # vjepa2: V-JEPA 2-AC's frozen encoder (here random: no pretrained one can be loaded) on 4x4
+    # patches (the ci patch of 16 is one token: a state no probe can draw the frame from), a
+    # wider two-block predictor and four auto-regressive loss steps (jointly trained encoders'
+    # features shrank, h=5 0.0129 vs the mean's 0.00786 on data-seed 1)
+    ("vjepa2", "image"): {
+        "patch_size": 4,
+        "embed_dim": 16,
+        "pred_dim": 32,
+        "pred_depth": 2,
+        "pred_heads": 2,
+        "freeze_encoder": True,
+        "objective": {"rollout_steps": 4},
+    },
+    # dit: a wider latent autoencoder (its spec encodes images by conv stages), a 64-wide
+    # two-block DiT (the ci one, 8 wide, one block, was the limit: denoising loss 0.3 vs 0.1),
+    # 8 Euler steps, reconstruction and denoising weighted 100x, Adam 3e-4, scheduled sampling
+    # over 3 steps; the behaviour's imagination shortened as for token
+    ("dit", "image"): {
+        "hidden_dim": 256,
+        "latent_dim": 64,
+        "dit_tokens": 4,
+        "dit_dim": 64,
+        "dit_depth": 2,
+        "dit_heads": 4,
+        "sampling_steps": 8,
+        "objective": {
+            "reconstruction_coef": 100,
+            "denoising_coef": 100,
+            "lr": 3e-4,
+            "rollout_steps": 3,
+        },
+        "behaviour": {"starts": 8, "imag_length": 5},
+    },
 }
 
 #: Per-(family, task) training updates applied by default (``--family-updates`` replaces them);
@@ -96,6 +133,8 @@ FAMILY_UPDATES: dict[tuple[str, str], int] = {
     ("ssm", "image"): 2000,
     ("token", "image"): 1500,
     ("diffusion", "image"): 1000,
+    ("vjepa2", "image"): 1000,
+    ("dit", "image"): 1000,
 }
 
 

@@ -31,7 +31,7 @@ SPECS_DIR = "../specs"
 #: model type -> SHA-256 of its spec file when generated (a changed spec means stale code).
 SPEC_SHA256: dict[str, str] = {
     "diffusion": "276ce3f889e3563ed46e3e9ed22eebbb9717bd6df3f9c40fb81483feaa76b717",
-    "dit": "094d0461ba5291b1d55260ba19b3a66688a8b7d7e25ed818f9b9d7a4a2f01f7e",
+    "dit": "edd324630d86d161cf310bc15a30af4030cdac902c9b610ae9220d758e10a319",
     "dreamerv3": "7fe78e87edfcd00edec40219915d3e575b2124c1f1722b4e838a248a3ff3c920",
     "gan": "cae30bfb1ce3e038e5797d64758a07d23bdff51b52cf40cde910670ed13ac848",
     "jepa": "a468f5f0e1ac02d8acdfdf8ed63fe2c1d332706c82d0c7cde47473475bc5785c",
@@ -66,7 +66,7 @@ MODEL_CATALOG: dict[str, dict[str, Any]] = {
     "dit:base": {
         "aliases": ["dit"],
         "default_obs": "vector",
-        "description": "DiT (SKELETON): diffusion-transformer latent dynamics; a DiT with adaLN-Zero conditioning on the latent, the action and the noise level denoises the next latent (EDM, few Euler steps); generic MLP encoder/decoder. Interface-level only: latent tokens, not image patches.",
+        "description": "DiT (SKELETON): diffusion-transformer latent dynamics; a DiT with adaLN-Zero conditioning on the latent, the action and the noise level denoises the next latent (EDM, few Euler steps); generic MLP encoder/decoder (conv stages for image observations). Interface-level only: latent tokens, not image patches.",
         "maturity": "skeleton",
         "params": 2189765,
         "presets": ["base", "ci"],
@@ -75,7 +75,7 @@ MODEL_CATALOG: dict[str, dict[str, Any]] = {
     "dit:ci": {
         "aliases": ["dit-ci"],
         "default_obs": "vector",
-        "description": "DiT (SKELETON): diffusion-transformer latent dynamics; a DiT with adaLN-Zero conditioning on the latent, the action and the noise level denoises the next latent (EDM, few Euler steps); generic MLP encoder/decoder. Interface-level only: latent tokens, not image patches.",
+        "description": "DiT (SKELETON): diffusion-transformer latent dynamics; a DiT with adaLN-Zero conditioning on the latent, the action and the noise level denoises the next latent (EDM, few Euler steps); generic MLP encoder/decoder (conv stages for image observations). Interface-level only: latent tokens, not image patches.",
         "maturity": "skeleton",
         "params": 10049,
         "presets": ["base", "ci"],

@@ -3,7 +3,8 @@
 
 DiT (SKELETON): diffusion-transformer latent dynamics; a DiT with adaLN-Zero conditioning on the
 latent, the action and the noise level denoises the next latent (EDM, few Euler steps); generic
-MLP encoder/decoder. Interface-level only: latent tokens, not image patches.
+MLP encoder/decoder (conv stages for image observations). Interface-level only: latent tokens,
+not image patches.
 
 Model type ``dit`` (skeleton). Generated from ``specs/models/dit.yaml``: constants only;
 behaviour lives in the slot implementations named in ``SPEC`` and in ``SpecWorldModel``.
@@ -26,7 +27,8 @@ __all__ = ["DiTWorldModel"]
 class DiTWorldModel(SpecWorldModel):
     """DiT (SKELETON): diffusion-transformer latent dynamics; a DiT with adaLN-Zero conditioning on
     the latent, the action and the noise level denoises the next latent (EDM, few Euler steps);
-    generic MLP encoder/decoder. Interface-level only: latent tokens, not image patches.
+    generic MLP encoder/decoder (conv stages for image observations). Interface-level only:
+    latent tokens, not image patches.
 
     Slots:
         observation_encoder: ``mlp_encoder``
@@ -55,11 +57,19 @@ class DiTWorldModel(SpecWorldModel):
         "slots": {
             "observation_encoder": {
                 "impl": "mlp_encoder",
-                "params": {"hidden": "hidden_dim", "latent": "latent_dim", "layers": 2},
+                "params": {
+                    "hidden": "hidden_dim",
+                    "images": "conv",
+                    "latent": "latent_dim",
+                    "layers": 2,
+                },
             },
             "action_conditioner": {"impl": "concat", "params": {}},
             "dynamics_model": {"impl": "dit.denoiser", "params": {}},
-            "decoder": {"impl": "mlp_decoder", "params": {"hidden": "hidden_dim", "layers": 2}},
+            "decoder": {
+                "impl": "mlp_decoder",
+                "params": {"hidden": "hidden_dim", "images": "conv", "layers": 2},
+            },
             "rollout_executor": {"impl": "open_loop", "params": {}},
         },
         "objective": {
