@@ -4,7 +4,8 @@
 ``python -m benchmarks.probe_ceiling [--data-dir DIR] [--data-seed S] [--json OUT]`` records (or
 reuses) the learning benchmark's vector and image datasets of one seed (the same episodes: same
 env, policy and seed), fits the ridge probe and the MLP probe (worldflux/evaluation/probes.py)
-from the vector observations to the frames of the training split and reports their error on the
+from the vector observations to the frames of the training split (the ridge chosen on one in
+five of its episodes held aside, as the evaluation chooses it) and reports their error on the
 validation split next to the mean frame's. A latent-only model read through a probe cannot do
 better than its probe does from the true state. Results: docs/evaluation.md, "Probes".
 """
@@ -44,7 +45,11 @@ def _frames(dataset: Dataset, episodes: list[int]) -> torch.Tensor:
 def probe_ceiling(data_dir: Path, data_seed: int = 0, seed: int = 0) -> dict[str, float]:
     """Held-out frame errors of the mean frame and of both probes of the true state."""
     from worldflux.datasets.source import open_dataset
-    from worldflux.evaluation.probes import fit_linear_probe, fit_mlp_probe
+    from worldflux.evaluation.probes import (
+        fit_mlp_probe,
+        fit_validated_linear_probe,
+        held_aside,
+    )
     from worldflux.training.reach import register
 
     register()
@@ -61,11 +66,18 @@ def probe_ceiling(data_dir: Path, data_seed: int = 0, seed: int = 0) -> dict[str
     def error(predicted: torch.Tensor) -> float:
         return float((predicted - new_frames).pow(2).mean())
 
+    kept, aside = held_aside(fit)
+    ridge_probe, ridge = fit_validated_linear_probe(
+        (_frames(vector, kept), _frames(image, kept)),
+        (_frames(vector, aside), _frames(image, aside)),
+    )
+
     return {
         "frames_fit": float(frames.shape[0]),
         "frames_held_out": float(new_frames.shape[0]),
         "mean_frame": error(frames.mean(0).expand_as(new_frames)),
-        "ridge_probe": error(fit_linear_probe(states, frames)(new_states)),
+        "ridge_probe": error(ridge_probe(new_states)),
+        "ridge": ridge,
         "mlp_probe": error(fit_mlp_probe(states, frames, seed=seed)(new_states)),
     }
 

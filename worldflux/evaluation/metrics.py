@@ -35,7 +35,8 @@ from worldflux.evaluation.probes import (
     Probe,
     fit_linear_probe,
     fit_mlp_probe,
-    select_ridge,
+    fit_validated_linear_probe,
+    held_aside,
 )
 
 __all__ = ["EvalResult", "default_context", "evaluate_predictions"]
@@ -241,22 +242,17 @@ def _ridge_probe(
     five of ``episodes`` and scoring on the fifth (every fifth in sorted order), then refitted
     on all. With no held-aside episode long enough for a window (fewer than five episodes, or
     only short ones aside) the weakest ridge of the grid is used."""
-    ordered = sorted(episodes)
-    aside = ordered[4::5]
+    kept, aside = held_aside(episodes)
     if aside:
-        kept = [e for e in ordered if e not in set(aside)]
         try:
             fit = _probe_data(model, dataset, kept, windows, steps, seed)
             validation = _probe_data(model, dataset, aside, max(windows // 4, 32), steps, seed)
         except DatasetError:
             pass  # the episodes held aside are too short for a window
         else:
-            ridge = select_ridge(fit, validation)
-            features = torch.cat([fit[0], validation[0]])
-            targets = torch.cat([fit[1], validation[1]])
-            return fit_linear_probe(features, targets, ridge=ridge), ridge
+            return fit_validated_linear_probe(fit, validation)
     ridge = min(RIDGE_GRID)
-    data = _probe_data(model, dataset, ordered, windows, steps, seed)
+    data = _probe_data(model, dataset, sorted(episodes), windows, steps, seed)
     return fit_linear_probe(*data, ridge=ridge), ridge
 
 

@@ -18,7 +18,7 @@ The fitters return a callable ``features [N, F] -> observations [N, D]``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +29,8 @@ __all__ = [
     "Probe",
     "fit_linear_probe",
     "fit_mlp_probe",
+    "fit_validated_linear_probe",
+    "held_aside",
     "select_ridge",
 ]
 
@@ -86,6 +88,25 @@ def select_ridge(
         if error <= best_error:
             best, best_error = ridge, error
     return best
+
+
+def held_aside(episodes: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(kept, aside)``: every fifth of the sorted ``episodes`` is held aside (the rows
+    :func:`select_ridge` scores on), the others kept."""
+    ordered = sorted(episodes)
+    aside = ordered[4::5]
+    return [e for e in ordered if e not in set(aside)], aside
+
+
+def fit_validated_linear_probe(
+    fit: tuple[Tensor, Tensor], validation: tuple[Tensor, Tensor]
+) -> tuple[Probe, float]:
+    """The ridge probe with the strength :func:`select_ridge` chooses, refitted on the rows of
+    both ``fit`` and ``validation``; and that strength."""
+    ridge = select_ridge(fit, validation)
+    features = torch.cat([fit[0], validation[0]])
+    targets = torch.cat([fit[1], validation[1]])
+    return fit_linear_probe(features, targets, ridge=ridge), ridge
 
 
 def fit_mlp_probe(
