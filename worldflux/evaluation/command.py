@@ -76,5 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if values:
             shown = ", ".join("-" if v is None else f"{v:.4g}" for v in values)
             print(f"{name:<17} h=1..{result.horizon}: {shown}")
+    if result.probe_ridge is not None:
+        print(f"{'probe_ridge':<17} {result.probe_ridge:g} (chosen on held-aside fit episodes)")
     print(f"wrote {out / 'eval.json'} and {', '.join(document['pictures']) or 'no pictures'}")
     return 0
