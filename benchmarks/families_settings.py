@@ -91,14 +91,14 @@ FAMILY_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
     ("jepa", "image"): {"state_tokens": 16, "hidden_dim": 256, "dyn_layers": 2},
     # vjepa2: V-JEPA 2-AC's frozen encoder (here random: no pretrained one can be loaded) on 4x4
     # patches (the ci patch of 16 is one token: a state no probe can draw the frame from), a
-    # wider two-block predictor and four auto-regressive loss steps (jointly trained encoders'
+    # 64-wide two-block predictor and four auto-regressive loss steps (jointly trained encoders'
     # features shrank, h=5 0.0129 vs the mean's 0.00786 on data-seed 1)
     ("vjepa2", "image"): {
         "patch_size": 4,
         "embed_dim": 16,
-        "pred_dim": 32,
+        "pred_dim": 64,
         "pred_depth": 2,
-        "pred_heads": 2,
+        "pred_heads": 4,
         "freeze_encoder": True,
         "objective": {"rollout_steps": 4},
     },

@@ -4,8 +4,8 @@ Families trained offline on random-policy ``worldflux/Reach-v0`` episodes must p
 held-out observations 5 steps open loop clearly better than the training episodes' mean
 observation. Only families for which that holds with a wide margin at this small budget are
 checked (in the full benchmark they beat the mean by 5x or more); the others are reported in
-docs/families.md. On the 16x16 image task, ``gan`` with its image settings (the benchmark's
-defaults) must beat the mean. One torch thread, about four minutes on 2 shared cores.
+docs/families.md. On the 16x16 image task, ``gan`` and ``jepa`` with their image settings (the
+benchmark's defaults) must beat the mean. One torch thread, about six minutes on 2 shared cores.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from benchmarks.families_learning import TASKS, family_updates, prepare_dataset,
 
 #: family -> training updates (the full benchmark's budget or less; ssm with its vector setting).
 CHECKED = {"tdmpc2": 600, "physics": 600, "ssm": 500}
-#: families checked on the image task with their benchmark settings and updates (24% under the
-#: mean in the full benchmark, docs/families.md)
-IMAGE_CHECKED = ("gan",)
+#: family -> the fraction of the mean frame's h=5 error it must stay under on the image task
+#: with its benchmark settings and updates (docs/families.md: gan 24% under the mean, its ci
+#: preset 24% over; jepa 15% under with its token-grid state, its ci preset's pooled state at
+#: best a few percent under, the validated probe shrinking to the mean)
+IMAGE_CHECKED = {"gan": 1.0, "jepa": 0.9}
 #: the model's h=5 error must be below this fraction of the mean baseline's
 MARGIN = 0.5
 
@@ -68,21 +70,24 @@ def reach_frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", IMAGE_CHECKED)
+@pytest.mark.parametrize("family", sorted(IMAGE_CHECKED))
 def test_family_beats_the_mean_on_images_with_its_settings(
     family: str, reach_frames: Path, tmp_path: Path
 ) -> None:
     """The benchmark's image settings of ``family`` (FAMILY_OVERRIDES / FAMILY_UPDATES) are
-    what makes it beat the mean frame at h=5 (its ``ci`` preset does not: 0.00917 vs 0.00739)."""
+    what makes it beat the mean frame at h=5 by ``IMAGE_CHECKED[family]`` (its ``ci`` preset
+    does not: gan 0.00917 vs 0.00739)."""
     updates = family_updates(family, "image", 500)
     with one_thread():
         row = run_family(family, TASKS["image"], reach_frames, tmp_path, updates=updates)
     assert row["status"] == "ok" and row["overrides"], row
     five = row["h5"]
     assert five["model"] is not None and five["mean"] is not None, row
-    assert five["model"] < five["mean"], (
+    bound = IMAGE_CHECKED[family] * five["mean"]
+    assert five["model"] < bound, (
         f"{family} with {row['overrides']} after {updates} updates: h=5 error "
-        f"{five['model']:.4g} is not below the mean baseline {five['mean']:.4g}"
+        f"{five['model']:.4g} is not below {IMAGE_CHECKED[family]} x the mean baseline "
+        f"{five['mean']:.4g}"
     )
 
 
