@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -47,20 +48,30 @@ def reach_vectors(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return prepare_dataset(TASKS["vector"], tmp_path_factory.mktemp("families-data"))
 
 
+def assert_h5_under(
+    family: str, task: str, dataset: Path, out: Path, updates: int, fraction: float
+) -> dict[str, Any]:
+    """Run the benchmark's ``family`` on ``task`` (its default settings) and require its h=5
+    error below ``fraction`` x the mean baseline's; the row."""
+    with one_thread():
+        row = run_family(family, TASKS[task], dataset, out, updates=updates)
+    assert row["status"] == "ok", row
+    five = row["h5"]
+    assert five["model"] is not None and five["mean"] is not None, row
+    assert five["model"] < fraction * five["mean"], (
+        f"{family} ({task}, overrides {row['overrides']}) after {updates} updates: h=5 error "
+        f"{five['model']:.4g} is not below {fraction} x the mean baseline {five['mean']:.4g} "
+        f"(copy-last {five['copy_last']:.4g})"
+    )
+    return row
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(CHECKED))
 def test_family_beats_the_mean_at_horizon_5(
     family: str, reach_vectors: Path, tmp_path: Path
 ) -> None:
-    with one_thread():
-        row = run_family(family, TASKS["vector"], reach_vectors, tmp_path, updates=CHECKED[family])
-    assert row["status"] == "ok", row
-    five = row["h5"]
-    assert five["model"] is not None and five["mean"] is not None, row
-    assert five["model"] < MARGIN * five["mean"], (
-        f"{family}:ci after {row['updates']} updates: h=5 error {five['model']:.4g} is not "
-        f"below {MARGIN} x the mean baseline {five['mean']:.4g} (copy-last {five['copy_last']:.4g})"
-    )
+    assert_h5_under(family, "vector", reach_vectors, tmp_path, CHECKED[family], MARGIN)
 
 
 @pytest.fixture(scope="module")
@@ -78,17 +89,8 @@ def test_family_beats_the_mean_on_images_with_its_settings(
     what makes it beat the mean frame at h=5 by ``IMAGE_CHECKED[family]`` (its ``ci`` preset
     does not: gan 0.00917 vs 0.00739)."""
     updates = family_updates(family, "image", 500)
-    with one_thread():
-        row = run_family(family, TASKS["image"], reach_frames, tmp_path, updates=updates)
-    assert row["status"] == "ok" and row["overrides"], row
-    five = row["h5"]
-    assert five["model"] is not None and five["mean"] is not None, row
-    bound = IMAGE_CHECKED[family] * five["mean"]
-    assert five["model"] < bound, (
-        f"{family} with {row['overrides']} after {updates} updates: h=5 error "
-        f"{five['model']:.4g} is not below {IMAGE_CHECKED[family]} x the mean baseline "
-        f"{five['mean']:.4g}"
-    )
+    row = assert_h5_under(family, "image", reach_frames, tmp_path, updates, IMAGE_CHECKED[family])
+    assert row["overrides"], row
 
 
 def test_per_task_defaults_are_spec_config_keys_and_documented() -> None:
